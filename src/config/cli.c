@@ -1,0 +1,169 @@
+/* cli.c - see cli.h.
+ *
+ * ferry [SUBCOMMAND] [OPTIONS]; SUBCOMMAND defaults to socks. Options are
+ * --name VALUE, --name=VALUE or -x VALUE, all defined in options.c.
+ */
+#include "config/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/options.h"
+
+static const struct {
+    const char *name;
+    int mode;
+    const char *summary;
+} subcommands[] = {
+    { "socks", MODE_SOCKS, "SOCKS 4, 4a and 5 server (the default: 127.0.0.1:1080)" },
+    { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
+};
+
+static const char *mode_name(int mode)
+{
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+        if (subcommands[i].mode == mode) return subcommands[i].name;
+    return "?";
+}
+
+void cli_usage(FILE *out, int mode)
+{
+    if (!mode) {
+        fprintf(out, "ferry %s - TCP relay and SOCKS proxy\n\n"
+                     "usage: ferry [SUBCOMMAND] [OPTIONS]\n"
+                     "       ferry SUBCOMMAND --help\n"
+                     "       ferry --version\n\n"
+                     "subcommands:\n", FERRY_VERSION);
+        for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+            fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+        fprintf(out, "\nWith no subcommand ferry runs 'socks' on 127.0.0.1:1080.\n"
+                     "Addresses: HOST:PORT, [v6]:PORT or :PORT. Durations: 250ms, 10s, 5m, 1h.\n");
+        return;
+    }
+    fprintf(out, "usage: ferry %s [OPTIONS]\n\noptions:\n", mode_name(mode));
+    for (const struct opt_def *o = opt_table; o->name; o++) {
+        char flag[64], shortf[8] = "    ";
+        if (!(o->modes & mode)) continue;
+        if (o->short_name) snprintf(shortf, sizeof(shortf), "-%c, ", o->short_name);
+        snprintf(flag, sizeof(flag), "%s--%s%s%s", shortf, o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        fprintf(out, "  %-40s %s", flag, o->help);
+        if (o->defval && strcmp(o->defval, "0") != 0) fprintf(out, " (default %s)", o->defval);
+        fputc('\n', out);
+    }
+}
+
+static int add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen)
+{
+    cfg->listeners = calloc(1, sizeof(*cfg->listeners));
+    if (!cfg->listeners) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cfg->nlisteners = 1;
+    struct listener_cfg *l = &cfg->listeners[0];
+    l->mode = mode;
+    snprintf(l->name, sizeof(l->name), "%s", mode_name(mode));
+    return opt_defaults(cfg, l, err, errlen);
+}
+
+/* Finds the option for argv[*i] and its value; advances *i past the value. */
+static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val,
+                                         char *err, size_t errlen)
+{
+    const char *arg = argv[*i];
+    const struct opt_def *o = NULL;
+    const char *eq = NULL;
+    char name[64];
+    if (arg[1] == '-') {
+        eq = strchr(arg, '=');
+        size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        if (n < sizeof(name)) {
+            memcpy(name, arg + 2, n);
+            name[n] = '\0';
+            o = opt_find_long(name);
+        }
+    } else if (arg[1] && !arg[2]) {
+        o = opt_find_short(arg[1]);
+    }
+    if (!o) {
+        snprintf(err, errlen, "unknown option '%s' (see 'ferry --help')", arg);
+        return NULL;
+    }
+    if (o->type == OPT_FLAG) {
+        if (eq) {
+            snprintf(err, errlen, "option '--%s' takes no value", o->name);
+            return NULL;
+        }
+        *val = NULL;
+        return o;
+    }
+    if (eq) {
+        *val = eq + 1;
+    } else if (*i + 1 < argc) {
+        *val = argv[++*i];
+    } else {
+        snprintf(err, errlen, "option '%s' needs a value (%s)", arg, o->metavar ? o->metavar : "VALUE");
+        return NULL;
+    }
+    return o;
+}
+
+static int check_listener(struct listener_cfg *l, char *err, size_t errlen)
+{
+    char e[200];
+    if (l->nlisten == 0) {
+        if (l->mode != MODE_SOCKS) {
+            snprintf(err, errlen, "%s needs a listen address: -l HOST:PORT", mode_name(l->mode));
+            return -1;
+        }
+        if (net_addr_parse("127.0.0.1:1080", &l->listen[l->nlisten++], e, sizeof(e)) < 0) return -1;
+    }
+    if (l->mode == MODE_RELAY && l->nupstreams == 0) {
+        snprintf(err, errlen, "relay needs at least one upstream: -u HOST:PORT");
+        return -1;
+    }
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
+              int *help_mode, char *err, size_t errlen)
+{
+    int i = 1, mode = MODE_SOCKS;
+    *action = CLI_RUN;
+    *help_mode = 0;
+    if (i < argc && argv[i][0] != '-') {
+        size_t k, n = sizeof(subcommands) / sizeof(subcommands[0]);
+        for (k = 0; k < n && strcmp(argv[i], subcommands[k].name) != 0; k++) {}
+        if (k == n) {
+            snprintf(err, errlen, "unknown subcommand '%s' (see 'ferry --help')", argv[i]);
+            return -1;
+        }
+        mode = subcommands[k].mode;
+        *help_mode = mode;
+        i++;
+    }
+    if (add_listener(cfg, mode, err, errlen) < 0) return -1;
+    struct listener_cfg *l = &cfg->listeners[0];
+    for (; i < argc; i++) {
+        const char *val, *arg = argv[i];
+        char why[400];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) { *action = CLI_HELP; return 0; }
+        if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) { *action = CLI_VERSION; return 0; }
+        if (arg[0] != '-') {
+            snprintf(err, errlen, "unexpected argument '%s' (see 'ferry --help')", arg);
+            return -1;
+        }
+        const struct opt_def *o = take_option(argc, argv, &i, &val, err, errlen);
+        if (!o) return -1;
+        if (!(o->modes & mode)) {
+            snprintf(err, errlen, "option '--%s' does not apply to '%s'", o->name, mode_name(mode));
+            return -1;
+        }
+        if (opt_apply(o, cfg, l, val, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "--%s: %s", o->name, why);
+            return -1;
+        }
+    }
+    return check_listener(l, err, errlen);
+}

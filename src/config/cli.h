@@ -1,0 +1,20 @@
+/* cli.h - command line -> ferry_cfg, through the option table. */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config/config.h"
+
+#define FERRY_VERSION "0.1.0"
+
+enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
+
+/* Parses argv. On error returns -1 with a one-line message in err that names
+ * the bad flag or value (the caller prints it and exits 2). */
+int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
+              int *help_mode, char *err, size_t errlen);
+void cli_usage(FILE *out, int mode);
+
+#endif

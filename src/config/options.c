@@ -1,0 +1,322 @@
+/* options.c - the option table and its value parsers. See options.h. */
+#include "config/options.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "obs/log.h"
+
+#define G(field) offsetof(struct ferry_cfg, field)
+#define L(field) offsetof(struct listener_cfg, field)
+
+int opt_parse_duration(const char *s, unsigned *ms)
+{
+    char *end;
+    if (*s < '0' || *s > '9') return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno) return -1;
+    double mult;
+    if (strcmp(end, "ms") == 0) mult = 1;
+    else if (strcmp(end, "s") == 0 || *end == '\0') mult = 1000;
+    else if (strcmp(end, "m") == 0) mult = 60000;
+    else if (strcmp(end, "h") == 0) mult = 3600000;
+    else return -1;
+    v *= mult;
+    if (v < 0 || v > 4e9) return -1;
+    *ms = (unsigned)v;
+    return 0;
+}
+
+static int parse_listen(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    if (l->nlisten == CFG_MAX_LISTEN) {
+        snprintf(err, errlen, "too many listen addresses (max %d)", CFG_MAX_LISTEN);
+        return -1;
+    }
+    return net_addr_parse(val, &l->listen[l->nlisten++], err, errlen) < 0 ? (l->nlisten--, -1) : 0;
+}
+
+/* HOST:PORT[,weight=N] */
+static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    char hp[300];
+    const char *comma = strchr(val, ',');
+    size_t n = comma ? (size_t)(comma - val) : strlen(val);
+    if (l->nupstreams == CFG_MAX_UPSTREAMS) {
+        snprintf(err, errlen, "too many upstreams (max %d)", CFG_MAX_UPSTREAMS);
+        return -1;
+    }
+    if (n >= sizeof(hp)) {
+        snprintf(err, errlen, "'%s': too long", val);
+        return -1;
+    }
+    memcpy(hp, val, n);
+    hp[n] = '\0';
+    struct upstream_cfg *u = &l->upstreams[l->nupstreams];
+    if (host_port_parse(hp, &u->hp, 0, err, errlen) < 0) return -1;
+    if (u->hp.host[0] == '\0') {
+        snprintf(err, errlen, "'%s': upstream needs a host", val);
+        return -1;
+    }
+    u->weight = 1;
+    if (comma) {
+        char *end;
+        if (strncmp(comma + 1, "weight=", 7) != 0) {
+            snprintf(err, errlen, "'%s': unknown upstream parameter (expected weight=N)", val);
+            return -1;
+        }
+        long w = strtol(comma + 8, &end, 10);
+        if (*end || end == comma + 8 || w < 1 || w > 1000) {
+            snprintf(err, errlen, "'%s': weight must be 1-1000", val);
+            return -1;
+        }
+        u->weight = (int)w;
+    }
+    l->nupstreams++;
+    return 0;
+}
+
+static int add_user(struct listener_cfg *l, const char *val, size_t len, char *err, size_t errlen)
+{
+    const char *colon = memchr(val, ':', len);
+    size_t nlen = colon ? (size_t)(colon - val) : 0;
+    size_t plen = colon ? len - nlen - 1 : 0;
+    /* RFC 1929 carries each in one length byte. */
+    if (!colon || nlen == 0 || nlen > 255 || plen == 0 || plen > 255) {
+        snprintf(err, errlen, "expected NAME:PASSWORD (each 1-255 bytes)");
+        return -1;
+    }
+    struct user_cfg *u = realloc(l->users, (l->nusers + 1) * sizeof(*u));
+    if (!u) goto oom;
+    l->users = u;
+    u = &l->users[l->nusers];
+    u->name = strndup(val, nlen);
+    u->pass = strndup(colon + 1, plen);
+    if (!u->name || !u->pass) {
+        free(u->name);
+        free(u->pass);
+        goto oom;
+    }
+    u->name_len = (uint8_t)nlen;
+    u->pass_len = (uint8_t)plen;
+    l->nusers++;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static int parse_user(void *base, const char *val, char *err, size_t errlen)
+{
+    return add_user(base, val, strlen(val), err, errlen);
+}
+
+/* One "name:password" per line; blank lines and '#' comments skipped. */
+static int parse_users_file(void *base, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024], why[200];
+    int lineno = 0;
+    if (!f) {
+        snprintf(err, errlen, "'%s': %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        size_t n = strcspn(line, "\r\n");
+        lineno++;
+        line[n] = '\0';
+        if (n == 0 || line[0] == '#') continue;
+        if (add_user(base, line, n, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            fclose(f);
+            return -1;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static int parse_allow(void *b, const char *v, char *e, size_t n)
+{
+    return acl_add_client(&((struct listener_cfg *)b)->client_acl, 1, v, e, n);
+}
+static int parse_deny(void *b, const char *v, char *e, size_t n)
+{
+    return acl_add_client(&((struct listener_cfg *)b)->client_acl, 0, v, e, n);
+}
+static int parse_allow_dest(void *b, const char *v, char *e, size_t n)
+{
+    return acl_add_dest(&((struct listener_cfg *)b)->dest_acl, 1, v, e, n);
+}
+static int parse_deny_dest(void *b, const char *v, char *e, size_t n)
+{
+    return acl_add_dest(&((struct listener_cfg *)b)->dest_acl, 0, v, e, n);
+}
+
+static int parse_log_level(void *base, const char *val, char *err, size_t errlen)
+{
+    int lv = log_level_parse(val);
+    if (lv < 0) {
+        snprintf(err, errlen, "'%s': expected quiet, error, warn, info or debug", val);
+        return -1;
+    }
+    ((struct ferry_cfg *)base)->log_level = lv;
+    return 0;
+}
+
+static int parse_dns(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    struct host_port hp;
+    char tmp[300];
+    /* Accept "IP" or "IP:PORT" / "[v6]:PORT"; c-ares takes the same form. */
+    snprintf(tmp, sizeof(tmp), "%s", val);
+    if (strchr(val, ':') == NULL || (val[0] != '[' && strchr(val, ':') != strrchr(val, ':')))
+        snprintf(tmp, sizeof(tmp), val[0] == '[' || !strchr(val, ':') ? "%s:53" : "[%s]:53", val);
+    struct net_addr a;
+    if (host_port_parse(tmp, &hp, 0, err, errlen) < 0 || net_addr_from_literal(hp.host, hp.port, &a) < 0) {
+        snprintf(err, errlen, "'%s': expected IP[:PORT]", val);
+        return -1;
+    }
+    size_t used = strlen(l->dns_servers);
+    if (used + strlen(tmp) + 2 > sizeof(l->dns_servers)) {
+        snprintf(err, errlen, "too many DNS servers");
+        return -1;
+    }
+    snprintf(l->dns_servers + used, sizeof(l->dns_servers) - used, "%s%s", used ? "," : "", tmp);
+    return 0;
+}
+
+const struct opt_def opt_table[] = {
+    { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
+      "ADDR", "listen address HOST:PORT, [v6]:PORT or :PORT (repeatable)" },
+    { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_upstream,
+      "HOST:PORT[,weight=N]", "upstream server (repeatable; smooth weighted round robin)" },
+    { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
+      "N", "other upstreams tried after a failed connect" },
+    { "user", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_user,
+      "NAME:PASS", "accept this user (repeatable); turns authentication on" },
+    { "users-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_users_file,
+      "FILE", "users, one name:password a line ('#' comments)" },
+    { "allow-anonymous", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS, L(allow_anonymous), 0, 1, NULL, NULL,
+      NULL, "with users configured, still accept SOCKS5 clients without authentication" },
+    { "allow-socks4", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS, L(allow_socks4), 0, 1, NULL, NULL,
+      NULL, "with users configured, still accept SOCKS4/4a (which has no passwords)" },
+    { "allow-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_allow_dest,
+      "CIDR|HOST[:PORT]", "allow destinations (repeatable, first match wins)" },
+    { "deny-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_deny_dest,
+      "CIDR|HOST[:PORT]", "deny destinations (repeatable, first match wins)" },
+    { "prefer-ipv6", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(prefer_ipv6), 0, 1, NULL, NULL,
+      NULL, "try IPv6 addresses of a name before IPv4 ones" },
+    { "dns-server", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_dns,
+      "IP[:PORT]", "DNS server to use instead of /etc/resolv.conf (repeatable)" },
+    { "resolve-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(resolve_timeout_ms), 1, 600000,
+      "5s", NULL, "DUR", "give up resolving a name after this long" },
+    { "connect-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(connect_timeout_ms), 1, 3600000,
+      "10s", NULL, "DUR", "give up connecting to an upstream after this long" },
+    { "idle-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(idle_timeout_ms), 1, 4000000000UL,
+      "300s", NULL, "DUR", "close a session with no traffic for this long" },
+    { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS, L(handshake_timeout_ms), 1,
+      3600000, "10s", NULL, "DUR", "close a client that has not finished its handshake by then" },
+    { "maxconn", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn), 0, 10000000, "0", NULL,
+      "N", "at most N sessions per worker thread (0 = no limit)" },
+    { "allow", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_allow,
+      "CIDR", "accept clients from this network (repeatable, first match wins)" },
+    { "deny", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_deny,
+      "CIDR", "refuse clients from this network (repeatable, first match wins)" },
+    { "backlog", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(backlog), 1, 65535, "4096", NULL,
+      "N", "listen() backlog" },
+    { "no-splice", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(no_splice), 0, 1, NULL, NULL,
+      NULL, "copy through user space instead of zero-copy splice()" },
+    { "threads", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(threads), 0, 256, "0", NULL,
+      "N", "worker threads (0 = one per CPU)" },
+    { "log-level", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "info", parse_log_level,
+      "LEVEL", "quiet, error, warn, info (one line per session) or debug" },
+    { "drain-timeout", 0, OPT_DURATION, SCOPE_GLOBAL, MODE_ALL, G(drain_timeout_ms), 0, 3600000,
+      "10s", NULL, "DUR", "on SIGTERM/SIGINT, wait this long for sessions to finish" },
+    { NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
+};
+
+const struct opt_def *opt_find_long(const char *name)
+{
+    for (const struct opt_def *o = opt_table; o->name; o++)
+        if (strcmp(o->name, name) == 0) return o;
+    return NULL;
+}
+
+const struct opt_def *opt_find_short(char c)
+{
+    for (const struct opt_def *o = opt_table; o->name; o++)
+        if (o->short_name == c) return o;
+    return NULL;
+}
+
+int opt_apply(const struct opt_def *o, struct ferry_cfg *g, struct listener_cfg *l,
+              const char *val, char *err, size_t errlen)
+{
+    void *base = o->scope == SCOPE_GLOBAL ? (void *)g : (void *)l;
+    unsigned *field = (unsigned *)((char *)base + o->offset);
+    unsigned long v = 0;
+    char *end;
+    switch (o->type) {
+    case OPT_FLAG:
+        *(int *)((char *)base + o->offset) = 1;
+        return 0;
+    case OPT_CUSTOM:
+        return o->parse(base, val, err, errlen);
+    case OPT_DURATION:
+        if (opt_parse_duration(val, field) < 0) {
+            snprintf(err, errlen, "'%s': expected a duration like 250ms, 10s, 5m", val);
+            return -1;
+        }
+        v = *field;
+        break;
+    case OPT_UINT:
+        errno = 0;
+        v = strtoul(val, &end, 10);
+        if (errno || *end || end == val || val[0] == '-' || v > o->max) {
+            snprintf(err, errlen, "'%s': expected a whole number from %lu to %lu", val, o->min, o->max);
+            return -1;
+        }
+        break;
+    }
+    if (v < o->min || v > o->max) {
+        snprintf(err, errlen, "'%s': out of range", val);
+        return -1;
+    }
+    *field = (unsigned)v;
+    return 0;
+}
+
+int opt_defaults(struct ferry_cfg *g, struct listener_cfg *l, char *err, size_t errlen)
+{
+    for (const struct opt_def *o = opt_table; o->name; o++) {
+        if (!o->defval || !(o->modes & l->mode)) continue;
+        if (opt_apply(o, g, l, o->defval, err, errlen) < 0) return -1;
+    }
+    return 0;
+}
+
+void cfg_free(struct ferry_cfg *c)
+{
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        struct listener_cfg *l = &c->listeners[i];
+        for (size_t u = 0; u < l->nusers; u++) {
+            free(l->users[u].name);
+            /* Wipe the password bytes before handing memory back. */
+            explicit_bzero(l->users[u].pass, l->users[u].pass_len);
+            free(l->users[u].pass);
+        }
+        free(l->users);
+        acl_free(&l->client_acl);
+        acl_free(&l->dest_acl);
+    }
+    free(c->listeners);
+    c->listeners = NULL;
+    c->nlisteners = 0;
+}

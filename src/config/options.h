@@ -1,0 +1,51 @@
+/* options.h - the option table: one entry per setting (STYLE habit 10).
+ *
+ * An entry names the flag (also its config-file key), the modes it applies
+ * to, its type and bounds, its default (as text, parsed by the same code as
+ * user input, so defaults cannot drift from validation) and its help line.
+ */
+#ifndef FERRY_OPTIONS_H
+#define FERRY_OPTIONS_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+
+enum opt_type {
+    OPT_UINT,         /* unsigned, bounded by min..max */
+    OPT_DURATION,     /* "250ms", "10s", "5m", "1h" or bare seconds -> ms */
+    OPT_FLAG,         /* no value */
+    OPT_CUSTOM,       /* parsed by opt->parse */
+};
+
+enum opt_scope { SCOPE_GLOBAL, SCOPE_LISTENER };
+
+struct opt_def {
+    const char *name;             /* "connect-timeout" -> --connect-timeout */
+    char short_name;              /* 'l' -> -l, or 0 */
+    enum opt_type type;
+    enum opt_scope scope;
+    int modes;                    /* MODE_* bits the option is valid for */
+    size_t offset;                /* field in ferry_cfg or listener_cfg */
+    unsigned long min, max;
+    const char *defval;           /* NULL = no default */
+    int (*parse)(void *base, const char *val, char *err, size_t errlen);
+    const char *metavar;
+    const char *help;
+};
+
+extern const struct opt_def opt_table[];
+
+const struct opt_def *opt_find_long(const char *name);
+const struct opt_def *opt_find_short(char c);
+
+/* Applies one value to the right struct. Returns 0 or -1 with err naming
+ * the value (the caller adds the flag or config line). */
+int opt_apply(const struct opt_def *o, struct ferry_cfg *g, struct listener_cfg *l,
+              const char *val, char *err, size_t errlen);
+/* Fills defaults for every option valid in the listener's mode. */
+int opt_defaults(struct ferry_cfg *g, struct listener_cfg *l, char *err, size_t errlen);
+
+int opt_parse_duration(const char *s, unsigned *ms);
+
+#endif

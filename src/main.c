@@ -1,0 +1,109 @@
+/* main.c - parse the command line, start the workers, wait for a signal. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/cli.h"
+#include "core/worker.h"
+#include "net/sock.h"
+#include "obs/log.h"
+
+static unsigned thread_count(const struct ferry_cfg *cfg)
+{
+    if (cfg->threads) return cfg->threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static void announce(const struct ferry_cfg *cfg, unsigned threads)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct listener_cfg *l = &cfg->listeners[i];
+        for (size_t j = 0; j < l->nlisten; j++) {
+            char a[NET_ADDR_STRLEN];
+            log_plain("%s listening on %s (%u thread%s)", l->name,
+                      net_addr_format(&l->listen[j], a, sizeof(a)), threads, threads == 1 ? "" : "s");
+        }
+    }
+}
+
+/* First SIGTERM/SIGINT drains; a second one stops at once. */
+static void wait_for_signals(struct worker *ws, unsigned n)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int signals = 0;
+    struct timespec tick = { 0, 100 * 1000 * 1000 };
+    while (workers_running() > 0) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) continue;
+        signals++;
+        log_plain("%s: %s", strsignal(sig), signals == 1 ? "draining" : "stopping now");
+        workers_request_stop(ws, n, signals == 1 ? 1 : 2);
+    }
+}
+
+static int run(struct ferry_cfg *cfg)
+{
+    char err[512];
+    sigset_t set;
+    unsigned n = thread_count(cfg);
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    /* Blocked before threads exist, so only the main thread receives them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sock_raise_nofile();
+
+    struct worker *ws = workers_create(cfg, n, err, sizeof(err));
+    if (!ws) {
+        log_plain("%s", err);
+        return 1;
+    }
+    if (workers_start(ws, n) < 0) {
+        log_plain("cannot start worker threads: %s", strerror(errno));
+        return 1;
+    }
+    announce(cfg, n);
+    wait_for_signals(ws, n);
+    int code = 0;
+    for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
+    workers_join_and_free(ws, n);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct ferry_cfg cfg;
+    enum cli_action action;
+    int mode;
+    char err[512];
+
+    memset(&cfg, 0, sizeof(cfg));
+    if (cli_parse(argc, argv, &cfg, &action, &mode, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
+        cfg_free(&cfg);
+        return 2;
+    }
+    if (action == CLI_HELP) {
+        cli_usage(stdout, mode);
+        cfg_free(&cfg);
+        return 0;
+    }
+    if (action == CLI_VERSION) {
+        printf("ferry %s\n", FERRY_VERSION);
+        cfg_free(&cfg);
+        return 0;
+    }
+    log_set_level(cfg.log_level);
+    int code = run(&cfg);
+    cfg_free(&cfg);
+    return code;
+}

@@ -1,0 +1,31 @@
+/* sock.h - thin socket wrappers. 0 / -1 + errno unless stated otherwise. */
+#ifndef FERRY_SOCK_H
+#define FERRY_SOCK_H
+
+#include <stddef.h>
+
+#include "net/addr.h"
+
+/* Non-blocking, close-on-exec listening socket with SO_REUSEADDR, and
+ * SO_REUSEPORT when reuseport is set (one socket per worker). IPv6 sockets
+ * are IPv6-only, as in nginx: listen on both families explicitly.
+ * Returns the fd, or -1 with a one-line reason in err. */
+int sock_listen(const struct net_addr *a, int reuseport, int backlog, char *err, size_t errlen);
+
+/* Starts a non-blocking connect. Returns the fd (connect in progress or done),
+ * or -1 with errno (EMFILE, ENETUNREACH, ...). */
+int sock_connect(const struct net_addr *a);
+
+/* Pending error of a socket (SO_ERROR), 0 if none. */
+int sock_error(int fd);
+
+void sock_set_nodelay(int fd);
+/* Close with RST instead of FIN: SO_LINGER with a zero timeout. */
+void sock_set_linger0(int fd);
+int sock_local_addr(int fd, struct net_addr *out);
+
+/* Lifts the open-files soft limit to the hard limit (as nginx does).
+ * Returns the new soft limit. */
+long sock_raise_nofile(void);
+
+#endif

@@ -1,0 +1,72 @@
+/* log.c - see log.h. */
+#include "obs/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+int log_level_current = LOG_INFO;
+
+static const char *const level_names[] = { "quiet", "error", "warn", "info", "debug" };
+
+int log_level_parse(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof(level_names) / sizeof(level_names[0])); i++)
+        if (strcmp(name, level_names[i]) == 0) return i;
+    return -1;
+}
+
+void log_set_level(int level) { log_level_current = level; }
+
+/* Writes the whole line or gives up: logging must never block the loop for
+ * long nor fail the caller. */
+static void write_line(const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, buf, len);
+        if (n <= 0) return;
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+void log_vmsg(int level, const char *fmt, va_list ap)
+{
+    char line[2048];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[level]);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof(line) - 2) len = sizeof(line) - 2;
+    line[len++] = '\n';
+    write_line(line, len);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+void log_plain(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + 7, sizeof(line) - 8, fmt, ap);
+    va_end(ap);
+    memcpy(line, "ferry: ", 7);
+    size_t len = 7 + (n < 0 ? 0 : (size_t)n);
+    if (len > sizeof(line) - 2) len = sizeof(line) - 2;
+    line[len++] = '\n';
+    write_line(line, len);
+}

@@ -1,0 +1,34 @@
+/* log.h - leveled logging to stderr, one write() per line.
+ *
+ * Lines are formatted into a stack buffer and written with a single write()
+ * so lines from different worker threads never interleave. Callers check
+ * log_enabled() before formatting anything costly (STYLE habit 8).
+ */
+#ifndef FERRY_LOG_H
+#define FERRY_LOG_H
+
+#include <stdarg.h>
+
+enum log_level { LOG_QUIET = 0, LOG_ERROR = 1, LOG_WARN = 2, LOG_INFO = 3, LOG_DEBUG = 4 };
+
+extern int log_level_current;
+
+static inline int log_enabled(int level) { return level <= log_level_current; }
+
+/* "quiet", "error", "warn", "info", "debug" -> level, or -1. */
+int log_level_parse(const char *name);
+void log_set_level(int level);
+
+/* Timestamped line: "<ISO-8601 UTC> <level> <message>\n". */
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(int level, const char *fmt, va_list ap);
+
+/* Operator-facing line without timestamp: "ferry: <message>\n" (startup, fatal config errors). */
+void log_plain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define log_error(...) do { if (log_enabled(LOG_ERROR)) log_msg(LOG_ERROR, __VA_ARGS__); } while (0)
+#define log_warn(...)  do { if (log_enabled(LOG_WARN))  log_msg(LOG_WARN,  __VA_ARGS__); } while (0)
+#define log_info(...)  do { if (log_enabled(LOG_INFO))  log_msg(LOG_INFO,  __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

@@ -1,0 +1,194 @@
+/* acl.c - see acl.h. */
+#include "policy/acl.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cidr_parse(const char *s, struct cidr *out, char *err, size_t errlen)
+{
+    char ip[64];
+    const char *slash = strchr(s, '/');
+    size_t iplen = slash ? (size_t)(slash - s) : strlen(s);
+    memset(out, 0, sizeof(*out));
+    if (iplen == 0 || iplen >= sizeof(ip)) goto bad;
+    memcpy(ip, s, iplen);
+    ip[iplen] = '\0';
+    if (inet_pton(AF_INET, ip, out->addr) == 1) out->family = 4;
+    else if (inet_pton(AF_INET6, ip, out->addr) == 1) out->family = 6;
+    else goto bad;
+    unsigned max = out->family == 4 ? 32 : 128;
+    out->prefix = (uint8_t)max;
+    if (slash) {
+        char *end;
+        errno = 0;
+        unsigned long p = strtoul(slash + 1, &end, 10);
+        if (errno || *end || end == slash + 1 || p > max) goto bad;
+        out->prefix = (uint8_t)p;
+    }
+    for (unsigned bit = out->prefix; bit < max; bit++)
+        out->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+    return 0;
+bad:
+    snprintf(err, errlen, "'%s': expected an IP address or CIDR (e.g. 10.0.0.0/8, ::1/128)", s);
+    return -1;
+}
+
+int cidr_match(const struct cidr *c, int family, const uint8_t *addr)
+{
+    uint8_t mapped[4];
+    /* An IPv4-mapped IPv6 peer (::ffff:a.b.c.d) matches IPv4 rules. */
+    if (c->family == 4 && family == 6 &&
+        memcmp(addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+        memcpy(mapped, addr + 12, 4);
+        addr = mapped;
+        family = 4;
+    }
+    if (c->family != family) return 0;
+    unsigned full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(c->addr, addr, full) != 0) return 0;
+    if (rest == 0) return 1;
+    uint8_t mask = (uint8_t)(0xFFu << (8 - rest));
+    return (addr[full] & mask) == c->addr[full];
+}
+
+static struct acl_rule *acl_push(struct acl *a, int allow)
+{
+    struct acl_rule *r = realloc(a->rules, (a->n + 1) * sizeof(*r));
+    if (!r) return NULL;
+    a->rules = r;
+    r = &a->rules[a->n++];
+    memset(r, 0, sizeof(*r));
+    r->allow = (uint8_t)(allow != 0);
+    if (allow) a->explicit_allow = 1;
+    return r;
+}
+
+int acl_add_client(struct acl *a, int allow, const char *spec, char *err, size_t errlen)
+{
+    struct cidr c;
+    if (cidr_parse(spec, &c, err, errlen) < 0) return -1;
+    struct acl_rule *r = acl_push(a, allow);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->net = c;
+    return 0;
+}
+
+/* Splits "X:PORT" / "[v6]/n:PORT" / "X" into the network part and port. */
+static int split_port(const char *spec, char *what, size_t whatlen, uint16_t *port)
+{
+    const char *colon = NULL;
+    *port = 0;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close) return -1;
+        size_t n = (size_t)(close - spec - 1);
+        const char *after = close + 1;
+        if (*after == '/') after += strcspn(after, ":");
+        if (n >= whatlen) return -1;
+        snprintf(what, whatlen, "%.*s%.*s", (int)n, spec + 1, (int)(after - close - 1), close + 1);
+        colon = *after == ':' ? after : NULL;
+        if (*after && !colon) return -1;
+    } else {
+        colon = strchr(spec, ':');
+        if (colon && strchr(colon + 1, ':')) colon = NULL;   /* bare IPv6 CIDR */
+        size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+        if (n >= whatlen) return -1;
+        memcpy(what, spec, n);
+        what[n] = '\0';
+    }
+    if (colon) {
+        char *end;
+        unsigned long p = strtoul(colon + 1, &end, 10);
+        if (*end || end == colon + 1 || p == 0 || p > 65535) return -1;
+        *port = (uint16_t)p;
+    }
+    return what[0] ? 0 : -1;
+}
+
+static int valid_host_rule(const char *h)
+{
+    if (h[0] == '*' && h[1] == '.') h += 2;
+    if (!*h) return 0;
+    for (; *h; h++)
+        if (!isalnum((unsigned char)*h) && *h != '-' && *h != '.' && *h != '_') return 0;
+    return 1;
+}
+
+int acl_add_dest(struct acl *a, int allow, const char *spec, char *err, size_t errlen)
+{
+    char what[256];
+    uint16_t port;
+    struct cidr c;
+    char ignore[8];
+    if (split_port(spec, what, sizeof(what), &port) < 0) {
+        snprintf(err, errlen, "'%s': expected CIDR|HOST[:PORT]", spec);
+        return -1;
+    }
+    int is_cidr = cidr_parse(what, &c, ignore, sizeof(ignore)) == 0;
+    if (!is_cidr && !valid_host_rule(what)) {
+        snprintf(err, errlen, "'%s': expected CIDR|HOST[:PORT]", spec);
+        return -1;
+    }
+    struct acl_rule *r = acl_push(a, allow);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->port = port;
+    r->is_host = (uint8_t)!is_cidr;
+    if (is_cidr) r->net = c;
+    else
+        for (size_t i = 0; i <= strlen(what); i++) r->host[i] = (char)tolower((unsigned char)what[i]);
+    return 0;
+}
+
+void acl_free(struct acl *a)
+{
+    free(a->rules);
+    a->rules = NULL;
+    a->n = 0;
+}
+
+static int verdict_default(const struct acl *a)
+{
+    return a->n == 0 || !a->explicit_allow;
+}
+
+int acl_check_addr(const struct acl *a, int family, const uint8_t *addr)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (!a->rules[i].is_host && cidr_match(&a->rules[i].net, family, addr))
+            return a->rules[i].allow;
+    return verdict_default(a);
+}
+
+static int host_match(const char *rule, const char *host)
+{
+    if (rule[0] == '*' && rule[1] == '.') {
+        const char *suffix = rule + 2;
+        size_t hl = strlen(host), sl = strlen(suffix);
+        if (hl == sl) return strcasecmp(host, suffix) == 0;
+        return hl > sl && host[hl - sl - 1] == '.' && strcasecmp(host + hl - sl, suffix) == 0;
+    }
+    return strcasecmp(rule, host) == 0;
+}
+
+int acl_check_dest(const struct acl *a, const char *host, int family, const uint8_t *addr,
+                   uint16_t port)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        const struct acl_rule *r = &a->rules[i];
+        if (r->port && r->port != port) continue;
+        if (r->is_host ? (host && host_match(r->host, host))
+                       : (addr && cidr_match(&r->net, family, addr)))
+            return r->allow;
+    }
+    return verdict_default(a);
+}

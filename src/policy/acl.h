@@ -1,0 +1,53 @@
+/* acl.h - ordered allow/deny rules, first match wins (pure: no sockets).
+ *
+ * Client rules are CIDRs. Destination rules (SOCKS, ss-server) are a CIDR or
+ * a host name (exact, or "*.suffix" for subdomains), with an optional port.
+ * Addresses are passed as raw bytes: family 4 or 6, 4 or 16 bytes.
+ */
+#ifndef FERRY_ACL_H
+#define FERRY_ACL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cidr {
+    uint8_t family;          /* 4 or 6 */
+    uint8_t prefix;          /* 0..32 or 0..128 */
+    uint8_t addr[16];        /* masked */
+};
+
+struct acl_rule {
+    uint8_t allow;           /* 1 allow, 0 deny */
+    uint8_t is_host;         /* host name rule instead of CIDR */
+    uint16_t port;           /* 0 = any port */
+    struct cidr net;
+    char host[256];          /* lowercase; "*.x" matches x and its subdomains */
+};
+
+struct acl {
+    struct acl_rule *rules;
+    size_t n;
+    uint8_t default_allow;   /* when nothing matches */
+    uint8_t explicit_allow;  /* an allow rule exists: unmatched means deny */
+};
+
+int cidr_parse(const char *s, struct cidr *out, char *err, size_t errlen);
+int cidr_match(const struct cidr *c, int family, const uint8_t *addr);
+
+/* Appends a rule: client rules take only "CIDR" (or a bare IP); destination
+ * rules take "CIDR|HOST[:PORT]" (IPv6 in brackets when a port follows:
+ * "[2001:db8::]/32:443"). Returns 0 or -1 with err. */
+int acl_add_client(struct acl *a, int allow, const char *spec, char *err, size_t errlen);
+int acl_add_dest(struct acl *a, int allow, const char *spec, char *err, size_t errlen);
+void acl_free(struct acl *a);
+
+/* Verdict for a client address: 1 allowed, 0 denied. With no rules: allowed.
+ * With rules and no match: denied if any allow rule exists (an allow list),
+ * else allowed. */
+int acl_check_addr(const struct acl *a, int family, const uint8_t *addr);
+/* Destination verdict: host may be NULL (IP literal request); addr may be
+ * NULL (before resolution: only host rules can match). */
+int acl_check_dest(const struct acl *a, const char *host, int family, const uint8_t *addr,
+                   uint16_t port);
+
+#endif

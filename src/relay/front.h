@@ -1,0 +1,39 @@
+/* front.h - protocol front-ends: what runs on a client before relaying.
+ *
+ * A front-end (SOCKS now; Shadowsocks later) reads the client's handshake,
+ * names a target, and answers the client once the upstream is connected or
+ * has failed. It never touches sockets: it parses bytes the session hands
+ * it and queues replies with sess_reply(). The session owns all I/O.
+ */
+#ifndef FERRY_FRONT_H
+#define FERRY_FRONT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "relay/session-t.h"
+
+enum front_result {
+    FRONT_AGAIN,       /* need more bytes */
+    FRONT_CONNECT,     /* target set with sess_set_target(); connect now */
+    FRONT_FAIL,        /* reply (if any) queued; close after it is written */
+};
+
+struct front_ops {
+    const char *name;
+    /* Allocates s->front_state. Returns 0 or -1 (out of memory). */
+    int (*init)(struct session *s);
+    /* Client bytes in [buf, buf+len). Sets *consumed. May queue replies. */
+    enum front_result (*on_data)(struct session *s, const uint8_t *buf, size_t len, size_t *consumed);
+    /* Upstream connected; `bound` is its local address. Queue the success reply. */
+    void (*on_connected)(struct session *s, const struct net_addr *bound);
+    /* Connecting failed for `why`. Queue the failure reply (if the protocol has one). */
+    void (*on_failed)(struct session *s, enum sess_fail why);
+    /* Extra "key=value ..." for the session log line (no secrets). */
+    void (*log_fields)(const struct session *s, char *out, size_t outlen);
+    void (*free)(struct session *s);
+};
+
+extern const struct front_ops front_socks;
+
+#endif

@@ -1,0 +1,257 @@
+/* front_socks.c - SOCKS 4, 4a and 5 on one port, told apart by the first byte.
+ *
+ * Glue between the pure parsers (proto/socks4.c, proto/socks5.c) and the
+ * session: it picks the auth method, checks credentials, names the target,
+ * and answers with the protocol's exact reply code. After the success reply
+ * the session relays like any other.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "config/config.h"
+#include "core/worker-t.h"
+#include "proto/socks4.h"
+#include "proto/socks5.h"
+#include "relay/front.h"
+#include "relay/session.h"
+
+enum socks_phase { PH_FIRST, PH_GREETING, PH_AUTH, PH_REQUEST, PH_DONE };
+
+struct socks_state {
+    uint8_t phase;
+    uint8_t version;         /* 4 or 5 */
+    uint8_t is4a;
+    char *user;              /* authenticated (5) or USERID (4), for the log */
+    char *dest;              /* requested HOST:PORT, for the log */
+};
+
+static struct socks_state *st(const struct session *s) { return s->front_state; }
+static const struct listener_cfg *cfg(const struct session *s) { return s->wl->cfg; }
+
+static int socks_init(struct session *s)
+{
+    s->front_state = calloc(1, sizeof(struct socks_state));
+    return s->front_state ? 0 : -1;
+}
+
+static void socks_free(struct session *s)
+{
+    struct socks_state *x = st(s);
+    if (!x) return;
+    free(x->user);
+    free(x->dest);
+    free(x);
+    s->front_state = NULL;
+}
+
+/* Constant time in the password: both sides are compared over the full
+ * 255-byte field, so neither content nor length leaks through timing. */
+static int user_matches(const struct user_cfg *u, const struct socks5_userpass *up)
+{
+    unsigned char a[256] = { 0 }, b[256] = { 0 };
+    memcpy(a, up->pass, up->plen);
+    memcpy(b, u->pass, u->pass_len);
+    int same_pass = CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+    int same_len = up->plen == u->pass_len;
+    int same_name = up->ulen == u->name_len && memcmp(up->user, u->name, up->ulen) == 0;
+    OPENSSL_cleanse(a, sizeof(a));
+    return same_pass & same_len & same_name;
+}
+
+static int authenticate(const struct session *s, const struct socks5_userpass *up)
+{
+    int ok = 0;
+    /* Walk every user: the time taken does not tell which name exists. */
+    for (size_t i = 0; i < cfg(s)->nusers; i++) ok |= user_matches(&cfg(s)->users[i], up);
+    return ok;
+}
+
+static uint8_t choose_method(const struct session *s, const struct socks5_greeting *g)
+{
+    if (cfg(s)->nusers) {
+        if (socks5_greeting_offers(g, SOCKS5_METHOD_USERPASS)) return SOCKS5_METHOD_USERPASS;
+        if (cfg(s)->allow_anonymous && socks5_greeting_offers(g, SOCKS5_METHOD_NOAUTH))
+            return SOCKS5_METHOD_NOAUTH;
+        return SOCKS5_METHOD_NONE;
+    }
+    return socks5_greeting_offers(g, SOCKS5_METHOD_NOAUTH) ? SOCKS5_METHOD_NOAUTH : SOCKS5_METHOD_NONE;
+}
+
+static enum front_result reply5(struct session *s, uint8_t rep)
+{
+    uint8_t out[SOCKS5_REPLY_MAX];
+    size_t n = socks5_build_reply(out, sizeof(out), rep, NULL);
+    sess_reply(s, out, n);
+    return FRONT_FAIL;
+}
+
+static enum front_result reply4_reject(struct session *s)
+{
+    uint8_t out[SOCKS4_REPLY_LEN];
+    sess_reply(s, out, socks4_build_reply(out, SOCKS4_REP_REJECTED, NULL));
+    return FRONT_FAIL;
+}
+
+/* Target -> session; literal addresses are formatted, names passed as is. */
+static enum front_result set_target(struct session *s, const struct socks_addr *a)
+{
+    char host[SOCKS_ADDR_FMT_MAX], full[SOCKS_ADDR_FMT_MAX];
+    struct socks_addr noport = *a;
+    noport.port = 0;
+    socks_addr_format(a, full, sizeof(full));
+    if (a->atyp == SOCKS_ATYP_DOMAIN) {
+        snprintf(host, sizeof(host), "%s", a->host);
+    } else {
+        /* "1.2.3.4:0" / "[::1]:0" -> the bare literal */
+        socks_addr_format(&noport, host, sizeof(host));
+        char *colon = strrchr(host, ':');
+        if (colon) *colon = '\0';
+        if (host[0] == '[') {
+            memmove(host, host + 1, strlen(host));
+            host[strlen(host) - 1] = '\0';
+        }
+    }
+    st(s)->dest = strdup(full);
+    if (!st(s)->dest || sess_set_target(s, host, a->port, 1) < 0) return FRONT_FAIL;
+    st(s)->phase = PH_DONE;
+    return FRONT_CONNECT;
+}
+
+static enum front_result on_greeting(struct session *s, const uint8_t *buf, size_t len, size_t *used)
+{
+    struct socks5_greeting g;
+    uint8_t out[2];
+    int r = socks5_parse_greeting(buf, len, &g, used);
+    if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
+    if (r == SOCKS_INVALID) return FRONT_FAIL;
+    uint8_t m = choose_method(s, &g);
+    sess_reply(s, out, socks5_build_method_reply(out, m));
+    if (m == SOCKS5_METHOD_NONE) return FRONT_FAIL;
+    st(s)->phase = m == SOCKS5_METHOD_USERPASS ? PH_AUTH : PH_REQUEST;
+    return FRONT_AGAIN;
+}
+
+static enum front_result on_auth(struct session *s, const uint8_t *buf, size_t len, size_t *used)
+{
+    struct socks5_userpass up;
+    uint8_t out[2];
+    int r = socks5_parse_userpass(buf, len, &up, used);
+    if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
+    int ok = r == SOCKS_DONE && authenticate(s, &up);
+    OPENSSL_cleanse(up.pass, sizeof(up.pass));
+    sess_reply(s, out, socks5_build_auth_reply(out, ok ? SOCKS5_AUTH_OK : SOCKS5_AUTH_FAIL));
+    if (!ok) return FRONT_FAIL;
+    st(s)->user = strndup(up.user, up.ulen);
+    st(s)->phase = PH_REQUEST;
+    return FRONT_AGAIN;
+}
+
+static enum front_result on_request5(struct session *s, const uint8_t *buf, size_t len, size_t *used)
+{
+    struct socks5_request req;
+    uint8_t rep;
+    int r = socks5_parse_request(buf, len, &req, used, &rep);
+    if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
+    if (r == SOCKS_INVALID) return reply5(s, rep);
+    if (req.cmd != SOCKS5_CMD_CONNECT) return reply5(s, SOCKS5_REP_CMD_UNSUPPORTED);
+    return set_target(s, &req.dst);
+}
+
+static enum front_result on_request4(struct session *s, const uint8_t *buf, size_t len, size_t *used)
+{
+    struct socks4_request req;
+    /* SOCKS4 carries no password: with users configured it is refused
+     * unless the operator opted in. */
+    if (cfg(s)->nusers && !cfg(s)->allow_socks4) return reply4_reject(s);
+    int r = socks4_parse_request(buf, len, &req, used);
+    if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
+    if (r == SOCKS_INVALID || req.cmd != SOCKS4_CMD_CONNECT) return reply4_reject(s);
+    st(s)->is4a = req.dst.atyp == SOCKS_ATYP_DOMAIN;
+    if (req.userid[0]) st(s)->user = strdup(req.userid);
+    return set_target(s, &req.dst);
+}
+
+static enum front_result socks_on_data(struct session *s, const uint8_t *buf, size_t len, size_t *used)
+{
+    struct socks_state *x = st(s);
+    *used = 0;
+    if (len == 0) return FRONT_AGAIN;
+    switch (x->phase) {
+    case PH_FIRST:
+        if (buf[0] != 4 && buf[0] != 5) return FRONT_FAIL;   /* not SOCKS: no reply */
+        x->version = buf[0];
+        x->phase = x->version == 5 ? PH_GREETING : PH_REQUEST;
+        return socks_on_data(s, buf, len, used);
+    case PH_GREETING:
+        return on_greeting(s, buf, len, used);
+    case PH_AUTH:
+        return on_auth(s, buf, len, used);
+    case PH_REQUEST:
+        return x->version == 5 ? on_request5(s, buf, len, used) : on_request4(s, buf, len, used);
+    default:
+        return FRONT_FAIL;
+    }
+}
+
+static void to_socks_addr(const struct net_addr *a, struct socks_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (a->u.sa.sa_family == AF_INET6) {
+        out->atyp = SOCKS_ATYP_IPV6;
+        memcpy(out->ip, a->u.in6.sin6_addr.s6_addr, 16);
+    } else {
+        out->atyp = SOCKS_ATYP_IPV4;
+        memcpy(out->ip, &a->u.in.sin_addr, 4);
+    }
+    out->port = net_addr_port(a);
+}
+
+static void socks_on_connected(struct session *s, const struct net_addr *bound)
+{
+    struct socks_addr b;
+    uint8_t out[SOCKS5_REPLY_MAX];
+    to_socks_addr(bound, &b);
+    if (st(s)->version == 5) {
+        sess_reply(s, out, socks5_build_reply(out, sizeof(out), SOCKS5_REP_OK, &b));
+    } else {
+        /* SOCKS4 replies carry IPv4 only; an IPv6 bound address is zeroed. */
+        sess_reply(s, out, socks4_build_reply(out, SOCKS4_REP_GRANTED,
+                                              b.atyp == SOCKS_ATYP_IPV4 ? &b : NULL));
+    }
+}
+
+static void socks_on_failed(struct session *s, enum sess_fail why)
+{
+    static const uint8_t rep5[] = {
+        [FAIL_GENERAL] = SOCKS5_REP_FAIL,          [FAIL_NOT_ALLOWED] = SOCKS5_REP_NOT_ALLOWED,
+        [FAIL_NET_UNREACH] = SOCKS5_REP_NET_UNREACH, [FAIL_HOST_UNREACH] = SOCKS5_REP_HOST_UNREACH,
+        [FAIL_REFUSED] = SOCKS5_REP_REFUSED,       [FAIL_TIMEOUT] = SOCKS5_REP_TTL,
+    };
+    if (st(s)->version == 5) reply5(s, rep5[why]);
+    else reply4_reject(s);
+}
+
+static void socks_log_fields(const struct session *s, char *out, size_t outlen)
+{
+    const struct socks_state *x = st(s);
+    if (!x || !x->version) {
+        snprintf(out, outlen, "proto=socks");
+        return;
+    }
+    snprintf(out, outlen, "proto=%s user=%s dest=%s",
+             x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4",
+             x->user ? x->user : "-", x->dest ? x->dest : "-");
+}
+
+const struct front_ops front_socks = {
+    .name = "socks",
+    .init = socks_init,
+    .on_data = socks_on_data,
+    .on_connected = socks_on_connected,
+    .on_failed = socks_on_failed,
+    .log_fields = socks_log_fields,
+    .free = socks_free,
+};

@@ -1,0 +1,135 @@
+/* pipe.c - see pipe.h.
+ *
+ * Return conventions (docs/ARCHITECTURE.md): the flush/fill helpers return
+ * >0 bytes, 0 for "nothing now" / EOF as documented, -1 with errno.
+ */
+#include "relay/pipe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Bytes asked of one splice() into a kernel pipe: the default pipe holds
+ * 64 KiB (16 pages); asking more only returns short. */
+#define SPLICE_CHUNK (64u * 1024u)
+
+/* 1 = the half is now empty, 0 = the sink would block, -1 = error. */
+static int half_flush(struct half *h, struct pump_ctx *c)
+{
+    while (h->buf && !buf_empty(h->buf)) {
+        ssize_t n = send(c->dst_fd, buf_rptr(h->buf), buf_len(h->buf), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        buf_consumed(h->buf, (uint32_t)n);
+        c->progressed = 1;
+    }
+    buf_put(c->bufs, h->buf);
+    h->buf = NULL;
+    while (h->kp && h->kp->len) {
+        /* The pipe holds bytes, so EAGAIN here can only mean the socket's
+         * send buffer is full. */
+        ssize_t n = splice(h->kp->rfd, NULL, c->dst_fd, NULL, h->kp->len,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        h->kp->len -= (size_t)n;
+        c->progressed = 1;
+    }
+    kpipe_put(c->pipes, h->kp);
+    h->kp = NULL;
+    return 1;
+}
+
+/* Reads once from the source into the (empty) half.
+ * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now). */
+static ssize_t half_fill(struct half *h, struct pump_ctx *c)
+{
+    ssize_t n;
+    if (c->allow_splice && !h->buf) {
+        if (!h->kp) h->kp = kpipe_get(c->pipes);   /* NULL: fall back to copying */
+        if (h->kp) {
+            /* splice() into a pipe returns EAGAIN both when the socket is
+             * empty and when the pipe is full; we only fill an empty pipe,
+             * so here it means the socket is empty. */
+            n = splice(c->src_fd, NULL, h->kp->wfd, NULL, SPLICE_CHUNK,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                h->kp->len += (size_t)n;
+            } else {
+                int e = errno;
+                kpipe_put(c->pipes, h->kp);    /* hold no empty pipe */
+                h->kp = NULL;
+                errno = e;
+            }
+            return n;
+        }
+    }
+    if (!h->buf && !(h->buf = buf_get(c->bufs))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    n = recv(c->src_fd, buf_wptr(h->buf), buf_room(h->buf), 0);
+    if (n > 0) {
+        buf_produced(h->buf, (uint32_t)n);
+    } else if (buf_empty(h->buf)) {
+        int e = errno;
+        buf_put(c->bufs, h->buf);
+        h->buf = NULL;
+        errno = e;
+    }
+    return n;
+}
+
+enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
+{
+    for (;;) {
+        if (c->dst_fd >= 0) {
+            int r = half_flush(h, c);
+            if (r < 0) {
+                c->err = errno;
+                return PUMP_DST_ERROR;
+            }
+            if (r == 0) return PUMP_OK;      /* sink full: stop reading */
+        } else if (half_pending(h)) {
+            return PUMP_OK;                  /* early data waits for the sink */
+        }
+        if (h->eof) {
+            if (c->dst_fd >= 0 && !h->shut) {
+                /* Failure only means the sink is already gone; the other
+                 * direction will see that on its own. */
+                (void)shutdown(c->dst_fd, SHUT_WR);
+                h->shut = 1;
+                c->progressed = 1;
+            }
+            return PUMP_OK;
+        }
+        if (c->src_fd < 0 || c->budget == 0) return PUMP_OK;
+        ssize_t n = half_fill(h, c);
+        if (n > 0) {
+            h->bytes += (uint64_t)n;
+            c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
+            c->progressed = 1;
+        } else if (n == 0) {
+            h->eof = 1;
+            c->progressed = 1;
+        } else if (errno == EAGAIN || errno == EINTR) {
+            if (errno == EAGAIN) return PUMP_OK;
+        } else {
+            c->err = errno;
+            return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
+        }
+    }
+}
+
+void pipe_release(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes)
+{
+    buf_put(bufs, h->buf);
+    h->buf = NULL;
+    kpipe_put(pipes, h->kp);
+    h->kp = NULL;
+}

@@ -1,0 +1,109 @@
+/* session-t.h - the session: one client, at most one upstream, two directions.
+ *
+ * State machine: HANDSHAKE (front-ends such as SOCKS) -> RESOLVING ->
+ * CONNECTING -> RELAYING; any state may end in close. A session that has
+ * queued a failure reply sits in FLUSHING until the reply is written.
+ */
+#ifndef FERRY_SESSION_T_H
+#define FERRY_SESSION_T_H
+
+#include <stdint.h>
+
+#include "buf/buffer.h"
+#include "buf/kpipe.h"
+#include "core/loop.h"
+#include "net/addr.h"
+
+struct wlistener;
+struct front_ops;
+struct resolver_query;
+struct resolved;
+
+enum sess_state {
+    SESS_HANDSHAKE,
+    SESS_RESOLVING,
+    SESS_CONNECTING,
+    SESS_RELAYING,
+    SESS_FLUSHING,     /* failure reply queued; close once it is written */
+    SESS_CLOSED,
+};
+
+/* How a session ended: the log's end= field. Keep sess_end_names in sync. */
+enum sess_end {
+    END_NONE,
+    END_CLIENT_CLOSED,
+    END_UPSTREAM_CLOSED,
+    END_CLIENT_RESET,
+    END_UPSTREAM_RESET,
+    END_CONNECT_REFUSED,
+    END_CONNECT_TIMEOUT,
+    END_CONNECT_ERROR,
+    END_IDLE_TIMEOUT,
+    END_HANDSHAKE_TIMEOUT,
+    END_HANDSHAKE_ERROR,
+    END_RESOLVE_FAILED,
+    END_DENIED,
+    END_DRAIN,
+    END_LOCAL_ERROR,
+};
+
+/* Why connecting failed, for the front-end's reply (SOCKS maps these). */
+enum sess_fail {
+    FAIL_GENERAL,
+    FAIL_NOT_ALLOWED,
+    FAIL_NET_UNREACH,
+    FAIL_HOST_UNREACH,
+    FAIL_REFUSED,
+    FAIL_TIMEOUT,
+};
+
+/* One direction. Bytes wait either in a user-space buffer or in a kernel
+ * pipe (splice), never both: a source is read only when its half is empty. */
+struct half {
+    struct buf *buf;
+    struct kpipe *kp;
+    uint64_t bytes;        /* payload bytes read from the source */
+    uint8_t eof;           /* source said EOF */
+    uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
+};
+
+/* Where to connect: a literal address, or a name to resolve, and whether the
+ * destination policy applies (client-chosen destinations do, relay upstreams
+ * chosen by the operator do not). */
+struct sess_target {
+    char host[256];
+    uint16_t port;
+    uint8_t check_policy;
+};
+
+struct session {
+    struct session *prev, *next;
+    struct wlistener *wl;
+    uint64_t id;
+
+    struct loop_io cio, uio;          /* client, upstream */
+    struct half up, down;             /* up: client -> upstream */
+    struct loop_timer timer;          /* one deadline, meaning depends on state */
+    uint64_t start_ms, last_ms;
+
+    struct net_addr client, upstream;
+
+    uint8_t state;
+    uint8_t end;
+    uint8_t first_eof;                /* 1 client, 2 upstream */
+    uint8_t splice;                   /* zero-copy allowed for this session */
+    uint8_t reset_client, reset_upstream;  /* close that side with RST */
+    uint8_t target_idx, ntargets;
+    int8_t lb_idx;                    /* relay: server in use, -1 none */
+    uint64_t lb_tried;                /* relay: servers already tried */
+    unsigned lb_attempts;
+    int last_errno;                   /* last connect error */
+
+    const struct front_ops *front;
+    void *front_state;
+    struct sess_target *target;       /* while resolving/connecting */
+    struct resolver_query *rq;
+    struct resolved *targets;         /* resolved addresses to try, in order */
+};
+
+#endif

@@ -1,0 +1,426 @@
+/* session.c - the session state machine: accept -> handshake -> connect ->
+ * relay -> close, with one timer per session and deferred free.
+ *
+ * All socket I/O of a session happens here and in pipe.c; front-ends only
+ * see bytes. Connecting (resolution, address list, upstream retries) lives
+ * in connect.c.
+ */
+#include "relay/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/worker.h"
+#include "net/sock.h"
+#include "obs/log.h"
+#include "relay/connect.h"
+#include "relay/pipe.h"
+
+/* Bytes read per direction per wakeup before yielding to other sessions. */
+#define PUMP_BUDGET (512u * 1024u)
+
+static const char *const end_names[] = {
+    [END_NONE] = "none",
+    [END_CLIENT_CLOSED] = "client_closed",
+    [END_UPSTREAM_CLOSED] = "upstream_closed",
+    [END_CLIENT_RESET] = "client_reset",
+    [END_UPSTREAM_RESET] = "upstream_reset",
+    [END_CONNECT_REFUSED] = "connect_refused",
+    [END_CONNECT_TIMEOUT] = "connect_timeout",
+    [END_CONNECT_ERROR] = "connect_error",
+    [END_IDLE_TIMEOUT] = "idle_timeout",
+    [END_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+    [END_HANDSHAKE_ERROR] = "handshake_error",
+    [END_RESOLVE_FAILED] = "resolve_failed",
+    [END_DENIED] = "denied",
+    [END_DRAIN] = "drain",
+    [END_LOCAL_ERROR] = "local_error",
+};
+
+const char *sess_end_name(enum sess_end e)
+{
+    return (unsigned)e < sizeof(end_names) / sizeof(end_names[0]) ? end_names[e] : "?";
+}
+
+static uint64_t next_session_id = 1;   /* shared by all workers, atomic */
+
+static void client_cb(struct loop *l, struct loop_io *io, uint32_t events);
+static void timer_cb(struct loop *l, struct loop_timer *t);
+
+/* ---- logging ---- */
+
+static void sess_log(const struct session *s)
+{
+    char c[NET_ADDR_STRLEN], u[NET_ADDR_STRLEN], extra[768] = "";
+    if (!log_enabled(LOG_INFO)) return;
+    if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
+    uint64_t now = clock_now_ms();
+    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s",
+            (unsigned long long)s->id, s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)),
+            s->upstream.len ? net_addr_format(&s->upstream, u, sizeof(u)) : "-",
+            (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes,
+            (unsigned long long)(now - s->start_ms), sess_end_name(s->end), extra[0] ? " " : "", extra);
+}
+
+/* ---- close ---- */
+
+static void sess_free(void *p)
+{
+    free(p);
+}
+
+static void close_fd(struct loop *l, struct loop_io *io, int rst)
+{
+    int fd = io->fd;
+    if (fd < 0) return;
+    loop_io_del(l, io);
+    if (rst) sock_set_linger0(fd);
+    close(fd);
+}
+
+static void worker_unlink(struct session *s)
+{
+    struct worker *w = s->wl->w;
+    if (s->prev) s->prev->next = s->next;
+    else w->sessions = s->next;
+    if (s->next) s->next->prev = s->prev;
+    w->nsessions--;
+    s->wl->nsessions--;
+}
+
+void sess_close(struct session *s, enum sess_end why)
+{
+    struct worker *w = s->wl->w;
+    if (s->state == SESS_CLOSED) return;
+    if (s->end == END_NONE) s->end = (uint8_t)why;
+    s->state = SESS_CLOSED;
+    sess_log(s);
+    connect_cleanup(s);
+    loop_timer_cancel(w->loop, &s->timer);
+    close_fd(w->loop, &s->cio, s->reset_client);
+    close_fd(w->loop, &s->uio, s->reset_upstream);
+    pipe_release(&s->up, &w->bufs, &w->pipes);
+    pipe_release(&s->down, &w->bufs, &w->pipes);
+    if (s->front && s->front->free) s->front->free(s);
+    worker_unlink(s);
+    loop_defer_free(w->loop, s, sess_free);
+    worker_session_closed(s->wl);
+}
+
+void sess_close_all(struct worker *w, enum sess_end why)
+{
+    while (w->sessions) sess_close(w->sessions, why);
+}
+
+/* ---- interest and completion ---- */
+
+static int reading_client_allowed(const struct session *s)
+{
+    switch (s->state) {
+    case SESS_HANDSHAKE:
+        return 1;
+    case SESS_RESOLVING:
+    case SESS_CONNECTING:
+    case SESS_RELAYING:
+        return !s->up.eof && !half_pending(&s->up);
+    default:
+        return 0;
+    }
+}
+
+static void update_interest(struct session *s)
+{
+    struct loop *l = s->wl->w->loop;
+    uint32_t cw = 0, uw = 0;
+    if (reading_client_allowed(s)) cw |= LOOP_READ;
+    if (half_pending(&s->down)) cw |= LOOP_WRITE;
+    if (s->state == SESS_CONNECTING) {
+        uw = LOOP_WRITE;
+    } else if (s->state == SESS_RELAYING) {
+        if (!s->down.eof && !half_pending(&s->down)) uw |= LOOP_READ;
+        if (half_pending(&s->up)) uw |= LOOP_WRITE;
+    }
+    if (s->cio.fd >= 0) loop_io_want(l, &s->cio, cw);
+    if (s->uio.fd >= 0) loop_io_want(l, &s->uio, uw);
+}
+
+/* Ends a direction error: `client_side` says which socket failed. A reset is
+ * propagated as a reset to the other side (SO_LINGER 0). */
+static void end_on_error(struct session *s, int client_side, int err)
+{
+    if (err == ENOMEM) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    if (client_side) s->reset_upstream = 1;
+    else s->reset_client = 1;
+    sess_close(s, client_side ? END_CLIENT_RESET : END_UPSTREAM_RESET);
+}
+
+static void pump_ctx_init(struct session *s, struct pump_ctx *c, int src, int dst, int splice_ok)
+{
+    struct worker *w = s->wl->w;
+    c->bufs = &w->bufs;
+    c->pipes = &w->pipes;
+    c->src_fd = src;
+    c->dst_fd = dst;
+    c->allow_splice = splice_ok && s->splice;
+    c->budget = PUMP_BUDGET;
+    c->err = 0;
+    c->progressed = 0;
+}
+
+/* Moves bytes both ways as far as the sockets allow, then decides interest
+ * and whether the session is over. The only place RELAYING data moves. */
+static void sess_pump(struct session *s)
+{
+    struct pump_ctx c;
+    int relaying = s->state == SESS_RELAYING;
+    int ufd = relaying ? s->uio.fd : -1;
+    int cfd_read = s->state == SESS_HANDSHAKE ? -1 : s->cio.fd;
+
+    pump_ctx_init(s, &c, cfd_read, ufd, relaying);
+    enum pump_result r = pipe_pump(&s->up, &c);
+    if (r != PUMP_OK) {
+        end_on_error(s, r == PUMP_SRC_ERROR, r == PUMP_NOMEM ? ENOMEM : c.err);
+        return;
+    }
+    int progressed = c.progressed;
+    if (s->up.eof && !s->first_eof) s->first_eof = 1;
+
+    pump_ctx_init(s, &c, ufd, s->cio.fd, relaying);
+    r = pipe_pump(&s->down, &c);
+    if (r != PUMP_OK) {
+        end_on_error(s, r == PUMP_DST_ERROR, r == PUMP_NOMEM ? ENOMEM : c.err);
+        return;
+    }
+    progressed |= c.progressed;
+    if (s->down.eof && !s->first_eof) s->first_eof = 2;
+    if (progressed) s->last_ms = loop_now(s->wl->w->loop);
+
+    if (s->state == SESS_FLUSHING && !half_pending(&s->down)) {
+        sess_close(s, END_NONE);
+        return;
+    }
+    if (relaying && s->up.shut && s->down.shut) {
+        sess_close(s, s->first_eof == 2 ? END_UPSTREAM_CLOSED : END_CLIENT_CLOSED);
+        return;
+    }
+    update_interest(s);
+}
+
+/* ---- handshake (front-ends) ---- */
+
+int sess_reply(struct session *s, const void *data, size_t len)
+{
+    struct worker *w = s->wl->w;
+    if (!s->down.buf && !(s->down.buf = buf_get(&w->bufs))) return -1;
+    return buf_append(s->down.buf, data, (uint32_t)len) == len ? 0 : -1;
+}
+
+int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy)
+{
+    if (!s->target && !(s->target = calloc(1, sizeof(*s->target)))) return -1;
+    snprintf(s->target->host, sizeof(s->target->host), "%s", host);
+    s->target->port = port;
+    s->target->check_policy = (uint8_t)check_policy;
+    return 0;
+}
+
+/* Feeds what the client sent so far to the front-end. Handshake bytes
+ * accumulate in the up buffer; whatever follows the handshake stays there
+ * as early data for the upstream. */
+static void sess_handshake(struct session *s)
+{
+    struct half *h = &s->up;
+    for (;;) {
+        size_t used = 0;
+        const uint8_t *p = h->buf ? buf_rptr(h->buf) : NULL;
+        size_t len = h->buf ? buf_len(h->buf) : 0;
+        enum front_result r = s->front->on_data(s, p, len, &used);
+        if (used) buf_consumed(h->buf, (uint32_t)used);
+        if (r == FRONT_FAIL) {
+            s->state = SESS_FLUSHING;
+            s->end = END_HANDSHAKE_ERROR;
+            loop_timer_arm_in(s->wl->w->loop, &s->timer, 2000);
+            return;
+        }
+        if (r == FRONT_CONNECT) {
+            h->bytes = h->buf ? buf_len(h->buf) : 0;   /* early data is payload */
+            connect_start(s);
+            return;
+        }
+        if (used == 0) break;
+    }
+    if (h->buf && buf_empty(h->buf)) {
+        buf_put(&s->wl->w->bufs, h->buf);
+        h->buf = NULL;
+    }
+}
+
+static void handshake_read(struct session *s)
+{
+    struct worker *w = s->wl->w;
+    struct half *h = &s->up;
+    if (!h->buf && !(h->buf = buf_get(&w->bufs))) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    uint32_t room = buf_room(h->buf);
+    if (room == 0) {
+        /* Front-ends bound their messages far below a buffer: a full buffer
+         * means a front-end bug, not a slow client. */
+        sess_close(s, END_HANDSHAKE_ERROR);
+        return;
+    }
+    ssize_t n = recv(s->cio.fd, buf_wptr(h->buf), room, 0);
+    if (n > 0) {
+        buf_produced(h->buf, (uint32_t)n);
+        sess_handshake(s);
+    } else if (n == 0) {
+        sess_close(s, END_CLIENT_CLOSED);
+    } else if (errno != EAGAIN && errno != EINTR) {
+        sess_close(s, END_CLIENT_RESET);
+    }
+}
+
+/* ---- callbacks ---- */
+
+static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
+{
+    struct session *s = io->owner;
+    (void)l;
+    if (s->state == SESS_HANDSHAKE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        handshake_read(s);
+        if (s->state == SESS_CLOSED) return;
+    }
+    sess_pump(s);
+}
+
+static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
+{
+    struct session *s = io->owner;
+    (void)l;
+    if (s->state == SESS_CONNECTING) {
+        connect_ready(s, events);
+        return;
+    }
+    sess_pump(s);
+}
+
+/* Connected: the front-end answers the client, then bytes flow. */
+void sess_relay_start(struct session *s, int fd)
+{
+    struct worker *w = s->wl->w;
+    struct net_addr bound;
+    s->state = SESS_RELAYING;
+    if (s->uio.fd < 0 && loop_io_add(w->loop, &s->uio, fd, 0, upstream_cb, s) < 0) {
+        close(fd);
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    if (s->front && s->front->on_connected) {
+        if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
+        s->front->on_connected(s, &bound);
+    }
+    s->last_ms = loop_now(w->loop);
+    loop_timer_arm(w->loop, &s->timer, s->last_ms + s->wl->cfg->idle_timeout_ms);
+    sess_pump(s);
+}
+
+int sess_upstream_register(struct session *s, int fd)
+{
+    return loop_io_add(s->wl->w->loop, &s->uio, fd, LOOP_WRITE, upstream_cb, s);
+}
+
+/* Connecting failed for good: tell the client in its protocol, then close. */
+void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end end)
+{
+    if (s->front && s->front->on_failed) s->front->on_failed(s, why);
+    s->end = (uint8_t)end;
+    if (!half_pending(&s->down)) {
+        sess_close(s, end);
+        return;
+    }
+    s->state = SESS_FLUSHING;
+    loop_timer_arm_in(s->wl->w->loop, &s->timer, 2000);
+    update_interest(s);
+}
+
+/* Re-evaluates interest after a state change made outside sess_pump(). */
+void sess_kick(struct session *s)
+{
+    sess_pump(s);
+}
+
+/* One timer per session; what expiry means depends on the state. The idle
+ * deadline is re-armed lazily: activity only updates last_ms. */
+static void timer_cb(struct loop *l, struct loop_timer *t)
+{
+    struct session *s = t->owner;
+    switch (s->state) {
+    case SESS_HANDSHAKE:
+        sess_close(s, END_HANDSHAKE_TIMEOUT);
+        break;
+    case SESS_RESOLVING:
+    case SESS_CONNECTING:
+        connect_timeout(s);
+        break;
+    case SESS_RELAYING: {
+        uint64_t due = s->last_ms + s->wl->cfg->idle_timeout_ms;
+        if (due > loop_now(l)) loop_timer_arm(l, t, due);
+        else sess_close(s, END_IDLE_TIMEOUT);
+        break;
+    }
+    default:
+        sess_close(s, END_NONE);
+        break;
+    }
+}
+
+int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
+{
+    struct worker *w = wl->w;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        return -1;
+    }
+    s->wl = wl;
+    s->id = __atomic_fetch_add(&next_session_id, 1, __ATOMIC_RELAXED);
+    s->client = *peer;
+    s->cio.fd = s->uio.fd = -1;
+    s->lb_idx = -1;
+    s->start_ms = s->last_ms = loop_now(w->loop);
+    s->splice = !wl->cfg->no_splice;
+    loop_timer_init(&s->timer, timer_cb, s);
+    s->next = w->sessions;
+    if (w->sessions) w->sessions->prev = s;
+    w->sessions = s;
+    w->nsessions++;
+    wl->nsessions++;
+
+    sock_set_nodelay(fd);
+    if (loop_io_add(w->loop, &s->cio, fd, 0, client_cb, s) < 0) {
+        close(fd);
+        sess_close(s, END_LOCAL_ERROR);
+        return -1;
+    }
+    if (wl->cfg->mode == MODE_SOCKS) {
+        s->front = &front_socks;
+        if (s->front->init(s) < 0) {
+            sess_close(s, END_LOCAL_ERROR);
+            return -1;
+        }
+        s->state = SESS_HANDSHAKE;
+        loop_timer_arm_in(w->loop, &s->timer, wl->cfg->handshake_timeout_ms);
+        update_interest(s);
+        return 0;
+    }
+    connect_start(s);
+    return 0;
+}

@@ -1,0 +1,35 @@
+/* session.h - session lifecycle, used by the worker and by front-ends. */
+#ifndef FERRY_SESSION_H
+#define FERRY_SESSION_H
+
+#include <stddef.h>
+
+#include "core/worker-t.h"
+#include "relay/front.h"
+#include "relay/session-t.h"
+
+/* Takes ownership of the accepted, non-blocking fd. Returns 0, or -1 if the
+ * session could not be created (the fd is closed). */
+int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer);
+
+/* Ends the session: logs its line, closes both sides, frees it after the
+ * current epoll batch. Safe to call twice (the first end reason wins). */
+void sess_close(struct session *s, enum sess_end why);
+
+/* For front-ends. sess_reply queues bytes to the client ahead of any relayed
+ * data; returns -1 if they do not fit (a front-end bug). */
+int sess_reply(struct session *s, const void *data, size_t len);
+int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy);
+
+const char *sess_end_name(enum sess_end e);
+
+/* Internal to relay/ (connect.c drives these). */
+int sess_upstream_register(struct session *s, int fd);
+void sess_relay_start(struct session *s, int fd);
+void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end end);
+void sess_kick(struct session *s);
+
+/* Worker-wide. */
+void sess_close_all(struct worker *w, enum sess_end why);
+
+#endif
