@@ -227,12 +227,11 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t when_ms)
     if (l->heap_len == l->heap_cap) {
         size_t cap = l->heap_cap ? l->heap_cap * 2 : 64;
         struct loop_timer **h = realloc(l->heap, cap * sizeof(*h));
-        /* Out of memory for a timer: fire it at once rather than never. */
-        if (!h) {
-            t->when_ms = 0;
-            t->cb(l, t);
-            return;
-        }
+        /* A timer that silently never fires would hang a session forever,
+         * and firing it from here would re-enter the caller: neither is
+         * acceptable, and a heap of pointers failing to grow means the
+         * process is out of memory anyway. */
+        if (!h) abort();
         l->heap = h;
         l->heap_cap = cap;
     }
@@ -290,7 +289,10 @@ int loop_run(struct loop *l)
     struct epoll_event events[LOOP_BATCH];
     l->stopping = 0;
     while (!l->stopping) {
-        if (l->before_sleep) l->before_sleep(l, l->before_sleep_arg);
+        if (l->before_sleep) {
+            l->now_ms = clock_now_ms();   /* callbacks may have taken a while */
+            l->before_sleep(l, l->before_sleep_arg);
+        }
         int n = epoll_wait(l->epfd, events, LOOP_BATCH, next_timeout(l));
         if (n < 0 && errno != EINTR) return -1;
         l->now_ms = clock_now_ms();

@@ -20,6 +20,17 @@ int log_level_parse(const char *name)
 
 void log_set_level(int level) { log_level_current = level; }
 
+void log_sanitize(char *dst, size_t dstlen, const char *src)
+{
+    size_t i = 0;
+    if (dstlen == 0) return;
+    for (; src[i] && i + 1 < dstlen; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c > 0x20 && c < 0x7f && c != '=') ? (char)c : '?';
+    }
+    dst[i] = '\0';
+}
+
 /* Writes the whole line or gives up: logging must never block the loop for
  * long nor fail the caller. */
 static void write_line(const char *buf, size_t len)

@@ -8,6 +8,7 @@
 #define FERRY_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_QUIET = 0, LOG_ERROR = 1, LOG_WARN = 2, LOG_INFO = 3, LOG_DEBUG = 4 };
 
@@ -18,6 +19,10 @@ static inline int log_enabled(int level) { return level <= log_level_current; }
 /* "quiet", "error", "warn", "info", "debug" -> level, or -1. */
 int log_level_parse(const char *name);
 void log_set_level(int level);
+
+/* Copies src for a log field: bytes outside printable ASCII, spaces and '='
+ * become '?', so a client-supplied name cannot forge fields or lines. */
+void log_sanitize(char *dst, size_t dstlen, const char *src);
 
 /* Timestamped line: "<ISO-8601 UTC> <level> <message>\n". */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "core/worker-t.h"
+#include "obs/log.h"
 #include "proto/socks4.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
@@ -241,9 +242,11 @@ static void socks_log_fields(const struct session *s, char *out, size_t outlen)
         snprintf(out, outlen, "proto=socks");
         return;
     }
+    char user[256], dest[SOCKS_ADDR_FMT_MAX];
+    log_sanitize(user, sizeof(user), x->user ? x->user : "-");
+    log_sanitize(dest, sizeof(dest), x->dest ? x->dest : "-");
     snprintf(out, outlen, "proto=%s user=%s dest=%s",
-             x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4",
-             x->user ? x->user : "-", x->dest ? x->dest : "-");
+             x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4", user, dest);
 }
 
 const struct front_ops front_socks = {

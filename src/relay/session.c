@@ -174,10 +174,55 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, int src, int ds
     c->progressed = 0;
 }
 
+/* After a failure reply: write it, send FIN, then read and discard what the
+ * client still sends until it closes (or the timer fires). Closing with
+ * unread input would send RST, and an RST can destroy the reply in the
+ * client's receive queue before the client reads it (nginx's lingering close). */
+static void linger_client(struct session *s)
+{
+    struct pump_ctx c;
+    uint8_t junk[4096];
+    pump_ctx_init(s, &c, -1, s->cio.fd, 0);
+    if (pipe_pump(&s->down, &c) != PUMP_OK) {
+        sess_close(s, END_NONE);
+        return;
+    }
+    if (half_pending(&s->down)) {
+        loop_io_want(s->wl->w->loop, &s->cio, LOOP_WRITE);
+        return;
+    }
+    if (!s->down.shut) {
+        (void)shutdown(s->cio.fd, SHUT_WR);
+        s->down.shut = 1;
+    }
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(s->cio.fd, junk, sizeof(junk), 0);
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        sess_close(s, END_NONE);
+        return;
+    }
+    loop_io_want(s->wl->w->loop, &s->cio, LOOP_READ);
+}
+
+static void enter_flushing(struct session *s, enum sess_end end)
+{
+    struct worker *w = s->wl->w;
+    s->end = (uint8_t)end;
+    s->state = SESS_FLUSHING;
+    pipe_release(&s->up, &w->bufs, &w->pipes);   /* early data has nowhere to go */
+    loop_timer_arm_in(w->loop, &s->timer, 2000);
+    linger_client(s);
+}
+
 /* Moves bytes both ways as far as the sockets allow, then decides interest
  * and whether the session is over. The only place RELAYING data moves. */
 static void sess_pump(struct session *s)
 {
+    if (s->state == SESS_FLUSHING) {
+        linger_client(s);
+        return;
+    }
     struct pump_ctx c;
     int relaying = s->state == SESS_RELAYING;
     int ufd = relaying ? s->uio.fd : -1;
@@ -202,10 +247,6 @@ static void sess_pump(struct session *s)
     if (s->down.eof && !s->first_eof) s->first_eof = 2;
     if (progressed) s->last_ms = loop_now(s->wl->w->loop);
 
-    if (s->state == SESS_FLUSHING && !half_pending(&s->down)) {
-        sess_close(s, END_NONE);
-        return;
-    }
     if (relaying && s->up.shut && s->down.shut) {
         sess_close(s, s->first_eof == 2 ? END_UPSTREAM_CLOSED : END_CLIENT_CLOSED);
         return;
@@ -244,9 +285,7 @@ static void sess_handshake(struct session *s)
         enum front_result r = s->front->on_data(s, p, len, &used);
         if (used) buf_consumed(h->buf, (uint32_t)used);
         if (r == FRONT_FAIL) {
-            s->state = SESS_FLUSHING;
-            s->end = END_HANDSHAKE_ERROR;
-            loop_timer_arm_in(s->wl->w->loop, &s->timer, 2000);
+            enter_flushing(s, END_HANDSHAKE_ERROR);
             return;
         }
         if (r == FRONT_CONNECT) {
@@ -341,14 +380,12 @@ int sess_upstream_register(struct session *s, int fd)
 void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end end)
 {
     if (s->front && s->front->on_failed) s->front->on_failed(s, why);
-    s->end = (uint8_t)end;
     if (!half_pending(&s->down)) {
+        /* No reply to deliver (relay): close now, RST if input is unread. */
         sess_close(s, end);
         return;
     }
-    s->state = SESS_FLUSHING;
-    loop_timer_arm_in(s->wl->w->loop, &s->timer, 2000);
-    update_interest(s);
+    enter_flushing(s, end);
 }
 
 /* Re-evaluates interest after a state change made outside sess_pump(). */

@@ -1,0 +1,100 @@
+/* resolver.h - asynchronous DNS (c-ares) driven by the worker's own loop.
+ *
+ * A resolver lives on one loop and is used only from that loop's thread (it
+ * is not thread-safe; its c-ares channel is never shared). One per worker is
+ * the intended use - it shares the cache and sockets - but several on one
+ * loop also work: they share nothing. DNS never blocks: c-ares sockets are
+ * watched by the loop, its timeouts run on a loop timer, and every lookup has
+ * its own deadline timer, so a server that never answers still yields
+ * RESOLVER_TIMEOUT at timeout_ms.
+ *
+ * Callback contract (what callers rely on):
+ *   - the callback is called exactly once per lookup, unless the lookup is
+ *     cancelled or the resolver freed first, and NEVER from inside
+ *     resolver_lookup(): always later, from a loop timer;
+ *   - it is never called from inside c-ares either, so it may start lookups,
+ *     cancel other queries and even call resolver_free();
+ *   - the query handle is invalid from the moment the callback is entered
+ *     (do not cancel a query from its own callback).
+ */
+#ifndef FERRY_RESOLVER_H
+#define FERRY_RESOLVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct loop;
+
+#define RESOLVER_MAX_ADDRS 8
+
+enum resolver_status {
+    RESOLVER_OK = 0,
+    RESOLVER_NOTFOUND = -1,     /* NXDOMAIN, no address of the wanted family, bad name */
+    RESOLVER_TIMEOUT = -2,      /* no answer before timeout_ms */
+    RESOLVER_FAILED = -3,       /* SERVFAIL, REFUSED, connection refused, out of memory... */
+};
+
+enum resolver_family {
+    RESOLVER_PREFER_IPV4 = 0,
+    RESOLVER_PREFER_IPV6 = 1,
+    RESOLVER_IPV4_ONLY = 2,
+    RESOLVER_IPV6_ONLY = 3,
+};
+
+struct resolver_opts {
+    /* NULL = system (/etc/resolv.conf); else "IP[:PORT],IP[:PORT]" with IPv6
+     * as [v6]:port or a bare v6 address (port 53). At most 16 servers. */
+    const char *servers;
+    /* Overall deadline per lookup; 0 = 5000. */
+    unsigned timeout_ms;
+    /* 0 = no cache; else at most this many names (LRU). Positive answers are
+     * kept for their TTL capped at 300 s (TTL 0 is not cached), NXDOMAIN /
+     * NODATA for 5 s, timeouts and failures not at all. */
+    unsigned cache_entries;
+};
+
+struct resolved {
+    size_t n;                                           /* 1..RESOLVER_MAX_ADDRS when OK, else 0 */
+    struct sockaddr_storage addr[RESOLVER_MAX_ADDRS];   /* port already set */
+    socklen_t len[RESOLVER_MAX_ADDRS];
+};
+
+/* `res` is never NULL and is valid only during the call; res->n == 0 unless
+ * status == RESOLVER_OK. */
+typedef void resolver_cb(void *arg, int status, const struct resolved *res);
+
+struct resolver;
+struct resolver_query;
+
+/* `o` may be NULL (all defaults). Returns NULL on failure with a one-line
+ * reason in err (bad server address, c-ares init failure, out of memory). */
+struct resolver *resolver_new(struct loop *l, const struct resolver_opts *o,
+                              char *err, size_t errlen);
+
+/* Cancels everything outstanding without calling callbacks. Must run on the
+ * loop's thread and before loop_free(). Safe from inside a resolver callback. */
+void resolver_free(struct resolver *r);
+
+/* Looks up A and/or AAAA for `host` (per `fam`), /etc/hosts first. Results
+ * come ordered by preference: the preferred family first, then the other;
+ * when both families exist and there are more than RESOLVER_MAX_ADDRS
+ * addresses, one slot is kept for the other family as a fallback. IPv4 and
+ * IPv6 literals ("::1" or "[::1]") answer without DNS, as do cache hits.
+ * Returns NULL only on out-of-memory (errno set). */
+struct resolver_query *resolver_lookup(struct resolver *r, const char *host, uint16_t port,
+                                       enum resolver_family fam, resolver_cb *cb, void *arg);
+
+/* After this the callback is never called. Safe at any time before the
+ * callback ran, including from inside another query's callback. NULL is a
+ * no-op. */
+void resolver_cancel(struct resolver_query *q);
+
+const char *resolver_strerror(int status);
+
+/* Query objects still alive, including those whose user was already answered
+ * (timeout) or cancelled but which c-ares has not released yet. For tests and
+ * metrics. */
+size_t resolver_outstanding(const struct resolver *r);
+
+#endif
