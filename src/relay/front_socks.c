@@ -100,21 +100,8 @@ static enum front_result reply4_reject(struct session *s)
 static enum front_result set_target(struct session *s, const struct socks_addr *a)
 {
     char host[SOCKS_ADDR_FMT_MAX], full[SOCKS_ADDR_FMT_MAX];
-    struct socks_addr noport = *a;
-    noport.port = 0;
     socks_addr_format(a, full, sizeof(full));
-    if (a->atyp == SOCKS_ATYP_DOMAIN) {
-        snprintf(host, sizeof(host), "%s", a->host);
-    } else {
-        /* "1.2.3.4:0" / "[::1]:0" -> the bare literal */
-        socks_addr_format(&noport, host, sizeof(host));
-        char *colon = strrchr(host, ':');
-        if (colon) *colon = '\0';
-        if (host[0] == '[') {
-            memmove(host, host + 1, strlen(host));
-            host[strlen(host) - 1] = '\0';
-        }
-    }
+    socks_addr_host(a, host, sizeof(host));
     st(s)->dest = strdup(full);
     if (!st(s)->dest || sess_set_target(s, host, a->port, 1) < 0) return FRONT_FAIL;
     st(s)->phase = PH_DONE;
