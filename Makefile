@@ -38,7 +38,7 @@ FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 all: ferry
 
 ferry: $(BUILD)/ferry
-	@if [ "$(BUILD)" = build ]; then cp $< $@; fi
+	@if [ "$(BUILD)" = build ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
 
 $(BUILD)/ferry: $(BUILD)/src/main.o $(BUILD)/libferry.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -91,8 +91,9 @@ fuzz: fuzz-build
 	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$c 2>&1 | tail -n 12; done
 
 bench: ferry
+	@scripts/install-deps --bench
 	$(MAKE) -C bench
-	bench/compare.sh
+	bench/compare.sh $(BENCH_ARGS)
 
 # proto/, buf/, crypto/ and policy/ are pure: no sockets, no loop.
 lint:

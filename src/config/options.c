@@ -11,13 +11,21 @@
 #define G(field) offsetof(struct ferry_cfg, field)
 #define L(field) offsetof(struct listener_cfg, field)
 
+/* Digits, optionally one '.', then digits: no sign, blank, hex or exponent. */
+static int plain_decimal_prefix(const char *s)
+{
+    size_t n = 0, dots = 0;
+    for (; (s[n] >= '0' && s[n] <= '9') || (s[n] == '.' && !dots++); n++) {}
+    return n > 0 && s[0] != '.' && s[n - 1] != '.' ? (int)n : -1;
+}
+
 int opt_parse_duration(const char *s, unsigned *ms)
 {
     char *end;
-    if (*s < '0' || *s > '9') return -1;
+    if (plain_decimal_prefix(s) < 0) return -1;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno) return -1;
+    if (errno || end != s + plain_decimal_prefix(s)) return -1;
     double mult;
     if (strcmp(end, "ms") == 0) mult = 1;
     else if (strcmp(end, "s") == 0 || *end == '\0') mult = 1000;
@@ -71,7 +79,7 @@ static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
             return -1;
         }
         long w = strtol(comma + 8, &end, 10);
-        if (*end || end == comma + 8 || w < 1 || w > 1000) {
+        if (*end || end == comma + 8 || comma[8] < '0' || comma[8] > '9' || w < 1 || w > 1000) {
             snprintf(err, errlen, "'%s': weight must be 1-1000", val);
             return -1;
         }
@@ -116,28 +124,62 @@ static int parse_user(void *base, const char *val, char *err, size_t errlen)
     return add_user(base, val, strlen(val), err, errlen);
 }
 
-/* One "name:password" per line; blank lines and '#' comments skipped. */
-static int parse_users_file(void *base, const char *path, char *err, size_t errlen)
+/* Reads one line into line[cap] without its newline. Returns 1 for a line,
+ * 0 at end of file, -1 with a reason. Comment lines may be any length (the
+ * rest is skipped); other lines must fit and hold no NUL byte, so that a
+ * long line is never split into a second, unintended entry. */
+static int read_line(FILE *f, char *line, size_t cap, const char **why)
 {
-    FILE *f = fopen(path, "r");
-    char line[1024], why[200];
-    int lineno = 0;
-    if (!f) {
-        snprintf(err, errlen, "'%s': %s", path, strerror(errno));
-        return -1;
-    }
-    while (fgets(line, sizeof(line), f)) {
-        size_t n = strcspn(line, "\r\n");
-        lineno++;
-        line[n] = '\0';
-        if (n == 0 || line[0] == '#') continue;
-        if (add_user(base, line, n, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
-            fclose(f);
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (c == '\0') {
+            *why = "NUL byte in line";
+            return -1;
+        }
+        if (n + 1 < cap) line[n++] = (char)c;
+        else if (line[0] != '#') {
+            *why = "line too long";
             return -1;
         }
     }
+    if (ferror(f)) {
+        *why = strerror(errno);
+        return -1;
+    }
+    if (n && line[n - 1] == '\r') n--;
+    line[n] = '\0';
+    return c == EOF && n == 0 ? 0 : 1;
+}
+
+/* One "name:password" per line; blank lines and '#' comments skipped. A file
+ * that yields no user is an error: it would silently turn auth off. */
+static int parse_users_file(void *base, const char *path, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    size_t before = l->nusers;
+    char line[1024], why[200];
+    const char *rwhy = NULL;
+    int lineno = 0, r;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "'%.200s': %s", path, strerror(errno));
+        return -1;
+    }
+    while ((r = read_line(f, line, sizeof(line), &rwhy)) > 0) {
+        lineno++;
+        if (line[0] == '\0' || line[0] == '#') continue;
+        if (add_user(l, line, strlen(line), why, sizeof(why)) < 0) break;
+    }
     fclose(f);
+    if (r < 0 || (r > 0)) {
+        snprintf(err, errlen, "%.200s:%d: %s", path, lineno + (r < 0), r < 0 ? rwhy : why);
+        return -1;
+    }
+    if (l->nusers == before) {
+        snprintf(err, errlen, "'%.200s': no users in file", path);
+        return -1;
+    }
     return 0;
 }
 
@@ -169,18 +211,27 @@ static int parse_log_level(void *base, const char *val, char *err, size_t errlen
     return 0;
 }
 
+/* "IP", "IP:PORT", "v6", "[v6]" or "[v6]:PORT" -> "IP:PORT" / "[v6]:PORT"
+ * appended to the comma-separated list c-ares takes. */
 static int parse_dns(void *base, const char *val, char *err, size_t errlen)
 {
     struct listener_cfg *l = base;
     struct host_port hp;
-    char tmp[300];
-    /* Accept "IP" or "IP:PORT" / "[v6]:PORT"; c-ares takes the same form. */
-    snprintf(tmp, sizeof(tmp), "%s", val);
-    if (strchr(val, ':') == NULL || (val[0] != '[' && strchr(val, ':') != strrchr(val, ':')))
-        snprintf(tmp, sizeof(tmp), val[0] == '[' || !strchr(val, ':') ? "%s:53" : "[%s]:53", val);
     struct net_addr a;
-    if (host_port_parse(tmp, &hp, 0, err, errlen) < 0 || net_addr_from_literal(hp.host, hp.port, &a) < 0) {
-        snprintf(err, errlen, "'%s': expected IP[:PORT]", val);
+    char tmp[300];
+    const char *first = strchr(val, ':');
+    size_t vlen = strlen(val);
+    if (val[0] == '[' && vlen > 1 && val[vlen - 1] == ']')
+        snprintf(tmp, sizeof(tmp), "%s:53", val);            /* [v6] */
+    else if (val[0] != '[' && first && strchr(first + 1, ':'))
+        snprintf(tmp, sizeof(tmp), "[%s]:53", val);          /* bare v6 */
+    else if (!first)
+        snprintf(tmp, sizeof(tmp), "%s:53", val);            /* IPv4 */
+    else
+        snprintf(tmp, sizeof(tmp), "%s", val);
+    if (host_port_parse(tmp, &hp, 0, err, errlen) < 0 || hp.host[0] == '\0' ||
+        net_addr_from_literal(hp.host, hp.port, &a) < 0) {
+        snprintf(err, errlen, "'%.80s': expected IP[:PORT] or [IPv6]:PORT", val);
         return -1;
     }
     size_t used = strlen(l->dns_servers);
@@ -279,7 +330,7 @@ int opt_apply(const struct opt_def *o, struct ferry_cfg *g, struct listener_cfg 
     case OPT_UINT:
         errno = 0;
         v = strtoul(val, &end, 10);
-        if (errno || *end || end == val || val[0] == '-' || v > o->max) {
+        if (errno || *end || end == val || val[0] < '0' || val[0] > '9' || v > o->max) {
             snprintf(err, errlen, "'%s': expected a whole number from %lu to %lu", val, o->min, o->max);
             return -1;
         }

@@ -25,7 +25,7 @@ int host_port_parse(const char *s, struct host_port *out, int allow_port0, char 
     if (s[0] == '[') {
         const char *close = strchr(s, ']');
         if (!close || close[1] != ':') {
-            snprintf(err, errlen, "'%s': expected [IPv6]:PORT", s);
+            snprintf(err, errlen, "'%.80s': expected [IPv6]:PORT", s);
             return -1;
         }
         host = s + 1;
@@ -34,21 +34,21 @@ int host_port_parse(const char *s, struct host_port *out, int allow_port0, char 
     } else {
         colon = strrchr(s, ':');
         if (!colon) {
-            snprintf(err, errlen, "'%s': expected HOST:PORT", s);
+            snprintf(err, errlen, "'%.80s': expected HOST:PORT", s);
             return -1;
         }
         hlen = (size_t)(colon - s);
         if (memchr(s, ':', hlen)) {
-            snprintf(err, errlen, "'%s': IPv6 addresses need brackets: [v6]:PORT", s);
+            snprintf(err, errlen, "'%.80s': IPv6 addresses need brackets: [v6]:PORT", s);
             return -1;
         }
     }
     if (hlen >= sizeof(out->host)) {
-        snprintf(err, errlen, "'%s': host name longer than 255 bytes", s);
+        snprintf(err, errlen, "'%.80s': host name longer than 255 bytes", s);
         return -1;
     }
     if (parse_port(colon + 1, &out->port, allow_port0) < 0) {
-        snprintf(err, errlen, "'%s': bad port (1-65535)", s);
+        snprintf(err, errlen, "'%.80s': bad port (1-65535)", s);
         return -1;
     }
     memcpy(out->host, host, hlen);
@@ -56,7 +56,7 @@ int host_port_parse(const char *s, struct host_port *out, int allow_port0, char 
     if (s[0] == '[') {
         struct in6_addr a6;
         if (inet_pton(AF_INET6, out->host, &a6) != 1) {
-            snprintf(err, errlen, "'%s': bad IPv6 address", s);
+            snprintf(err, errlen, "'%.80s': bad IPv6 address", s);
             return -1;
         }
     }
@@ -86,7 +86,7 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
     struct host_port hp;
     if (host_port_parse(s, &hp, 1, err, errlen) < 0) return -1;
     if (net_addr_from_literal(hp.host, hp.port, out) < 0) {
-        snprintf(err, errlen, "'%s': host must be an IP address here", s);
+        snprintf(err, errlen, "'%.80s': host must be an IP address here", s);
         return -1;
     }
     return 0;

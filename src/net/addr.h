@@ -28,7 +28,7 @@ struct host_port {
     uint16_t port;
 };
 
-/* Longest text net_addr_format() produces: "[v6%scope]:65535". */
+/* Longest text net_addr_format() produces: "[v6]:65535" (scope ids are not printed). */
 #define NET_ADDR_STRLEN 64
 
 /* "HOST:PORT", "[v6]:PORT" or ":PORT". Port 0 allowed only if allow_port0.

@@ -3,10 +3,23 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Whole decimal number, digits only (strtoul alone accepts "+8", " 8"). */
+static int parse_decimal(const char *s, unsigned long max, unsigned long *out)
+{
+    unsigned long v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -1;
+        v = v * 10 + (unsigned long)(*s - '0');
+        if (v > max) return -1;
+    }
+    *out = v;
+    return 0;
+}
 
 int cidr_parse(const char *s, struct cidr *out, char *err, size_t errlen)
 {
@@ -23,17 +36,15 @@ int cidr_parse(const char *s, struct cidr *out, char *err, size_t errlen)
     unsigned max = out->family == 4 ? 32 : 128;
     out->prefix = (uint8_t)max;
     if (slash) {
-        char *end;
-        errno = 0;
-        unsigned long p = strtoul(slash + 1, &end, 10);
-        if (errno || *end || end == slash + 1 || p > max) goto bad;
+        unsigned long p;
+        if (parse_decimal(slash + 1, max, &p) < 0) goto bad;
         out->prefix = (uint8_t)p;
     }
     for (unsigned bit = out->prefix; bit < max; bit++)
         out->addr[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
     return 0;
 bad:
-    snprintf(err, errlen, "'%s': expected an IP address or CIDR (e.g. 10.0.0.0/8, ::1/128)", s);
+    snprintf(err, errlen, "'%.80s': expected an IP address or CIDR (e.g. 10.0.0.0/8, ::1/128)", s);
     return -1;
 }
 
@@ -80,21 +91,26 @@ int acl_add_client(struct acl *a, int allow, const char *spec, char *err, size_t
     return 0;
 }
 
-/* Splits "X:PORT" / "[v6]/n:PORT" / "X" into the network part and port. */
+/* Splits "X:PORT" / "[v6]/n:PORT" / "X" into the network part and port.
+ * Brackets are for IPv6 only. Returns 0, or -1 on any malformed part. */
 static int split_port(const char *spec, char *what, size_t whatlen, uint16_t *port)
 {
     const char *colon = NULL;
+    struct in6_addr a6;
+    char ip[INET6_ADDRSTRLEN];
     *port = 0;
     if (spec[0] == '[') {
         const char *close = strchr(spec, ']');
-        if (!close) return -1;
-        size_t n = (size_t)(close - spec - 1);
+        if (!close || (size_t)(close - spec - 1) >= sizeof(ip)) return -1;
+        memcpy(ip, spec + 1, (size_t)(close - spec - 1));
+        ip[close - spec - 1] = '\0';
+        if (inet_pton(AF_INET6, ip, &a6) != 1) return -1;
         const char *after = close + 1;
-        if (*after == '/') after += strcspn(after, ":");
-        if (n >= whatlen) return -1;
-        snprintf(what, whatlen, "%.*s%.*s", (int)n, spec + 1, (int)(after - close - 1), close + 1);
-        colon = *after == ':' ? after : NULL;
-        if (*after && !colon) return -1;
+        size_t prefix = *after == '/' ? strcspn(after, ":") : 0;
+        colon = after[prefix] == ':' ? after + prefix : NULL;
+        if (after[prefix] && !colon) return -1;
+        if (strlen(ip) + prefix >= whatlen) return -1;
+        snprintf(what, whatlen, "%s%.*s", ip, (int)prefix, after);
     } else {
         colon = strchr(spec, ':');
         if (colon && strchr(colon + 1, ':')) colon = NULL;   /* bare IPv6 CIDR */
@@ -104,9 +120,8 @@ static int split_port(const char *spec, char *what, size_t whatlen, uint16_t *po
         what[n] = '\0';
     }
     if (colon) {
-        char *end;
-        unsigned long p = strtoul(colon + 1, &end, 10);
-        if (*end || end == colon + 1 || p == 0 || p > 65535) return -1;
+        unsigned long p;
+        if (parse_decimal(colon + 1, 65535, &p) < 0 || p == 0) return -1;
         *port = (uint16_t)p;
     }
     return what[0] ? 0 : -1;
@@ -128,12 +143,12 @@ int acl_add_dest(struct acl *a, int allow, const char *spec, char *err, size_t e
     struct cidr c;
     char ignore[8];
     if (split_port(spec, what, sizeof(what), &port) < 0) {
-        snprintf(err, errlen, "'%s': expected CIDR|HOST[:PORT]", spec);
+        snprintf(err, errlen, "'%.80s': expected CIDR|HOST[:PORT]", spec);
         return -1;
     }
     int is_cidr = cidr_parse(what, &c, ignore, sizeof(ignore)) == 0;
     if (!is_cidr && !valid_host_rule(what)) {
-        snprintf(err, errlen, "'%s': expected CIDR|HOST[:PORT]", spec);
+        snprintf(err, errlen, "'%.80s': expected CIDR|HOST[:PORT]", spec);
         return -1;
     }
     struct acl_rule *r = acl_push(a, allow);
@@ -143,9 +158,13 @@ int acl_add_dest(struct acl *a, int allow, const char *spec, char *err, size_t e
     }
     r->port = port;
     r->is_host = (uint8_t)!is_cidr;
-    if (is_cidr) r->net = c;
-    else
-        for (size_t i = 0; i <= strlen(what); i++) r->host[i] = (char)tolower((unsigned char)what[i]);
+    if (is_cidr) {
+        r->net = c;
+    } else {
+        size_t n = strlen(what);
+        if (n > 1 && what[n - 1] == '.') what[--n] = '\0';   /* "a.b." is "a.b" */
+        for (size_t i = 0; i <= n; i++) r->host[i] = (char)tolower((unsigned char)what[i]);
+    }
     return 0;
 }
 
@@ -154,6 +173,7 @@ void acl_free(struct acl *a)
     free(a->rules);
     a->rules = NULL;
     a->n = 0;
+    a->explicit_allow = 0;
 }
 
 static int verdict_default(const struct acl *a)
@@ -169,15 +189,20 @@ int acl_check_addr(const struct acl *a, int family, const uint8_t *addr)
     return verdict_default(a);
 }
 
+/* Case-insensitive; one trailing dot on the requested name is ignored
+ * ("evil.test." is the same host as "evil.test" to any resolver, so it must
+ * be to the rules too). */
 static int host_match(const char *rule, const char *host)
 {
+    size_t hl = strlen(host);
+    if (hl > 1 && host[hl - 1] == '.') hl--;
     if (rule[0] == '*' && rule[1] == '.') {
         const char *suffix = rule + 2;
-        size_t hl = strlen(host), sl = strlen(suffix);
-        if (hl == sl) return strcasecmp(host, suffix) == 0;
-        return hl > sl && host[hl - sl - 1] == '.' && strcasecmp(host + hl - sl, suffix) == 0;
+        size_t sl = strlen(suffix);
+        if (hl == sl) return strncasecmp(host, suffix, sl) == 0;
+        return hl > sl && host[hl - sl - 1] == '.' && strncasecmp(host + hl - sl, suffix, sl) == 0;
     }
-    return strcasecmp(rule, host) == 0;
+    return strlen(rule) == hl && strncasecmp(rule, host, hl) == 0;
 }
 
 int acl_check_dest(const struct acl *a, const char *host, int family, const uint8_t *addr,

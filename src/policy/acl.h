@@ -27,7 +27,6 @@ struct acl_rule {
 struct acl {
     struct acl_rule *rules;
     size_t n;
-    uint8_t default_allow;   /* when nothing matches */
     uint8_t explicit_allow;  /* an allow rule exists: unmatched means deny */
 };
 
