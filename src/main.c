@@ -8,6 +8,7 @@
 
 #include "config/cli.h"
 #include "core/worker.h"
+#include "crypto/replay.h"
 #include "net/sock.h"
 #include "obs/log.h"
 
@@ -28,6 +29,18 @@ static void announce(const struct ferry_cfg *cfg, unsigned threads)
                       net_addr_format(&l->listen[j], a, sizeof(a)), threads, threads == 1 ? "" : "s");
         }
     }
+}
+
+/* ss-server listeners share one salt filter across workers: a replayed
+ * stream may arrive on any thread. About 7.6 MiB each for a million salts. */
+static int create_replay_filters(struct ferry_cfg *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct listener_cfg *l = &cfg->listeners[i];
+        if (l->mode == MODE_SS_SERVER && !(l->replay = replay_new(1000000, 1e-6, err, errlen)))
+            return -1;
+    }
+    return 0;
 }
 
 /* First SIGTERM/SIGINT drains; a second one stops at once. */
@@ -61,6 +74,10 @@ static int run(struct ferry_cfg *cfg)
     /* Blocked before threads exist, so only the main thread receives them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     sock_raise_nofile();
+    if (create_replay_filters(cfg, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
+        return 1;
+    }
 
     struct worker *ws = workers_create(cfg, n, err, sizeof(err));
     if (!ws) {

@@ -17,6 +17,8 @@ static const struct {
 } subcommands[] = {
     { "socks", MODE_SOCKS, "SOCKS 4, 4a and 5 server (the default: 127.0.0.1:1080)" },
     { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
+    { "ss-server", MODE_SS_SERVER, "Shadowsocks AEAD server (wire compatible with shadowsocks-libev)" },
+    { "ss-local", MODE_SS_LOCAL, "SOCKS front that tunnels through a Shadowsocks server" },
 };
 
 static const char *mode_name(int mode)
@@ -109,23 +111,6 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
     return o;
 }
 
-static int check_listener(struct listener_cfg *l, char *err, size_t errlen)
-{
-    char e[200];
-    if (l->nlisten == 0) {
-        if (l->mode != MODE_SOCKS) {
-            snprintf(err, errlen, "%s needs a listen address: -l HOST:PORT", mode_name(l->mode));
-            return -1;
-        }
-        if (net_addr_parse("127.0.0.1:1080", &l->listen[l->nlisten++], e, sizeof(e)) < 0) return -1;
-    }
-    if (l->mode == MODE_RELAY && l->nupstreams == 0) {
-        snprintf(err, errlen, "relay needs at least one upstream: -u HOST:PORT");
-        return -1;
-    }
-    return 0;
-}
-
 int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
               int *help_mode, char *err, size_t errlen)
 {
@@ -164,6 +149,9 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
             snprintf(err, errlen, "--%s: %s", o->name, why);
             return -1;
         }
+        /* Secrets on the command line show in ps; blank them once copied. */
+        if (val && (strcmp(o->name, "password") == 0 || strcmp(o->name, "key") == 0))
+            memset((char *)val, 'x', strlen(val));
     }
-    return check_listener(l, err, errlen);
+    return cfg_listener_finish(l, err, errlen);
 }

@@ -13,8 +13,11 @@
 #include "net/addr.h"
 #include "policy/acl.h"
 
-enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2 };
-#define MODE_ALL (MODE_SOCKS | MODE_RELAY)
+enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LOCAL = 8 };
+#define MODE_ALL (MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER | MODE_SS_LOCAL)
+#define MODE_SS (MODE_SS_SERVER | MODE_SS_LOCAL)
+
+struct replay;
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_UPSTREAMS 64
@@ -22,6 +25,27 @@ enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2 };
 struct upstream_cfg {
     struct host_port hp;
     int weight;
+    unsigned backup;         /* config file only: used when no primary is */
+    unsigned maxconn;        /* config file only: 0 = no limit */
+};
+
+/* Active health checks of an upstream group (config file `health-check:`).
+ * interval_ms 0 = none. See docs/CONFIG.md for what is enforced. */
+struct health_cfg {
+    unsigned interval_ms, rise, fall;
+    char send[256], expect[256];
+};
+
+/* A named upstream group (config file `upstreams:`), shared by the relay
+ * listeners that name it. Listeners also get a copy of its servers in
+ * their upstreams[] (what the balancer reads). */
+struct upstream_group_cfg {
+    char name[32];
+    struct upstream_cfg servers[CFG_MAX_UPSTREAMS];
+    size_t nservers;
+    unsigned balance;        /* index in roundrobin, leastconn, source, random2 */
+    unsigned retries, retries_set;
+    struct health_cfg health;
 };
 
 struct user_cfg {
@@ -39,6 +63,7 @@ struct listener_cfg {
     struct upstream_cfg upstreams[CFG_MAX_UPSTREAMS];
     size_t nupstreams;
     unsigned retries;
+    const struct upstream_group_cfg *group;   /* config file `upstream: NAME`, else NULL */
 
     struct user_cfg *users;
     size_t nusers;
@@ -52,6 +77,19 @@ struct listener_cfg {
     unsigned maxconn;
     unsigned backlog;
     int no_splice;
+    int open;                /* allow an unauthenticated public SOCKS listener */
+
+    /* Shadowsocks (ss-server, ss-local). The password is turned into the
+     * master key by cfg_listener_finish() and wiped. */
+    char ss_method[32];
+    char *ss_password;
+    char *ss_key_b64;
+    uint8_t ss_key[32];
+    struct host_port ss_server;      /* ss-local: where the ss-server is */
+    struct host_port tunnel_to;      /* ss-local: fixed target, no SOCKS */
+    int has_ss_server, has_tunnel_to;
+
+    struct replay *replay;   /* runtime (ss-server): salts seen, all workers */
 };
 
 struct ferry_cfg {
@@ -60,8 +98,15 @@ struct ferry_cfg {
     unsigned drain_timeout_ms;
     struct listener_cfg *listeners;
     size_t nlisteners;
+    const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */
+    struct upstream_group_cfg *groups;        /* config file `upstreams:` */
+    size_t ngroups;
 };
 
 void cfg_free(struct ferry_cfg *c);
+/* Checks a listener once all its options are in (CLI or config file):
+ * required options, mode-specific defaults (destination policy for public
+ * listeners), Shadowsocks key derivation. 0, or -1 with a reason. */
+int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen);
 
 #endif

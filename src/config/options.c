@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/replay.h"
+#include "crypto/ss_cipher.h"
 #include "obs/log.h"
 
 #define G(field) offsetof(struct ferry_cfg, field)
@@ -234,14 +236,101 @@ static int parse_dns(void *base, const char *val, char *err, size_t errlen)
         snprintf(err, errlen, "'%.80s': expected IP[:PORT] or [IPv6]:PORT", val);
         return -1;
     }
-    size_t used = strlen(l->dns_servers);
-    if (used + strlen(tmp) + 2 > sizeof(l->dns_servers)) {
+    size_t used = strlen(l->dns_servers), add = strlen(tmp);
+    if (used + add + 2 > sizeof(l->dns_servers)) {
         snprintf(err, errlen, "too many DNS servers");
         return -1;
     }
-    snprintf(l->dns_servers + used, sizeof(l->dns_servers) - used, "%s%s", used ? "," : "", tmp);
+    if (used) l->dns_servers[used++] = ',';
+    memcpy(l->dns_servers + used, tmp, add + 1);
     return 0;
 }
+
+static int parse_secret(char **field, const char *val, char *err, size_t errlen)
+{
+    if (!*val) {
+        snprintf(err, errlen, "must not be empty");
+        return -1;
+    }
+    if (*field) {
+        explicit_bzero(*field, strlen(*field));
+        free(*field);
+    }
+    if (!(*field = strdup(val))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_password(void *b, const char *v, char *e, size_t n)
+{
+    return parse_secret(&((struct listener_cfg *)b)->ss_password, v, e, n);
+}
+
+static int parse_key(void *b, const char *v, char *e, size_t n)
+{
+    return parse_secret(&((struct listener_cfg *)b)->ss_key_b64, v, e, n);
+}
+
+/* First line of a file, so the secret never shows in `ps`. */
+static int parse_password_file(void *base, const char *path, char *err, size_t errlen)
+{
+    char line[1024];
+    const char *why = NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "'%.200s': %s", path, strerror(errno));
+        return -1;
+    }
+    int r = read_line(f, line, sizeof(line), &why);
+    fclose(f);
+    if (r <= 0) {
+        snprintf(err, errlen, "'%.200s': %s", path, r < 0 ? why : "empty file");
+        return -1;
+    }
+    r = parse_password(base, line, err, errlen);
+    explicit_bzero(line, sizeof(line));
+    return r;
+}
+
+static int parse_method(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    if (!ss_method_find(val)) {
+        snprintf(err, errlen, "'%.40s': unknown method (chacha20-ietf-poly1305, aes-128-gcm, "
+                 "aes-192-gcm, aes-256-gcm)", val);
+        return -1;
+    }
+    snprintf(l->ss_method, sizeof(l->ss_method), "%s", val);
+    return 0;
+}
+
+static int parse_target(struct host_port *hp, int *has, const char *val, char *err, size_t errlen)
+{
+    if (host_port_parse(val, hp, 0, err, errlen) < 0) return -1;
+    if (!hp->host[0]) {
+        snprintf(err, errlen, "'%.80s': needs a host", val);
+        return -1;
+    }
+    *has = 1;
+    return 0;
+}
+
+static int parse_server(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    return parse_target(&l->ss_server, &l->has_ss_server, v, e, n);
+}
+
+static int parse_tunnel_to(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    return parse_target(&l->tunnel_to, &l->has_tunnel_to, v, e, n);
+}
+
+#define MODE_SOCKS_FRONT (MODE_SOCKS | MODE_SS_LOCAL)
+#define MODE_DEST_POLICY (MODE_SOCKS | MODE_SS_SERVER)
 
 const struct opt_def opt_table[] = {
     { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
@@ -250,17 +339,17 @@ const struct opt_def opt_table[] = {
       "HOST:PORT[,weight=N]", "upstream server (repeatable; smooth weighted round robin)" },
     { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
       "N", "other upstreams tried after a failed connect" },
-    { "user", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_user,
+    { "user", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_user,
       "NAME:PASS", "accept this user (repeatable); turns authentication on" },
-    { "users-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_users_file,
+    { "users-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_users_file,
       "FILE", "users, one name:password a line ('#' comments)" },
-    { "allow-anonymous", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS, L(allow_anonymous), 0, 1, NULL, NULL,
+    { "allow-anonymous", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(allow_anonymous), 0, 1, NULL, NULL,
       NULL, "with users configured, still accept SOCKS5 clients without authentication" },
-    { "allow-socks4", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS, L(allow_socks4), 0, 1, NULL, NULL,
+    { "allow-socks4", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(allow_socks4), 0, 1, NULL, NULL,
       NULL, "with users configured, still accept SOCKS4/4a (which has no passwords)" },
-    { "allow-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_allow_dest,
+    { "allow-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_DEST_POLICY, 0, 0, 0, NULL, parse_allow_dest,
       "CIDR|HOST[:PORT]", "allow destinations (repeatable, first match wins)" },
-    { "deny-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS, 0, 0, 0, NULL, parse_deny_dest,
+    { "deny-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_DEST_POLICY, 0, 0, 0, NULL, parse_deny_dest,
       "CIDR|HOST[:PORT]", "deny destinations (repeatable, first match wins)" },
     { "prefer-ipv6", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(prefer_ipv6), 0, 1, NULL, NULL,
       NULL, "try IPv6 addresses of a name before IPv4 ones" },
@@ -272,7 +361,7 @@ const struct opt_def opt_table[] = {
       "10s", NULL, "DUR", "give up connecting to an upstream after this long" },
     { "idle-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(idle_timeout_ms), 1, 4000000000UL,
       "300s", NULL, "DUR", "close a session with no traffic for this long" },
-    { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS, L(handshake_timeout_ms), 1,
+    { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_SS_SERVER, L(handshake_timeout_ms), 1,
       3600000, "10s", NULL, "DUR", "close a client that has not finished its handshake by then" },
     { "maxconn", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn), 0, 10000000, "0", NULL,
       "N", "at most N sessions per worker thread (0 = no limit)" },
@@ -284,6 +373,20 @@ const struct opt_def opt_table[] = {
       "N", "listen() backlog" },
     { "no-splice", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(no_splice), 0, 1, NULL, NULL,
       NULL, "copy through user space instead of zero-copy splice()" },
+    { "password", 'k', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password,
+      "PASSWORD", "Shadowsocks password (prefer --password-file: argv is visible in ps)" },
+    { "password-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password_file,
+      "FILE", "read the Shadowsocks password from the first line of FILE" },
+    { "key", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_key,
+      "BASE64", "raw Shadowsocks master key instead of a password" },
+    { "method", 'm', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, "chacha20-ietf-poly1305", parse_method,
+      "METHOD", "AEAD cipher: chacha20-ietf-poly1305, aes-128-gcm, aes-192-gcm, aes-256-gcm" },
+    { "server", 's', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL, 0, 0, 0, NULL, parse_server,
+      "HOST:PORT", "the ss-server to tunnel through" },
+    { "tunnel-to", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL, 0, 0, 0, NULL, parse_tunnel_to,
+      "HOST:PORT", "forward every connection to this fixed target (no SOCKS; like ss-tunnel)" },
+    { "open", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(open), 0, 1, NULL, NULL,
+      NULL, "allow a SOCKS listener on a public address without users or --allow rules" },
     { "threads", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(threads), 0, 256, "0", NULL,
       "N", "worker threads (0 = one per CPU)" },
     { "log-level", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "info", parse_log_level,
@@ -353,6 +456,86 @@ int opt_defaults(struct ferry_cfg *g, struct listener_cfg *l, char *err, size_t 
     return 0;
 }
 
+static void free_secret(char **p)
+{
+    if (!*p) return;
+    explicit_bzero(*p, strlen(*p));
+    free(*p);
+    *p = NULL;
+}
+
+static int any_public_listen(const struct listener_cfg *l)
+{
+    for (size_t i = 0; i < l->nlisten; i++)
+        if (!net_addr_is_loopback(&l->listen[i])) return 1;
+    return 0;
+}
+
+/* Destinations a proxy reachable from the network must not reach unless the
+ * operator allows them explicitly (SSRF): loopback, link-local (including
+ * the cloud metadata address 169.254.169.254), "this host", and for
+ * ss-server the private ranges too. Appended after the operator's rules, so
+ * an explicit allow still wins (first match wins). */
+static int add_default_dest_denies(struct listener_cfg *l, char *err, size_t errlen)
+{
+    static const char *const always[] = { "127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128",
+                                          "169.254.0.0/16", "fe80::/10", NULL };
+    static const char *const private_nets[] = { "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                "100.64.0.0/10", "fc00::/7", NULL };
+    for (const char *const *p = always; *p; p++)
+        if (acl_add_dest(&l->dest_acl, 0, *p, err, errlen) < 0) return -1;
+    if (l->mode == MODE_SS_SERVER)
+        for (const char *const *p = private_nets; *p; p++)
+            if (acl_add_dest(&l->dest_acl, 0, *p, err, errlen) < 0) return -1;
+    return 0;
+}
+
+static int finish_ss(struct listener_cfg *l, char *err, size_t errlen)
+{
+    const struct ss_method *m = ss_method_find(l->ss_method);
+    if (!l->ss_password == !l->ss_key_b64) {
+        snprintf(err, errlen, "%s needs exactly one of --password, --password-file or --key",
+                 l->mode == MODE_SS_SERVER ? "ss-server" : "ss-local");
+        return -1;
+    }
+    if (l->mode == MODE_SS_LOCAL && !l->has_ss_server) {
+        snprintf(err, errlen, "ss-local needs the server: -s HOST:PORT");
+        return -1;
+    }
+    int from_password = l->ss_password != NULL;
+    int r = from_password ? ss_key_from_password(m, l->ss_password, l->ss_key)
+                          : ss_key_from_base64(m, l->ss_key_b64, l->ss_key, err, errlen);
+    free_secret(&l->ss_password);
+    free_secret(&l->ss_key_b64);
+    if (r < 0 && from_password) snprintf(err, errlen, "cannot derive the key from the password");
+    return r < 0 ? -1 : 0;
+}
+
+int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
+{
+    if (l->nlisten == 0) {
+        if (l->mode != MODE_SOCKS) {
+            snprintf(err, errlen, "%s needs a listen address: -l HOST:PORT", l->name);
+            return -1;
+        }
+        net_addr_parse("127.0.0.1:1080", &l->listen[l->nlisten++], err, errlen);
+    }
+    if (l->mode == MODE_RELAY && l->nupstreams == 0) {
+        snprintf(err, errlen, "relay needs at least one upstream: -u HOST:PORT");
+        return -1;
+    }
+    if ((l->mode & MODE_SS) && finish_ss(l, err, errlen) < 0) return -1;
+    int socks_front = l->mode == MODE_SOCKS || (l->mode == MODE_SS_LOCAL && !l->has_tunnel_to);
+    if (socks_front && any_public_listen(l) && !l->nusers && !l->client_acl.n && !l->open) {
+        snprintf(err, errlen, "refusing to run an open SOCKS proxy on a public address: add --user, "
+                 "--allow CIDR, or --open if that is really what you want");
+        return -1;
+    }
+    if ((l->mode & MODE_DEST_POLICY) && any_public_listen(l) && add_default_dest_denies(l, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
 void cfg_free(struct ferry_cfg *c)
 {
     for (size_t i = 0; i < c->nlisteners; i++) {
@@ -364,10 +547,17 @@ void cfg_free(struct ferry_cfg *c)
             free(l->users[u].pass);
         }
         free(l->users);
+        free_secret(&l->ss_password);
+        free_secret(&l->ss_key_b64);
+        explicit_bzero(l->ss_key, sizeof(l->ss_key));
+        if (l->replay) replay_free(l->replay);
         acl_free(&l->client_acl);
         acl_free(&l->dest_acl);
     }
     free(c->listeners);
     c->listeners = NULL;
     c->nlisteners = 0;
+    free(c->groups);
+    c->groups = NULL;
+    c->ngroups = 0;
 }

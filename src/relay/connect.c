@@ -53,6 +53,8 @@ void connect_cleanup(struct session *s)
     drop_targets(s);
     free(s->target);
     s->target = NULL;
+    free(s->dest);
+    s->dest = NULL;
     release_server(s, 0);
 }
 
@@ -116,6 +118,16 @@ void connect_start(struct session *s)
     if (cfg_of(s)->mode == MODE_RELAY && pick_server(s) < 0) {
         sess_connect_failed(s, FAIL_GENERAL, END_CONNECT_ERROR);
         return;
+    }
+    if (cfg_of(s)->mode == MODE_SS_LOCAL && !s->dest) {
+        /* ss-local: the client's target travels inside the tunnel; the
+         * socket goes to the ss-server. */
+        s->dest = s->target;
+        s->target = NULL;
+        if (sess_set_target(s, cfg_of(s)->ss_server.host, cfg_of(s)->ss_server.port, 0) < 0) {
+            sess_close(s, END_LOCAL_ERROR);
+            return;
+        }
     }
     struct net_addr lit;
     if (net_addr_from_literal(s->target->host, s->target->port, &lit) == 0) {

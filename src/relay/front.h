@@ -17,6 +17,7 @@ enum front_result {
     FRONT_AGAIN,       /* need more bytes */
     FRONT_CONNECT,     /* target set with sess_set_target(); connect now */
     FRONT_FAIL,        /* reply (if any) queued; close after it is written */
+    FRONT_SILENT_FAIL, /* say nothing, close at a random later time (anti-probing) */
 };
 
 struct front_ops {
@@ -25,6 +26,9 @@ struct front_ops {
     int (*init)(struct session *s);
     /* Client bytes in [buf, buf+len). Sets *consumed. May queue replies. */
     enum front_result (*on_data)(struct session *s, const uint8_t *buf, size_t len, size_t *consumed);
+    /* Optional: right after FRONT_CONNECT (handshake bytes consumed), install
+     * codecs or push early data. 0, or -1 to close. */
+    int (*attach)(struct session *s);
     /* Upstream connected; `bound` is its local address. Queue the success reply. */
     void (*on_connected)(struct session *s, const struct net_addr *bound);
     /* Connecting failed for `why`. Queue the failure reply (if the protocol has one). */
@@ -35,5 +39,6 @@ struct front_ops {
 };
 
 extern const struct front_ops front_socks;
+extern const struct front_ops front_ss_server;
 
 #endif

@@ -85,6 +85,47 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
     return n;
 }
 
+/* Runs the codec over raw bytes into the (empty) ready buffer.
+ * 1 = made ready bytes, 0 = needs more input, -1 = corrupt, -2 = no memory. */
+static int half_transform(struct half *h, struct pump_ctx *c)
+{
+    if (!h->raw || buf_empty(h->raw)) return 0;
+    if (!h->buf && !(h->buf = buf_get(c->bufs))) return -2;
+    size_t used = 0, made = 0;
+    if (h->codec->process(h->codec_state, buf_rptr(h->raw), buf_len(h->raw), &used,
+                          buf_wptr(h->buf), buf_room(h->buf), &made) < 0)
+        return -1;
+    buf_consumed(h->raw, (uint32_t)used);
+    buf_produced(h->buf, (uint32_t)made);
+    if (buf_empty(h->raw)) {
+        buf_put(c->bufs, h->raw);
+        h->raw = NULL;
+    }
+    if (made) return 1;
+    buf_put(c->bufs, h->buf);
+    h->buf = NULL;
+    return 0;
+}
+
+/* Reads once from the source into the codec's input buffer. */
+static ssize_t raw_fill(struct half *h, struct pump_ctx *c)
+{
+    if (!h->raw && !(h->raw = buf_get(c->bufs))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    uint32_t room = buf_room(h->raw);
+    if (room == 0) {
+        /* A codec that neither consumes nor produces with a full input
+         * buffer can never progress: treat as corrupt. */
+        errno = EPROTO;
+        return -1;
+    }
+    ssize_t n = recv(c->src_fd, buf_wptr(h->raw), room, 0);
+    if (n > 0) buf_produced(h->raw, (uint32_t)n);
+    return n;
+}
+
 enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 {
     for (;;) {
@@ -98,6 +139,12 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
         } else if (half_pending(h)) {
             return PUMP_OK;                  /* early data waits for the sink */
         }
+        if (h->codec) {
+            int t = half_transform(h, c);
+            if (t == -1) return PUMP_CODEC_ERROR;
+            if (t == -2) return PUMP_NOMEM;
+            if (t == 1) continue;                /* flush what it made */
+        }
         if (h->eof) {
             if (c->dst_fd >= 0 && !h->shut) {
                 /* Failure only means the sink is already gone; the other
@@ -109,7 +156,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
             return PUMP_OK;
         }
         if (c->src_fd < 0 || c->budget == 0) return PUMP_OK;
-        ssize_t n = half_fill(h, c);
+        ssize_t n = h->codec ? raw_fill(h, c) : half_fill(h, c);
         if (n > 0) {
             h->bytes += (uint64_t)n;
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
@@ -121,6 +168,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
             if (errno == EAGAIN) return PUMP_OK;
         } else {
             c->err = errno;
+            if (errno == EPROTO) return PUMP_CODEC_ERROR;
             return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
         }
     }
@@ -128,6 +176,11 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 
 void pipe_release(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes)
 {
+    if (h->codec && h->codec->free) h->codec->free(h->codec_state);
+    h->codec = NULL;
+    h->codec_state = NULL;
+    buf_put(bufs, h->raw);
+    h->raw = NULL;
     buf_put(bufs, h->buf);
     h->buf = NULL;
     kpipe_put(pipes, h->kp);

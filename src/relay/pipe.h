@@ -18,6 +18,7 @@ enum pump_result {
     PUMP_SRC_ERROR,    /* reading the source failed (errno in *err) */
     PUMP_DST_ERROR,    /* writing the sink failed */
     PUMP_NOMEM,
+    PUMP_CODEC_ERROR,  /* the codec rejected the stream (bad tag...) */
 };
 
 struct pump_ctx {
@@ -30,6 +31,7 @@ struct pump_ctx {
     int progressed;            /* something was read or written */
 };
 
+/* Bytes ready for the sink. */
 static inline int half_pending(const struct half *h)
 {
     return (h->buf && !buf_empty(h->buf)) || (h->kp && h->kp->len);

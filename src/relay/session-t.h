@@ -45,6 +45,8 @@ enum sess_end {
     END_DENIED,
     END_DRAIN,
     END_LOCAL_ERROR,
+    END_CRYPTO_ERROR,
+    END_PROBE,
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */
@@ -57,11 +59,25 @@ enum sess_fail {
     FAIL_TIMEOUT,
 };
 
-/* One direction. Bytes wait either in a user-space buffer or in a kernel
- * pipe (splice), never both: a source is read only when its half is empty. */
+/* A transform on one direction's bytes (Shadowsocks AEAD). process() takes
+ * from in, writes to out, reports what it used and made; -1 means the
+ * stream is corrupt (authentication failed) and the session must end. */
+struct codec_ops {
+    int (*process)(void *state, const uint8_t *in, size_t inlen, size_t *used,
+                   uint8_t *out, size_t outcap, size_t *made);
+    void (*free)(void *state);
+};
+
+/* One direction. Ready bytes wait either in a user-space buffer or in a
+ * kernel pipe (splice), never both: a source is read only when its half is
+ * empty. With a codec, source bytes land in `raw` and the codec turns them
+ * into ready bytes in `buf`. */
 struct half {
     struct buf *buf;
     struct kpipe *kp;
+    struct buf *raw;
+    const struct codec_ops *codec;
+    void *codec_state;
     uint64_t bytes;        /* payload bytes read from the source */
     uint8_t eof;           /* source said EOF */
     uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
@@ -93,6 +109,7 @@ struct session {
     uint8_t first_eof;                /* 1 client, 2 upstream */
     uint8_t splice;                   /* zero-copy allowed for this session */
     uint8_t reset_client, reset_upstream;  /* close that side with RST */
+    uint8_t silent;                   /* FLUSHING without FIN (anti-probing) */
     uint8_t target_idx, ntargets;
     int8_t lb_idx;                    /* relay: server in use, -1 none */
     uint64_t lb_tried;                /* relay: servers already tried */
@@ -102,6 +119,7 @@ struct session {
     const struct front_ops *front;
     void *front_state;
     struct sess_target *target;       /* while resolving/connecting */
+    struct sess_target *dest;         /* ss-local: what the client asked for */
     struct resolver_query *rq;
     struct resolved *targets;         /* resolved addresses to try, in order */
 };

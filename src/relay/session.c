@@ -14,11 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "core/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"
 #include "relay/pipe.h"
+#include "relay/ss_codec.h"
 
 /* Bytes read per direction per wakeup before yielding to other sessions. */
 #define PUMP_BUDGET (512u * 1024u)
@@ -39,6 +42,8 @@ static const char *const end_names[] = {
     [END_DENIED] = "denied",
     [END_DRAIN] = "drain",
     [END_LOCAL_ERROR] = "local_error",
+    [END_CRYPTO_ERROR] = "crypto_error",
+    [END_PROBE] = "probe",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -156,19 +161,25 @@ static void end_on_error(struct session *s, int client_side, int err)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
+    if (err == EPROTO) {
+        /* Corrupt ciphertext: nothing more reaches the other side. */
+        sess_close(s, END_CRYPTO_ERROR);
+        return;
+    }
     if (client_side) s->reset_upstream = 1;
     else s->reset_client = 1;
     sess_close(s, client_side ? END_CLIENT_RESET : END_UPSTREAM_RESET);
 }
 
-static void pump_ctx_init(struct session *s, struct pump_ctx *c, int src, int dst, int splice_ok)
+static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct half *h, int src, int dst,
+                          int splice_ok)
 {
     struct worker *w = s->wl->w;
     c->bufs = &w->bufs;
     c->pipes = &w->pipes;
     c->src_fd = src;
     c->dst_fd = dst;
-    c->allow_splice = splice_ok && s->splice;
+    c->allow_splice = splice_ok && s->splice && !h->codec;
     c->budget = PUMP_BUDGET;
     c->err = 0;
     c->progressed = 0;
@@ -182,7 +193,7 @@ static void linger_client(struct session *s)
 {
     struct pump_ctx c;
     uint8_t junk[4096];
-    pump_ctx_init(s, &c, -1, s->cio.fd, 0);
+    pump_ctx_init(s, &c, &s->down, -1, s->cio.fd, 0);
     if (pipe_pump(&s->down, &c) != PUMP_OK) {
         sess_close(s, END_NONE);
         return;
@@ -191,7 +202,7 @@ static void linger_client(struct session *s)
         loop_io_want(s->wl->w->loop, &s->cio, LOOP_WRITE);
         return;
     }
-    if (!s->down.shut) {
+    if (!s->down.shut && !s->silent) {
         (void)shutdown(s->cio.fd, SHUT_WR);
         s->down.shut = 1;
     }
@@ -211,8 +222,22 @@ static void enter_flushing(struct session *s, enum sess_end end)
     s->end = (uint8_t)end;
     s->state = SESS_FLUSHING;
     pipe_release(&s->up, &w->bufs, &w->pipes);   /* early data has nowhere to go */
-    loop_timer_arm_in(w->loop, &s->timer, 2000);
+    uint64_t linger = 2000;
+    if (s->silent) {
+        /* Anti-probing: hold the connection, reading and discarding, for a
+         * random part of the handshake timeout, so the close tells a prober
+         * nothing about where its bytes went wrong. */
+        unsigned hs = s->wl->cfg->handshake_timeout_ms, r = 0;
+        (void)RAND_bytes((unsigned char *)&r, sizeof(r));   /* unpredictable to the prober */
+        linger = hs / 2 + r % (hs / 2 + 1);
+    }
+    loop_timer_arm_in(w->loop, &s->timer, linger);
     linger_client(s);
+}
+
+static int pump_errno(enum pump_result r, const struct pump_ctx *c)
+{
+    return r == PUMP_NOMEM ? ENOMEM : r == PUMP_CODEC_ERROR ? EPROTO : c->err;
 }
 
 /* Moves bytes both ways as far as the sockets allow, then decides interest
@@ -228,19 +253,19 @@ static void sess_pump(struct session *s)
     int ufd = relaying ? s->uio.fd : -1;
     int cfd_read = s->state == SESS_HANDSHAKE ? -1 : s->cio.fd;
 
-    pump_ctx_init(s, &c, cfd_read, ufd, relaying);
+    pump_ctx_init(s, &c, &s->up, cfd_read, ufd, relaying);
     enum pump_result r = pipe_pump(&s->up, &c);
     if (r != PUMP_OK) {
-        end_on_error(s, r == PUMP_SRC_ERROR, r == PUMP_NOMEM ? ENOMEM : c.err);
+        end_on_error(s, r == PUMP_SRC_ERROR, pump_errno(r, &c));
         return;
     }
     int progressed = c.progressed;
     if (s->up.eof && !s->first_eof) s->first_eof = 1;
 
-    pump_ctx_init(s, &c, ufd, s->cio.fd, relaying);
+    pump_ctx_init(s, &c, &s->down, ufd, s->cio.fd, relaying);
     r = pipe_pump(&s->down, &c);
     if (r != PUMP_OK) {
-        end_on_error(s, r == PUMP_DST_ERROR, r == PUMP_NOMEM ? ENOMEM : c.err);
+        end_on_error(s, r == PUMP_DST_ERROR, pump_errno(r, &c));
         return;
     }
     progressed |= c.progressed;
@@ -261,6 +286,30 @@ int sess_reply(struct session *s, const void *data, size_t len)
     struct worker *w = s->wl->w;
     if (!s->down.buf && !(s->down.buf = buf_get(&w->bufs))) return -1;
     return buf_append(s->down.buf, data, (uint32_t)len) == len ? 0 : -1;
+}
+
+int sess_push_ready(struct session *s, struct half *h, const void *data, size_t len)
+{
+    struct worker *w = s->wl->w;
+    if (!h->buf && !(h->buf = buf_get(&w->bufs))) return -1;
+    return buf_append(h->buf, data, (uint32_t)len) == len ? 0 : -1;
+}
+
+int sess_install_codec(struct session *s, struct half *h, const struct codec_ops *ops, void *state,
+                       const void *prefix, size_t prefixlen, int pending_is_input)
+{
+    struct worker *w = s->wl->w;
+    h->codec = ops;                 /* owned from here: pipe_release frees it */
+    h->codec_state = state;
+    if (!prefixlen && !(pending_is_input && h->buf)) return 0;
+    if (!h->raw && !(h->raw = buf_get(&w->bufs))) return -1;
+    if (buf_append(h->raw, prefix, (uint32_t)prefixlen) != prefixlen) return -1;
+    if (pending_is_input && h->buf) {
+        if (buf_append(h->raw, buf_rptr(h->buf), buf_len(h->buf)) != buf_len(h->buf)) return -1;
+        buf_put(&w->bufs, h->buf);
+        h->buf = NULL;
+    }
+    return 0;
 }
 
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy)
@@ -284,12 +333,17 @@ static void sess_handshake(struct session *s)
         size_t len = h->buf ? buf_len(h->buf) : 0;
         enum front_result r = s->front->on_data(s, p, len, &used);
         if (used) buf_consumed(h->buf, (uint32_t)used);
-        if (r == FRONT_FAIL) {
-            enter_flushing(s, END_HANDSHAKE_ERROR);
+        if (r == FRONT_FAIL || r == FRONT_SILENT_FAIL) {
+            s->silent = r == FRONT_SILENT_FAIL;
+            enter_flushing(s, s->silent ? END_PROBE : END_HANDSHAKE_ERROR);
             return;
         }
         if (r == FRONT_CONNECT) {
             h->bytes = h->buf ? buf_len(h->buf) : 0;   /* early data is payload */
+            if (s->front->attach && s->front->attach(s) < 0) {
+                sess_close(s, END_LOCAL_ERROR);
+                return;
+            }
             connect_start(s);
             return;
         }
@@ -365,6 +419,11 @@ void sess_relay_start(struct session *s, int fd)
     if (s->front && s->front->on_connected) {
         if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
         s->front->on_connected(s, &bound);
+        if (s->state == SESS_CLOSED) return;
+    }
+    if (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
     }
     s->last_ms = loop_now(w->loop);
     loop_timer_arm(w->loop, &s->timer, s->last_ms + s->wl->cfg->idle_timeout_ms);
@@ -447,8 +506,11 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
         sess_close(s, END_LOCAL_ERROR);
         return -1;
     }
-    if (wl->cfg->mode == MODE_SOCKS) {
+    const struct listener_cfg *cfg = wl->cfg;
+    if (cfg->mode == MODE_SS_SERVER) s->front = &front_ss_server;
+    else if (cfg->mode == MODE_SOCKS || (cfg->mode == MODE_SS_LOCAL && !cfg->has_tunnel_to))
         s->front = &front_socks;
+    if (s->front) {
         if (s->front->init(s) < 0) {
             sess_close(s, END_LOCAL_ERROR);
             return -1;
@@ -457,6 +519,10 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
         loop_timer_arm_in(w->loop, &s->timer, wl->cfg->handshake_timeout_ms);
         update_interest(s);
         return 0;
+    }
+    if (cfg->has_tunnel_to && sess_set_target(s, cfg->tunnel_to.host, cfg->tunnel_to.port, 0) < 0) {
+        sess_close(s, END_LOCAL_ERROR);
+        return -1;
     }
     connect_start(s);
     return 0;

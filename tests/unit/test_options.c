@@ -20,6 +20,7 @@
 
 #include "config/cli.h"
 #include "config/options.h"
+#include "policy/acl.h"
 #include "obs/log.h"
 
 #define MAXARGS 40
@@ -31,6 +32,7 @@ struct run {
     int rc;
     char err[512];
     char path[64];            /* temp users file, removed at teardown */
+    char args[MAXARGS + 2][1100];   /* writable argv, as main() gets: ferry blanks secrets in it */
 };
 
 static int setup(void **state)
@@ -69,7 +71,9 @@ static struct run *parse(void **state, ...)
     va_start(ap, state);
     while ((a = va_arg(ap, const char *)) != NULL) {
         assert_true(argc <= MAXARGS);
-        argv[argc++] = (char *)a;
+        assert_true(strlen(a) < sizeof r->args[0]);
+        argv[argc] = strcpy(r->args[argc], a);
+        argc++;
     }
     va_end(ap);
     argv[argc] = NULL;
@@ -233,7 +237,7 @@ static void test_value_forms(void **state)
     struct listener_cfg *l;
 
     l = ok(parse(state, "--connect-timeout=250ms", "--idle-timeout", "1h",
-                 "--listen=[::1]:1081", "-l", "127.0.0.2:1082", "--listen", ":1083", NULL));
+                 "--listen=[::1]:1081", "-l", "127.0.0.2:1082", "--listen", ":1083", "--open", NULL));
     assert_int_equal(l->connect_timeout_ms, 250);
     assert_int_equal(l->idle_timeout_ms, 3600000);
     assert_int_equal(l->nlisten, 3);
@@ -587,6 +591,50 @@ static void test_regression_dns_server_forms(void **state)
     bad(parse(state, "--dns-server", ":53", NULL), "--dns-server", ":53");
 }
 
+/* A SOCKS proxy on a public address needs users, an allow-list or --open;
+ * public SOCKS and ss-server listeners refuse loopback, link-local and (for
+ * ss-server) private destinations unless allowed explicitly. */
+static void test_public_listener_defaults(void **state)
+{
+    struct listener_cfg *l;
+    static const uint8_t lo[4] = { 127, 0, 0, 1 }, meta[4] = { 169, 254, 169, 254 },
+                         priv[4] = { 10, 1, 2, 3 }, pub[4] = { 192, 0, 2, 1 };
+
+    bad(parse(state, "-l", "0.0.0.0:1080", NULL), "--open", NULL);
+    l = ok(parse(state, "-l", "0.0.0.0:1080", "--user", "a:b", NULL));
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, lo, 80), 0);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, meta, 80), 0);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, priv, 80), 1);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, pub, 80), 1);
+    l = ok(parse(state, "-l", "0.0.0.0:1080", "--allow", "10.0.0.0/8", "--allow-dest", "127.0.0.1", NULL));
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, lo, 80), 1);   /* explicit allow wins */
+    l = ok(parse(state, "-l", "127.0.0.1:1080", NULL));
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, lo, 80), 1);   /* loopback listener: no default */
+    l = ok(parse(state, "ss-server", "-l", ":8388", "-k", "pw", NULL));
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, priv, 80), 0);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, pub, 80), 1);
+}
+
+/* Shadowsocks: exactly one secret, a known method, ss-local needs -s; the
+ * password is wiped once the key is derived. */
+static void test_shadowsocks_options(void **state)
+{
+    struct listener_cfg *l;
+
+    bad(parse(state, "ss-server", "-l", "127.0.0.1:8388", NULL), "exactly one", NULL);
+    bad(parse(state, "ss-server", "-l", "127.0.0.1:8388", "-k", "a", "--key", "AAAA", NULL), "exactly one", NULL);
+    bad(parse(state, "ss-server", "-l", "127.0.0.1:8388", "-k", "a", "-m", "rc4-md5", NULL), "--method", "rc4-md5");
+    bad(parse(state, "ss-local", "-l", "127.0.0.1:1080", "-k", "a", NULL), "-s HOST:PORT", NULL);
+    l = ok(parse(state, "ss-local", "-l", "127.0.0.1:1080", "-k", "a", "-s", "example.com:8388",
+                 "-m", "aes-128-gcm", NULL));
+    assert_string_equal(l->ss_method, "aes-128-gcm");
+    assert_null(l->ss_password);
+    assert_string_equal(((struct run *)*state)->args[5], "x");   /* "-k a": blanked in argv */
+    assert_string_equal(l->ss_server.host, "example.com");
+    /* EVP_BytesToKey(MD5, "a") = md5("a") = 0cc175b9c0f1b6a831c399e269772661 */
+    assert_memory_equal(l->ss_key, "\x0c\xc1\x75\xb9\xc0\xf1\xb6\xa8\x31\xc3\x99\xe2\x69\x77\x26\x61", 16);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -598,6 +646,8 @@ int main(void)
         T(test_defaults_relay),
         T(test_relay_needs_upstream_and_listen),
         T(test_value_forms),
+        T(test_public_listener_defaults),
+        T(test_shadowsocks_options),
         T(test_unknown_option),
         T(test_option_needs_value),
         T(test_bad_values_name_the_flag),

@@ -1,0 +1,128 @@
+/* front_ss.c - the ss-server front-end: decrypt the client's first chunk,
+ * refuse replayed salts, read the target address, then keep decrypting the
+ * client's bytes and encrypt the upstream's answer.
+ *
+ * A client that fails authentication gets nothing distinguishable: no reply,
+ * no FIN at a fixed byte count; the session reads and discards until a
+ * random deadline, then closes (resists active probing).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/worker-t.h"
+#include "crypto/replay.h"
+#include "obs/log.h"
+#include "proto/socks5.h"
+#include "relay/front.h"
+#include "relay/session.h"
+#include "relay/ss_codec.h"
+
+struct ss_front {
+    struct ss_dec_codec *dec;        /* becomes the up codec after the handshake */
+    size_t plain_len;
+    size_t addr_len;
+    char *dest;                      /* for the log */
+    uint8_t *plain;                  /* first chunk's plaintext; freed after the handshake */
+};
+
+#define FIRST_PLAIN_MAX SS_MAX_PAYLOAD
+
+static struct ss_front *st(const struct session *s) { return s->front_state; }
+
+static int ss_front_init(struct session *s)
+{
+    struct ss_front *f = calloc(1, sizeof(*f));
+    if (!f) return -1;
+    f->dec = ss_codec_new_decoder(s->wl->cfg, s->wl->cfg->replay);
+    f->plain = malloc(FIRST_PLAIN_MAX);
+    if (!f->dec || !f->plain) {
+        if (f->dec) ss_dec_codec_ops.free(f->dec);
+        free(f->plain);
+        free(f);
+        return -1;
+    }
+    s->front_state = f;
+    return 0;
+}
+
+static void ss_front_free(struct session *s)
+{
+    struct ss_front *f = st(s);
+    if (!f) return;
+    if (f->dec) ss_dec_codec_ops.free(f->dec);
+    free(f->dest);
+    free(f->plain);
+    free(f);
+    s->front_state = NULL;
+}
+
+/* Decrypts what arrived into f->plain until the address can be parsed. */
+static enum front_result ss_on_data(struct session *s, const uint8_t *buf, size_t len, size_t *used)
+{
+    struct ss_front *f = st(s);
+    struct socks_addr a;
+    size_t made = 0, n = 0;
+    *used = 0;
+    if (ss_dec_codec_ops.process(f->dec, buf, len, used, f->plain + f->plain_len,
+                                 FIRST_PLAIN_MAX - f->plain_len, &made) < 0)
+        return FRONT_SILENT_FAIL;
+    f->plain_len += made;
+    int r = socks5_parse_addr(f->plain, f->plain_len, &a, &n);
+    if (r == SOCKS_INVALID) return FRONT_SILENT_FAIL;
+    if (r == SOCKS_NEED_MORE) {
+        /* The address must fit in the first chunk, as every client sends it. */
+        return ss_dec_authenticated(&f->dec->dec) ? FRONT_SILENT_FAIL : FRONT_AGAIN;
+    }
+    char host[SOCKS_ADDR_FMT_MAX], full[SOCKS_ADDR_FMT_MAX];
+    socks_addr_host(&a, host, sizeof(host));
+    socks_addr_format(&a, full, sizeof(full));
+    f->addr_len = n;
+    f->dest = strdup(full);
+    if (!f->dest || sess_set_target(s, host, a.port, 1) < 0) return FRONT_FAIL;
+    return FRONT_CONNECT;
+}
+
+/* Handshake done: the rest of the client's ciphertext (still in the up
+ * buffer) goes through the decoder; plaintext already decrypted after the
+ * address is sent to the upstream first. */
+static int ss_attach(struct session *s)
+{
+    struct ss_front *f = st(s);
+    if (sess_install_codec(s, &s->up, &ss_dec_codec_ops, f->dec, NULL, 0, 1) < 0) return -1;
+    f->dec = NULL;
+    size_t extra = f->plain_len - f->addr_len;
+    int r = extra ? sess_push_ready(s, &s->up, f->plain + f->addr_len, extra) : 0;
+    free(f->plain);          /* 16 KiB that an established session does not need */
+    f->plain = NULL;
+    return r;
+}
+
+static void ss_on_connected(struct session *s, const struct net_addr *bound)
+{
+    (void)bound;
+    struct ss_enc *e = ss_codec_new_encoder(s->wl->cfg, s->wl->cfg->replay);
+    if (!e || sess_install_codec(s, &s->down, &ss_enc_codec_ops, e, NULL, 0, 0) < 0) {
+        if (e) ss_enc_codec_ops.free(e);
+        sess_close(s, END_LOCAL_ERROR);
+    }
+}
+
+static void ss_log_fields(const struct session *s, char *out, size_t outlen)
+{
+    char dest[SOCKS_ADDR_FMT_MAX];
+    log_sanitize(dest, sizeof(dest), st(s) && st(s)->dest ? st(s)->dest : "-");
+    snprintf(out, outlen, "proto=ss dest=%s", dest);
+}
+
+const struct front_ops front_ss_server = {
+    .name = "ss-server",
+    .init = ss_front_init,
+    .on_data = ss_on_data,
+    .attach = ss_attach,
+    .on_connected = ss_on_connected,
+    .on_failed = NULL,          /* Shadowsocks has no failure reply: just close */
+    .log_fields = ss_log_fields,
+    .free = ss_front_free,
+};
