@@ -167,6 +167,16 @@ void loop_io_del(struct loop *l, struct loop_io *io)
     io->in_epoll = 0;
 }
 
+void loop_io_close(struct loop *l, struct loop_io *io)
+{
+    (void)l;
+    if (io->fd < 0) return;
+    close(io->fd);
+    io->fd = -1;
+    io->want = 0;
+    io->in_epoll = 0;
+}
+
 /* ---- timers: binary min-heap, heap_idx is 1-based so 0 means unarmed ---- */
 
 static void heap_set(struct loop *l, size_t i, struct loop_timer *t)

@@ -76,6 +76,10 @@ int loop_io_add(struct loop *l, struct loop_io *io, int fd, uint32_t want,
                 loop_io_cb *cb, void *owner);
 int loop_io_want(struct loop *l, struct loop_io *io, uint32_t want);
 void loop_io_del(struct loop *l, struct loop_io *io);
+/* Detaches the io and closes its fd, without EPOLL_CTL_DEL: closing the last
+ * descriptor of an open file removes it from every epoll set, so the DEL is
+ * a wasted syscall. Only for fds never dup()ed or inherited by a child. */
+void loop_io_close(struct loop *l, struct loop_io *io);
 
 /* Timers: a binary min-heap; arming an armed timer moves it. Callbacks run
  * after the I/O batch of the iteration in which they expire. */

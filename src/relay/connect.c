@@ -154,7 +154,7 @@ void connect_start(struct session *s)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
-    sess_kick(s);   /* read early data while resolving */
+    sess_kick(s);   /* early data is read while resolving */
 }
 
 static int dest_allowed(const struct session *s, const struct net_addr *a)
@@ -206,9 +206,7 @@ static void connect_next(struct session *s)
 
 static void abandon_attempt(struct session *s, int err)
 {
-    int fd = s->uio.fd;
-    loop_io_del(s->wl->w->loop, &s->uio);
-    close(fd);
+    loop_io_close(s->wl->w->loop, &s->uio);
     s->last_errno = err;
     connect_next(s);
 }

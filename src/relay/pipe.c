@@ -14,6 +14,11 @@
  * 64 KiB (16 pages); asking more only returns short. */
 #define SPLICE_CHUNK (64u * 1024u)
 
+/* A direction starts by copying; once one read brings this much, it is a
+ * bulk transfer and switches to splice. For small messages splice costs
+ * more syscalls than it saves copies (two splices vs recv + send). */
+#define SPLICE_THRESHOLD (16u * 1024u)
+
 /* 1 = the half is now empty, 0 = the sink would block, -1 = error. */
 static int half_flush(struct half *h, struct pump_ctx *c)
 {
@@ -50,12 +55,13 @@ static int half_flush(struct half *h, struct pump_ctx *c)
 static ssize_t half_fill(struct half *h, struct pump_ctx *c)
 {
     ssize_t n;
-    if (c->allow_splice && !h->buf) {
+    if (c->allow_splice && h->bulk && !h->buf) {
         if (!h->kp) h->kp = kpipe_get(c->pipes);   /* NULL: fall back to copying */
         if (h->kp) {
             /* splice() into a pipe returns EAGAIN both when the socket is
              * empty and when the pipe is full; we only fill an empty pipe,
              * so here it means the socket is empty. */
+            c->last_ask = SPLICE_CHUNK;
             n = splice(c->src_fd, NULL, h->kp->wfd, NULL, SPLICE_CHUNK,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
@@ -73,9 +79,11 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
         errno = ENOMEM;
         return -1;
     }
-    n = recv(c->src_fd, buf_wptr(h->buf), buf_room(h->buf), 0);
+    c->last_ask = buf_room(h->buf);
+    n = recv(c->src_fd, buf_wptr(h->buf), c->last_ask, 0);
     if (n > 0) {
         buf_produced(h->buf, (uint32_t)n);
+        if ((size_t)n >= SPLICE_THRESHOLD) h->bulk = 1;
     } else if (buf_empty(h->buf)) {
         int e = errno;
         buf_put(c->bufs, h->buf);
@@ -121,6 +129,7 @@ static ssize_t raw_fill(struct half *h, struct pump_ctx *c)
         errno = EPROTO;
         return -1;
     }
+    c->last_ask = room;
     ssize_t n = recv(c->src_fd, buf_wptr(h->raw), room, 0);
     if (n > 0) buf_produced(h->raw, (uint32_t)n);
     return n;
@@ -155,9 +164,13 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
             }
             return PUMP_OK;
         }
-        if (c->src_fd < 0 || c->budget == 0) return PUMP_OK;
+        if (c->src_fd < 0 || c->budget == 0 || c->src_drained) return PUMP_OK;
         ssize_t n = h->codec ? raw_fill(h, c) : half_fill(h, c);
         if (n > 0) {
+            /* Less than asked for: the socket is empty now. Level-triggered
+             * epoll says when more comes; reading again would only earn an
+             * EAGAIN. */
+            if ((size_t)n < c->last_ask) c->src_drained = 1;
             h->bytes += (uint64_t)n;
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
             c->progressed = 1;

@@ -29,6 +29,8 @@ struct pump_ctx {
     size_t budget;             /* max bytes read this call */
     int err;                   /* errno of a failure */
     int progressed;            /* something was read or written */
+    int src_drained;           /* a short read emptied the source this call */
+    size_t last_ask;           /* bytes the last read asked for */
 };
 
 /* Bytes ready for the sink. */

@@ -81,6 +81,7 @@ struct half {
     uint64_t bytes;        /* payload bytes read from the source */
     uint8_t eof;           /* source said EOF */
     uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
+    uint8_t bulk;          /* a read filled SPLICE_THRESHOLD: worth splicing */
 };
 
 /* Where to connect: a literal address, or a name to resolve, and whether the

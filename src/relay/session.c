@@ -80,11 +80,9 @@ static void sess_free(void *p)
 
 static void close_fd(struct loop *l, struct loop_io *io, int rst)
 {
-    int fd = io->fd;
-    if (fd < 0) return;
-    loop_io_del(l, io);
-    if (rst) sock_set_linger0(fd);
-    close(fd);
+    if (io->fd < 0) return;
+    if (rst) sock_set_linger0(io->fd);
+    loop_io_close(l, io);
 }
 
 static void worker_unlink(struct session *s)
@@ -183,6 +181,8 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct ha
     c->budget = PUMP_BUDGET;
     c->err = 0;
     c->progressed = 0;
+    c->src_drained = 0;
+    c->last_ask = 0;
 }
 
 /* After a failure reply: write it, send FIN, then read and discard what the
@@ -235,14 +235,32 @@ static void enter_flushing(struct session *s, enum sess_end end)
     linger_client(s);
 }
 
+static void sess_pump_ex(struct session *s, int may_read);
+
 static int pump_errno(enum pump_result r, const struct pump_ctx *c)
 {
     return r == PUMP_NOMEM ? ENOMEM : r == PUMP_CODEC_ERROR ? EPROTO : c->err;
 }
 
+/* Which sources sess_pump_ex() may read. A source is read when its socket
+ * reported data, or when backpressure had stopped reading it (then data is
+ * almost surely waiting); other reads would mostly earn EAGAIN, and
+ * level-triggered epoll says when there is more. */
+enum { READ_CLIENT = 1, READ_UPSTREAM = 2 };
+
+static int read_flags(const struct session *s, const struct loop_io *io, uint32_t events)
+{
+    int f = 0;
+    int hit = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
+    if ((io == &s->cio && hit) || (s->cio.fd >= 0 && !(s->cio.want & LOOP_READ))) f |= READ_CLIENT;
+    if ((io == &s->uio && hit) || (s->uio.fd >= 0 && !(s->uio.want & LOOP_READ))) f |= READ_UPSTREAM;
+    return f;
+}
+
 /* Moves bytes both ways as far as the sockets allow, then decides interest
- * and whether the session is over. The only place RELAYING data moves. */
-static void sess_pump(struct session *s)
+ * and whether the session is over. The only place RELAYING data moves.
+ * may_read: READ_* bits (0 after a state change: only flush). */
+static void sess_pump_ex(struct session *s, int may_read)
 {
     if (s->state == SESS_FLUSHING) {
         linger_client(s);
@@ -254,6 +272,7 @@ static void sess_pump(struct session *s)
     int cfd_read = s->state == SESS_HANDSHAKE ? -1 : s->cio.fd;
 
     pump_ctx_init(s, &c, &s->up, cfd_read, ufd, relaying);
+    c.src_drained = !(may_read & READ_CLIENT);
     enum pump_result r = pipe_pump(&s->up, &c);
     if (r != PUMP_OK) {
         end_on_error(s, r == PUMP_SRC_ERROR, pump_errno(r, &c));
@@ -263,6 +282,7 @@ static void sess_pump(struct session *s)
     if (s->up.eof && !s->first_eof) s->first_eof = 1;
 
     pump_ctx_init(s, &c, &s->down, ufd, s->cio.fd, relaying);
+    c.src_drained = !(may_read & READ_UPSTREAM);
     r = pipe_pump(&s->down, &c);
     if (r != PUMP_OK) {
         end_on_error(s, r == PUMP_DST_ERROR, pump_errno(r, &c));
@@ -391,7 +411,7 @@ static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
         handshake_read(s);
         if (s->state == SESS_CLOSED) return;
     }
-    sess_pump(s);
+    sess_pump_ex(s, read_flags(s, io, events));
 }
 
 static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
@@ -402,7 +422,7 @@ static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
         connect_ready(s, events);
         return;
     }
-    sess_pump(s);
+    sess_pump_ex(s, read_flags(s, io, events));
 }
 
 /* Connected: the front-end answers the client, then bytes flow. */
@@ -427,7 +447,7 @@ void sess_relay_start(struct session *s, int fd)
     }
     s->last_ms = loop_now(w->loop);
     loop_timer_arm(w->loop, &s->timer, s->last_ms + s->wl->cfg->idle_timeout_ms);
-    sess_pump(s);
+    sess_pump_ex(s, 0);
 }
 
 int sess_upstream_register(struct session *s, int fd)
@@ -450,7 +470,7 @@ void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end en
 /* Re-evaluates interest after a state change made outside sess_pump(). */
 void sess_kick(struct session *s)
 {
-    sess_pump(s);
+    sess_pump_ex(s, 0);
 }
 
 /* One timer per session; what expiry means depends on the state. The idle
