@@ -192,7 +192,7 @@ static void test_exclude_retry_visits_each_once(void **state)
 
 static void test_empty_group(void **state)
 {
-    struct lb_group g = { NULL, 0 };
+    struct lb_group g = { .servers = NULL, .n = 0 };
 
     (void)state;
     assert_int_equal(lb_pick(&g, 0), -1);
