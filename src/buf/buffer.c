@@ -62,6 +62,7 @@ uint32_t buf_room(struct buf *b)
 
 uint32_t buf_append(struct buf *b, const void *src, uint32_t len)
 {
+    if (len == 0) return 0;      /* src may be NULL then; memcpy(NULL, 0) is UB */
     uint32_t room = buf_room(b);
     if (len > room) len = room;
     memcpy(buf_wptr(b), src, len);
