@@ -21,6 +21,7 @@
 
 #include "config/cli.h"
 #include "config/options.h"
+#include "config/yaml.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 #define INPUT_MAX 4096
@@ -55,14 +56,18 @@ static void check_listener(const struct ferry_cfg *cfg)
 
     CHECK(cfg->nlisteners == 1 && cfg->listeners != NULL);
     l = &cfg->listeners[0];
-    CHECK(l->mode == MODE_SOCKS || l->mode == MODE_RELAY);
+    CHECK(l->mode == MODE_SOCKS || l->mode == MODE_RELAY || l->mode == MODE_SS_SERVER ||
+          l->mode == MODE_SS_LOCAL);
+    /* Secrets never outlive key derivation. */
+    CHECK(l->ss_password == NULL && l->ss_key_b64 == NULL);
+    CHECK(l->mode != MODE_SS_LOCAL || l->has_ss_server);
     CHECK(l->nlisten >= 1 && l->nlisten <= CFG_MAX_LISTEN);
     check_upstreams(l);
     check_users(l);
     CHECK(l->connect_timeout_ms >= 1 && l->connect_timeout_ms <= 3600000);
     CHECK(l->idle_timeout_ms >= 1 && l->idle_timeout_ms <= 4000000000u);
     CHECK(l->resolve_timeout_ms >= 1 && l->resolve_timeout_ms <= 600000);
-    if (l->mode == MODE_SOCKS)
+    if (l->mode != MODE_RELAY)
         CHECK(l->handshake_timeout_ms >= 1 && l->handshake_timeout_ms <= 3600000);
     else
         CHECK(l->handshake_timeout_ms == 0 && l->nusers == 0 && l->dest_acl.n == 0);
@@ -106,6 +111,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, n);
     buf[n] = '\0';
     argc = split_args(buf, n, argv);
+    for (int i = 1; i < argc; i++)
+        if (cfg_config_flag(argv[i])) {      /* ss-server -c FILE reads a path, like users-file */
+            free(buf);
+            return 0;
+        }
     memset(&cfg, 0, sizeof cfg);
     err[0] = '\0';
     rc = cli_parse(argc, argv, &cfg, &action, &help_mode, err, sizeof err);
@@ -114,10 +124,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t e = strnlen(err, sizeof err);
 
         CHECK(e > 0 && e < sizeof err);
-    } else if (action == CLI_RUN) {
+    } else if (action == CLI_RUN && !cfg.config_path) {
         check_listener(&cfg);
+    } else if (action == CLI_RUN || action == CLI_CHECK) {
+        CHECK(cfg.config_path && cfg.config_path[0] && cfg.nlisteners == 0);   /* ferry run|check -c FILE */
     } else {
-        CHECK(action == CLI_HELP || action == CLI_VERSION);
+        CHECK(action == CLI_HELP || action == CLI_VERSION || action == CLI_DUMP_OPTIONS);
     }
     cfg_free(&cfg);
     free(buf);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config/check.h"
 #include "config/cli.h"
 #include "core/worker.h"
 #include "crypto/replay.h"
@@ -118,6 +119,18 @@ int main(int argc, char **argv)
         printf("ferry %s\n", FERRY_VERSION);
         cfg_free(&cfg);
         return 0;
+    }
+    if (action == CLI_DUMP_OPTIONS) {
+        cfg_dump_options(stdout);
+        cfg_free(&cfg);
+        return 0;
+    }
+    if (cfg.config_path) {
+        int done = cfg_file_main(&cfg, action == CLI_CHECK);
+        if (done >= 0) {
+            cfg_free(&cfg);
+            return done;
+        }
     }
     log_set_level(cfg.log_level);
     int code = run(&cfg);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config/options.h"
+#include "config/yaml.h"
 
 static const struct {
     const char *name;
@@ -38,11 +39,21 @@ void cli_usage(FILE *out, int mode)
                      "subcommands:\n", FERRY_VERSION);
         for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
             fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+        fprintf(out, "  %-8s %s\n  %-8s %s\n", "run", "many listeners from a YAML config: run -c FILE",
+                "check", "validate a config file and exit: check -c FILE");
         fprintf(out, "\nWith no subcommand ferry runs 'socks' on 127.0.0.1:1080.\n"
                      "Addresses: HOST:PORT, [v6]:PORT or :PORT. Durations: 250ms, 10s, 5m, 1h.\n");
         return;
     }
+    if (mode == CLI_HELP_CONFIG) {
+        fprintf(out, "usage: ferry run -c FILE     run the listeners of a YAML config file\n"
+                     "       ferry check -c FILE   validate it: exit 0, or print every error and exit 1\n\n"
+                     "Keys are the long option names; see docs/CONFIG.md or 'ferry --dump-options'.\n");
+        return;
+    }
     fprintf(out, "usage: ferry %s [OPTIONS]\n\noptions:\n", mode_name(mode));
+    if (mode & MODE_SS)
+        fprintf(out, "  %-40s %s\n", "-c, --config FILE", "shadowsocks-libev JSON config (options given here win)");
     for (const struct opt_def *o = opt_table; o->name; o++) {
         char flag[64], shortf[8] = "    ";
         if (!(o->modes & mode)) continue;
@@ -111,12 +122,41 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
     return o;
 }
 
+/* ferry run|check -c FILE: main loads the file (config/check.c). */
+static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
+                          int *help_mode, char *err, size_t errlen)
+{
+    const char *cmd = argv[1];
+    *action = strcmp(cmd, "check") == 0 ? CLI_CHECK : CLI_RUN;
+    for (int i = 2; i < argc; i++) {
+        int n = cfg_config_flag(argv[i]);
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            *action = CLI_HELP;
+            *help_mode = CLI_HELP_CONFIG;
+            return 0;
+        }
+        if (n == 0 || (n == 2 && i + 1 == argc)) {
+            snprintf(err, errlen, n ? "option '%s' needs a value (FILE)" : "unexpected argument '%s' "
+                     "(usage: ferry %s -c FILE)", argv[i], cmd);
+            return -1;
+        }
+        cfg->config_path = n == 1 ? argv[i] + 9 : argv[++i];
+    }
+    if (!cfg->config_path || !cfg->config_path[0]) {
+        snprintf(err, errlen, "usage: ferry %s -c FILE", cmd);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
               int *help_mode, char *err, size_t errlen)
 {
     int i = 1, mode = MODE_SOCKS;
     *action = CLI_RUN;
     *help_mode = 0;
+    if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "check") == 0))
+        return parse_file_cmd(argc, argv, cfg, action, help_mode, err, errlen);
     if (i < argc && argv[i][0] != '-') {
         size_t k, n = sizeof(subcommands) / sizeof(subcommands[0]);
         for (k = 0; k < n && strcmp(argv[i], subcommands[k].name) != 0; k++) {}
@@ -130,11 +170,22 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
     }
     if (add_listener(cfg, mode, err, errlen) < 0) return -1;
     struct listener_cfg *l = &cfg->listeners[0];
+    if ((mode & MODE_SS) && cfg_ss_argv(argc, argv, i, cfg, l, err, errlen) < 0) return -1;
     for (; i < argc; i++) {
         const char *val, *arg = argv[i];
         char why[400];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) { *action = CLI_HELP; return 0; }
         if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) { *action = CLI_VERSION; return 0; }
+        if (strcmp(arg, "--dump-options") == 0) { *action = CLI_DUMP_OPTIONS; return 0; }
+        if (cfg_config_flag(arg)) {     /* -c FILE: loaded above */
+            if (!(mode & MODE_SS)) {
+                snprintf(err, errlen, "'%s' applies to ss-server and ss-local only "
+                         "(for YAML: ferry run -c FILE)", arg);
+                return -1;
+            }
+            i += cfg_config_flag(arg) - 1;
+            continue;
+        }
         if (arg[0] != '-') {
             snprintf(err, errlen, "unexpected argument '%s' (see 'ferry --help')", arg);
             return -1;
@@ -154,4 +205,17 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
             memset((char *)val, 'x', strlen(val));
     }
     return cfg_listener_finish(l, err, errlen);
+}
+
+int cli_mode_by_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+        if (strcmp(subcommands[i].name, name) == 0) return subcommands[i].mode;
+    return 0;
+}
+
+const char *cli_mode_name(int mode)
+{
+    const char *n = mode_name(mode);
+    return strcmp(n, "?") == 0 ? NULL : n;
 }

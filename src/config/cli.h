@@ -9,12 +9,20 @@
 
 #define FERRY_VERSION "0.1.0"
 
-enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION };
+enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_CHECK, CLI_DUMP_OPTIONS };
+
+/* help_mode for `ferry run|check --help`. */
+#define CLI_HELP_CONFIG (-1)
 
 /* Parses argv. On error returns -1 with a one-line message in err that names
- * the bad flag or value (the caller prints it and exits 2). */
+ * the bad flag or value (the caller prints it and exits 2). `ferry run|check
+ * -c FILE` only sets cfg->config_path (and CLI_CHECK): main loads the file. */
 int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
               int *help_mode, char *err, size_t errlen);
 void cli_usage(FILE *out, int mode);
+
+/* Mode of a subcommand name ("relay"), or 0; and back (NULL if none). */
+int cli_mode_by_name(const char *name);
+const char *cli_mode_name(int mode);
 
 #endif

@@ -30,10 +30,11 @@ struct upstream_cfg {
 };
 
 /* Active health checks of an upstream group (config file `health-check:`).
- * interval_ms 0 = none. See docs/CONFIG.md for what is enforced. */
+ * interval_ms 0 = none; timeout_ms 0 = min(interval, 2s). See
+ * docs/CONFIG.md for what is enforced. */
 struct health_cfg {
-    unsigned interval_ms, rise, fall;
-    char send[256], expect[256];
+    unsigned interval_ms, timeout_ms, rise, fall;
+    char send[1025], expect[1025];   /* "" = none */
 };
 
 /* A named upstream group (config file `upstreams:`), shared by the relay

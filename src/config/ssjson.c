@@ -1,0 +1,292 @@
+/* ssjson.c - shadowsocks-libev JSON configs for `ferry ss-server -c FILE`
+ * and `ferry ss-local -c FILE` (libyaml reads JSON: it is YAML 1.2 flow).
+ *
+ * Each JSON key maps to an option of the table and goes through opt_apply,
+ * like a flag. Options given on the command line win: the JSON keys that
+ * would set them are skipped. Keys ferry has no use for are accepted with a
+ * warning when ignoring them is harmless, and are errors when it is not
+ * (plugins, ACL files, several ports): ferry would not do what the file asks.
+ */
+#include "config/yaml_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "obs/log.h"
+
+enum ss_action {
+    SS_OPT,          /* value -> option `opt` */
+    SS_ADDR,         /* server, server_port, local_address, local_port: combined below */
+    SS_WARN,         /* accepted, ignored with a warning (when not false/empty) */
+    SS_ERROR,        /* refused: ignoring it would change what the proxy does */
+};
+
+struct ss_key {
+    const char *json;
+    enum ss_action action;
+    const char *opt;         /* SS_OPT: option; else the reason shown */
+    const char *given;       /* options that, on the command line, make ferry skip this key */
+};
+
+static const struct ss_key ss_keys[] = {
+    { "server", SS_ADDR, NULL, NULL },
+    { "server_port", SS_ADDR, NULL, NULL },
+    { "local_address", SS_ADDR, NULL, NULL },
+    { "local_port", SS_ADDR, NULL, NULL },
+    { "password", SS_OPT, "password", " password password-file key " },
+    { "key", SS_OPT, "key", " password password-file key " },
+    { "method", SS_OPT, "method", " method " },
+    { "timeout", SS_OPT, "idle-timeout", " idle-timeout " },
+    { "nameserver", SS_OPT, "dns-server", " dns-server " },
+    { "ipv6_first", SS_OPT, "prefer-ipv6", " prefer-ipv6 " },
+    { "tunnel_address", SS_OPT, "tunnel-to", " tunnel-to " },
+    { "mode", SS_WARN, "ferry relays TCP only", NULL },
+    { "fast_open", SS_WARN, "TCP Fast Open is not used", NULL },
+    { "reuse_port", SS_WARN, "ferry always uses SO_REUSEPORT", NULL },
+    { "no_delay", SS_WARN, "not supported", NULL },
+    { "nofile", SS_WARN, "ferry raises the open-files limit to the hard limit", NULL },
+    { "user", SS_WARN, "run ferry as that user instead (systemd User=)", NULL },
+    { "mptcp", SS_WARN, "MPTCP is not used", NULL },
+    { "workers", SS_WARN, "use --threads", NULL },
+    { "plugin", SS_ERROR, "SIP003 plugins are not supported", NULL },
+    { "plugin_opts", SS_ERROR, "SIP003 plugins are not supported", NULL },
+    { "acl", SS_ERROR, "ACL files are not supported: use --allow-dest/--deny-dest", NULL },
+    { "port_password", SS_ERROR, "one port per listener: use a ferry config with several listeners", NULL },
+    { "manager_address", SS_ERROR, "ss-manager is not supported", NULL },
+    { NULL, 0, NULL, NULL },
+};
+
+struct ss_walk {
+    struct listener_cfg *l;
+    const char *const *given;
+};
+
+static int is_given(const struct ss_walk *w, const char *names)
+{
+    char pat[80];
+    for (const char *const *g = w->given; names && g && *g; g++) {
+        snprintf(pat, sizeof(pat), " %s ", *g);
+        if (strstr(names, pat)) return 1;
+    }
+    return 0;
+}
+
+static const struct ss_key *ss_find(const char *name)
+{
+    for (const struct ss_key *k = ss_keys; k->json; k++)
+        if (strcmp(k->json, name) == 0) return k;
+    return NULL;
+}
+
+static void apply_named(struct yc *c, struct listener_cfg *l, const char *opt, const yaml_node_t *v,
+                        const char *text)
+{
+    const struct opt_def *o = opt_find_long(opt);
+    char why[400];
+    if (!o || !(o->modes & l->mode)) return;      /* e.g. tunnel_address for ss-server */
+    if (opt_apply(o, c->cfg, l, o->type == OPT_FLAG ? NULL : text, why, sizeof(why)) < 0)
+        yc_err(c, v, "%s: %s", opt, why);
+}
+
+/* nameserver "1.1.1.1,8.8.8.8" is a list in ss-libev; ipv6_first is a flag. */
+static void apply_opt_key(struct yc *c, struct listener_cfg *l, const struct ss_key *k, const yaml_node_t *v)
+{
+    int on;
+    const char *s;
+    if (strcmp(k->opt, "prefer-ipv6") == 0) {
+        if (yc_bool(c, v, k->json, &on) == 0 && on) apply_named(c, l, k->opt, v, NULL);
+        return;
+    }
+    if (!(s = yc_scalar(c, v, k->json))) return;
+    if (strcmp(k->opt, "dns-server") != 0) {
+        apply_named(c, l, k->opt, v, s);
+        return;
+    }
+    char *copy = strdup(s), *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ", ", &save) : NULL; t; t = strtok_r(NULL, ", ", &save))
+        apply_named(c, l, k->opt, v, t);
+    free(copy);
+}
+
+static void warn_or_refuse(struct yc *c, const struct ss_key *k, const yaml_node_t *kn, const yaml_node_t *v)
+{
+    const char *s = v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : "x";
+    if (k->action == SS_ERROR) {
+        yc_err(c, kn, "'%s': %s", k->json, k->opt);
+    } else if (strcmp(k->json, "mode") == 0) {
+        if (strcmp(s, "udp_only") == 0) yc_err(c, v, "mode: udp_only: ferry relays TCP only");
+        else if (strcmp(s, "tcp_only") != 0) yc_warn(c, v, "mode: '%.40s': UDP is ignored, %s", s, k->opt);
+    } else if (!yc_is_null(v) && strcmp(s, "false") != 0 && strcmp(s, "0") != 0) {
+        yc_warn(c, kn, "'%s' ignored: %s", k->json, k->opt);
+    }
+}
+
+/* "HOST" + port -> "HOST:PORT", bracketing IPv6 literals as ss-libev writes them bare. */
+static void add_addr(struct yc *c, struct listener_cfg *l, const char *opt, const yaml_node_t *at,
+                     const char *host, const char *port)
+{
+    char buf[300];
+    if (strchr(host, ':') && host[0] != '[') snprintf(buf, sizeof(buf), "[%s]:%s", host, port);
+    else snprintf(buf, sizeof(buf), "%s:%s", host, port);
+    apply_named(c, l, opt, at, buf);
+}
+
+/* `server` may be one host or a list of them (ss-server listens on each). */
+static void hosts_with_port(struct yc *c, struct listener_cfg *l, const char *opt, const yaml_node_t *hosts,
+                            const char *def, const yaml_node_t *portn, int one)
+{
+    const char *port = yc_scalar(c, portn, "port"), *h;
+    if (!port) return;
+    if (!hosts) {
+        add_addr(c, l, opt, portn, def, port);
+        return;
+    }
+    if (hosts->type != YAML_SEQUENCE_NODE) {
+        if ((h = yc_scalar(c, hosts, "server"))) add_addr(c, l, opt, hosts, h, port);
+        return;
+    }
+    size_t n = (size_t)(hosts->data.sequence.items.top - hosts->data.sequence.items.start);
+    if (one && n != 1) {
+        yc_err(c, hosts, "server: ferry ss-local takes one server, not %zu", n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = yc_node(c, hosts->data.sequence.items.start[i]);
+        if (item && (h = yc_scalar(c, item, "server"))) add_addr(c, l, opt, item, h, port);
+    }
+}
+
+static void apply_addresses(struct yc *c, const struct ss_walk *w, const yaml_node_t *root)
+{
+    struct listener_cfg *l = w->l;
+    const yaml_node_t *server = yc_lookup(c, root, "server"), *sport = yc_lookup(c, root, "server_port");
+    const yaml_node_t *laddr = yc_lookup(c, root, "local_address"), *lport = yc_lookup(c, root, "local_port");
+    int listen_cli = is_given(w, " listen ");
+    if (l->mode == MODE_SS_SERVER) {
+        if (!listen_cli && sport) hosts_with_port(c, l, "listen", server, "0.0.0.0", sport, 0);
+        else if (!listen_cli) yc_err(c, root, "missing 'server_port' (or give -l HOST:PORT)");
+        if (laddr || lport) yc_warn(c, laddr ? laddr : lport, "local_address/local_port ignored by ss-server");
+        return;
+    }
+    if (!is_given(w, " server ")) {
+        if (server && sport) hosts_with_port(c, l, "server", server, NULL, sport, 1);
+        else yc_err(c, root, "missing 'server' and 'server_port' (or give -s HOST:PORT)");
+    }
+    if (!listen_cli) {
+        if (lport) hosts_with_port(c, l, "listen", laddr, "127.0.0.1", lport, 1);
+        else yc_err(c, root, "missing 'local_port' (or give -l HOST:PORT)");
+    }
+}
+
+static void walk_ss(struct yc *c, const yaml_node_t *root, void *arg)
+{
+    const struct ss_walk *w = arg;
+    const char *cands[64];
+    size_t n = 0;
+    for (const struct ss_key *k = ss_keys; k->json && n < 63; k++) cands[n++] = k->json;
+    cands[n] = NULL;
+    if (!root || yc_mapping(c, root, "shadowsocks config") < 0) {
+        if (!root) yc_err(c, NULL, "empty file: expected a JSON object");
+        return;
+    }
+    for (const yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn, *v;
+        const char *key = yc_pair(c, p, &kn, &v);
+        const struct ss_key *k = key ? ss_find(key) : NULL;
+        if (!key) continue;
+        if (!k) yc_unknown_key(c, kn, key, "a shadowsocks-libev config", cands);
+        else if (k->action == SS_OPT && !is_given(w, k->given)) apply_opt_key(c, w->l, k, v);
+        else if (k->action == SS_WARN || k->action == SS_ERROR) warn_or_refuse(c, k, kn, v);
+    }
+    apply_addresses(c, w, root);
+}
+
+int cfg_load_ss_json(const char *path, struct ferry_cfg *g, struct listener_cfg *l,
+                     const char *const *given, struct cfg_diag *d)
+{
+    struct ss_walk w = { l, given };
+    char err[256];
+    size_t len;
+    char *buf = yc_read_file(path, &len, err, sizeof(err));
+    if (!buf) {
+        char line[600];
+        d->errors++;
+        snprintf(line, sizeof(line), "%s: cannot read: %s", path, err);
+        if (d->emit) d->emit(d->arg, 1, line);
+        return -1;
+    }
+    int rc = yc_run(path, buf, len, g, d, walk_ss, &w);
+    explicit_bzero(buf, len);      /* it holds the password */
+    free(buf);
+    return rc;
+}
+
+int cfg_config_flag(const char *arg)
+{
+    if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) return 2;
+    return strncmp(arg, "--config=", 9) == 0 ? 1 : 0;
+}
+
+/* The option an argument names, and whether its value is in the same
+ * argument; NULL when it is no table option (cli_parse reports those). */
+static const struct opt_def *arg_option(const char *arg, int *inline_val)
+{
+    char name[64];
+    *inline_val = 0;
+    if (arg[0] != '-') return NULL;
+    if (arg[1] != '-') return arg[1] && !arg[2] ? opt_find_short(arg[1]) : NULL;
+    const char *eq = strchr(arg, '=');
+    size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    if (n >= sizeof(name)) return NULL;
+    memcpy(name, arg + 2, n);
+    name[n] = '\0';
+    *inline_val = eq != NULL;
+    return opt_find_long(name);
+}
+
+static void emit_plain(void *arg, int is_error, const char *line)
+{
+    (void)arg;
+    (void)is_error;
+    log_plain("%s", line);
+}
+
+/* Finds -c FILE and the options given in argv[first..]. */
+static int scan_argv(int argc, char **argv, int first, const char **path, const char **given, size_t cap,
+                     char *err, size_t errlen)
+{
+    size_t ng = 0;
+    int inl;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        int cf = cfg_config_flag(arg);
+        const struct opt_def *o = cf ? NULL : arg_option(arg, &inl);
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h") || !strcmp(arg, "--version") || !strcmp(arg, "-V"))
+            return *path = NULL, 0;
+        if (cf && (*path || (cf == 2 && i + 1 == argc))) {
+            snprintf(err, errlen, *path ? "option '%s' given twice" : "option '%s' needs a value (FILE)", arg);
+            return -1;
+        }
+        if (cf) *path = cf == 1 ? arg + 9 : argv[++i];
+        if (!o) continue;
+        if (ng + 1 < cap) given[ng++] = o->name;
+        if (o->type != OPT_FLAG && !inl) i++;
+    }
+    given[ng] = NULL;
+    return 0;
+}
+
+int cfg_ss_argv(int argc, char **argv, int first, struct ferry_cfg *cfg, struct listener_cfg *l,
+                char *err, size_t errlen)
+{
+    const char *given[64], *path = NULL;
+    if (scan_argv(argc, argv, first, &path, given, 64, err, errlen) < 0) return -1;
+    if (!path) return 0;
+    struct cfg_diag d = { emit_plain, NULL, 0, 0 };
+    if (cfg_load_ss_json(path, cfg, l, given, &d) < 0) {
+        snprintf(err, errlen, "%s: %u error%s in the shadowsocks config", path, d.errors, d.errors == 1 ? "" : "s");
+        return -1;
+    }
+    return 0;
+}

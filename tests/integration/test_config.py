@@ -1,0 +1,286 @@
+"""Integration tests for config files: `ferry check -c`, `ferry run -c`, and
+shadowsocks-libev JSON with `ferry ss-server|ss-local -c`."""
+
+import glob
+import json
+import os
+import re
+import threading
+
+import pytest
+
+import peers
+from conftest import HERE, curl, free_port, listening, run_ferry, scaled
+from peers import recv_line
+
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+DIAG = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<warn>warning: )?(?P<msg>.+)$")
+
+
+def write(workdir, name, text):
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def diags(stderr, path):
+    """(line, col, message) of every error line for path, in order."""
+    out = []
+    for line in stderr.decode().splitlines():
+        m = DIAG.match(line)
+        if m and m.group("file") == path and not m.group("warn"):
+            out.append((int(m.group("line")), int(m.group("col")), m.group("msg")))
+    return out
+
+
+def wait_listening(f, port, timeout=5.0):
+    assert peers.wait_until(lambda: listening(f.pid, port) or not f.alive(), scaled(timeout)), \
+        "ferry does not listen on %d:\n%s" % (port, f.log())
+    assert f.alive(), "ferry exited:\n%s" % f.log()
+
+
+# --------------------------------------------------------------------------
+# ferry check
+
+
+@pytest.mark.parametrize("example", sorted(glob.glob(os.path.join(ROOT, "examples", "*.yaml"))),
+                         ids=lambda p: os.path.basename(p))
+def test_check_examples(example):
+    r = run_ferry("check", "-c", example)
+    assert r.returncode == 0, "example %s does not pass ferry check:\n%s" % (example, r.stderr.decode())
+    assert re.match(r"^%s: ok \(\d+ listeners?, \d+ upstream groups?, 0 warnings\)$" % re.escape(example),
+                    r.stdout.decode().strip()), r.stdout
+    assert r.stderr == b"", "a clean example should print nothing on stderr: %r" % r.stderr
+
+
+BAD = """\
+threads: 300
+listeners:
+  - name: web
+    mode: relay
+    listen: 127.0.0.1:8080
+    upstream: wbe
+    conect-timeout: 5s
+  - name: web
+    mode: socks
+    listen: 127.0.0.1:8080
+    idle-timeout: 1s
+    idle-timeout: 2s
+    allow: [10.0.0.0/33]
+upstreams:
+  web: ["10.0.0.1"]
+"""
+
+
+def test_check_reports_every_error_with_position(workdir):
+    path = write(workdir, "bad.yaml", BAD)
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1, "ferry check must exit 1 on a bad config: %s" % r.stderr.decode()
+    assert r.stdout == b""
+    got = diags(r.stderr, path)
+    want = [
+        (1, 10, "threads: '300': expected a whole number from 0 to 256"),
+        (6, 15, "upstream: unknown group 'wbe' (did you mean 'web'?)"),
+        (7, 5, "unknown key 'conect-timeout' in a listener (did you mean 'connect-timeout'?)"),
+        (8, 11, "name: listener 'web' is already defined (line 3)"),
+        (10, 13, "listen: 127.0.0.1:8080 is also used by listener 'web'"),
+        (12, 5, "duplicate key 'idle-timeout' (first at line 11)"),
+        (13, 13, "allow: '10.0.0.0/33'"),
+        (15, 9, "server: '10.0.0.1': expected HOST:PORT"),
+    ]
+    assert len(got) == len(want), "errors:\n%s" % r.stderr.decode()
+    for (gl, gc, gm), (wl, wc, wm) in zip(got, want):
+        assert (gl, gc) == (wl, wc) and gm.startswith(wm), "got %s:%s: %s, want %s:%s: %s" % (gl, gc, gm, wl, wc, wm)
+    assert r.stderr.decode().rstrip().endswith("%s: %d errors" % (path, len(want)))
+
+
+def test_check_warnings_do_not_fail(workdir):
+    path = write(workdir, "warn.yaml", """\
+upstreams:
+  web:
+    balance: leastconn
+    health-check: {interval: 2s, send: "PING\\r\\n", expect: "+PONG"}
+    servers: ["127.0.0.1:1", {address: "127.0.0.1:2", backup: true}]
+listeners:
+  - {name: a, mode: relay, listen: "127.0.0.1:1234", upstream: web}
+""")
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 0, r.stderr.decode()
+    err = r.stderr.decode()
+    assert "%s:4:19: warning: health-check: accepted, not yet enforced" % path in err, err
+    assert "%s:5:55: warning: backup: accepted, not yet enforced" % path in err, err
+    n = err.count(": warning: ")
+    assert r.stdout.decode().strip().endswith("%d warnings)" % n), r.stdout
+
+
+def test_check_unreadable_and_usage(workdir):
+    missing = os.path.join(workdir, "nope.yaml")
+    r = run_ferry("check", "-c", missing)
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith("%s: cannot read: No such file" % missing), r.stderr
+    for args in (["check"], ["check", "-c"], ["run", "x.yaml"], ["relay", "-c", "x.yaml", "-u", "a:1"]):
+        r = run_ferry(*args)
+        assert r.returncode == 2, "ferry %s: rc=%d %s" % (args, r.returncode, r.stderr)
+        assert len(r.stderr.decode().splitlines()) == 1, r.stderr
+    r = run_ferry("check", "--help")
+    assert r.returncode == 0 and b"ferry check -c FILE" in r.stdout
+    r = run_ferry("--help")
+    assert b"run " in r.stdout and b"check " in r.stdout
+
+
+def test_run_refuses_bad_config(workdir):
+    port = free_port()
+    line2 = "  - {name: a, mode: socks, listen: \"127.0.0.1:%d\", maxconn: lots}" % port
+    path = write(workdir, "bad.yaml", "listeners:\n%s\n" % line2)
+    r = run_ferry("run", "-c", path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.decode().splitlines()
+    assert lines[0].startswith("%s:2:%d: maxconn: 'lots'" % (path, line2.index("lots") + 1)), lines
+    assert lines[-1] == "ferry: %s: 1 error, not started" % path
+
+
+# --------------------------------------------------------------------------
+# ferry run
+
+
+@pytest.mark.deadline(60)
+def test_run_relay_and_socks_at_once(ferry, workdir, http4, bigfile):
+    prelay, psocks = free_port(), free_port()
+    path = write(workdir, "two.yaml", """\
+threads: 2
+drain-timeout: 1s
+upstreams:
+  files: ["127.0.0.1:%d"]
+listeners:
+  - name: files
+    mode: relay
+    listen: 127.0.0.1:%d
+    upstream: files
+  - name: proxy
+    mode: socks
+    listen: 127.0.0.1:%d
+    user: ["alice:s3cret"]
+""" % (http4.port, prelay, psocks))
+    f = ferry("run", "-c", path, listen=("127.0.0.1", prelay))
+    wait_listening(f, psocks)
+    results = {}
+
+    def get(name, *args):
+        results[name] = curl(*args, "-o", os.path.join(workdir, name), timeout=30)
+
+    jobs = [threading.Thread(target=get, args=("via-relay", "http://127.0.0.1:%d/mid.bin" % prelay)),
+            threading.Thread(target=get, args=("via-socks", "--socks5", "127.0.0.1:%d" % psocks,
+                                               "--proxy-user", "alice:s3cret", http4.url("mid.bin")))]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    for name, r in results.items():
+        assert r.returncode == 0, "curl %s failed: %s" % (name, r.stderr.decode())
+        assert peers.sha256(open(os.path.join(workdir, name), "rb").read()) == bigfile["mid"], name
+    ss = f.wait_sessions(2)
+    assert sorted(s.get("listener") for s in ss) == ["files", "proxy"], [s["_line"] for s in ss]
+    r = curl("--socks5", "127.0.0.1:%d" % psocks, http4.url("mid.bin"), "-o", "/dev/null", timeout=10)
+    assert r.returncode != 0, "the socks listener must require its user"
+
+
+@pytest.mark.deadline(30)
+def test_run_shared_group_and_inline(ferry, workdir, identify):
+    a, b, c = identify("A"), identify("B"), identify("C")
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    path = write(workdir, "shared.yaml", """\
+drain-timeout: 1s
+upstreams:
+  ab:
+    servers: ["%s", {address: "%s", weight: 1}]
+listeners:
+  - {name: one, mode: relay, listen: "127.0.0.1:%d", upstream: ab}
+  - {name: two, mode: relay, listen: "127.0.0.1:%d", upstream: ab}
+  - {name: three, mode: relay, listen: "127.0.0.1:%d", upstream: "%s"}
+""" % (a.addr, b.addr, p1, p2, p3, c.addr))
+    f = ferry("run", "-c", path, listen=("127.0.0.1", p1))
+    for p in (p2, p3):
+        wait_listening(f, p)
+    for port, allowed in ((p1, {"A", "B"}), (p2, {"A", "B"}), (p3, {"C"})):
+        seen = set()
+        for _ in range(8):
+            s = peers.connect("127.0.0.1", port)
+            seen.add(recv_line(s).decode().strip()[3:])
+            s.close()
+        assert seen == allowed, "listener on %d reached %s, want %s" % (port, seen, allowed)
+
+
+@pytest.mark.deadline(30)
+def test_run_group_retries(ferry, workdir, identify):
+    """A group's retries reaches its listeners: a dead server is skipped."""
+    up = identify("LIVE")
+    dead = "127.0.0.1:%d" % free_port()
+    port = free_port()
+    path = write(workdir, "retry.yaml", """\
+drain-timeout: 1s
+upstreams:
+  g: {retries: 1, servers: ["%s", "%s"]}
+listeners:
+  - {name: r, mode: relay, listen: "127.0.0.1:%d", upstream: g}
+""" % (dead, up.addr, port))
+    f = ferry("run", "-c", path, listen=("127.0.0.1", port))
+    for _ in range(4):
+        s = peers.connect("127.0.0.1", port)
+        assert recv_line(s) == b"ID:LIVE\n"
+        s.close()
+    assert f.alive()
+
+
+# --------------------------------------------------------------------------
+# the reference in docs/CONFIG.md
+
+
+def test_config_doc_matches_option_table():
+    r = run_ferry("--dump-options")
+    assert r.returncode == 0
+    with open(os.path.join(ROOT, "docs", "CONFIG.md")) as fh:
+        doc = fh.read()
+    m = re.search(r"<!-- BEGIN generated by: ferry dump-options -->\n(.*)<!-- END generated by: ferry "
+                  r"dump-options -->", doc, re.S)
+    assert m, "docs/CONFIG.md lost its generated section markers"
+    assert m.group(1) == r.stdout.decode(), \
+        "docs/CONFIG.md is out of date with the option table: regenerate it (see the doc)"
+    for name in re.findall(r"^\| `([a-z0-9-]+)` \| `--", r.stdout.decode(), re.M):
+        assert "| `%s` |" % name in doc
+
+
+# --------------------------------------------------------------------------
+# shadowsocks-libev JSON
+
+
+@pytest.mark.deadline(60)
+def test_ss_json_server_and_local(ferry, workdir, http4, bigfile):
+    sport, lport = free_port(), free_port()
+    server = write(workdir, "server.json", json.dumps({
+        "server": "127.0.0.1", "server_port": sport, "password": "correct horse",
+        "method": "aes-256-gcm", "timeout": 60, "fast_open": True}))
+    local = write(workdir, "local.json", json.dumps({
+        "server": "127.0.0.1", "server_port": sport, "local_address": "127.0.0.1",
+        "local_port": free_port(), "password": "wrong", "method": "aes-256-gcm", "mode": "tcp_only"}))
+    srv = ferry("ss-server", "-c", server, "--drain-timeout", "1s", listen=("127.0.0.1", sport))
+    assert "'fast_open' ignored" in srv.log()
+    # -l and -k on the command line win over local_port and password
+    loc = ferry("ss-local", "-c", local, "-l", "127.0.0.1:%d" % lport, "-k", "correct horse",
+                "--drain-timeout", "1s")
+    out = os.path.join(workdir, "ss.bin")
+    r = curl("--socks5-hostname", loc.addr, http4.url("mid.bin"), "-o", out, timeout=30)
+    assert r.returncode == 0, "curl through ss-local -> ss-server failed: %s\n%s\n%s" % (
+        r.stderr.decode(), loc.log(), srv.log())
+    assert peers.sha256(open(out, "rb").read()) == bigfile["mid"]
+
+
+def test_ss_json_errors(workdir):
+    path = write(workdir, "bad.json", '{"server": "0.0.0.0", "server_port": 8388,\n'
+                                      ' "plugin": "v2ray-plugin", "passwd": "x"}\n')
+    r = run_ferry("ss-server", "-c", path)
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "%s:2:2: 'plugin': SIP003 plugins are not supported" % path in err, err
+    assert "%s:2:28: unknown key 'passwd' in a shadowsocks-libev config (did you mean 'password'?)" % path \
+        in err, err
