@@ -29,6 +29,23 @@ fail:
     return -1;
 }
 
+int sock_check_unused(const struct net_addr *a, char *err, size_t errlen)
+{
+    char as[NET_ADDR_STRLEN];
+    int one = 1, rc = 0;
+    int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;   /* sock_listen() will report it */
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->u.sa.sa_family == AF_INET6) (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, &a->u.sa, a->len) < 0 && errno == EADDRINUSE) {
+        snprintf(err, errlen, "cannot listen on %s: address in use (another process listens there)",
+                 net_addr_format(a, as, sizeof(as)));
+        rc = -1;
+    }
+    close(fd);
+    return rc;
+}
+
 int sock_connect(const struct net_addr *a)
 {
     int fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

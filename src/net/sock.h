@@ -12,6 +12,12 @@
  * Returns the fd, or -1 with a one-line reason in err. */
 int sock_listen(const struct net_addr *a, int reuseport, int backlog, char *err, size_t errlen);
 
+/* SO_REUSEPORT would let us bind next to another process that already
+ * listens on the address, and the kernel would silently split connections
+ * between us. Binding once without it first turns that into a clear
+ * "address in use". Returns 0, or -1 with a reason in err. */
+int sock_check_unused(const struct net_addr *a, char *err, size_t errlen);
+
 /* Starts a non-blocking connect. Returns the fd (connect in progress or done),
  * or -1 with errno (EMFILE, ENETUNREACH, ...). */
 int sock_connect(const struct net_addr *a);

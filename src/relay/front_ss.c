@@ -93,6 +93,9 @@ static int ss_attach(struct session *s)
     if (sess_install_codec(s, &s->up, &ss_dec_codec_ops, f->dec, NULL, 0, 1) < 0) return -1;
     f->dec = NULL;
     size_t extra = f->plain_len - f->addr_len;
+    /* Application bytes so far: what came with the address; the codec
+     * counts the rest as it decrypts. */
+    s->up.bytes = extra;
     int r = extra ? sess_push_ready(s, &s->up, f->plain + f->addr_len, extra) : 0;
     free(f->plain);          /* 16 KiB that an established session does not need */
     f->plain = NULL;

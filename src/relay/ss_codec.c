@@ -63,8 +63,8 @@ static void dec_free(void *state)
     free(c);
 }
 
-const struct codec_ops ss_enc_codec_ops = { enc_process, enc_free };
-const struct codec_ops ss_dec_codec_ops = { dec_process, dec_free };
+const struct codec_ops ss_enc_codec_ops = { enc_process, enc_free, 0 };
+const struct codec_ops ss_dec_codec_ops = { dec_process, dec_free, 1 };
 
 int ss_codec_replayed(struct ss_dec_codec *c)
 {
