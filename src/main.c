@@ -22,6 +22,7 @@ static unsigned thread_count(const struct ferry_cfg *cfg)
 
 static void announce(const struct ferry_cfg *cfg, unsigned threads)
 {
+    if (!log_enabled(LOG_ERROR)) return;   /* --log-level quiet means quiet */
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct listener_cfg *l = &cfg->listeners[i];
         for (size_t j = 0; j < l->nlisten; j++) {
@@ -57,7 +58,7 @@ static void wait_for_signals(struct worker *ws, unsigned n)
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) continue;
         signals++;
-        log_plain("%s: %s", strsignal(sig), signals == 1 ? "draining" : "stopping now");
+        if (log_enabled(LOG_ERROR)) log_plain("%s: %s", strsignal(sig), signals == 1 ? "draining" : "stopping now");
         workers_request_stop(ws, n, signals == 1 ? 1 : 2);
     }
 }

@@ -81,42 +81,51 @@ static int add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errle
 }
 
 /* Finds the option for argv[*i] and its value; advances *i past the value. */
+/* Finds the option for argv[*i] and its value; advances *i past the value.
+ * Forms: --name VALUE, --name=VALUE, -x VALUE, -xVALUE. Error messages
+ * never quote a value (it may be a password). */
 static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val,
                                          char *err, size_t errlen)
 {
     const char *arg = argv[*i];
     const struct opt_def *o = NULL;
-    const char *eq = NULL;
+    const char *inline_val = NULL;
     char name[64];
     if (arg[1] == '-') {
-        eq = strchr(arg, '=');
+        const char *eq = strchr(arg, '=');
         size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
         if (n < sizeof(name)) {
             memcpy(name, arg + 2, n);
             name[n] = '\0';
             o = opt_find_long(name);
         }
-    } else if (arg[1] && !arg[2]) {
-        o = opt_find_short(arg[1]);
-    }
-    if (!o) {
-        snprintf(err, errlen, "unknown option '%s' (see 'ferry --help')", arg);
-        return NULL;
+        if (!o) {
+            snprintf(err, errlen, "unknown option '--%.*s' (see 'ferry --help')", (int)(n > 40 ? 40 : n), arg + 2);
+            return NULL;
+        }
+        if (eq) inline_val = eq + 1;
+    } else {
+        o = arg[1] ? opt_find_short(arg[1]) : NULL;
+        if (!o) {
+            snprintf(err, errlen, "unknown option '-%.1s' (see 'ferry --help')", arg + 1);
+            return NULL;
+        }
+        if (arg[2]) inline_val = arg + 2;
     }
     if (o->type == OPT_FLAG) {
-        if (eq) {
+        if (inline_val) {
             snprintf(err, errlen, "option '--%s' takes no value", o->name);
             return NULL;
         }
         *val = NULL;
         return o;
     }
-    if (eq) {
-        *val = eq + 1;
+    if (inline_val) {
+        *val = inline_val;
     } else if (*i + 1 < argc) {
         *val = argv[++*i];
     } else {
-        snprintf(err, errlen, "option '%s' needs a value (%s)", arg, o->metavar ? o->metavar : "VALUE");
+        snprintf(err, errlen, "option '--%s' needs a value (%s)", o->name, o->metavar ? o->metavar : "VALUE");
         return NULL;
     }
     return o;

@@ -12,6 +12,7 @@
 
 #include "net/addr.h"
 #include "policy/acl.h"
+#include "policy/limits.h"
 
 enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LOCAL = 8 };
 #define MODE_ALL (MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER | MODE_SS_LOCAL)
@@ -75,7 +76,17 @@ struct listener_cfg {
     char dns_servers[256];
 
     unsigned connect_timeout_ms, idle_timeout_ms, handshake_timeout_ms, resolve_timeout_ms;
-    unsigned maxconn;
+    unsigned maxconn;                 /* sessions of this listener, all threads */
+    unsigned maxconn_per_ip;
+    unsigned rate_per_ip, rate_burst; /* new connections per second per IP */
+    unsigned max_session_ms;          /* 0 = no limit */
+    struct timewin hours;             /* n == 0: any time */
+
+    /* Relay balancing (a named group's settings win: see cfg_effective_*). */
+    unsigned balance;                 /* index in cfg_balance_names */
+    struct health_cfg health;         /* interval_ms 0 = no active checks */
+    unsigned queue_timeout_ms, queue_size;
+
     unsigned backlog;
     int no_splice;
     int open;                /* allow an unauthenticated public SOCKS listener */
@@ -95,6 +106,7 @@ struct listener_cfg {
 
 struct ferry_cfg {
     unsigned threads;        /* 0 = number of CPUs */
+    unsigned global_maxconn; /* sessions of all listeners; 0 = no limit */
     int log_level;
     unsigned drain_timeout_ms;
     struct listener_cfg *listeners;
@@ -103,6 +115,13 @@ struct ferry_cfg {
     struct upstream_group_cfg *groups;        /* config file `upstreams:` */
     size_t ngroups;
 };
+
+extern const char *const cfg_balance_names[];   /* roundrobin, leastconn, source, random2 */
+
+/* What the engine uses for a relay listener: its group's settings when it
+ * names one (config file), else its own (command line). */
+const struct health_cfg *cfg_effective_health(const struct listener_cfg *l);
+unsigned cfg_effective_balance(const struct listener_cfg *l);
 
 void cfg_free(struct ferry_cfg *c);
 /* Checks a listener once all its options are in (CLI or config file):

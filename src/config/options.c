@@ -50,7 +50,33 @@ static int parse_listen(void *base, const char *val, char *err, size_t errlen)
     return net_addr_parse(val, &l->listen[l->nlisten++], err, errlen) < 0 ? (l->nlisten--, -1) : 0;
 }
 
-/* HOST:PORT[,weight=N] */
+/* ",weight=N", ",backup", ",maxconn=N" after an upstream address. */
+static int parse_server_param(struct upstream_cfg *u, const char *p, char *err, size_t errlen)
+{
+    char *end;
+    long v;
+    if (strcmp(p, "backup") == 0) {
+        u->backup = 1;
+        return 0;
+    }
+    if (strncmp(p, "weight=", 7) == 0 && p[7] >= '0' && p[7] <= '9') {
+        v = strtol(p + 7, &end, 10);
+        if (*end || v < 1 || v > 1000) goto bad;
+        u->weight = (int)v;
+        return 0;
+    }
+    if (strncmp(p, "maxconn=", 8) == 0 && p[8] >= '0' && p[8] <= '9') {
+        v = strtol(p + 8, &end, 10);
+        if (*end || v < 0 || v > 10000000) goto bad;
+        u->maxconn = (unsigned)v;
+        return 0;
+    }
+bad:
+    snprintf(err, errlen, "'%.60s': expected weight=1-1000, backup or maxconn=N", p);
+    return -1;
+}
+
+/* HOST:PORT[,weight=N][,backup][,maxconn=N] */
 static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
 {
     struct listener_cfg *l = base;
@@ -74,18 +100,24 @@ static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
         return -1;
     }
     u->weight = 1;
-    if (comma) {
-        char *end;
-        if (strncmp(comma + 1, "weight=", 7) != 0) {
-            snprintf(err, errlen, "'%s': unknown upstream parameter (expected weight=N)", val);
+    u->backup = 0;
+    u->maxconn = 0;
+    unsigned seen = 0;
+    while (comma) {
+        char param[64];
+        const char *next = strchr(comma + 1, ',');
+        size_t plen = next ? (size_t)(next - comma - 1) : strlen(comma + 1);
+        if (plen >= sizeof(param)) plen = sizeof(param) - 1;
+        memcpy(param, comma + 1, plen);
+        param[plen] = '\0';
+        unsigned bit = param[0] == 'w' ? 1 : param[0] == 'b' ? 2 : param[0] == 'm' ? 4 : 8;
+        if (seen & bit) {
+            snprintf(err, errlen, "'%.80s': parameter given twice", val);
             return -1;
         }
-        long w = strtol(comma + 8, &end, 10);
-        if (*end || end == comma + 8 || comma[8] < '0' || comma[8] > '9' || w < 1 || w > 1000) {
-            snprintf(err, errlen, "'%s': weight must be 1-1000", val);
-            return -1;
-        }
-        u->weight = (int)w;
+        seen |= bit;
+        if (parse_server_param(u, param, err, errlen) < 0) return -1;
+        comma = next;
     }
     l->nupstreams++;
     return 0;
@@ -329,6 +361,58 @@ static int parse_tunnel_to(void *b, const char *v, char *e, size_t n)
     return parse_target(&l->tunnel_to, &l->has_tunnel_to, v, e, n);
 }
 
+const char *const cfg_balance_names[] = { "roundrobin", "leastconn", "source", "random2", NULL };
+
+static int parse_balance(void *base, const char *val, char *err, size_t errlen)
+{
+    for (unsigned i = 0; cfg_balance_names[i]; i++)
+        if (strcmp(val, cfg_balance_names[i]) == 0) {
+            ((struct listener_cfg *)base)->balance = i;
+            return 0;
+        }
+    snprintf(err, errlen, "'%.40s': expected roundrobin, leastconn, source or random2", val);
+    return -1;
+}
+
+static int parse_text(char *field, size_t cap, const char *val, char *err, size_t errlen)
+{
+    if (strlen(val) >= cap) {
+        snprintf(err, errlen, "longer than %zu bytes", cap - 1);
+        return -1;
+    }
+    memcpy(field, val, strlen(val) + 1);
+    return 0;
+}
+
+static int parse_check_send(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    return parse_text(l->health.send, sizeof(l->health.send), v, e, n);
+}
+
+static int parse_check_expect(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    return parse_text(l->health.expect, sizeof(l->health.expect), v, e, n);
+}
+
+static int parse_hours(void *b, const char *v, char *e, size_t n)
+{
+    return timewin_parse(v, &((struct listener_cfg *)b)->hours, e, n);
+}
+
+const struct health_cfg *cfg_effective_health(const struct listener_cfg *l)
+{
+    return l->group && l->group->health.interval_ms ? &l->group->health : &l->health;
+}
+
+unsigned cfg_effective_balance(const struct listener_cfg *l)
+{
+    return l->balance;   /* a group's balance is applied to the listener through the table */
+}
+
+#define H(field) offsetof(struct listener_cfg, health.field)
+
 #define MODE_SOCKS_FRONT (MODE_SOCKS | MODE_SS_LOCAL)
 #define MODE_DEST_POLICY (MODE_SOCKS | MODE_SS_SERVER)
 
@@ -339,6 +423,24 @@ const struct opt_def opt_table[] = {
       "HOST:PORT[,weight=N]", "upstream server (repeatable; smooth weighted round robin)" },
     { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
       "N", "other upstreams tried after a failed connect" },
+    { "balance", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, "roundrobin", parse_balance,
+      "ALGO", "roundrobin (smooth weighted), leastconn, source (client IP hash) or random2" },
+    { "check-interval", 0, OPT_DURATION, SCOPE_LISTENER, MODE_RELAY, H(interval_ms), 0, 3600000, "0",
+      NULL, "DUR", "active health check of every upstream this often (0 = off)" },
+    { "check-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_RELAY, H(timeout_ms), 0, 3600000, "0",
+      NULL, "DUR", "a check fails after this long (0 = the interval, at most 2s)" },
+    { "check-rise", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, H(rise), 1, 100, "2", NULL,
+      "N", "passed checks in a row that bring a server up" },
+    { "check-fall", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, H(fall), 1, 100, "3", NULL,
+      "N", "failed checks (or connects) in a row that take a server down" },
+    { "check-send", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_check_send,
+      "TEXT", "bytes a check sends after connecting" },
+    { "check-expect", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_check_expect,
+      "TEXT", "text the server's answer must contain for the check to pass" },
+    { "queue-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_RELAY, L(queue_timeout_ms), 1, 3600000,
+      "5s", NULL, "DUR", "when every server is at its maxconn, a client waits this long at most" },
+    { "queue-size", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(queue_size), 0, 1000000, "1024", NULL,
+      "N", "clients waiting for a server slot, per worker thread (0 = refuse at once)" },
     { "user", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_user,
       "NAME:PASS", "accept this user (repeatable); turns authentication on" },
     { "users-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_users_file,
@@ -364,7 +466,17 @@ const struct opt_def opt_table[] = {
     { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_SS_SERVER, L(handshake_timeout_ms), 1,
       3600000, "10s", NULL, "DUR", "close a client that has not finished its handshake by then" },
     { "maxconn", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn), 0, 10000000, "0", NULL,
-      "N", "at most N sessions per worker thread (0 = no limit)" },
+      "N", "at most N sessions on this listener, all threads together (0 = no limit)" },
+    { "maxconn-per-ip", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn_per_ip), 0, 10000000, "0", NULL,
+      "N", "at most N sessions per client IP (0 = no limit)" },
+    { "rate-per-ip", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(rate_per_ip), 0, 1000000, "0", NULL,
+      "N", "at most N new connections per second per client IP (0 = no limit)" },
+    { "rate-burst", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(rate_burst), 0, 1000000, "0", NULL,
+      "N", "connections a client IP may open at once before --rate-per-ip applies (0 = the rate)" },
+    { "max-session-time", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(max_session_ms), 0, 4000000000UL,
+      "0", NULL, "DUR", "close sessions older than this (0 = no limit)" },
+    { "allow-hours", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_hours,
+      "HH:MM-HH:MM[,...]", "accept new connections only in these local-time windows" },
     { "allow", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_allow,
       "CIDR", "accept clients from this network (repeatable, first match wins)" },
     { "deny", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_deny,
@@ -387,6 +499,8 @@ const struct opt_def opt_table[] = {
       "HOST:PORT", "forward every connection to this fixed target (no SOCKS; like ss-tunnel)" },
     { "open", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(open), 0, 1, NULL, NULL,
       NULL, "allow a SOCKS listener on a public address without users or --allow rules" },
+    { "global-maxconn", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(global_maxconn), 0, 10000000, "0", NULL,
+      "N", "at most N sessions in the whole process (0 = no limit)" },
     { "threads", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(threads), 0, 256, "0", NULL,
       "N", "worker threads (0 = one per CPU)" },
     { "log-level", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "info", parse_log_level,

@@ -26,12 +26,11 @@ const char *const yk_balance_names[] = { "roundrobin", "leastconn", "source", "r
 const struct yk_def yk_group_keys[] = {
     { "servers", YK_CUSTOM, 0, 0, 0, NULL, NULL, NULL, NULL, "list of SERVER",
       "the group's servers: \"HOST:PORT[,weight=N]\" or a mapping (see server keys); required" },
-    { "balance", YK_ENUM, GRP(balance), 0, 0, "roundrobin", yk_balance_names, "balance",
-      "roundrobin is what the engine does; other values " NOT_YET, "ALGO",
+    { "balance", YK_ENUM, GRP(balance), 0, 0, "roundrobin", yk_balance_names, "balance", NULL, "ALGO",
       "roundrobin (smooth weighted), leastconn, source, random2" },
     { "retries", YK_UINT, GRP(retries), 0, 16, NULL, NULL, "retries", NULL, "N",
       "other servers tried after a failed connect (default: the listener's, 2)" },
-    { "health-check", YK_CUSTOM, GRP(health), 0, 0, NULL, NULL, NULL, NOT_YET, "mapping",
+    { "health-check", YK_CUSTOM, GRP(health), 0, 0, NULL, NULL, NULL, NULL, "mapping",
       "active health checks (see health-check keys)" },
     { NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL },
 };
@@ -40,27 +39,26 @@ const struct yk_def yk_server_keys[] = {
     { "address", YK_CUSTOM, 0, 0, 0, NULL, NULL, NULL, NULL, "HOST:PORT", "the server; required" },
     { "weight", YK_UINT, SRV(weight), 1, 1000, "1", NULL, NULL, NULL, "N",
       "share of new connections, relative to the others" },
-    { "backup", YK_BOOL, SRV(backup), 0, 1, "false", NULL, NULL,
-      NOT_YET ": backup servers get no traffic yet", "BOOL",
+    { "backup", YK_BOOL, SRV(backup), 0, 1, "false", NULL, NULL, NULL, "BOOL",
       "use only when no primary server is available" },
-    { "maxconn", YK_UINT, SRV(maxconn), 0, 10000000, "0", NULL, NULL, NOT_YET, "N",
+    { "maxconn", YK_UINT, SRV(maxconn), 0, 10000000, "0", NULL, NULL, NULL, "N",
       "at most N sessions to this server per worker thread (0 = no limit)" },
     { NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 const struct yk_def yk_health_keys[] = {
-    { "interval", YK_DURATION, HC(interval_ms), 100, 3600000, "2s", NULL, NULL, NOT_YET, "DUR",
+    { "interval", YK_DURATION, HC(interval_ms), 100, 3600000, "2s", NULL, NULL, NULL, "DUR",
       "time between two checks of a server" },
-    { "rise", YK_UINT, HC(rise), 1, 100, "2", NULL, NULL, NOT_YET, "N",
+    { "rise", YK_UINT, HC(rise), 1, 100, "2", NULL, NULL, NULL, "N",
       "consecutive passed checks that bring a server up" },
-    { "fall", YK_UINT, HC(fall), 1, 100, "3", NULL, NULL, NOT_YET, "N",
+    { "fall", YK_UINT, HC(fall), 1, 100, "3", NULL, NULL, NULL, "N",
       "consecutive failed checks that take a server down" },
-    { "timeout", YK_DURATION, HC(timeout_ms), 100, 3600000, NULL, NULL, NULL, NOT_YET, "DUR",
+    { "timeout", YK_DURATION, HC(timeout_ms), 100, 3600000, NULL, NULL, NULL, NULL, "DUR",
       "a check (connect, send, expect) fails after this long (default: the interval, at most 2s)" },
-    { "send", YK_STRING, HC(send), 0, sizeof(((struct health_cfg *)0)->send), NULL, NULL, NULL, NOT_YET,
+    { "send", YK_STRING, HC(send), 0, sizeof(((struct health_cfg *)0)->send), NULL, NULL, NULL, NULL,
       "TEXT", "bytes to send after connecting (YAML escapes like \\r\\n work in double quotes)" },
     { "expect", YK_STRING, HC(expect), 0, sizeof(((struct health_cfg *)0)->expect), NULL, NULL, NULL,
-      NOT_YET, "TEXT", "text the answer must contain (default: connecting is enough)" },
+      NULL, "TEXT", "text the answer must contain (default: connecting is enough)" },
     { NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -179,8 +177,7 @@ static void load_health(struct yc *c, struct upstream_group_cfg *g, const yaml_n
 {
     if (yc_mapping(c, v, "health-check") < 0) return;
     set_defaults(c, yk_health_keys, &g->health);
-    if (apply_keys(c, yk_health_keys, v, &g->health, "health-check", 0) == 0)
-        yc_warn(c, v, "health-check: %s: servers are not probed yet", NOT_YET);
+    apply_keys(c, yk_health_keys, v, &g->health, "health-check", 0);
 }
 
 static void load_group_map(struct yc *c, struct upstream_group_cfg *g, const yaml_node_t *v)

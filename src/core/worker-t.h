@@ -15,7 +15,9 @@
 #include "buf/kpipe.h"
 #include "config/config.h"
 #include "core/loop.h"
+#include "policy/limits.h"
 #include "upstream/balancer.h"
+#include "upstream/health.h"
 
 struct session;
 struct resolver;
@@ -29,6 +31,19 @@ struct wsocket {
     int fd;
 };
 
+/* State of one listener shared by all workers: exact limits need shared
+ * counters (SO_REUSEPORT spreads one client's connections over threads),
+ * and health is checked once, read by everyone. */
+struct listener_shared {
+    unsigned sessions;               /* atomic */
+    pthread_mutex_t lock;            /* guards ipc and rate */
+    struct ipcount ipc;
+    struct ratelimit rate;
+    int has_ipc, has_rate;
+    struct health_shared health[CFG_MAX_UPSTREAMS];
+    int checks_on;
+};
+
 /* A configured listener as seen by one worker. */
 struct wlistener {
     struct worker *w;
@@ -39,7 +54,13 @@ struct wlistener {
     struct lb_server lb_servers[CFG_MAX_UPSTREAMS];
     struct resolver *resolver;       /* created on first use */
     unsigned nsessions;
-    int paused_full;                 /* accept paused by maxconn */
+    struct listener_shared *sh;
+    unsigned hc_seen[CFG_MAX_UPSTREAMS];   /* health generations applied to lb */
+    struct health_checker *hc;       /* worker 0 only */
+    /* Clients waiting for a server slot (every server at maxconn), FIFO. */
+    struct session *qhead, *qtail;
+    unsigned qlen;
+    struct loop_timer queue_timer;   /* runs the queue after a slot frees */
 };
 
 struct worker {
@@ -49,6 +70,7 @@ struct worker {
     const struct ferry_cfg *cfg;
     struct wlistener *listeners;
     size_t nlisteners;
+    struct listener_shared *shared;  /* [nlisteners], owned by worker 0 */
 
     struct buf_pool bufs;
     struct kpipe_pool pipes;

@@ -5,11 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/admit.h"
 #include "net/sock.h"
 #include "obs/log.h"
+#include "relay/connect.h"
 #include "relay/session.h"
 #include "resolver/resolver.h"
 
@@ -27,37 +30,6 @@ unsigned workers_running(void)
 
 /* ---- accept ---- */
 
-static void set_accepting(struct wlistener *wl, int on)
-{
-    for (size_t i = 0; i < wl->nsocks; i++) {
-        struct wsocket *ws = &wl->socks[i];
-        if (ws->fd >= 0 && !loop_timer_armed(&ws->pause_timer))
-            loop_io_want(wl->w->loop, &ws->io, on ? LOOP_READ : 0);
-    }
-}
-
-static int over_maxconn(const struct wlistener *wl)
-{
-    return wl->cfg->maxconn && wl->nsessions >= wl->cfg->maxconn;
-}
-
-static void log_denied(const struct wlistener *wl, const struct net_addr *peer)
-{
-    char c[NET_ADDR_STRLEN];
-    if (!log_enabled(LOG_INFO)) return;
-    log_msg(LOG_INFO, "sess=- listener=%s client=%s upstream=- up=0 down=0 dur_ms=0 end=denied",
-            wl->cfg->name, net_addr_format(peer, c, sizeof(c)));
-}
-
-static int client_allowed(const struct wlistener *wl, const struct net_addr *peer)
-{
-    const struct acl *a = &wl->cfg->client_acl;
-    if (a->n == 0) return 1;
-    if (peer->u.sa.sa_family == AF_INET)
-        return acl_check_addr(a, 4, (const uint8_t *)&peer->u.in.sin_addr);
-    return acl_check_addr(a, 6, peer->u.in6.sin6_addr.s6_addr);
-}
-
 /* Out of fds (or memory): stop accepting for a moment instead of spinning on
  * a listen socket that stays readable. */
 static void pause_accept(struct wsocket *ws, int err)
@@ -71,7 +43,7 @@ static void pause_accept(struct wsocket *ws, int err)
 static void resume_cb(struct loop *l, struct loop_timer *t)
 {
     struct wsocket *ws = t->owner;
-    if (ws->fd >= 0 && !over_maxconn(ws->wl)) loop_io_want(l, &ws->io, LOOP_READ);
+    if (ws->fd >= 0) loop_io_want(l, &ws->io, LOOP_READ);
 }
 
 static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
@@ -90,27 +62,20 @@ static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
                 pause_accept(ws, errno);
             return;
         }
-        if (!client_allowed(wl, &peer)) {
-            log_denied(wl, &peer);
-            close(fd);
+        int counted_ip;
+        const char *refused = admit_client(wl, &peer, &counted_ip);
+        if (refused) {
+            admit_refuse(wl, fd, &peer, refused);
             continue;
         }
-        sess_accept(wl, fd, &peer);
-        if (over_maxconn(wl)) {
-            wl->paused_full = 1;
-            set_accepting(wl, 0);
-            return;
-        }
+        if (sess_accept(wl, fd, &peer, counted_ip) < 0) admit_release(wl, &peer, counted_ip);
     }
 }
 
-void worker_session_closed(struct wlistener *wl)
+void worker_session_closed(struct wlistener *wl, const struct net_addr *client, int counted_ip)
 {
     struct worker *w = wl->w;
-    if (wl->paused_full && !over_maxconn(wl) && !w->draining) {
-        wl->paused_full = 0;
-        set_accepting(wl, 1);
-    }
+    admit_release(wl, client, counted_ip);
     if (w->draining && w->nsessions == 0) loop_stop(w->loop);
 }
 
@@ -171,19 +136,75 @@ static void wake_hook(struct loop *l, void *arg)
 
 /* ---- setup ---- */
 
+/* Per-worker balancer state over the listener's servers. With active checks
+ * on, connect failures also count (passive ejection), since checks are what
+ * bring a server back. */
+static int balancer_init(struct worker *w, struct wlistener *wl, char *err, size_t errlen)
+{
+    const struct listener_cfg *lc = wl->cfg;
+    const struct health_cfg *hc = cfg_effective_health(lc);
+    for (size_t i = 0; i < lc->nupstreams; i++) {
+        char name[300];
+        const struct upstream_cfg *u = &lc->upstreams[i];
+        struct lb_server *s = &wl->lb_servers[i];
+        s->weight = u->weight;
+        s->backup = (uint8_t)u->backup;
+        s->maxconn = u->maxconn;
+        snprintf(name, sizeof(name), "%s:%u", u->hp.host, u->hp.port);
+        s->key = lb_key(name);
+    }
+    if (lb_group_init(&wl->lb, wl->lb_servers, lc->nupstreams, cfg_balance_names[cfg_effective_balance(lc)],
+                      err, errlen) < 0)
+        return -1;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) seed = clock_now_ms() ^ (uint64_t)w->id;
+    lb_group_seed(&wl->lb, seed);
+    wl->lb.rise = hc->rise ? hc->rise : 2;
+    wl->lb.fall = hc->fall ? hc->fall : 3;
+    wl->lb.passive = hc->interval_ms != 0;
+    return 0;
+}
+
+/* One checker per listener, on worker 0; results reach every worker
+ * through the shared array (health_sync before each pick). */
+static int start_health(struct worker *w, struct wlistener *wl, char *err, size_t errlen)
+{
+    const struct listener_cfg *lc = wl->cfg;
+    const struct health_cfg *hc = cfg_effective_health(lc);
+    struct host_port hp[CFG_MAX_UPSTREAMS];
+    struct resolver *r;
+    if (lc->mode != MODE_RELAY || hc->interval_ms == 0) return 0;
+    wl->sh->checks_on = 1;
+    if (w->id != 0) return 0;
+    if (!(r = worker_resolver(wl))) {
+        snprintf(err, errlen, "listener %s: cannot create a resolver for health checks", lc->name);
+        return -1;
+    }
+    for (size_t i = 0; i < lc->nupstreams; i++) hp[i] = lc->upstreams[i].hp;
+    struct health_opts o = {
+        .interval_ms = hc->interval_ms, .timeout_ms = hc->timeout_ms, .rise = hc->rise, .fall = hc->fall,
+        .send = hc->send[0] ? hc->send : NULL, .send_len = strlen(hc->send),
+        .expect = hc->expect[0] ? hc->expect : NULL, .prefer_ipv6 = lc->prefer_ipv6,
+    };
+    wl->hc = health_start(w->loop, r, lc->group ? lc->group->name : lc->name, hp, lc->nupstreams,
+                          wl->sh->health, &o, err, errlen);
+    return wl->hc ? 0 : -1;
+}
+
 static int listener_init(struct worker *w, struct wlistener *wl, const struct listener_cfg *lc,
                          char *err, size_t errlen)
 {
     wl->w = w;
     wl->cfg = lc;
-    wl->lb.servers = wl->lb_servers;
-    wl->lb.n = lc->nupstreams;
-    for (size_t i = 0; i < lc->nupstreams; i++) wl->lb_servers[i].weight = lc->upstreams[i].weight;
+    wl->sh = &w->shared[wl - w->listeners];
+    loop_timer_init(&wl->queue_timer, connect_queue_run, wl);
+    if (lc->mode == MODE_RELAY && balancer_init(w, wl, err, errlen) < 0) return -1;
     for (size_t i = 0; i < lc->nlisten; i++) {
         struct wsocket *ws = &wl->socks[i];
         ws->wl = wl;
         ws->io.fd = -1;
         loop_timer_init(&ws->pause_timer, resume_cb, ws);
+        if (w->id == 0 && sock_check_unused(&lc->listen[i], err, errlen) < 0) return -1;
         ws->fd = sock_listen(&lc->listen[i], 1, (int)lc->backlog, err, errlen);
         if (ws->fd < 0) return -1;
         wl->nsocks++;
@@ -192,13 +213,15 @@ static int listener_init(struct worker *w, struct wlistener *wl, const struct li
             return -1;
         }
     }
-    return 0;
+    return start_health(w, wl, err, errlen);
 }
 
-static int worker_init(struct worker *w, int id, const struct ferry_cfg *cfg, char *err, size_t errlen)
+static int worker_init(struct worker *w, int id, const struct ferry_cfg *cfg, struct listener_shared *shared,
+                       char *err, size_t errlen)
 {
     w->id = id;
     w->cfg = cfg;
+    w->shared = shared;
     buf_pool_init(&w->bufs, BUF_SIZE, POOL_MAX_FREE);
     kpipe_pool_init(&w->pipes, POOL_MAX_FREE, 0);
     if (!(w->loop = loop_new())) {
@@ -223,8 +246,11 @@ static void worker_destroy(struct worker *w)
     if (w->loop) {
         sess_close_all(w, END_DRAIN);
         close_listen_sockets(w);
-        for (size_t i = 0; i < w->nlisteners; i++)
+        for (size_t i = 0; i < w->nlisteners; i++) {
+            health_stop(w->listeners[i].hc);          /* before its resolver goes */
+            loop_timer_cancel(w->loop, &w->listeners[i].queue_timer);
             if (w->listeners[i].resolver) resolver_free(w->listeners[i].resolver);
+        }
         loop_free(w->loop);   /* runs the deferred frees */
     }
     free(w->listeners);
@@ -232,21 +258,34 @@ static void worker_destroy(struct worker *w)
     kpipe_pool_destroy(&w->pipes);
 }
 
+static void shared_free(struct listener_shared *sh, size_t n)
+{
+    for (size_t i = 0; sh && i < n; i++) admit_shared_free(&sh[i]);
+    free(sh);
+}
+
 struct worker *workers_create(const struct ferry_cfg *cfg, unsigned n, char *err, size_t errlen)
 {
     struct worker *ws = calloc(n, sizeof(*ws));
-    if (!ws) {
+    struct listener_shared *sh = calloc(cfg->nlisteners, sizeof(*sh));
+    size_t nsh = 0;
+    if (!ws || !sh) {
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        goto fail;
     }
+    for (; nsh < cfg->nlisteners; nsh++)
+        if (admit_shared_init(&sh[nsh], &cfg->listeners[nsh], err, errlen) < 0) goto fail;
     for (unsigned i = 0; i < n; i++) {
-        if (worker_init(&ws[i], (int)i, cfg, err, errlen) < 0) {
+        if (worker_init(&ws[i], (int)i, cfg, sh, err, errlen) < 0) {
             for (unsigned j = 0; j <= i; j++) worker_destroy(&ws[j]);
-            free(ws);
-            return NULL;
+            goto fail;
         }
     }
     return ws;
+fail:
+    shared_free(sh, nsh);
+    free(ws);
+    return NULL;
 }
 
 static void *worker_main(void *arg)
@@ -286,5 +325,6 @@ void workers_join_and_free(struct worker *ws, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) pthread_join(ws[i].thread, NULL);
     for (unsigned i = 0; i < n; i++) worker_destroy(&ws[i]);
+    if (n) shared_free(ws[0].shared, ws[0].nlisteners);
     free(ws);
 }

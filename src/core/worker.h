@@ -25,6 +25,6 @@ void workers_join_and_free(struct worker *ws, unsigned n);
 
 /* For sessions. */
 struct resolver *worker_resolver(struct wlistener *wl);
-void worker_session_closed(struct wlistener *wl);
+void worker_session_closed(struct wlistener *wl, const struct net_addr *client, int counted_ip);
 
 #endif

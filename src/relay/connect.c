@@ -12,6 +12,7 @@
 #include "policy/acl.h"
 #include "relay/session.h"
 #include "resolver/resolver.h"
+#include "upstream/health.h"
 
 static void connect_next(struct session *s);
 
@@ -32,11 +33,47 @@ static void fail_from_errno(int err, enum sess_fail *why, enum sess_end *end)
     }
 }
 
+/* ---- wait queue: clients waiting while every server is at its maxconn ---- */
+
+static void queue_remove(struct session *s)
+{
+    struct wlistener *wl = s->wl;
+    if (s->qprev) s->qprev->qnext = s->qnext;
+    else if (wl->qhead == s) wl->qhead = s->qnext;
+    else return;                                   /* not queued */
+    if (s->qnext) s->qnext->qprev = s->qprev;
+    else wl->qtail = s->qprev;
+    s->qprev = s->qnext = NULL;
+    wl->qlen--;
+}
+
+/* 0 queued, -1 queue full. */
+static int queue_add(struct session *s)
+{
+    struct wlistener *wl = s->wl;
+    if (wl->qlen >= wl->cfg->queue_size) return -1;
+    s->qprev = wl->qtail;
+    s->qnext = NULL;
+    if (wl->qtail) wl->qtail->qnext = s;
+    else wl->qhead = s;
+    wl->qtail = s;
+    wl->qlen++;
+    s->state = SESS_QUEUED;
+    loop_timer_arm_in(wl->w->loop, &s->timer, wl->cfg->queue_timeout_ms);
+    return 0;
+}
+
 static void release_server(struct session *s, int failed)
 {
+    struct wlistener *wl = s->wl;
     if (s->lb_idx < 0) return;
-    lb_release(&s->wl->lb, s->lb_idx, failed);
+    if (lb_release(&wl->lb, s->lb_idx, failed) == 1)
+        log_warn("listener=%s upstream %s:%u marked down after %u failed connects", wl->cfg->name,
+                 wl->cfg->upstreams[s->lb_idx].hp.host, wl->cfg->upstreams[s->lb_idx].hp.port, wl->lb.fall);
     s->lb_idx = -1;
+    /* A slot freed: let waiting clients try, after this callback (no
+     * re-entry into connect code from inside a close). */
+    if (wl->qhead) loop_timer_arm_in(wl->w->loop, &wl->queue_timer, 0);
 }
 
 static void drop_targets(struct session *s)
@@ -48,6 +85,7 @@ static void drop_targets(struct session *s)
 
 void connect_cleanup(struct session *s)
 {
+    queue_remove(s);
     if (s->rq) resolver_cancel(s->rq);
     s->rq = NULL;
     drop_targets(s);
@@ -100,11 +138,25 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
     connect_next(s);
 }
 
-/* Picks the next server for relay listeners; fills s->target. */
-static int pick_server(struct session *s)
+static int choose_server(struct session *s)
 {
-    int idx = lb_pick(&s->wl->lb, s->lb_tried);
-    if (idx < 0) return -1;
+    struct wlistener *wl = s->wl;
+    const uint8_t *ip = NULL;
+    size_t iplen = 0;
+    if (wl->sh->checks_on) health_sync(wl->sh->health, wl->hc_seen, &wl->lb);
+    if (s->client.u.sa.sa_family == AF_INET) {
+        ip = (const uint8_t *)&s->client.u.in.sin_addr;
+        iplen = 4;
+    } else if (s->client.u.sa.sa_family == AF_INET6) {
+        ip = s->client.u.in6.sin6_addr.s6_addr;
+        iplen = 16;
+    }
+    return lb_choose(&wl->lb, s->lb_tried, ip, iplen);
+}
+
+/* Takes server idx (already counted active by the balancer); fills s->target. */
+static int use_server(struct session *s, int idx)
+{
     const struct upstream_cfg *u = &cfg_of(s)->upstreams[idx];
     s->lb_idx = (int8_t)idx;
     s->lb_tried |= 1ULL << idx;
@@ -112,13 +164,48 @@ static int pick_server(struct session *s)
     return sess_set_target(s, u->hp.host, u->hp.port, 0);
 }
 
+static void connect_with(struct session *s);
+
 void connect_start(struct session *s)
 {
-    struct worker *w = s->wl->w;
-    if (cfg_of(s)->mode == MODE_RELAY && pick_server(s) < 0) {
-        sess_connect_failed(s, FAIL_GENERAL, END_CONNECT_ERROR);
-        return;
+    if (cfg_of(s)->mode == MODE_RELAY) {
+        int idx = choose_server(s);
+        if (idx == LB_FULL) {
+            if (queue_add(s) == 0) return;
+            sess_close(s, END_LIMIT);              /* queue full: refuse at once */
+            return;
+        }
+        if (idx < 0 || use_server(s, idx) < 0) {
+            sess_connect_failed(s, FAIL_GENERAL, idx < 0 ? END_CONNECT_ERROR : END_LOCAL_ERROR);
+            return;
+        }
     }
+    connect_with(s);
+}
+
+/* Runs after a server slot freed: start waiting clients in order while
+ * slots are free. */
+void connect_queue_run(struct loop *l, struct loop_timer *t)
+{
+    struct wlistener *wl = t->owner;
+    (void)l;
+    while (wl->qhead) {
+        struct session *s = wl->qhead;
+        int idx = choose_server(s);
+        if (idx == LB_FULL) return;
+        queue_remove(s);
+        if (idx < 0 || use_server(s, idx) < 0) {
+            sess_connect_failed(s, FAIL_GENERAL, idx < 0 ? END_CONNECT_ERROR : END_LOCAL_ERROR);
+            continue;
+        }
+        connect_with(s);
+    }
+}
+
+/* Resolve (unless literal) and connect to s->target. */
+static void connect_with(struct session *s)
+{
+    struct worker *w = s->wl->w;
     if (cfg_of(s)->mode == MODE_SS_LOCAL && !s->dest) {
         /* ss-local: the client's target travels inside the tunnel; the
          * socket goes to the ss-server. */

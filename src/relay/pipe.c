@@ -105,6 +105,7 @@ static int half_transform(struct half *h, struct pump_ctx *c)
         return -1;
     buf_consumed(h->raw, (uint32_t)used);
     buf_produced(h->buf, (uint32_t)made);
+    if (h->codec->counts_output) h->bytes += made;
     if (buf_empty(h->raw)) {
         buf_put(c->bufs, h->raw);
         h->raw = NULL;
@@ -171,7 +172,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
              * epoll says when more comes; reading again would only earn an
              * EAGAIN. */
             if ((size_t)n < c->last_ask) c->src_drained = 1;
-            h->bytes += (uint64_t)n;
+            if (!h->codec || !h->codec->counts_output) h->bytes += (uint64_t)n;
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
             c->progressed = 1;
         } else if (n == 0) {

@@ -21,6 +21,7 @@ struct resolved;
 
 enum sess_state {
     SESS_HANDSHAKE,
+    SESS_QUEUED,       /* every server full: waiting for a slot */
     SESS_RESOLVING,
     SESS_CONNECTING,
     SESS_RELAYING,
@@ -47,6 +48,9 @@ enum sess_end {
     END_LOCAL_ERROR,
     END_CRYPTO_ERROR,
     END_PROBE,
+    END_LIMIT,
+    END_QUEUE_TIMEOUT,
+    END_MAX_SESSION_TIME,
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */
@@ -66,6 +70,9 @@ struct codec_ops {
     int (*process)(void *state, const uint8_t *in, size_t inlen, size_t *used,
                    uint8_t *out, size_t outcap, size_t *made);
     void (*free)(void *state);
+    /* 1: the output is the application's bytes (a decoder), so the log
+     * counts what it makes; 0: the input is (an encoder). */
+    int counts_output;
 };
 
 /* One direction. Ready bytes wait either in a user-space buffer or in a
@@ -78,7 +85,7 @@ struct half {
     struct buf *raw;
     const struct codec_ops *codec;
     void *codec_state;
-    uint64_t bytes;        /* payload bytes read from the source */
+    uint64_t bytes;        /* application bytes moved (plaintext side) */
     uint8_t eof;           /* source said EOF */
     uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
     uint8_t bulk;          /* a read filled SPLICE_THRESHOLD: worth splicing */
@@ -95,6 +102,7 @@ struct sess_target {
 
 struct session {
     struct session *prev, *next;
+    struct session *qprev, *qnext;    /* listener's wait queue */
     struct wlistener *wl;
     uint64_t id;
 
@@ -111,6 +119,7 @@ struct session {
     uint8_t splice;                   /* zero-copy allowed for this session */
     uint8_t reset_client, reset_upstream;  /* close that side with RST */
     uint8_t silent;                   /* FLUSHING without FIN (anti-probing) */
+    uint8_t counted_ip;               /* holds a per-IP connection count */
     uint8_t target_idx, ntargets;
     int8_t lb_idx;                    /* relay: server in use, -1 none */
     uint64_t lb_tried;                /* relay: servers already tried */

@@ -44,6 +44,9 @@ static const char *const end_names[] = {
     [END_LOCAL_ERROR] = "local_error",
     [END_CRYPTO_ERROR] = "crypto_error",
     [END_PROBE] = "probe",
+    [END_LIMIT] = "limit",
+    [END_QUEUE_TIMEOUT] = "queue_timeout",
+    [END_MAX_SESSION_TIME] = "max_session_time",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -111,7 +114,7 @@ void sess_close(struct session *s, enum sess_end why)
     if (s->front && s->front->free) s->front->free(s);
     worker_unlink(s);
     loop_defer_free(w->loop, s, sess_free);
-    worker_session_closed(s->wl);
+    worker_session_closed(s->wl, &s->client, s->counted_ip);
 }
 
 void sess_close_all(struct worker *w, enum sess_end why)
@@ -446,7 +449,9 @@ void sess_relay_start(struct session *s, int fd)
         return;
     }
     s->last_ms = loop_now(w->loop);
-    loop_timer_arm(w->loop, &s->timer, s->last_ms + s->wl->cfg->idle_timeout_ms);
+    uint64_t due = s->last_ms + s->wl->cfg->idle_timeout_ms, max = s->wl->cfg->max_session_ms;
+    if (max && s->start_ms + max < due) due = s->start_ms + max;
+    loop_timer_arm(w->loop, &s->timer, due);
     sess_pump_ex(s, 0);
 }
 
@@ -482,13 +487,19 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
     case SESS_HANDSHAKE:
         sess_close(s, END_HANDSHAKE_TIMEOUT);
         break;
+    case SESS_QUEUED:
+        sess_close(s, END_QUEUE_TIMEOUT);
+        break;
     case SESS_RESOLVING:
     case SESS_CONNECTING:
         connect_timeout(s);
         break;
     case SESS_RELAYING: {
-        uint64_t due = s->last_ms + s->wl->cfg->idle_timeout_ms;
-        if (due > loop_now(l)) loop_timer_arm(l, t, due);
+        uint64_t idle_due = s->last_ms + s->wl->cfg->idle_timeout_ms;
+        uint64_t max = s->wl->cfg->max_session_ms;
+        if (max && loop_now(l) >= s->start_ms + max) sess_close(s, END_MAX_SESSION_TIME);
+        else if (idle_due > loop_now(l))
+            loop_timer_arm(l, t, max && s->start_ms + max < idle_due ? s->start_ms + max : idle_due);
         else sess_close(s, END_IDLE_TIMEOUT);
         break;
     }
@@ -498,7 +509,7 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
     }
 }
 
-int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
+int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int counted_ip)
 {
     struct worker *w = wl->w;
     struct session *s = calloc(1, sizeof(*s));
@@ -506,6 +517,7 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
         close(fd);
         return -1;
     }
+    s->counted_ip = (uint8_t)counted_ip;
     s->wl = wl;
     s->id = __atomic_fetch_add(&next_session_id, 1, __ATOMIC_RELAXED);
     s->client = *peer;
@@ -523,8 +535,8 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
     sock_set_nodelay(fd);
     if (loop_io_add(w->loop, &s->cio, fd, 0, client_cb, s) < 0) {
         close(fd);
-        sess_close(s, END_LOCAL_ERROR);
-        return -1;
+        sess_close(s, END_LOCAL_ERROR);   /* releases the admission counts */
+        return 0;
     }
     const struct listener_cfg *cfg = wl->cfg;
     if (cfg->mode == MODE_SS_SERVER) s->front = &front_ss_server;
@@ -533,7 +545,7 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
     if (s->front) {
         if (s->front->init(s) < 0) {
             sess_close(s, END_LOCAL_ERROR);
-            return -1;
+            return 0;
         }
         s->state = SESS_HANDSHAKE;
         loop_timer_arm_in(w->loop, &s->timer, wl->cfg->handshake_timeout_ms);
@@ -542,7 +554,7 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer)
     }
     if (cfg->has_tunnel_to && sess_set_target(s, cfg->tunnel_to.host, cfg->tunnel_to.port, 0) < 0) {
         sess_close(s, END_LOCAL_ERROR);
-        return -1;
+        return 0;
     }
     connect_start(s);
     return 0;

@@ -8,9 +8,11 @@
 #include "relay/front.h"
 #include "relay/session-t.h"
 
-/* Takes ownership of the accepted, non-blocking fd. Returns 0, or -1 if the
- * session could not be created (the fd is closed). */
-int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer);
+/* Takes ownership of the accepted, non-blocking fd and of the admission
+ * counts (given back when the session closes). Returns 0, or -1 if no
+ * session could be created: the fd is closed and the counts are the
+ * caller's to give back. */
+int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int counted_ip);
 
 /* Ends the session: logs its line, closes both sides, frees it after the
  * current epoll batch. Safe to call twice (the first end reason wins). */

@@ -248,7 +248,10 @@ static void test_shared_groups(void **state)
     assert_int_equal(cc->upstreams[0].hp.port, 443);
 }
 
-static void test_balancer_keys_stored_with_warnings(void **state)
+/* Group balancing keys reach the listener: balance through the option
+ * table, backup servers kept (flagged), maxconn per server, health checks
+ * through the group; no warnings now that the engine enforces them. */
+static void test_balancer_keys_applied(void **state)
 {
     struct res *r = load(state,
         "upstreams:\n"
@@ -262,26 +265,24 @@ static void test_balancer_keys_stored_with_warnings(void **state)
         "listeners:\n"
         "  - {name: a, mode: relay, listen: \"127.0.0.1:81\", upstream: web}\n");
     const struct upstream_group_cfg *g;
+    const struct listener_cfg *l;
 
     ok(r);
     g = &r->cfg.groups[0];
+    l = &r->cfg.listeners[0];
     assert_int_equal(g->balance, 1);
     assert_int_equal(g->health.interval_ms, 5000);
     assert_int_equal(g->health.rise, 3);
     assert_int_equal(g->health.fall, 3);     /* default */
     assert_string_equal(g->health.send, "PING\r\n");
     assert_string_equal(g->health.expect, "+PONG");
-    assert_int_equal(g->servers[0].maxconn, 100);
-    assert_int_equal(g->servers[1].backup, 1);
-    if (opt_find_long("balance") == NULL)
-        has(r, "t.yaml:3:14: warning: ", "not yet enforced");
-    has(r, "t.yaml:4:19: warning: ", "health-check: accepted, not yet enforced");
-    has(r, "t.yaml:6:34: warning: ", "maxconn: accepted, not yet enforced");
-    has(r, "t.yaml:7:34: warning: ", "backup: accepted, not yet enforced");
+    assert_int_equal(l->balance, 1);         /* leastconn, applied through --balance */
+    assert_ptr_equal(cfg_effective_health(l), &g->health);
+    assert_int_equal(l->nupstreams, 2);
+    assert_int_equal(l->upstreams[0].maxconn, 100);
+    assert_int_equal(l->upstreams[1].backup, 1);
+    for (size_t i = 0; i < r->n; i++) assert_null(strstr(r->lines[i], "not yet enforced"));
     has(r, "t.yaml:8:3: warning: ", "group 'unused' is not used");
-    /* Until the engine holds backups back, they get no traffic at all. */
-    assert_int_equal(r->cfg.listeners[0].nupstreams, 1);
-    assert_int_equal(r->cfg.listeners[0].upstreams[0].maxconn, 100);
 }
 
 static void test_inline_server_mapping(void **state)
@@ -680,7 +681,7 @@ int main(void)
         T(test_global_defaults),
         T(test_repeatable),
         T(test_shared_groups),
-        T(test_balancer_keys_stored_with_warnings),
+        T(test_balancer_keys_applied),
         T(test_inline_server_mapping),
         T(test_aliases_share_settings),
         T(test_json_config),

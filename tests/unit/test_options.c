@@ -269,9 +269,12 @@ static void test_value_forms(void **state)
 static void test_unknown_option(void **state)
 {
     bad(parse(state, "--bogus", NULL), "'--bogus'", NULL);
-    bad(parse(state, "--bogus=1", NULL), "'--bogus=1'", NULL);
+    bad(parse(state, "--bogus=Secret1", NULL), "'--bogus'", NULL);   /* values are never echoed */
+    assert_null(strstr(((struct run *)*state)->err, "Secret1"));
     bad(parse(state, "-x", "1", NULL), "'-x'", NULL);
-    bad(parse(state, "-lx", NULL), "'-lx'", NULL);
+    bad(parse(state, "-xSecret2", NULL), "'-x'", NULL);
+    assert_null(strstr(((struct run *)*state)->err, "Secret2"));
+    bad(parse(state, "-lx", NULL), "--listen", "'x'");             /* -lVALUE is -l VALUE */
     bad(parse(state, "-", NULL), "'-'", NULL);
     bad(parse(state, "--", NULL), "'--'", NULL);
     bad(parse(state, "---listen", ":1", NULL), "'---listen'", NULL);
@@ -346,12 +349,34 @@ static void test_bad_upstreams(void **state)
     static const char *const v[] = {
         "a:1,weight=0", "a:1,weight=1001", "a:1,weight=x", "a:1,weight=", "a:1,weight=3x",
         "a:1,w=3", "a:1,weight=3,weight=4", "a:1,", ":80", "a:0", "a", "a:1:2",
+        "a:1,backup,backup", "a:1,maxconn=x", "a:1,maxconn=", "a:1,backup=1",
     };
 
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         bad(parse(state, "relay", "-l", ":9000", "-u", v[i], NULL), "--upstream", NULL);
     bad(parse(state, "relay", "-l", ":9000", "-u", "a:1,weight=0", NULL), "weight", NULL);
     bad(parse(state, "relay", "-l", ":9000", "-u", ":80", NULL), "needs a host", NULL);
+}
+
+static void test_upstream_params_and_balancing(void **state)
+{
+    struct listener_cfg *l = ok(parse(state, "relay", "-l", "127.0.0.1:9000", "-u", "a:1,maxconn=5,weight=2",
+                                      "-u", "b:2,backup", "--balance", "source", "--check-interval", "500ms",
+                                      "--check-expect", "+PONG", "--queue-timeout", "2s", NULL));
+    assert_int_equal(l->upstreams[0].maxconn, 5);
+    assert_int_equal(l->upstreams[0].weight, 2);
+    assert_int_equal(l->upstreams[0].backup, 0);
+    assert_int_equal(l->upstreams[1].backup, 1);
+    assert_int_equal(l->balance, 2);
+    assert_int_equal(l->health.interval_ms, 500);
+    assert_int_equal(l->health.rise, 2);
+    assert_int_equal(l->health.fall, 3);
+    assert_string_equal(l->health.expect, "+PONG");
+    assert_int_equal(l->queue_timeout_ms, 2000);
+    assert_int_equal(l->queue_size, 1024);
+    bad(parse(state, "relay", "-l", ":9000", "-u", "a:1", "--balance", "hash", NULL), "--balance", "'hash'");
+    bad(parse(state, "socks", "--balance", "source", NULL), "--balance", "'socks'");
+    bad(parse(state, "--allow-hours", "25:00-26:00", NULL), "--allow-hours", NULL);
 }
 
 /* ---- access lists ---- */
@@ -655,6 +680,7 @@ int main(void)
         T(test_too_many_listen),
         T(test_upstreams_and_weights),
         T(test_bad_upstreams),
+        T(test_upstream_params_and_balancing),
         T(test_allow_deny),
         T(test_bad_cidr),
         T(test_user),

@@ -1,0 +1,169 @@
+/* admit.c - see admit.h. */
+#include "core/admit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/loop.h"
+#include "obs/log.h"
+
+static unsigned global_sessions;   /* atomic: sessions of every listener */
+
+/* Client IP as bytes, for the pure limit tables. */
+static const uint8_t *peer_ip(const struct net_addr *a, size_t *len)
+{
+    if (a->u.sa.sa_family == AF_INET) {
+        *len = 4;
+        return (const uint8_t *)&a->u.in.sin_addr;
+    }
+    *len = 16;
+    return a->u.in6.sin6_addr.s6_addr;
+}
+
+int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg, char *err, size_t errlen)
+{
+    uint8_t key[LIMITS_KEY_LEN];
+    /* A secret hash key, so clients cannot aim at one hash chain. */
+    if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key)) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        return -1;
+    }
+    pthread_mutex_init(&sh->lock, NULL);
+    if (cfg->maxconn_per_ip) {
+        if (ipcount_init(&sh->ipc, 1u << 20, 64, key, err, errlen) < 0) return -1;
+        sh->has_ipc = 1;
+    }
+    if (cfg->rate_per_ip) {
+        uint32_t burst = cfg->rate_burst ? cfg->rate_burst : cfg->rate_per_ip;
+        if (rate_init(&sh->rate, cfg->rate_per_ip, burst, 1u << 16, 64, key, err, errlen) < 0) return -1;
+        sh->has_rate = 1;
+    }
+    return 0;
+}
+
+void admit_shared_free(struct listener_shared *sh)
+{
+    if (sh->has_ipc) ipcount_free(&sh->ipc);
+    if (sh->has_rate) rate_free(&sh->rate);
+    sh->has_ipc = sh->has_rate = 0;
+    pthread_mutex_destroy(&sh->lock);
+}
+
+static int in_hours(const struct timewin *w)
+{
+    struct tm tm;
+    time_t now;
+    if (w->n == 0) return 1;
+    now = time(NULL);
+    localtime_r(&now, &tm);
+    return timewin_allows(w, (unsigned)(tm.tm_hour * 60 + tm.tm_min));
+}
+
+static int client_allowed(const struct listener_cfg *cfg, const struct net_addr *peer)
+{
+    size_t len;
+    const uint8_t *ip = peer_ip(peer, &len);
+    return cfg->client_acl.n == 0 || acl_check_addr(&cfg->client_acl, len == 4 ? 4 : 6, ip);
+}
+
+/* Takes one from an atomic counter unless it is at max (0 = no limit). */
+static int take_slot(unsigned *counter, unsigned max)
+{
+    unsigned n = __atomic_add_fetch(counter, 1, __ATOMIC_ACQ_REL);
+    if (max && n > max) {
+        __atomic_sub_fetch(counter, 1, __ATOMIC_ACQ_REL);
+        return 0;
+    }
+    return 1;
+}
+
+/* Per-IP checks under the listener's lock: rate first (a refused attempt
+ * still spends a token, as in any token bucket), then the count. */
+static const char *admit_ip(struct wlistener *wl, const struct net_addr *peer, int *counted_ip)
+{
+    struct listener_shared *sh = wl->sh;
+    const char *why = NULL;
+    size_t len;
+    const uint8_t *ip = peer_ip(peer, &len);
+    if (!sh->has_rate && !sh->has_ipc) return NULL;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->has_rate && !rate_allow(&sh->rate, ip, len, clock_now_ms())) why = "rate_per_ip";
+    else if (sh->has_ipc) {
+        int n = ipcount_inc(&sh->ipc, ip, len);
+        if (n < 0 || (unsigned)n > wl->cfg->maxconn_per_ip) {
+            if (n >= 0) ipcount_dec(&sh->ipc, ip, len);
+            why = "maxconn_per_ip";
+        } else {
+            *counted_ip = 1;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return why;
+}
+
+static void admit_release_ip(struct wlistener *wl, const struct net_addr *peer)
+{
+    size_t len;
+    const uint8_t *ip = peer_ip(peer, &len);
+    pthread_mutex_lock(&wl->sh->lock);
+    ipcount_dec(&wl->sh->ipc, ip, len);
+    pthread_mutex_unlock(&wl->sh->lock);
+}
+
+const char *admit_client(struct wlistener *wl, const struct net_addr *peer, int *counted_ip)
+{
+    const struct listener_cfg *cfg = wl->cfg;
+    const char *why;
+    *counted_ip = 0;
+    if (!client_allowed(cfg, peer)) return "denied";
+    if (!in_hours(&cfg->hours)) return "hours";
+    if ((why = admit_ip(wl, peer, counted_ip))) return why;
+    if (!take_slot(&global_sessions, wl->w->cfg->global_maxconn)) why = "global_maxconn";
+    else if (!take_slot(&wl->sh->sessions, cfg->maxconn)) {
+        __atomic_sub_fetch(&global_sessions, 1, __ATOMIC_ACQ_REL);
+        why = "maxconn";
+    }
+    if (why && *counted_ip) {
+        admit_release_ip(wl, peer);
+        *counted_ip = 0;
+    }
+    return why;
+}
+
+void admit_release(struct wlistener *wl, const struct net_addr *peer, int counted_ip)
+{
+    __atomic_sub_fetch(&global_sessions, 1, __ATOMIC_ACQ_REL);
+    __atomic_sub_fetch(&wl->sh->sessions, 1, __ATOMIC_ACQ_REL);
+    if (counted_ip) admit_release_ip(wl, peer);
+}
+
+/* SOCKS clients usually send their first bytes right after connecting; if
+ * the version byte is already here, answer it with the refusal it
+ * understands instead of a bare close. Best effort, never blocks. */
+static void socks_refusal(int fd)
+{
+    static const uint8_t no_method[2] = { 5, 0xFF };
+    static const uint8_t rejected4[8] = { 0, 0x5B, 0, 0, 0, 0, 0, 0 };
+    uint8_t first;
+    if (recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) != 1) return;
+    if (first == 5) (void)!send(fd, no_method, sizeof(no_method), MSG_NOSIGNAL | MSG_DONTWAIT);
+    else if (first == 4) (void)!send(fd, rejected4, sizeof(rejected4), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, const char *limit)
+{
+    char c[NET_ADDR_STRLEN];
+    int socks = wl->cfg->mode == MODE_SOCKS || (wl->cfg->mode == MODE_SS_LOCAL && !wl->cfg->has_tunnel_to);
+    if (socks) socks_refusal(fd);
+    close(fd);
+    if (!log_enabled(LOG_INFO)) return;
+    int acl = strcmp(limit, "denied") == 0;
+    log_msg(LOG_INFO, "sess=- listener=%s client=%s upstream=- up=0 down=0 dur_ms=0 end=%s%s%s",
+            wl->cfg->name, net_addr_format(peer, c, sizeof(c)), acl ? "denied" : "limit",
+            acl ? "" : " limit=", acl ? "" : limit);
+}
