@@ -237,9 +237,17 @@ static int ref_suffix(const char *host, const char *sfx)
 static void fuzz_host_match(const char *s)
 {
     struct acl acl;
-    char err[ERRLEN];
-    int denied = ref_suffix(s, "example.com") || strcasecmp(s, "exact.test") == 0;
-    int denied_other_port = ref_suffix(s, "example.com");
+    char err[ERRLEN], host[4096];
+    size_t n = strlen(s);
+
+    /* One trailing dot names the same host ("a.b." is "a.b" to a resolver). */
+    if (n >= sizeof host)
+        return;
+    memcpy(host, s, n + 1);
+    if (n > 1 && host[n - 1] == '.')
+        host[n - 1] = '\0';
+    int denied = ref_suffix(host, "example.com") || strcasecmp(host, "exact.test") == 0;
+    int denied_other_port = ref_suffix(host, "example.com");
 
     memset(&acl, 0, sizeof acl);
     CHECK(acl_add_dest(&acl, 0, "*.example.com", err, sizeof err) == 0);
