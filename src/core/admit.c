@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -142,28 +143,94 @@ void admit_release(struct wlistener *wl, const struct net_addr *peer, int counte
     if (counted_ip) admit_release_ip(wl, peer);
 }
 
-/* SOCKS clients usually send their first bytes right after connecting; if
- * the version byte is already here, answer it with the refusal it
- * understands instead of a bare close. Best effort, never blocks. */
-static void socks_refusal(int fd)
+/* A refused SOCKS client is told so in its protocol, which takes its first
+ * byte (the version). Usually it is already there; if not, the fd is held
+ * for at most REFUSE_WAIT_MS, by at most REFUSE_MAX_HELD per worker so a
+ * flood of refused clients costs almost nothing, then closed. */
+#define REFUSE_WAIT_MS 500
+#define REFUSE_MAX_HELD 1024
+
+struct refusal {
+    struct loop_io io;
+    struct loop_timer timer;
+    struct worker *w;
+    struct refusal *prev, *next;     /* worker's list, closed at shutdown */
+};
+
+static unsigned refusals_held;   /* per process; only an approximate cap */
+
+/* 1 when answered (or the client is gone), 0 when its first byte is not here yet. */
+static int socks_refusal(int fd)
 {
     static const uint8_t no_method[2] = { 5, 0xFF };
     static const uint8_t rejected4[8] = { 0, 0x5B, 0, 0, 0, 0, 0, 0 };
     uint8_t first;
-    if (recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) != 1) return;
-    if (first == 5) (void)!send(fd, no_method, sizeof(no_method), MSG_NOSIGNAL | MSG_DONTWAIT);
-    else if (first == 4) (void)!send(fd, rejected4, sizeof(rejected4), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (n == 1 && first == 5) (void)!send(fd, no_method, sizeof(no_method), MSG_NOSIGNAL | MSG_DONTWAIT);
+    else if (n == 1 && first == 4) (void)!send(fd, rejected4, sizeof(rejected4), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return 1;
+}
+
+static void refusal_end(struct loop *l, struct refusal *r)
+{
+    if (r->prev) r->prev->next = r->next;
+    else r->w->refusals = r->next;
+    if (r->next) r->next->prev = r->prev;
+    loop_timer_cancel(l, &r->timer);
+    loop_io_close(l, &r->io);
+    __atomic_sub_fetch(&refusals_held, 1, __ATOMIC_RELAXED);
+    loop_defer_free(l, r, free);
+}
+
+static void refusal_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+    (void)events;
+    struct refusal *r = io->owner;
+    if (socks_refusal(io->fd)) refusal_end(l, r);
+}
+
+static void refusal_timeout(struct loop *l, struct loop_timer *t)
+{
+    refusal_end(l, t->owner);
+}
+
+/* Holds fd until its first byte arrives; 0, or -1 if it could not. */
+static int hold_for_refusal(struct wlistener *wl, int fd)
+{
+    struct loop *l = wl->w->loop;
+    if (__atomic_add_fetch(&refusals_held, 1, __ATOMIC_RELAXED) > REFUSE_MAX_HELD) goto no;
+    struct refusal *r = calloc(1, sizeof(*r));
+    if (!r) goto no;
+    loop_timer_init(&r->timer, refusal_timeout, r);
+    if (loop_io_add(l, &r->io, fd, LOOP_READ, refusal_io, r) < 0) {
+        free(r);
+        goto no;
+    }
+    loop_timer_arm_in(l, &r->timer, REFUSE_WAIT_MS);
+    r->w = wl->w;
+    r->next = wl->w->refusals;
+    if (r->next) r->next->prev = r;
+    wl->w->refusals = r;
+    return 0;
+no:
+    __atomic_sub_fetch(&refusals_held, 1, __ATOMIC_RELAXED);
+    return -1;
 }
 
 void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, const char *limit)
 {
     char c[NET_ADDR_STRLEN];
     int socks = wl->cfg->mode == MODE_SOCKS || (wl->cfg->mode == MODE_SS_LOCAL && !wl->cfg->has_tunnel_to);
-    if (socks) socks_refusal(fd);
-    close(fd);
+    if (!socks || socks_refusal(fd) || hold_for_refusal(wl, fd) < 0) close(fd);
     if (!log_enabled(LOG_INFO)) return;
     int acl = strcmp(limit, "denied") == 0;
     log_msg(LOG_INFO, "sess=- listener=%s client=%s upstream=- up=0 down=0 dur_ms=0 end=%s%s%s",
             wl->cfg->name, net_addr_format(peer, c, sizeof(c)), acl ? "denied" : "limit",
             acl ? "" : " limit=", acl ? "" : limit);
+}
+
+void admit_close_all(struct worker *w)
+{
+    while (w->refusals) refusal_end(w->loop, w->refusals);
 }

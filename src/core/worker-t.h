@@ -20,6 +20,7 @@
 #include "upstream/health.h"
 
 struct session;
+struct refusal;
 struct resolver;
 struct worker;
 
@@ -76,6 +77,7 @@ struct worker {
     struct kpipe_pool pipes;
 
     struct session *sessions;        /* doubly linked, for drain */
+    struct refusal *refusals;        /* refused SOCKS clients awaiting their answer */
     unsigned nsessions;
 
     int draining;

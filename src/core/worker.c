@@ -245,6 +245,7 @@ static void worker_destroy(struct worker *w)
 {
     if (w->loop) {
         sess_close_all(w, END_DRAIN);
+        admit_close_all(w);
         close_listen_sockets(w);
         for (size_t i = 0; i < w->nlisteners; i++) {
             health_stop(w->listeners[i].hc);          /* before its resolver goes */
