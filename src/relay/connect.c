@@ -68,8 +68,9 @@ static void release_server(struct session *s, int failed)
     struct wlistener *wl = s->wl;
     if (s->lb_idx < 0) return;
     if (lb_release(&wl->lb, s->lb_idx, failed) == 1)
-        log_warn("listener=%s upstream %s:%u marked down after %u failed connects", wl->cfg->name,
-                 wl->cfg->upstreams[s->lb_idx].hp.host, wl->cfg->upstreams[s->lb_idx].hp.port, wl->lb.fall);
+        log_warn("upstream %s/%s:%u ejected by worker %d after %u failed connects in a row (until a check passes)",
+                 wl->cfg->group ? wl->cfg->group->name : wl->cfg->name, wl->cfg->upstreams[s->lb_idx].hp.host,
+                 wl->cfg->upstreams[s->lb_idx].hp.port, wl->w->id, wl->lb.fall);
     s->lb_idx = -1;
     /* A slot freed: let waiting clients try, after this callback (no
      * re-entry into connect code from inside a close). */
@@ -171,7 +172,10 @@ void connect_start(struct session *s)
     if (cfg_of(s)->mode == MODE_RELAY) {
         int idx = choose_server(s);
         if (idx == LB_FULL) {
-            if (queue_add(s) == 0) return;
+            if (queue_add(s) == 0) {
+                sess_kick(s);      /* watch the client while it waits */
+                return;
+            }
             sess_close(s, END_LIMIT);              /* queue full: refuse at once */
             return;
         }

@@ -63,15 +63,17 @@ static void timer_cb(struct loop *l, struct loop_timer *t);
 
 static void sess_log(const struct session *s)
 {
+    /* A session itself only meets one limit: the full wait queue. */
+    const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
     char c[NET_ADDR_STRLEN], u[NET_ADDR_STRLEN], extra[768] = "";
     if (!log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     uint64_t now = clock_now_ms();
-    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s",
+    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s%s",
             (unsigned long long)s->id, s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)),
             s->upstream.len ? net_addr_format(&s->upstream, u, sizeof(u)) : "-",
             (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes,
-            (unsigned long long)(now - s->start_ms), sess_end_name(s->end), extra[0] ? " " : "", extra);
+            (unsigned long long)(now - s->start_ms), sess_end_name(s->end), limit, extra[0] ? " " : "", extra);
 }
 
 /* ---- close ---- */
@@ -129,6 +131,7 @@ static int reading_client_allowed(const struct session *s)
     switch (s->state) {
     case SESS_HANDSHAKE:
         return 1;
+    case SESS_QUEUED:
     case SESS_RESOLVING:
     case SESS_CONNECTING:
     case SESS_RELAYING:
@@ -293,6 +296,13 @@ static void sess_pump_ex(struct session *s, int may_read)
     }
     progressed |= c.progressed;
     if (s->down.eof && !s->first_eof) s->first_eof = 2;
+    if (s->state == SESS_QUEUED && s->up.eof && s->up.bytes == 0) {
+        /* Gave up waiting before saying anything: nothing to forward, and
+         * a server slot must not go to a client that has left. (A client
+         * that sent its request and then FIN is a half-close: it stays.) */
+        sess_close(s, END_CLIENT_CLOSED);
+        return;
+    }
     if (progressed) s->last_ms = loop_now(s->wl->w->loop);
 
     if (relaying && s->up.shut && s->down.shut) {

@@ -192,6 +192,7 @@ static void health_done(struct health_server *s, enum health_fail why, int err)
         health_label(s, label, sizeof(label));
         log_debug("health %s/%s: %s", hc->name, label, health_fail_text(why, err, buf, sizeof(buf)));
     }
+    __atomic_store_n(&sh->last_ok, ok, __ATOMIC_RELEASE);
     __atomic_add_fetch(&sh->gen, 1, __ATOMIC_RELEASE);
 
     uint64_t now = loop_now(hc->loop);
@@ -472,6 +473,10 @@ size_t health_sync(const struct health_shared *shared, unsigned *seen, struct lb
         if (gen == seen[i]) continue;
         seen[i] = gen;
         int up = health_is_up(&shared[i]);
+        /* A worker's passive ejection ends only with a check that passed:
+         * a failed check (still "up" until `fall` of them) must not put a
+         * server back that this worker saw failing. */
+        if (up && !lb_is_up(g, (int)i) && !__atomic_load_n(&shared[i].last_ok, __ATOMIC_ACQUIRE)) continue;
         if (lb_is_up(g, (int)i) != up) changed += (size_t)lb_set_up(g, (int)i, up);
     }
     return changed;

@@ -43,6 +43,7 @@ struct resolver;
 /* One per server, shared by all workers. Written only by the checker. */
 struct health_shared {
     int up;             /* 1 up, 0 down; __atomic_store_n(RELEASE) by the checker */
+    int last_ok;        /* the latest check passed; written before gen */
     unsigned gen;       /* bumped (atomic, RELEASE) after every completed check,
                          * after `up` was written */
 };

@@ -715,7 +715,7 @@ static void test_sync(void **state)
     (void)state;
     struct lb_server srv[3] = { { .weight = 1 }, { .weight = 1 }, { .weight = 1 } };
     struct lb_group g;
-    struct health_shared sh[3] = { { 1, 0 }, { 1, 0 }, { 1, 0 } };
+    struct health_shared sh[3] = { { .up = 1 }, { .up = 1 }, { .up = 1 } };
     unsigned seen[3] = { 0 };
     char err[128];
     assert_int_equal(lb_group_init(&g, srv, 3, NULL, err, sizeof(err)), 0);
@@ -727,15 +727,23 @@ static void test_sync(void **state)
     assert_false(lb_is_up(&g, 1));
     assert_int_equal(health_sync(sh, seen, &g), 0);      /* gen unchanged */
 
-    /* Passive ejection by this worker lasts until the next published check. */
+    /* Passive ejection by this worker lasts until a published check that
+     * passed: a failed one (the server still "up" until `fall` of them)
+     * must not put it back. */
     lb_set_up(&g, 0, 0);
     assert_int_equal(health_sync(sh, seen, &g), 0);
     assert_false(lb_is_up(&g, 0));
+    sh[0].last_ok = 0;
     sh[0].gen = 1;
+    assert_int_equal(health_sync(sh, seen, &g), 0);
+    assert_false(lb_is_up(&g, 0));
+    sh[0].last_ok = 1;
+    sh[0].gen = 2;
     assert_int_equal(health_sync(sh, seen, &g), 1);
     assert_true(lb_is_up(&g, 0));
 
-    sh[1].up = 1;
+    sh[1].up = 1;                                        /* the checker brought it back: */
+    sh[1].last_ok = 1;                                   /* its latest check passed */
     sh[1].gen = 2;
     sh[2].gen = 7;                                       /* still up: no change */
     assert_int_equal(health_sync(sh, seen, &g), 1);
