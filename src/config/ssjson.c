@@ -206,16 +206,9 @@ int cfg_load_ss_json(const char *path, struct ferry_cfg *g, struct listener_cfg 
                      const char *const *given, struct cfg_diag *d)
 {
     struct ss_walk w = { l, given };
-    char err[256];
     size_t len;
-    char *buf = yc_read_file(path, &len, err, sizeof(err));
-    if (!buf) {
-        char line[600];
-        d->errors++;
-        snprintf(line, sizeof(line), "%s: cannot read: %s", path, err);
-        if (d->emit) d->emit(d->arg, 1, line);
-        return -1;
-    }
+    char *buf = yc_read_file_or_report(path, &len, d);
+    if (!buf) return -1;
     int rc = yc_run(path, buf, len, g, d, walk_ss, &w);
     explicit_bzero(buf, len);      /* it holds the password */
     free(buf);

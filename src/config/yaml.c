@@ -535,18 +535,24 @@ char *yc_read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-int cfg_load_file(const char *path, struct ferry_cfg *cfg, struct cfg_diag *d)
+char *yc_read_file_or_report(const char *path, size_t *len, struct cfg_diag *d)
 {
     char err[256];
-    size_t len;
-    char *buf = yc_read_file(path, &len, err, sizeof(err));
+    char *buf = yc_read_file(path, len, err, sizeof(err));
     if (!buf) {
         char line[600];
         d->errors++;
         snprintf(line, sizeof(line), "%s: cannot read: %s", path, err);
         if (d->emit) d->emit(d->arg, 1, line);
-        return -1;
     }
+    return buf;
+}
+
+int cfg_load_file(const char *path, struct ferry_cfg *cfg, struct cfg_diag *d)
+{
+    size_t len;
+    char *buf = yc_read_file_or_report(path, &len, d);
+    if (!buf) return -1;
     int rc = cfg_load_string(path, buf, len, cfg, d);
     free(buf);
     return rc;

@@ -119,6 +119,8 @@ int yc_run(const char *name, const void *buf, size_t len, struct ferry_cfg *cfg,
            void (*walk)(struct yc *, const yaml_node_t *, void *), void *arg);
 /* Reads a whole file (at most 4 MiB). NULL with a reason in err. */
 char *yc_read_file(const char *path, size_t *len, char *err, size_t errlen);
+/* Same, reporting "PATH: cannot read: why" as an error through d. */
+char *yc_read_file_or_report(const char *path, size_t *len, struct cfg_diag *d);
 
 /* ---- upstream groups (yaml_groups.c) ---- */
 void yc_load_groups(struct yc *c, const yaml_node_t *map);
