@@ -73,7 +73,7 @@ asan-test:
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 unit integration
 
 test: deps
-	$(MAKE) --no-print-directory ferry
+	$(MAKE) --no-print-directory lint ferry
 	$(MAKE) --no-print-directory unit integration
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory asan-test
@@ -111,6 +111,6 @@ lint:
 	  || (echo "lint: pure module includes I/O headers" && false)
 
 clean:
-	rm -rf build build-asan build-fuzz ferry
+	rm -rf build build-asan build-fuzz build-clang ferry
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
