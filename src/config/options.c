@@ -396,6 +396,24 @@ static int parse_check_expect(void *b, const char *v, char *e, size_t n)
     return parse_text(l->health.expect, sizeof(l->health.expect), v, e, n);
 }
 
+/* "N/s" (or a bare N): new connections per second. */
+static int parse_rate(void *base, const char *val, char *err, size_t errlen)
+{
+    size_t n = strcspn(val, "/");
+    unsigned long v = 0;
+    if (n == 0 || n > 7 || (val[n] && strcmp(val + n, "/s") != 0)) goto bad;
+    for (size_t i = 0; i < n; i++) {
+        if (val[i] < '0' || val[i] > '9') goto bad;
+        v = v * 10 + (unsigned long)(val[i] - '0');
+        if (v > 1000000) goto bad;
+    }
+    ((struct listener_cfg *)base)->rate_per_ip = (unsigned)v;
+    return 0;
+bad:
+    snprintf(err, errlen, "'%.40s': expected N/s (new connections per second, 0-1000000)", val);
+    return -1;
+}
+
 static int parse_hours(void *b, const char *v, char *e, size_t n)
 {
     return timewin_parse(v, &((struct listener_cfg *)b)->hours, e, n);
@@ -469,8 +487,8 @@ const struct opt_def opt_table[] = {
       "N", "at most N sessions on this listener, all threads together (0 = no limit)" },
     { "maxconn-per-ip", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn_per_ip), 0, 10000000, "0", NULL,
       "N", "at most N sessions per client IP (0 = no limit)" },
-    { "rate-per-ip", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(rate_per_ip), 0, 1000000, "0", NULL,
-      "N", "at most N new connections per second per client IP (0 = no limit)" },
+    { "rate-per-ip", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_rate,
+      "N/s", "at most N new connections per second per client IP (token bucket)" },
     { "rate-burst", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(rate_burst), 0, 1000000, "0", NULL,
       "N", "connections a client IP may open at once before --rate-per-ip applies (0 = the rate)" },
     { "max-session-time", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(max_session_ms), 0, 4000000000UL,

@@ -377,6 +377,13 @@ static void test_upstream_params_and_balancing(void **state)
     bad(parse(state, "relay", "-l", ":9000", "-u", "a:1", "--balance", "hash", NULL), "--balance", "'hash'");
     bad(parse(state, "socks", "--balance", "source", NULL), "--balance", "'socks'");
     bad(parse(state, "--allow-hours", "25:00-26:00", NULL), "--allow-hours", NULL);
+    l = ok(parse(state, "--rate-per-ip", "20/s", "--rate-burst", "40", NULL));
+    assert_int_equal(l->rate_per_ip, 20);
+    assert_int_equal(l->rate_burst, 40);
+    l = ok(parse(state, "--rate-per-ip", "7", NULL));
+    assert_int_equal(l->rate_per_ip, 7);
+    bad(parse(state, "--rate-per-ip", "7/m", NULL), "--rate-per-ip", "N/s");
+    bad(parse(state, "--rate-per-ip", "+7", NULL), "--rate-per-ip", NULL);
 }
 
 /* ---- access lists ---- */
