@@ -100,6 +100,7 @@ struct listener_cfg {
     struct host_port ss_server;      /* ss-local: where the ss-server is */
     struct host_port tunnel_to;      /* ss-local: fixed target, no SOCKS */
     int has_ss_server, has_tunnel_to;
+    unsigned pool, pool_max_age_ms;  /* ss-local: connections opened ahead, per worker */
 
     struct replay *replay;   /* runtime (ss-server): salts seen, all workers */
 };

@@ -21,6 +21,7 @@
 
 struct session;
 struct refusal;
+struct ss_pool;
 struct resolver;
 struct worker;
 
@@ -58,6 +59,7 @@ struct wlistener {
     struct listener_shared *sh;
     unsigned hc_seen[CFG_MAX_UPSTREAMS];   /* health generations applied to lb */
     struct health_checker *hc;       /* worker 0 only */
+    struct ss_pool *pool;            /* ss-local --pool */
     /* Clients waiting for a server slot (every server at maxconn), FIFO. */
     struct session *qhead, *qtail;
     unsigned qlen;

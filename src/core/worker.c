@@ -14,6 +14,7 @@
 #include "obs/log.h"
 #include "relay/connect.h"
 #include "relay/session.h"
+#include "relay/ss_pool.h"
 #include "resolver/resolver.h"
 
 #define ACCEPT_BATCH 64          /* accepts per wakeup per socket */
@@ -213,6 +214,7 @@ static int listener_init(struct worker *w, struct wlistener *wl, const struct li
             return -1;
         }
     }
+    wl->pool = ss_pool_new(wl);
     return start_health(w, wl, err, errlen);
 }
 
@@ -249,6 +251,7 @@ static void worker_destroy(struct worker *w)
         close_listen_sockets(w);
         for (size_t i = 0; i < w->nlisteners; i++) {
             health_stop(w->listeners[i].hc);          /* before its resolver goes */
+            ss_pool_free(w->listeners[i].pool);
             loop_timer_cancel(w->loop, &w->listeners[i].queue_timer);
             if (w->listeners[i].resolver) resolver_free(w->listeners[i].resolver);
         }

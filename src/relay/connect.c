@@ -11,10 +11,30 @@
 #include "obs/log.h"
 #include "policy/acl.h"
 #include "relay/session.h"
+#include "relay/ss_pool.h"
 #include "resolver/resolver.h"
 #include "upstream/health.h"
 
 static void connect_next(struct session *s);
+
+/* ss-local --pool: an already connected socket skips the TCP handshake.
+ * It goes through CONNECTING like a fresh one (it is writable at once),
+ * so the rest of the path is the same. */
+static int use_pooled(struct session *s)
+{
+    struct net_addr peer;
+    int fd = ss_pool_take(s->wl->pool, &peer);
+    if (fd < 0) return 0;
+    if (sess_upstream_register(s, fd) < 0) {
+        close(fd);
+        return 0;
+    }
+    s->upstream = peer;
+    s->state = SESS_CONNECTING;
+    loop_timer_arm_in(s->wl->w->loop, &s->timer, s->wl->cfg->connect_timeout_ms);
+    sess_kick(s);
+    return 1;
+}
 
 static const struct listener_cfg *cfg_of(const struct session *s) { return s->wl->cfg; }
 
@@ -219,6 +239,7 @@ static void connect_with(struct session *s)
             sess_close(s, END_LOCAL_ERROR);
             return;
         }
+        if (use_pooled(s)) return;
     }
     struct net_addr lit;
     if (net_addr_from_literal(s->target->host, s->target->port, &lit) == 0) {

@@ -1254,3 +1254,38 @@ def test_log_byte_counts_are_payload_bytes(fsrv, flocal, libev, servers, client)
             bad.append("ss-local logged up=%s down=%s; its client sent %d and received %d bytes: %s" % (
                 line["up"], line["down"], n_in, n_out, line["_line"]))
     assert not bad, "\n".join(bad)
+
+
+# --------------------------------------------------------------------------
+# ss-local --pool: connections opened ahead, refreshed before the server's
+# handshake timeout
+
+
+def _established_to(port):
+    """ESTABLISHED TCP connections to 127.0.0.1:port, seen from the kernel."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", "( dport = :%d )" % port],
+                         capture_output=True, text=True, check=True).stdout
+    return len([l for l in out.splitlines() if l.strip()])
+
+
+@pytest.mark.deadline(60)
+def test_pool_preconnects_and_refreshes_before_server_timeout(fsrv, flocal, http4, tenmb, workdir):
+    srv = fsrv("--handshake-timeout", "2s")
+    port = int(srv.addr.rsplit(":", 1)[1])
+    loc = flocal(srv.addr, "--pool", "3", "--pool-max-age", "1s", "--threads", "1")
+    deadline = time.time() + scaled(3)
+    while _established_to(port) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    assert _established_to(port) == 3, "ss-local --pool 3 should hold 3 idle connections to the server"
+    # Longer than the server's handshake timeout: the pool must have replaced
+    # its sockets in time, so the server never timed one out.
+    time.sleep(scaled(3))
+    out = os.path.join(workdir, "out.bin")
+    r = curl_get(loc.addr, http4.url(tenmb["name"]), out)
+    check_download(r, out, tenmb, loc.log(), srv.log())
+    assert "end=handshake_timeout" not in srv.log(), srv.log()[-2000:]
+    assert "end=probe" not in srv.log(), srv.log()[-2000:]
+    deadline = time.time() + scaled(3)
+    while _established_to(port) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    assert _established_to(port) >= 3, "the pool refills after a connection is taken"
