@@ -98,6 +98,10 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
 static int half_transform(struct half *h, struct pump_ctx *c)
 {
     if (!h->raw || buf_empty(h->raw)) return 0;
+    if (h->hold) {
+        if (!h->eof && buf_len(h->raw) <= h->hold) return 0;   /* keep waiting */
+        h->hold = 0;                                          /* one shot */
+    }
     if (!h->buf && !(h->buf = buf_get(c->bufs))) return -2;
     size_t used = 0, made = 0;
     if (h->codec->process(h->codec_state, buf_rptr(h->raw), buf_len(h->raw), &used,

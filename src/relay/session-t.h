@@ -89,6 +89,10 @@ struct half {
     uint8_t eof;           /* source said EOF */
     uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
     uint8_t bulk;          /* a read filled SPLICE_THRESHOLD: worth splicing */
+    uint16_t hold;         /* codec input of at most this many bytes waits for
+                              more (ss-local: the address header waits for
+                              the client's first data), until EOF or the
+                              session clears it */
 };
 
 /* Where to connect: a literal address, or a name to resolve, and whether the

@@ -461,6 +461,7 @@ void sess_relay_start(struct session *s, int fd)
     s->last_ms = loop_now(w->loop);
     uint64_t due = s->last_ms + s->wl->cfg->idle_timeout_ms, max = s->wl->cfg->max_session_ms;
     if (max && s->start_ms + max < due) due = s->start_ms + max;
+    if (s->up.hold) due = s->last_ms + SS_FIRST_DATA_WAIT_MS;   /* timer_cb ends the wait */
     loop_timer_arm(w->loop, &s->timer, due);
     sess_pump_ex(s, 0);
 }
@@ -505,6 +506,12 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
         connect_timeout(s);
         break;
     case SESS_RELAYING: {
+        if (s->up.hold) {
+            /* The client did not speak first: send the address alone. */
+            s->up.hold = 0;
+            sess_kick(s);
+            if (s->state == SESS_CLOSED) break;
+        }
         uint64_t idle_due = s->last_ms + s->wl->cfg->idle_timeout_ms;
         uint64_t max = s->wl->cfg->max_session_ms;
         if (max && loop_now(l) >= s->start_ms + max) sess_close(s, END_MAX_SESSION_TIME);

@@ -124,12 +124,16 @@ int ss_tunnel_attach(struct session *s)
         return -1;
     }
     /* The header goes in front of whatever the client already sent, so
-     * address and first data share one chunk and one packet. */
+     * address and first data share one chunk and one packet. If the client
+     * has not spoken yet, the header waits for it (the session ends the
+     * wait after SS_FIRST_DATA_WAIT_MS for server-speaks-first protocols). */
+    int client_spoke = s->up.buf && !buf_empty(s->up.buf);
     if (sess_install_codec(s, &s->up, &ss_enc_codec_ops, e, header, hlen, 1) < 0) {
         enc_free(e);
         dec_free(d);
         return -1;
     }
+    if (!client_spoke && !s->up.eof) s->up.hold = (uint16_t)hlen;
     if (sess_install_codec(s, &s->down, &ss_dec_codec_ops, d, NULL, 0, 0) < 0) {
         dec_free(d);
         return -1;

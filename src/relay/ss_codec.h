@@ -31,6 +31,12 @@ struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct
  * 1 = replayed (refuse), 0 = fresh or not yet known. */
 int ss_codec_replayed(struct ss_dec_codec *c);
 
+/* How long the address header waits for the client's first bytes. The
+ * client talks to ss-local over loopback or a LAN: its first data follows
+ * the SOCKS reply within a millisecond; only server-speaks-first protocols
+ * (SMTP, FTP...) wait this long, once per connection. */
+#define SS_FIRST_DATA_WAIT_MS 10
+
 /* ss-local: once the tunnel to the ss-server is up, encrypt the client's
  * bytes behind the target address header, and decrypt the server's answer.
  * Returns 0 or -1 (session should close). */

@@ -1289,3 +1289,56 @@ def test_pool_preconnects_and_refreshes_before_server_timeout(fsrv, flocal, http
     while _established_to(port) < 3 and time.time() < deadline:
         time.sleep(0.05)
     assert _established_to(port) >= 3, "the pool refills after a connection is taken"
+
+
+# --------------------------------------------------------------------------
+# ss-local: the target address and the client's first bytes travel together
+
+
+def _socks5_connect(addr, port):
+    h, p = addr.rsplit(":", 1)
+    c = socket.create_connection((h, int(p)), timeout=scaled(3))
+    c.sendall(b"\x05\x01\x00")
+    assert c.recv(2) == b"\x05\x00"
+    c.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+    rep = recv_exact(c, 10, "SOCKS5 reply")
+    assert rep[1] == 0, rep
+    return c
+
+
+@pytest.mark.deadline(30)
+def test_address_and_first_data_share_the_first_write(flocal):
+    """A stand-in ss-server that records what arrives in its first read: the
+    salt, then ONE chunk holding the address and the client's request
+    (32 + 18 + (7 + len) + 16 bytes for chacha20 and an IPv4 target)."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    sport = lst.getsockname()[1]
+    loc = flocal("127.0.0.1:%d" % sport)
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    c = _socks5_connect(loc.addr, 4321)
+    a, _ = lst.accept()
+    c.sendall(req)
+    a.settimeout(scaled(3))
+    first = a.recv(65536)
+    assert len(first) == 32 + 18 + 7 + len(req) + 16, \
+        "first write to the server: %d bytes, want salt + one chunk with address and data (%d)" % (
+            len(first), 32 + 18 + 7 + len(req) + 16)
+    c.close(), a.close(), lst.close()
+
+
+@pytest.mark.deadline(30)
+def test_server_speaks_first_is_not_stalled(fsrv, flocal, servers):
+    """SMTP-like: the upstream talks first and the client only listens; the
+    address must not wait for client bytes that never come."""
+    def banner(server, conn, peer):
+        conn.sendall(b"220 ready\r\n")
+        conn.recv(16)
+    up = servers(banner, name="banner")
+    srv = fsrv()
+    loc = flocal(srv.addr)
+    c = _socks5_connect(loc.addr, up.port)
+    c.settimeout(scaled(2))
+    assert recv_line(c) == b"220 ready\r\n"
+    c.close()
