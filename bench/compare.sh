@@ -489,12 +489,17 @@ print_tables() {
     fi
     if [[ ,$ONLY, == *,ss,* ]]; then
         local m
-        printf '\n## shadowsocks bulk (SOCKS5 into ss-local, 1 stream)\n'
+        printf '\n## shadowsocks (SOCKS5 into ss-local → ss-server)\n'
         [ -n "${SS_NOTE:-}" ] && printf '\n%s\n' "$SS_NOTE"
         for m in $SS_METHODS; do
-            table "ss" "bulk_up_$m" "shadowsocks $m: client → sink" gbit_per_s \
+            table "ss" "rate_$m" \
+                "shadowsocks $m: connection rate (SOCKS5 handshake, ss request, 64 B echo, close)" \
+                conns_per_s conns_per_s:conns/s errors:errors
+        done
+        for m in $SS_METHODS; do
+            table "ss" "bulk_up_$m" "shadowsocks $m: bulk, 1 stream, client → sink" gbit_per_s \
                 gbit_per_s:Gbit/s errors:errors
-            table "ss" "bulk_down_$m" "shadowsocks $m: source → client" gbit_per_s \
+            table "ss" "bulk_down_$m" "shadowsocks $m: bulk, 1 stream, source → client" gbit_per_s \
                 gbit_per_s:Gbit/s errors:errors
         done
     fi
@@ -527,7 +532,10 @@ run_socks() {
     run_peer socks sschain socks5 start_sschain chacha20-ietf-poly1305 $SOCKS_SC
 }
 
-# Shadowsocks bulk: the scenario names carry the method.
+# Shadowsocks: connection rate and bulk through the ss-local -> ss-server
+# chain; the result keys carry the method (ss/rate_<method>/<peer>).
+SS_SC="rate bulk_up bulk_down"
+
 run_ss() {
     local m have_ferry=0
     if ferry_has ss-local && ferry_has ss-server; then have_ferry=1
@@ -537,23 +545,27 @@ run_ss() {
         if [ "$have_ferry" = 1 ]; then
             run_peer_ss ferry_ss start_ferry_ss "$m"
         else
-            mark_all ss ferry_ss "not available" "bulk_up_$m" "bulk_down_$m"
+            mark_all ss ferry_ss "not available" $(ss_keys "$m")
         fi
         run_peer_ss sslibev start_sschain "$m"
     done
 }
 
+ss_keys() { local sc; for sc in $SS_SC; do printf '%s_%s\n' "$sc" "$1"; done; }
+
+# One namespace per peer and method; a fresh chain per scenario. The rate
+# and bulk targets (echo, sink, source) are asked for in the SOCKS5 request.
 run_peer_ss() {    # PEER STARTFN METHOD
-    local p=$1 fn=$2 m=$3 d
-    if over_budget; then mark_all ss "$p" "skipped: time budget" "bulk_up_$m" "bulk_down_$m"; return; fi
+    local p=$1 fn=$2 m=$3 sc
+    if over_budget; then mark_all ss "$p" "skipped: time budget" $(ss_keys "$m"); return; fi
     log "== ss: $p $m"
-    ns_enter "$p" || { ns_leave; mark_all ss "$p" "upstream failed" "bulk_up_$m" "bulk_down_$m"; return; }
-    for d in up down; do
+    ns_enter "$p" || { ns_leave; mark_all ss "$p" "upstream failed" $(ss_keys "$m"); return; }
+    for sc in $SS_SC; do
         PEER_PIDS=(); PORT=""
         if "$fn" "$P_PROXY" 0 "$m"; then
-            measure "ss/bulk_${d}_$m/$p" "bulk_$d" socks5
+            measure "ss/${sc}_$m/$p" "$sc" socks5
         else
-            RES[ss/bulk_${d}_$m/$p]="NA failed to start"
+            RES[ss/${sc}_$m/$p]="NA failed to start"
         fi
         [ ${#PEER_PIDS[@]} -gt 0 ] && stop "${PEER_PIDS[@]}"
     done
