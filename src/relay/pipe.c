@@ -50,6 +50,34 @@ static int half_flush(struct half *h, struct pump_ctx *c)
     return 1;
 }
 
+/* Reads once from the source into *slot, a buffer lent by the pool for the
+ * call: if nothing was read and the buffer is empty it goes straight back,
+ * so a direction never sits on an empty buffer (EOF, EAGAIN).
+ * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now; EPROTO: a full
+ * buffer, which only a stuck codec can cause). */
+static ssize_t recv_into(struct buf **slot, struct pump_ctx *c)
+{
+    if (!*slot && !(*slot = buf_get(c->bufs))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    c->last_ask = buf_room(*slot);
+    if (c->last_ask == 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    ssize_t n = recv(c->src_fd, buf_wptr(*slot), c->last_ask, 0);
+    if (n > 0) {
+        buf_produced(*slot, (uint32_t)n);
+    } else if (buf_empty(*slot)) {
+        int e = errno;
+        buf_put(c->bufs, *slot);
+        *slot = NULL;
+        errno = e;
+    }
+    return n;
+}
+
 /* Reads once from the source into the (empty) half.
  * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now). */
 static ssize_t half_fill(struct half *h, struct pump_ctx *c)
@@ -75,21 +103,8 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
             return n;
         }
     }
-    if (!h->buf && !(h->buf = buf_get(c->bufs))) {
-        errno = ENOMEM;
-        return -1;
-    }
-    c->last_ask = buf_room(h->buf);
-    n = recv(c->src_fd, buf_wptr(h->buf), c->last_ask, 0);
-    if (n > 0) {
-        buf_produced(h->buf, (uint32_t)n);
-        if ((size_t)n >= SPLICE_THRESHOLD) h->bulk = 1;
-    } else if (buf_empty(h->buf)) {
-        int e = errno;
-        buf_put(c->bufs, h->buf);
-        h->buf = NULL;
-        errno = e;
-    }
+    n = recv_into(&h->buf, c);
+    if (n >= (ssize_t)SPLICE_THRESHOLD) h->bulk = 1;
     return n;
 }
 
@@ -118,26 +133,6 @@ static int half_transform(struct half *h, struct pump_ctx *c)
     buf_put(c->bufs, h->buf);
     h->buf = NULL;
     return 0;
-}
-
-/* Reads once from the source into the codec's input buffer. */
-static ssize_t raw_fill(struct half *h, struct pump_ctx *c)
-{
-    if (!h->raw && !(h->raw = buf_get(c->bufs))) {
-        errno = ENOMEM;
-        return -1;
-    }
-    uint32_t room = buf_room(h->raw);
-    if (room == 0) {
-        /* A codec that neither consumes nor produces with a full input
-         * buffer can never progress: treat as corrupt. */
-        errno = EPROTO;
-        return -1;
-    }
-    c->last_ask = room;
-    ssize_t n = recv(c->src_fd, buf_wptr(h->raw), room, 0);
-    if (n > 0) buf_produced(h->raw, (uint32_t)n);
-    return n;
 }
 
 enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
@@ -170,7 +165,8 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
             return PUMP_OK;
         }
         if (c->src_fd < 0 || c->budget == 0 || c->src_drained) return PUMP_OK;
-        ssize_t n = h->codec ? raw_fill(h, c) : half_fill(h, c);
+        /* With a codec, source bytes are its input (raw); else they are ready. */
+        ssize_t n = h->codec ? recv_into(&h->raw, c) : half_fill(h, c);
         if (n > 0) {
             /* Less than asked for: the socket is empty now. Level-triggered
              * epoll says when more comes; reading again would only earn an
@@ -182,9 +178,9 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
         } else if (n == 0) {
             h->eof = 1;
             c->progressed = 1;
-        } else if (errno == EAGAIN || errno == EINTR) {
-            if (errno == EAGAIN) return PUMP_OK;
-        } else {
+        } else if (errno == EAGAIN) {
+            return PUMP_OK;
+        } else if (errno != EINTR) {
             c->err = errno;
             if (errno == EPROTO) return PUMP_CODEC_ERROR;
             return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
