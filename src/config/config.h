@@ -122,6 +122,8 @@ extern const char *const cfg_balance_names[];   /* roundrobin, leastconn, source
 /* What the engine uses for a relay listener: its group's settings when it
  * names one (config file), else its own (command line). */
 const struct health_cfg *cfg_effective_health(const struct listener_cfg *l);
+/* The listener answers SOCKS (socks, and ss-local without --tunnel-to). */
+int cfg_socks_front(const struct listener_cfg *l);
 unsigned cfg_effective_balance(const struct listener_cfg *l);
 
 void cfg_free(struct ferry_cfg *c);

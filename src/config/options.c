@@ -424,6 +424,11 @@ const struct health_cfg *cfg_effective_health(const struct listener_cfg *l)
     return l->group && l->group->health.interval_ms ? &l->group->health : &l->health;
 }
 
+int cfg_socks_front(const struct listener_cfg *l)
+{
+    return l->mode == MODE_SOCKS || (l->mode == MODE_SS_LOCAL && !l->has_tunnel_to);
+}
+
 unsigned cfg_effective_balance(const struct listener_cfg *l)
 {
     return l->balance;   /* a group's balance is applied to the listener through the table */
@@ -438,7 +443,7 @@ const struct opt_def opt_table[] = {
     { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
       "ADDR", "listen address HOST:PORT, [v6]:PORT or :PORT (repeatable)" },
     { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_upstream,
-      "HOST:PORT[,weight=N]", "upstream server (repeatable; smooth weighted round robin)" },
+      "HOST:PORT[,weight=N][,backup][,maxconn=N]", "upstream server (repeatable)" },
     { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
       "N", "other upstreams tried after a failed connect" },
     { "balance", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, "roundrobin", parse_balance,
@@ -661,8 +666,7 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
         return -1;
     }
     if ((l->mode & MODE_SS) && finish_ss(l, err, errlen) < 0) return -1;
-    int socks_front = l->mode == MODE_SOCKS || (l->mode == MODE_SS_LOCAL && !l->has_tunnel_to);
-    if (socks_front && any_public_listen(l) && !l->nusers && !l->client_acl.n && !l->open) {
+    if (cfg_socks_front(l) && any_public_listen(l) && !l->nusers && !l->client_acl.n && !l->open) {
         snprintf(err, errlen, "refusing to run an open SOCKS proxy on a public address: add --user, "
                  "--allow CIDR, or --open if that is really what you want");
         return -1;

@@ -15,17 +15,6 @@
 
 static unsigned global_sessions;   /* atomic: sessions of every listener */
 
-/* Client IP as bytes, for the pure limit tables. */
-static const uint8_t *peer_ip(const struct net_addr *a, size_t *len)
-{
-    if (a->u.sa.sa_family == AF_INET) {
-        *len = 4;
-        return (const uint8_t *)&a->u.in.sin_addr;
-    }
-    *len = 16;
-    return a->u.in6.sin6_addr.s6_addr;
-}
-
 int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg, char *err, size_t errlen)
 {
     uint8_t key[LIMITS_KEY_LEN];
@@ -68,7 +57,7 @@ static int in_hours(const struct timewin *w)
 static int client_allowed(const struct listener_cfg *cfg, const struct net_addr *peer)
 {
     size_t len;
-    const uint8_t *ip = peer_ip(peer, &len);
+    const uint8_t *ip = net_addr_ip(peer, &len);
     return cfg->client_acl.n == 0 || acl_check_addr(&cfg->client_acl, len == 4 ? 4 : 6, ip);
 }
 
@@ -90,7 +79,7 @@ static const char *admit_ip(struct wlistener *wl, const struct net_addr *peer, i
     struct listener_shared *sh = wl->sh;
     const char *why = NULL;
     size_t len;
-    const uint8_t *ip = peer_ip(peer, &len);
+    const uint8_t *ip = net_addr_ip(peer, &len);
     if (!sh->has_rate && !sh->has_ipc) return NULL;
     pthread_mutex_lock(&sh->lock);
     if (sh->has_rate && !rate_allow(&sh->rate, ip, len, clock_now_ms())) why = "rate_per_ip";
@@ -110,7 +99,7 @@ static const char *admit_ip(struct wlistener *wl, const struct net_addr *peer, i
 static void admit_release_ip(struct wlistener *wl, const struct net_addr *peer)
 {
     size_t len;
-    const uint8_t *ip = peer_ip(peer, &len);
+    const uint8_t *ip = net_addr_ip(peer, &len);
     pthread_mutex_lock(&wl->sh->lock);
     ipcount_dec(&wl->sh->ipc, ip, len);
     pthread_mutex_unlock(&wl->sh->lock);
@@ -221,8 +210,7 @@ no:
 void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, const char *limit)
 {
     char c[NET_ADDR_STRLEN];
-    int socks = wl->cfg->mode == MODE_SOCKS || (wl->cfg->mode == MODE_SS_LOCAL && !wl->cfg->has_tunnel_to);
-    if (!socks || socks_refusal(fd) || hold_for_refusal(wl, fd) < 0) close(fd);
+    if (!cfg_socks_front(wl->cfg) || socks_refusal(fd) || hold_for_refusal(wl, fd) < 0) close(fd);
     if (!log_enabled(LOG_INFO)) return;
     int acl = strcmp(limit, "denied") == 0;
     log_msg(LOG_INFO, "sess=- listener=%s client=%s upstream=- up=0 down=0 dur_ms=0 end=%s%s%s",

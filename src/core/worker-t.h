@@ -55,7 +55,6 @@ struct wlistener {
     struct lb_group lb;              /* per-thread balancer state */
     struct lb_server lb_servers[CFG_MAX_UPSTREAMS];
     struct resolver *resolver;       /* created on first use */
-    unsigned nsessions;
     struct listener_shared *sh;
     unsigned hc_seen[CFG_MAX_UPSTREAMS];   /* health generations applied to lb */
     struct health_checker *hc;       /* worker 0 only */

@@ -120,6 +120,16 @@ uint16_t net_addr_port(const struct net_addr *a)
     return ntohs(a->u.sa.sa_family == AF_INET6 ? a->u.in6.sin6_port : a->u.in.sin_port);
 }
 
+const uint8_t *net_addr_ip(const struct net_addr *a, size_t *len)
+{
+    if (a->u.sa.sa_family == AF_INET) {
+        *len = 4;
+        return (const uint8_t *)&a->u.in.sin_addr;
+    }
+    *len = 16;
+    return a->u.in6.sin6_addr.s6_addr;
+}
+
 int net_addr_is_loopback(const struct net_addr *a)
 {
     if (a->u.sa.sa_family == AF_INET)

@@ -101,7 +101,7 @@ static void drop_targets(struct session *s)
 {
     free(s->targets);
     s->targets = NULL;
-    s->ntargets = s->target_idx = 0;
+    s->target_idx = 0;
 }
 
 void connect_cleanup(struct session *s)
@@ -154,7 +154,6 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
         return;
     }
     *s->targets = *res;
-    s->ntargets = (uint8_t)res->n;
     s->target_idx = 0;
     connect_next(s);
 }
@@ -162,16 +161,9 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
 static int choose_server(struct session *s)
 {
     struct wlistener *wl = s->wl;
-    const uint8_t *ip = NULL;
-    size_t iplen = 0;
+    size_t iplen;
+    const uint8_t *ip = net_addr_ip(&s->client, &iplen);
     if (wl->sh->checks_on) health_sync(wl->sh->health, wl->hc_seen, &wl->lb);
-    if (s->client.u.sa.sa_family == AF_INET) {
-        ip = (const uint8_t *)&s->client.u.in.sin_addr;
-        iplen = 4;
-    } else if (s->client.u.sa.sa_family == AF_INET6) {
-        ip = s->client.u.in6.sin6_addr.s6_addr;
-        iplen = 16;
-    }
     return lb_choose(&wl->lb, s->lb_tried, ip, iplen);
 }
 
@@ -251,7 +243,6 @@ static void connect_with(struct session *s)
         memcpy(&s->targets->addr[0], &lit.u, lit.len);
         s->targets->len[0] = lit.len;
         s->targets->n = 1;
-        s->ntargets = 1;
         s->target_idx = 0;
         connect_next(s);
         return;
@@ -271,25 +262,18 @@ static void connect_with(struct session *s)
 
 static int dest_allowed(const struct session *s, const struct net_addr *a)
 {
-    const uint8_t *ip;
-    int fam;
-    if (!s->target->check_policy) return 1;
-    if (a->u.sa.sa_family == AF_INET) {
-        ip = (const uint8_t *)&a->u.in.sin_addr;
-        fam = 4;
-    } else {
-        ip = a->u.in6.sin6_addr.s6_addr;
-        fam = 6;
-    }
+    size_t len;
     struct net_addr lit;
+    if (!s->target->check_policy) return 1;
+    const uint8_t *ip = net_addr_ip(a, &len);
     const char *host = net_addr_from_literal(s->target->host, 0, &lit) == 0 ? NULL : s->target->host;
-    return acl_check_dest(&cfg_of(s)->dest_acl, host, fam, ip, s->target->port);
+    return acl_check_dest(&cfg_of(s)->dest_acl, host, len == 4 ? 4 : 6, ip, s->target->port);
 }
 
 static void connect_next(struct session *s)
 {
     struct worker *w = s->wl->w;
-    while (s->target_idx < s->ntargets) {
+    while (s->targets && s->target_idx < s->targets->n) {
         struct net_addr a;
         unsigned i = s->target_idx++;
         net_addr_from_sockaddr(&a, (const struct sockaddr *)&s->targets->addr[i], s->targets->len[i]);
@@ -331,7 +315,7 @@ void connect_ready(struct session *s, uint32_t events)
         abandon_attempt(s, err);
         return;
     }
-    if (s->lb_idx >= 0) s->wl->lb.servers[s->lb_idx].fails = 0;
+    if (s->lb_idx >= 0) lb_connected(&s->wl->lb, s->lb_idx);
     drop_targets(s);
     sess_relay_start(s, s->uio.fd);
 }

@@ -39,6 +39,9 @@ struct front_ops {
 };
 
 extern const struct front_ops front_socks;
+struct socks_addr;
+/* An IP socket address in SOCKS form (ATYP IPv4/IPv6, address, port). */
+void front_socks_addr(const struct net_addr *a, struct socks_addr *out);
 extern const struct front_ops front_ss_server;
 
 #endif

@@ -184,16 +184,13 @@ static enum front_result socks_on_data(struct session *s, const uint8_t *buf, si
     }
 }
 
-static void to_socks_addr(const struct net_addr *a, struct socks_addr *out)
+void front_socks_addr(const struct net_addr *a, struct socks_addr *out)
 {
+    size_t len;
+    const uint8_t *ip = net_addr_ip(a, &len);
     memset(out, 0, sizeof(*out));
-    if (a->u.sa.sa_family == AF_INET6) {
-        out->atyp = SOCKS_ATYP_IPV6;
-        memcpy(out->ip, a->u.in6.sin6_addr.s6_addr, 16);
-    } else {
-        out->atyp = SOCKS_ATYP_IPV4;
-        memcpy(out->ip, &a->u.in.sin_addr, 4);
-    }
+    out->atyp = len == 4 ? SOCKS_ATYP_IPV4 : SOCKS_ATYP_IPV6;
+    memcpy(out->ip, ip, len);
     out->port = net_addr_port(a);
 }
 
@@ -201,7 +198,7 @@ static void socks_on_connected(struct session *s, const struct net_addr *bound)
 {
     struct socks_addr b;
     uint8_t out[SOCKS5_REPLY_MAX];
-    to_socks_addr(bound, &b);
+    front_socks_addr(bound, &b);
     if (st(s)->version == 5) {
         sess_reply(s, out, socks5_build_reply(out, sizeof(out), SOCKS5_REP_OK, &b));
     } else {

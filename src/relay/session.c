@@ -97,7 +97,6 @@ static void worker_unlink(struct session *s)
     else w->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     w->nsessions--;
-    s->wl->nsessions--;
 }
 
 void sess_close(struct session *s, enum sess_end why)
@@ -316,9 +315,7 @@ static void sess_pump_ex(struct session *s, int may_read)
 
 int sess_reply(struct session *s, const void *data, size_t len)
 {
-    struct worker *w = s->wl->w;
-    if (!s->down.buf && !(s->down.buf = buf_get(&w->bufs))) return -1;
-    return buf_append(s->down.buf, data, (uint32_t)len) == len ? 0 : -1;
+    return sess_push_ready(s, &s->down, data, len);
 }
 
 int sess_push_ready(struct session *s, struct half *h, const void *data, size_t len)
@@ -438,6 +435,14 @@ static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
     sess_pump_ex(s, read_flags(s, io, events));
 }
 
+/* When a relaying session's timer is due: at its idle deadline, or at its
+ * --max-session-time if that comes first. */
+static uint64_t relay_deadline(const struct session *s)
+{
+    uint64_t idle_due = s->last_ms + s->wl->cfg->idle_timeout_ms, max = s->wl->cfg->max_session_ms;
+    return max && s->start_ms + max < idle_due ? s->start_ms + max : idle_due;
+}
+
 /* Connected: the front-end answers the client, then bytes flow. */
 void sess_relay_start(struct session *s, int fd)
 {
@@ -459,10 +464,8 @@ void sess_relay_start(struct session *s, int fd)
         return;
     }
     s->last_ms = loop_now(w->loop);
-    uint64_t due = s->last_ms + s->wl->cfg->idle_timeout_ms, max = s->wl->cfg->max_session_ms;
-    if (max && s->start_ms + max < due) due = s->start_ms + max;
-    if (s->up.hold) due = s->last_ms + SS_FIRST_DATA_WAIT_MS;   /* timer_cb ends the wait */
-    loop_timer_arm(w->loop, &s->timer, due);
+    /* While the ss-local address header waits for data, timer_cb ends the wait. */
+    loop_timer_arm(w->loop, &s->timer, s->up.hold ? s->last_ms + SS_FIRST_DATA_WAIT_MS : relay_deadline(s));
     sess_pump_ex(s, 0);
 }
 
@@ -512,11 +515,9 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
             sess_kick(s);
             if (s->state == SESS_CLOSED) break;
         }
-        uint64_t idle_due = s->last_ms + s->wl->cfg->idle_timeout_ms;
         uint64_t max = s->wl->cfg->max_session_ms;
         if (max && loop_now(l) >= s->start_ms + max) sess_close(s, END_MAX_SESSION_TIME);
-        else if (idle_due > loop_now(l))
-            loop_timer_arm(l, t, max && s->start_ms + max < idle_due ? s->start_ms + max : idle_due);
+        else if (s->last_ms + s->wl->cfg->idle_timeout_ms > loop_now(l)) loop_timer_arm(l, t, relay_deadline(s));
         else sess_close(s, END_IDLE_TIMEOUT);
         break;
     }
@@ -547,7 +548,6 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int c
     if (w->sessions) w->sessions->prev = s;
     w->sessions = s;
     w->nsessions++;
-    wl->nsessions++;
 
     sock_set_nodelay(fd);
     if (loop_io_add(w->loop, &s->cio, fd, 0, client_cb, s) < 0) {
@@ -557,8 +557,7 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int c
     }
     const struct listener_cfg *cfg = wl->cfg;
     if (cfg->mode == MODE_SS_SERVER) s->front = &front_ss_server;
-    else if (cfg->mode == MODE_SOCKS || (cfg->mode == MODE_SS_LOCAL && !cfg->has_tunnel_to))
-        s->front = &front_socks;
+    else if (cfg_socks_front(cfg)) s->front = &front_socks;
     if (s->front) {
         if (s->front->init(s) < 0) {
             sess_close(s, END_LOCAL_ERROR);

@@ -10,6 +10,7 @@
 #include "core/worker-t.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
+#include "relay/front.h"
 #include "relay/session.h"
 
 static int enc_process(void *state, const uint8_t *in, size_t inlen, size_t *used,
@@ -105,14 +106,12 @@ int ss_tunnel_attach(struct session *s)
     uint8_t header[SOCKS5_ADDR_MAX];
     struct net_addr lit;
 
-    memset(&a, 0, sizeof(a));
-    a.port = s->dest->port;
-    if (net_addr_from_literal(s->dest->host, 0, &lit) == 0) {
-        int v6 = lit.u.sa.sa_family == AF_INET6;
-        a.atyp = v6 ? SOCKS_ATYP_IPV6 : SOCKS_ATYP_IPV4;
-        memcpy(a.ip, v6 ? (const void *)&lit.u.in6.sin6_addr : (const void *)&lit.u.in.sin_addr, v6 ? 16 : 4);
+    if (net_addr_from_literal(s->dest->host, s->dest->port, &lit) == 0) {
+        front_socks_addr(&lit, &a);
     } else {
+        memset(&a, 0, sizeof(a));
         a.atyp = SOCKS_ATYP_DOMAIN;
+        a.port = s->dest->port;
         snprintf(a.host, sizeof(a.host), "%s", s->dest->host);
     }
     size_t hlen = socks5_write_addr(header, sizeof(header), &a);

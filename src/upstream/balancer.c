@@ -321,6 +321,11 @@ int lb_release(struct lb_group *g, int idx, int failed)
     return changed;
 }
 
+void lb_connected(struct lb_group *g, int idx)
+{
+    if (idx >= 0 && (size_t)idx < g->n) g->servers[idx].fails = 0;
+}
+
 int lb_health_result(struct lb_group *g, int idx, int ok)
 {
     if (idx < 0 || (size_t)idx >= g->n) return 0;

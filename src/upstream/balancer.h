@@ -108,6 +108,8 @@ int lb_pick(struct lb_group *g, unsigned long long exclude);
  * passive failure (0 resets the count). Returns 1 when this failure marked
  * the server down (log it), else 0. Out-of-range idx is ignored. */
 int lb_release(struct lb_group *g, int idx, int failed);
+/* A connect to idx succeeded: its run of consecutive failures is over. */
+void lb_connected(struct lb_group *g, int idx);
 
 /* Active health check result (ok != 0 passed). rise consecutive passes bring
  * a down server up, fall consecutive failures take an up server down.
