@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,7 +26,12 @@ int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg
     }
     pthread_mutex_init(&sh->lock, NULL);
     if (cfg->maxconn_per_ip) {
-        if (ipcount_init(&sh->ipc, 1u << 20, 64, key, err, errlen) < 0) return -1;
+        /* Every counted IP holds at least one open socket, so the open-files
+         * limit bounds how many can be counted at once. */
+        struct rlimit rl;
+        size_t max_ips = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < LIMITS_MAX_IPS ? rl.rlim_cur : 1u << 20;
+        if (max_ips < 1024) max_ips = 1024;
+        if (ipcount_init(&sh->ipc, max_ips, 64, key, err, errlen) < 0) return -1;
         sh->has_ipc = 1;
     }
     if (cfg->rate_per_ip) {
