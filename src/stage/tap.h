@@ -1,0 +1,53 @@
+/* tap.h - observers of a session's bytes that never change them: pcap
+ * capture (--capture) and hexdump (--hexdump).
+ *
+ * The session calls these at each socket read and write and at each state
+ * change of a leg. A session whose listener records nothing has no tap
+ * (NULL), and every call below is a no-op on NULL, so the cost when off is
+ * one branch. A session with a tap does not use splice(): the bytes must
+ * pass through user space to be seen.
+ *
+ * Legs: TAP_CLIENT is client <-> ferry, TAP_UPSTREAM is ferry <-> server.
+ * from_peer 1: the peer sent it (ferry received); 0: ferry sent it.
+ */
+#ifndef FERRY_TAP_H
+#define FERRY_TAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "net/addr.h"
+
+struct tap;
+
+enum tap_leg { TAP_CLIENT = 0, TAP_UPSTREAM = 1 };
+
+/* Process-wide: opens capture files and starts their writer threads for
+ * every listener that asks (before the workers start). 0, or -1 with a
+ * one-line reason naming the file. */
+int tap_global_start(struct ferry_cfg *cfg, char *err, size_t errlen);
+/* Flushes and closes everything (after the workers stopped); logs how many
+ * capture records were dropped, if any. */
+void tap_global_stop(struct ferry_cfg *cfg);
+
+/* At accept: local is the accepted socket's own address. NULL when the
+ * listener records nothing, or its --capture-filter rules the client out
+ * and it has no hexdump. */
+struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const struct net_addr *client,
+                     const struct net_addr *local);
+/* The upstream connection is established: local is ferry's end. */
+void tap_upstream(struct tap *t, const struct net_addr *local, const struct net_addr *remote);
+/* Bytes that crossed a socket on a leg. */
+void tap_bytes(struct tap *t, enum tap_leg leg, int from_peer, const void *p, size_t n);
+/* Application bytes of a direction (what the log's up=/down= count: the
+ * plaintext for Shadowsocks), and the replies ferry writes itself (SOCKS),
+ * for hexdump. up 1: client -> upstream, 0: upstream -> client. */
+void tap_plain(struct tap *t, int up, const void *p, size_t n);
+/* FIN on a leg: from_peer 1 = the peer's (EOF read), 0 = ferry's shutdown. */
+void tap_fin(struct tap *t, enum tap_leg leg, int from_peer);
+/* The session is over: ends each leg still open (RST where ferry reset it,
+ * else FIN both ways) and frees the tap. */
+void tap_close(struct tap *t, int rst_client, int rst_upstream);
+
+#endif
