@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "stage/tap.h"
+#include "stage/toxq.h"
 
 /* Bytes asked of one splice() into a kernel pipe: the default pipe holds
  * 64 KiB (16 pages); asking more only returns short. */
@@ -142,8 +143,140 @@ static int half_transform(struct half *h, struct pump_ctx *c)
     return 0;
 }
 
+int half_wants_input(const struct half *h, const struct toxq *tox)
+{
+    return !h->eof && !half_pending(h) && (!tox || toxq_has_room(tox));
+}
+
+/* Counts application bytes read from the source (and shows them to the
+ * tap); decoders count their output in half_transform instead. */
+static void count_plain(struct half *h, struct pump_ctx *c, const uint8_t *p, size_t n)
+{
+    h->bytes += n;
+    if (c->tap) tap_plain(c->tap, c->up, p, n);
+}
+
+/* Reads the source into the toxics. >0 bytes, 0 EOF, -1 errno. */
+static ssize_t toxic_fill(struct half *h, struct pump_ctx *c)
+{
+    uint8_t tmp[16384];
+    size_t room = toxq_room(c->tox);
+    int decoder = h->codec && h->codec->counts_output;
+    if (decoder) {
+        /* Ciphertext first: the toxics see what the decoder makes. */
+        ssize_t n = recv_into(&h->raw, c);
+        if (n > 0) c->progressed = 1;
+        return n;
+    }
+    c->last_ask = room < sizeof(tmp) ? room : sizeof(tmp);
+    ssize_t n = recv(c->src_fd, tmp, c->last_ask, 0);
+    if (n > 0) {
+        if (c->tap) tap_bytes(c->tap, c->src_leg, 1, tmp, (size_t)n);
+        count_plain(h, c, tmp, (size_t)n);
+        if (toxq_push(c->tox, tmp, (size_t)n, c->now_us) < 0) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    return n;
+}
+
+/* Moves one due piece out of the toxics: into raw for an encoder, else
+ * into the ready buffer. 1 moved, 0 nothing due, -1 no memory. */
+static int toxic_release(struct half *h, struct pump_ctx *c)
+{
+    size_t len;
+    const uint8_t *p = toxq_peek(c->tox, c->now_us, &len);
+    if (!p) return 0;
+    int encoder = h->codec && !h->codec->counts_output;
+    struct buf **slot = encoder ? &h->raw : &h->buf;
+    if (!*slot && !(*slot = buf_get(c->bufs))) return -1;
+    uint32_t n = buf_append(*slot, p, (uint32_t)(len < UINT32_MAX ? len : UINT32_MAX));
+    if (n == 0) return 0;
+    toxq_consume(c->tox, n);
+    return 1;
+}
+
+/* The pump with toxics: source -> [decoder] -> toxics -> [encoder] -> sink.
+ * No splice: the toxics hold the bytes. One piece is released per flush,
+ * so the slicer's pieces leave in separate writes. */
+static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
+{
+    int decoder = h->codec && h->codec->counts_output;
+    for (;;) {
+        if (c->dst_fd >= 0) {
+            int r = half_flush(h, c);
+            if (r < 0) {
+                c->err = errno;
+                return PUMP_DST_ERROR;
+            }
+            if (r == 0) return PUMP_OK;
+        } else if (half_pending(h)) {
+            return PUMP_OK;
+        }
+        enum toxq_action a = toxq_action(c->tox, c->now_us);
+        if (a != TOXQ_NONE) return a == TOXQ_RESET ? PUMP_TOXIC_RESET : PUMP_TOXIC_CLOSE;
+        if (h->codec && !decoder) {          /* encoder: encode what raw holds */
+            int t = half_transform(h, c);
+            if (t == -1) return PUMP_CODEC_ERROR;
+            if (t == -2) return PUMP_NOMEM;
+            if (t == 1) continue;
+        }
+        int m = toxic_release(h, c);
+        if (m < 0) return PUMP_NOMEM;
+        if (m > 0) {
+            c->progressed = 1;
+            continue;
+        }
+        if (decoder && toxq_has_room(c->tox)) {
+            /* Decode into the ready buffer, then hand that to the toxics. */
+            int t = half_transform(h, c);
+            if (t == -1) return PUMP_CODEC_ERROR;
+            if (t == -2) return PUMP_NOMEM;
+            if (t == 1) {
+                int e = toxq_push(c->tox, buf_rptr(h->buf), buf_len(h->buf), c->now_us);
+                buf_put(c->bufs, h->buf);
+                h->buf = NULL;
+                if (e < 0) return PUMP_NOMEM;
+                continue;
+            }
+        }
+        if (h->eof) {
+            /* A decoder still holding ciphertext waits for room to decode
+             * it before the EOF enters the queue behind its output. */
+            if (!(decoder && h->raw && !buf_empty(h->raw) && !toxq_has_room(c->tox)))
+                toxq_push_eof(c->tox, c->now_us);
+            if (c->dst_fd >= 0 && !h->shut && toxq_eof_due(c->tox, c->now_us)) {
+                (void)shutdown(c->dst_fd, SHUT_WR);
+                if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
+                h->shut = 1;
+                c->progressed = 1;
+            }
+            return PUMP_OK;
+        }
+        if (c->src_fd < 0 || c->budget == 0 || c->src_drained || !toxq_has_room(c->tox)) return PUMP_OK;
+        ssize_t n = toxic_fill(h, c);
+        if (n > 0) {
+            if ((size_t)n < c->last_ask) c->src_drained = 1;
+            c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
+            c->progressed = 1;
+        } else if (n == 0) {
+            h->eof = 1;
+            if (c->tap) tap_fin(c->tap, c->src_leg, 1);
+            c->progressed = 1;
+        } else if (errno == EAGAIN) {
+            return PUMP_OK;
+        } else if (errno != EINTR) {
+            c->err = errno;
+            if (errno == EPROTO) return PUMP_CODEC_ERROR;
+            return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
+        }
+    }
+}
+
 enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 {
+    if (c->tox) return pump_toxic(h, c);
     for (;;) {
         if (c->dst_fd >= 0) {
             int r = half_flush(h, c);
@@ -180,10 +313,8 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
              * epoll says when more comes; reading again would only earn an
              * EAGAIN. */
             if ((size_t)n < c->last_ask) c->src_drained = 1;
-            if (!h->codec || !h->codec->counts_output) {
-                h->bytes += (uint64_t)n;
-                if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->codec ? h->raw : h->buf) - n, (size_t)n);
-            }
+            if (!h->codec || !h->codec->counts_output)
+                count_plain(h, c, buf_wptr(h->codec ? h->raw : h->buf) - n, (size_t)n);
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
             c->progressed = 1;
         } else if (n == 0) {

@@ -19,7 +19,11 @@ enum pump_result {
     PUMP_DST_ERROR,    /* writing the sink failed */
     PUMP_NOMEM,
     PUMP_CODEC_ERROR,  /* the codec rejected the stream (bad tag...) */
+    PUMP_TOXIC_CLOSE,  /* a toxic ends the session (timeout, limit_data) */
+    PUMP_TOXIC_RESET,  /* a toxic resets it (reset_peer) */
 };
+
+struct toxq;
 
 struct pump_ctx {
     struct buf_pool *bufs;
@@ -32,6 +36,8 @@ struct pump_ctx {
     int src_drained;           /* a short read emptied the source this call */
     size_t last_ask;           /* bytes the last read asked for */
     struct tap *tap;           /* observer of the bytes, or NULL */
+    struct toxq *tox;          /* this direction's toxics, or NULL */
+    uint64_t now_us;           /* monotonic, for toxics */
     int src_leg, up;           /* tap leg of the source; direction is client->upstream */
 };
 
@@ -40,6 +46,10 @@ static inline int half_pending(const struct half *h)
 {
     return (h->buf && !buf_empty(h->buf)) || (h->kp && h->kp->len);
 }
+
+/* Whether the direction should read its source now: not at EOF, nothing
+ * waiting for the sink, and its toxics (if any) have room. */
+int half_wants_input(const struct half *h, const struct toxq *tox);
 
 enum pump_result pipe_pump(struct half *h, struct pump_ctx *c);
 /* Gives the half's buffer and pipe back (closing a non-empty pipe). */

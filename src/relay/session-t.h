@@ -19,6 +19,7 @@ struct front_ops;
 struct resolver_query;
 struct resolved;
 struct tap;
+struct sess_toxics;
 
 enum sess_state {
     SESS_HANDSHAKE,
@@ -52,6 +53,7 @@ enum sess_end {
     END_LIMIT,
     END_QUEUE_TIMEOUT,
     END_MAX_SESSION_TIME,
+    END_TOXIC,
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */
@@ -138,6 +140,7 @@ struct session {
     struct resolver_query *rq;
     struct resolved *targets;         /* resolved addresses to try, in order */
     struct tap *tap;                  /* capture / hexdump, NULL when off */
+    struct sess_toxics *tox;          /* toxics in effect, NULL when none */
 };
 
 #endif

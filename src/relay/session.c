@@ -21,6 +21,7 @@
 #include "obs/log.h"
 #include "relay/connect.h"
 #include "relay/pipe.h"
+#include "relay/sess_toxics.h"
 #include "relay/ss_codec.h"
 #include "stage/tap.h"
 
@@ -48,6 +49,7 @@ static const char *const end_names[] = {
     [END_LIMIT] = "limit",
     [END_QUEUE_TIMEOUT] = "queue_timeout",
     [END_MAX_SESSION_TIME] = "max_session_time",
+    [END_TOXIC] = "toxic",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -115,6 +117,7 @@ void sess_close(struct session *s, enum sess_end why)
     close_fd(w->loop, &s->uio, s->reset_upstream);
     pipe_release(&s->up, &w->bufs, &w->pipes);
     pipe_release(&s->down, &w->bufs, &w->pipes);
+    sess_toxics_free(s);
     if (s->front && s->front->free) s->front->free(s);
     worker_unlink(s);
     loop_defer_free(w->loop, s, sess_free);
@@ -137,7 +140,7 @@ static int reading_client_allowed(const struct session *s)
     case SESS_RESOLVING:
     case SESS_CONNECTING:
     case SESS_RELAYING:
-        return !s->up.eof && !half_pending(&s->up);
+        return half_wants_input(&s->up, sess_toxq((struct session *)s, &s->up));
     default:
         return 0;
     }
@@ -152,7 +155,7 @@ static void update_interest(struct session *s)
     if (s->state == SESS_CONNECTING) {
         uw = LOOP_WRITE;
     } else if (s->state == SESS_RELAYING) {
-        if (!s->down.eof && !half_pending(&s->down)) uw |= LOOP_READ;
+        if (half_wants_input(&s->down, sess_toxq(s, &s->down))) uw |= LOOP_READ;
         if (half_pending(&s->up)) uw |= LOOP_WRITE;
     }
     if (s->cio.fd >= 0) loop_io_want(l, &s->cio, cw);
@@ -192,6 +195,8 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct ha
     c->src_drained = 0;
     c->last_ask = 0;
     c->tap = s->tap;
+    c->tox = sess_toxq(s, h);
+    if (c->tox) c->now_us = toxics_now_us();
     c->up = h == &s->up;
     c->src_leg = c->up ? TAP_CLIENT : TAP_UPSTREAM;
 }
@@ -250,6 +255,24 @@ static void enter_flushing(struct session *s, enum sess_end end)
 
 static void sess_pump_ex(struct session *s, int may_read);
 
+/* A toxic ended the session: reset_peer resets both sides, the others
+ * close them. */
+static void end_by_toxic(struct session *s, enum pump_result r)
+{
+    if (r == PUMP_TOXIC_RESET) {
+        s->reset_client = s->reset_upstream = 1;
+        sess_close(s, END_TOXIC);
+        return;
+    }
+    /* A close, not a reset: the client must get every byte let through
+     * (limit_data's exact count), so FIN it and drain its input rather
+     * than close() over unread bytes, which would send RST. */
+    sess_toxics_free(s);
+    if (s->tap && s->uio.fd >= 0) tap_fin(s->tap, TAP_UPSTREAM, 0);
+    close_fd(s->wl->w->loop, &s->uio, 0);
+    enter_flushing(s, END_TOXIC);
+}
+
 static int pump_errno(enum pump_result r, const struct pump_ctx *c)
 {
     return r == PUMP_NOMEM ? ENOMEM : r == PUMP_CODEC_ERROR ? EPROTO : c->err;
@@ -287,6 +310,10 @@ static void sess_pump_ex(struct session *s, int may_read)
     pump_ctx_init(s, &c, &s->up, cfd_read, ufd, relaying);
     c.src_drained = !(may_read & READ_CLIENT);
     enum pump_result r = pipe_pump(&s->up, &c);
+    if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
+        end_by_toxic(s, r);
+        return;
+    }
     if (r != PUMP_OK) {
         end_on_error(s, r == PUMP_SRC_ERROR, pump_errno(r, &c));
         return;
@@ -297,6 +324,10 @@ static void sess_pump_ex(struct session *s, int may_read)
     pump_ctx_init(s, &c, &s->down, ufd, s->cio.fd, relaying);
     c.src_drained = !(may_read & READ_UPSTREAM);
     r = pipe_pump(&s->down, &c);
+    if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
+        end_by_toxic(s, r);
+        return;
+    }
     if (r != PUMP_OK) {
         end_on_error(s, r == PUMP_DST_ERROR, pump_errno(r, &c));
         return;
@@ -316,6 +347,7 @@ static void sess_pump_ex(struct session *s, int may_read)
         sess_close(s, s->first_eof == 2 ? END_UPSTREAM_CLOSED : END_CLIENT_CLOSED);
         return;
     }
+    sess_toxics_arm(s);
     update_interest(s);
 }
 
@@ -480,6 +512,11 @@ void sess_relay_start(struct session *s, int fd)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
+    if (sess_toxics_attach(s) < 0) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    if (s->tox) s->splice = 0;   /* the toxics hold the bytes */
     s->last_ms = loop_now(w->loop);
     /* While the ss-local address header waits for data, timer_cb ends the wait. */
     loop_timer_arm(w->loop, &s->timer, s->up.hold ? s->last_ms + SS_FIRST_DATA_WAIT_MS : relay_deadline(s));

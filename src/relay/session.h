@@ -38,6 +38,9 @@ int sess_upstream_register(struct session *s, int fd);
 void sess_relay_start(struct session *s, int fd);
 void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end end);
 void sess_kick(struct session *s);
+/* The listener's toxics changed (API): apply the new set to this session.
+ * On the session's worker thread. */
+void sess_toxics_refresh(struct session *s);
 
 /* Worker-wide. */
 void sess_close_all(struct worker *w, enum sess_end why);
