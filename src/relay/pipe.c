@@ -148,14 +148,6 @@ int half_wants_input(const struct half *h, const struct toxq *tox)
     return !h->eof && !half_pending(h) && (!tox || toxq_has_room(tox));
 }
 
-/* Counts application bytes read from the source (and shows them to the
- * tap); decoders count their output in half_transform instead. */
-static void count_plain(struct half *h, struct pump_ctx *c, const uint8_t *p, size_t n)
-{
-    h->bytes += n;
-    if (c->tap) tap_plain(c->tap, c->up, p, n);
-}
-
 /* Reads the source into the toxics. >0 bytes, 0 EOF, -1 errno. */
 static ssize_t toxic_fill(struct half *h, struct pump_ctx *c)
 {
@@ -172,7 +164,8 @@ static ssize_t toxic_fill(struct half *h, struct pump_ctx *c)
     ssize_t n = recv(c->src_fd, tmp, c->last_ask, 0);
     if (n > 0) {
         if (c->tap) tap_bytes(c->tap, c->src_leg, 1, tmp, (size_t)n);
-        count_plain(h, c, tmp, (size_t)n);
+        h->bytes += (uint64_t)n;     /* decoders count their output instead */
+        if (c->tap) tap_plain(c->tap, c->up, tmp, (size_t)n);
         if (toxq_push(c->tox, tmp, (size_t)n, c->now_us) < 0) {
             errno = ENOMEM;
             return -1;
@@ -313,8 +306,11 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
              * epoll says when more comes; reading again would only earn an
              * EAGAIN. */
             if ((size_t)n < c->last_ask) c->src_drained = 1;
-            if (!h->codec || !h->codec->counts_output)
-                count_plain(h, c, buf_wptr(h->codec ? h->raw : h->buf) - n, (size_t)n);
+            if (!h->codec || !h->codec->counts_output) {
+                /* A tapped session never splices, so its bytes are in a buffer. */
+                h->bytes += (uint64_t)n;
+                if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->codec ? h->raw : h->buf) - n, (size_t)n);
+            }
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
             c->progressed = 1;
         } else if (n == 0) {
