@@ -214,7 +214,7 @@ listeners:
     resolve-timeout: 1s
     connect-timeout: 1s
     handshake-timeout: 2s
-    idle-timeout: 10s
+    idle-timeout: 4s
   - name: good
     mode: relay
     listen: 127.0.0.1:{good}
@@ -834,7 +834,9 @@ listeners:
 
     def run(self):
         a = self.args
+        t_begin = time.monotonic()
         self.setup()
+        self.t_setup = time.monotonic() - t_begin
         # warm-up: every well-behaved path once, every pool touched
         t_start = time.monotonic()
         for path in PATHS:
@@ -876,7 +878,9 @@ listeners:
         spawn(self.prober)
         spawn(self.sampler)
 
-        load_end = t_start + a.duration
+        # --duration is the whole run: setup, warm-up, load, then up to
+        # TEARDOWN_S for the last clients, the settle and the checks
+        load_end = max(t_begin + a.duration - TEARDOWN_S, t_start + 10)
         while time.monotonic() < load_end and not self.stop.is_set():
             time.sleep(0.2)
         self.stop.set()
@@ -884,7 +888,8 @@ listeners:
             t.join(H.scaled(30))
             if t.is_alive():
                 self.stats.violate("a driver thread did not finish within %.0fs of the stop (a client hung)" % H.scaled(30))
-        self.finish(time.monotonic() - t_start)
+        self.t_load = time.monotonic() - t_start
+        self.finish(t_begin)
 
     def one_warm(self, path):
         P = self.ports
@@ -901,15 +906,17 @@ listeners:
         with self.conn(self.lp["flaky"]) as s:
             self.echo_check(s, bytes(self.payload(16)), want_id=True)
 
-    def finish(self, elapsed):
+    def finish(self, t_begin):
         st = self.stats
         a = self.args
         alive = self.ferry.alive() and self.fdx.alive()
         after = after_fdx = None
         if alive:
             # sessions end: hole sessions by idle timeout, the rest by EOF
+            t0 = time.monotonic()
             peers.wait_until(lambda: self.fd_kinds(self.ferry.pid)["tcp"] <= self.base["tcp"]
                              and self.fd_kinds(self.fdx.pid)["tcp"] <= self.base_fdx["tcp"], H.scaled(10), 0.2)
+            self.t_drain = time.monotonic() - t0
             after = self.settled(self.ferry.pid)
             after_fdx = self.settled(self.fdx.pid)
             rss_after = H.rss_kib(self.ferry.pid)
@@ -918,7 +925,7 @@ listeners:
             for p in f.stop(timeout=H.scaled(10)):
                 st.violate("%s: %s (log: %s)" % (name, p, f.log_path))
         if not alive:
-            self.report(elapsed, None, None, None, None, None)
+            self.report(time.monotonic() - t_begin, None, None, None, None, None)
             return
         # fd budget: listening, UDP (resolver) and other fds exactly as at
         # baseline; TCP sockets back to baseline (+2 for health checks in
@@ -949,14 +956,16 @@ listeners:
             if st.transfers[path]["ok"] < a.min_faults:
                 st.violate("only %d successful transfers on path '%s': load too thin" % (st.transfers[path]["ok"], path))
         log = self.ferry.log()
-        self.report(elapsed, after, after_fdx, rss_after, cpu, log)
+        self.report(time.monotonic() - t_begin, after, after_fdx, rss_after, cpu, log)
 
     def report(self, elapsed, after, after_fdx, rss_after, cpu, log):
         st = self.stats
         out = []
         w = out.append
         w("")
-        w("## ferry soak: %.0f s, ferry %s%s" % (elapsed, self.args.ferry, " (sanitizers)" if H.SANITIZED else ""))
+        w("## ferry soak: %.0f s (setup %.0f s, warm-up and load %.0f s, last sessions end %.0f s), ferry %s%s" % (
+            elapsed, self.t_setup, self.t_load, getattr(self, "t_drain", 0), self.args.ferry,
+            " (sanitizers)" if H.SANITIZED else ""))
         w("")
         w("| path | ok | failed | expected failures (fault) | MiB moved |")
         w("|---|---:|---:|---:|---:|")
@@ -1021,6 +1030,8 @@ class Socks5Refused(Exception):
         self.code = code
 
 
+TEARDOWN_S = 9     # measured: joins ~1 s, settle ~4 s, two ferries stopped ~1 s
+
 PATHS = ["relay good", "relay good 1byte", "socks5 ip", "socks5 domain", "socks5 pipelined", "socks5 1byte",
          "socks4 ip", "socks4a domain"]
 
@@ -1043,7 +1054,8 @@ def main():
     global H, peers
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ferry", default=os.path.join(HERE, "..", "..", "build", "ferry"))
-    ap.add_argument("--duration", type=float, default=180, help="seconds of load and faults (default 180)")
+    ap.add_argument("--duration", type=float, default=180,
+                    help="seconds for the whole run, setup and checks included (default 180)")
     ap.add_argument("--probe-bound", type=float, default=1.0, help="seconds a probe may wait (x3 under sanitizers)")
     ap.add_argument("--rss-tolerance-mib", type=float, default=10,
                     help="RSS growth allowed over the baseline (+256 under sanitizers: ASan's quarantine)")
