@@ -977,7 +977,7 @@ listeners:
         w("| **all** | **%d** | **%d** | **%d** | %.1f |" % (tot["ok"], tot["failed"], tot["expected"],
                                                              sum(st.bytes.values()) / 1048576))
         w("")
-        w("| fault | injected | ferry reacted as required |")
+        w("| fault | injected | passed its check (own, or the end-of-run checks) |")
         w("|---|---:|---:|")
         for name in sorted(st.faults):
             w("| %s | %d | %d |" % (name, st.faults[name], st.reactions[name]))
