@@ -4,6 +4,7 @@
 #   make run        install deps, build, run ferry on its default (SOCKS 127.0.0.1:1080)
 #   make test       install deps, build, unit + integration tests, then all again under ASan+UBSan
 #   make unit       unit tests only (cmocka)      make integration   pytest only
+#   make soak       soak and fault test for SOAK_SECONDS (default 180; make test runs 60)
 #   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each
 #   make bench      side-by-side benchmark (see bench/README.md)
 #   make CC=clang   same with clang
@@ -16,6 +17,7 @@ BUILD   ?= build
 SAN     ?=
 PYTHON  ?= /usr/bin/python3
 FUZZ_SECONDS ?= 30
+SOAK_SECONDS ?= 180
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
@@ -33,7 +35,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-build fuzz-smoke bench lint
+.PHONY: all run test unit integration soak asan-test deps clean fuzz fuzz-build fuzz-smoke bench lint
 
 all: ferry
 
@@ -67,6 +69,10 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/ferry
 	FERRY_BIN=$(abspath $(BUILD)/ferry) $(PYTHON) -m pytest -q tests/integration
 
+# Mixed load and faults against one ferry (tests/soak/README.md).
+soak: ferry
+	$(PYTHON) tests/soak/soak.py --ferry $(abspath $(BUILD)/ferry) --duration $(SOAK_SECONDS)
+
 # The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer,
 # in its own build directory so the release objects are untouched.
 asan-test:
@@ -75,6 +81,7 @@ asan-test:
 test: deps
 	$(MAKE) --no-print-directory lint ferry
 	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory soak SOAK_SECONDS=60
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory asan-test
 
