@@ -4,7 +4,8 @@
 #   make run        install deps, build, run ferry on its default (SOCKS 127.0.0.1:1080)
 #   make test       install deps, build, unit + integration tests, then all again under ASan+UBSan
 #   make unit       unit tests only (cmocka)      make integration   pytest only
-#   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each
+#   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each (FUZZ_JOBS at a time)
+#   make fuzz-ci    every fuzz target for 30 s, two at a time (part of make test)
 #   make bench      side-by-side benchmark (see bench/README.md)
 #   make CC=clang   same with clang
 #
@@ -33,7 +34,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-build fuzz-smoke bench lint
+.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint
 
 all: ferry
 
@@ -75,7 +76,7 @@ asan-test:
 test: deps
 	$(MAKE) --no-print-directory lint ferry
 	$(MAKE) --no-print-directory unit integration
-	$(MAKE) --no-print-directory fuzz-smoke
+	$(MAKE) --no-print-directory fuzz-smoke fuzz-ci
 	$(MAKE) --no-print-directory asan-test
 
 # libFuzzer: clang only. Library objects rebuilt with coverage instrumentation.
@@ -94,10 +95,30 @@ fuzz-smoke: fuzz-build
 	    || { cat build-fuzz/$$n.smoke.log; echo "fuzz-smoke: $$n FAILED"; exit 1; }; \
 	  echo "fuzz-smoke: $$n ok ($$(ls $$c | wc -l) inputs)"; done
 
+# Real fuzzing: every target for FUZZ_SECONDS, FUZZ_JOBS of them at a time.
+# New inputs go to build-fuzz/corpus/NAME (seeds in fuzz/corpus/NAME are read
+# only); a crash, leak, sanitizer report or a >10 s input fails the run, prints
+# the end of the target's log and leaves the input in build-fuzz/artifacts/.
+FUZZ_NAMES := $(FUZZ_SRCS:fuzz/%.c=%)
+FUZZ_JOBS ?= 1
 fuzz: fuzz-build
-	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); c=fuzz/corpus/$${n#fuzz_}; \
-	  mkdir -p $$c build-fuzz/corpus/$$n; echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$c 2>&1 | tail -n 12; done
+	@$(MAKE) --no-print-directory -j$(FUZZ_JOBS) $(FUZZ_NAMES:%=fuzz-run-%)
+
+# CI's smoke fuzz: 30 s per target, two at a time (~2 min for 7 targets); -k so
+# every target runs and every failure is reported.
+fuzz-ci:
+	@$(MAKE) --no-print-directory -k fuzz FUZZ_SECONDS=30 FUZZ_JOBS=2
+
+fuzz-run-%:
+	@n=$*; c=fuzz/corpus/$${n#fuzz_}; log=build-fuzz/$$n.fuzz.log; \
+	  mkdir -p build-fuzz/corpus/$$n build-fuzz/artifacts; \
+	  if build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	       -artifact_prefix=build-fuzz/artifacts/$$n- build-fuzz/corpus/$$n $$c > $$log 2>&1; then \
+	    st() { sed -n "s/^stat::$$1: *//p" $$log; }; \
+	    echo "fuzz: $$n ok: $$(st number_of_executed_units) executions in $(FUZZ_SECONDS) s ($$(st average_exec_per_sec)/s), $$(st new_units_added) new inputs, peak RSS $$(st peak_rss_mb) MB"; \
+	  else \
+	    tail -n 80 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; \
+	  fi
 
 bench: ferry
 	@scripts/install-deps --bench
