@@ -281,8 +281,8 @@ static void resolver_cache_remove(struct resolver_cache *c, struct resolver_cach
 static void resolver_cache_touch(struct resolver_cache *c, struct resolver_cache_entry *e)
 {
     if (c->newest == e) return;
-    if (e->newer || e->older) {             /* linked: unlink first */
-        e->newer->older = e->older;         /* e is not newest, so e->newer != NULL */
+    if (e->newer) {                         /* linked (and not the newest): unlink */
+        e->newer->older = e->older;
         if (e->older) e->older->newer = e->newer; else c->oldest = e->newer;
     }
     e->newer = NULL;
@@ -297,7 +297,7 @@ static const struct resolver_answer *resolver_cache_get(struct resolver_cache *c
 {
     if (!c->cap) return NULL;
     struct resolver_cache_entry *e = c->buckets[resolver_cache_hash(c, name, cls)];
-    while (e && (e->cls != cls || strcmp(e->name, name))) e = e->hnext;
+    while (e && (e->cls != cls || strcmp(e->name, name) != 0)) e = e->hnext;
     if (!e) return NULL;
     if (e->expires_ms <= now) {
         resolver_cache_remove(c, e);
@@ -331,9 +331,12 @@ static void resolver_cache_put(struct resolver_cache *c, const char *name, int c
 
 static void resolver_cache_free(struct resolver_cache *c)
 {
-    while (c->oldest) resolver_cache_remove(c, c->oldest);
+    for (struct resolver_cache_entry *e = c->oldest, *newer; e; e = newer) {
+        newer = e->newer;
+        free(e);
+    }
     free(c->buckets);
-    c->buckets = NULL;
+    memset(c, 0, sizeof(*c));
 }
 
 /* ---- c-ares sockets and timer ---- */
