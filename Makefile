@@ -6,6 +6,7 @@
 #   make unit       unit tests only (cmocka)      make integration   pytest only
 #   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each (FUZZ_JOBS at a time)
 #   make fuzz-ci    every fuzz target for 30 s, two at a time (part of make test)
+#   make analyze    cppcheck + clang-tidy (.clang-tidy) over src/ (part of make test)
 #   make bench      side-by-side benchmark (see bench/README.md)
 #   make CC=clang   same with clang
 #
@@ -29,12 +30,13 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path src/main.c | sort)
+ALL_SRCS  := $(LIB_SRCS) src/main.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint
+.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint analyze
 
 all: ferry
 
@@ -74,7 +76,7 @@ asan-test:
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 unit integration
 
 test: deps
-	$(MAKE) --no-print-directory lint ferry
+	$(MAKE) --no-print-directory lint analyze ferry
 	$(MAKE) --no-print-directory unit integration
 	$(MAKE) --no-print-directory fuzz-smoke fuzz-ci
 	$(MAKE) --no-print-directory asan-test
@@ -124,6 +126,21 @@ bench: ferry
 	@scripts/install-deps --bench
 	$(MAKE) -C bench
 	bench/compare.sh $(BENCH_ARGS)
+
+# Static analysis of every src/**/*.c with the build's -std/-D/-I flags:
+# cppcheck (whole program, so no -j: it takes about a second), then
+# clang-tidy with the checks in .clang-tidy, ANALYZE_JOBS files at a time.
+# Any finding fails. Suppressions are inline, each with its reason.
+ANALYZE_JOBS  ?= 2
+ANALYZE_FLAGS := $(filter -std=% -D% -I%,$(CFLAGS)) -pthread
+analyze:
+	cppcheck --quiet --std=c11 --platform=unix64 --library=gnu $(filter -D% -I%,$(ANALYZE_FLAGS)) \
+	  --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
+	  --template='{file}:{line}:{column}: {severity}: {message} [{id}]' $(ALL_SRCS)
+	@mkdir -p $(BUILD); echo "clang-tidy: $(words $(ALL_SRCS)) files, $(ANALYZE_JOBS) at a time"
+	@printf '%s\n' $(ALL_SRCS) | xargs -P$(ANALYZE_JOBS) -I{} clang-tidy --quiet {} -- $(ANALYZE_FLAGS) \
+	    > $(BUILD)/clang-tidy.log 2>&1 \
+	  || { grep -v 'warnings\? generated\.$$' $(BUILD)/clang-tidy.log; echo "clang-tidy: findings above"; exit 1; }
 
 # proto/, buf/, crypto/ and policy/ are pure: no sockets, no loop.
 lint:

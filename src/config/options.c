@@ -256,7 +256,7 @@ static int parse_dns(void *base, const char *val, char *err, size_t errlen)
     const char *first = strchr(val, ':');
     size_t vlen = strlen(val);
     if (val[0] == '[' && vlen > 1 && val[vlen - 1] == ']')
-        snprintf(tmp, sizeof(tmp), "%s:53", val);            /* [v6] */
+        snprintf(tmp, sizeof(tmp), "%s:53", val);            /* [v6] NOLINT(bugprone-branch-clone): as IPv4, apart to name the cases */
     else if (val[0] != '[' && first && strchr(first + 1, ':'))
         snprintf(tmp, sizeof(tmp), "[%s]:53", val);          /* bare v6 */
     else if (!first)

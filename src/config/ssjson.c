@@ -127,6 +127,7 @@ static void add_addr(struct yc *c, struct listener_cfg *l, const char *opt, cons
                      const char *host, const char *port)
 {
     char buf[300];
+    /* cppcheck-suppress ctunullpointer ; hosts_with_port passes def == NULL only with hosts */
     if (strchr(host, ':') && host[0] != '[') snprintf(buf, sizeof(buf), "[%s]:%s", host, port);
     else snprintf(buf, sizeof(buf), "%s:%s", host, port);
     apply_named(c, l, opt, at, buf);

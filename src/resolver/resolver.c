@@ -261,6 +261,7 @@ static int resolver_cache_init(struct resolver_cache *c, unsigned cap)
     if (!cap) return 0;
     c->cap = cap > RESOLVER_CACHE_MAX ? RESOLVER_CACHE_MAX : cap;
     while (nb < c->cap) nb *= 2;
+    /* An array of list heads. NOLINTNEXTLINE(bugprone-sizeof-expression) */
     c->buckets = calloc(nb, sizeof(*c->buckets));
     if (!c->buckets) return -1;
     c->mask = nb - 1;
@@ -748,6 +749,8 @@ void resolver_free(struct resolver *r)
     if (r->ch) ares_destroy(r->ch);         /* closes sockets via the state callback */
     /* c-ares is gone; whatever it did not hand back is ours to free. */
     while (r->queries) {
+        /* release() unlinks the head before freeing it; the analyzer loses
+         * that across loop_timer_cancel(). NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         r->queries->ares_busy = 0;
         resolver_query_release(r->queries);
     }
