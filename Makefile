@@ -2,10 +2,12 @@
 #
 #   make            build ./ferry (release flags, -Werror)
 #   make run        install deps, build, run ferry on its default (SOCKS 127.0.0.1:1080)
-#   make test       install deps, build, unit + integration tests, then all again under ASan+UBSan
+#   make test       install deps, lint + analyze, build, unit + integration tests, valgrind subset,
+#                   fuzz (corpus replay + 30 s per target), then all again under ASan+UBSan
 #   make unit       unit tests only (cmocka)      make integration   pytest only
 #   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each (FUZZ_JOBS at a time)
 #   make fuzz-ci    every fuzz target for 30 s, two at a time (part of make test)
+#   make valgrind   an integration subset with ferry under valgrind (part of make test)
 #   make analyze    cppcheck + clang-tidy (.clang-tidy) over src/ (part of make test)
 #   make bench      side-by-side benchmark (see bench/README.md)
 #   make CC=clang   same with clang
@@ -36,7 +38,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint analyze
+.PHONY: all run test unit integration asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint analyze valgrind
 
 all: ferry
 
@@ -77,9 +79,19 @@ asan-test:
 
 test: deps
 	$(MAKE) --no-print-directory lint analyze ferry
-	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory unit integration valgrind
 	$(MAKE) --no-print-directory fuzz-smoke fuzz-ci
 	$(MAKE) --no-print-directory asan-test
+
+# The integration subset in tests/integration/valgrind.txt with ferry under
+# valgrind memcheck. Any memory error or definitely/indirectly lost block
+# fails its test (exit status 99 and the report, via FERRY_WRAPPER's {log}).
+# Time limits are scaled x5 (FERRY_TIME_SCALE).
+VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
+	--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=30 --log-file={log}
+valgrind: $(BUILD)/ferry
+	cd tests/integration && FERRY_BIN=$(abspath $(BUILD)/ferry) FERRY_WRAPPER="$(VALGRIND)" \
+	  $(PYTHON) -m pytest -q $$(sed 's/#.*//' valgrind.txt)
 
 # libFuzzer: clang only. Library objects rebuilt with coverage instrumentation.
 FUZZ_CFLAGS := -O1 -g -std=gnu11 -D_GNU_SOURCE -Isrc -pthread -MMD -MP -fsanitize=fuzzer-no-link,address,undefined
