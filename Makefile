@@ -86,9 +86,10 @@ test: deps
 # The integration subset in tests/integration/valgrind.txt with ferry under
 # valgrind memcheck. Any memory error or definitely/indirectly lost block
 # fails its test (exit status 99 and the report, via FERRY_WRAPPER's {log}).
-# Time limits are scaled x5 (FERRY_TIME_SCALE).
+# Time limits are scaled x5 (FERRY_TIME_SCALE). --vgdb=no: no FIFOs in /tmp,
+# which a chrooted ferry could not remove.
 VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
-	--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=30 --log-file={log}
+	--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=30 --vgdb=no --log-file={log}
 valgrind: $(BUILD)/ferry
 	cd tests/integration && FERRY_BIN=$(abspath $(BUILD)/ferry) FERRY_WRAPPER="$(VALGRIND)" \
 	  $(PYTHON) -m pytest -q $$(sed 's/#.*//' valgrind.txt)
