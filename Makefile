@@ -2,10 +2,14 @@
 #
 #   make            build ./ferry (release flags, -Werror)
 #   make run        install deps, build, run ferry on its default (SOCKS 127.0.0.1:1080)
-#   make test       install deps, build, unit + integration tests, then all again under ASan+UBSan
+#   make test       install deps, lint + analyze, build, unit + integration tests, valgrind subset,
+#                   fuzz (corpus replay + 30 s per target), then all again under ASan+UBSan
 #   make unit       unit tests only (cmocka)      make integration   pytest only
 #   make soak       soak and fault test for SOAK_SECONDS (default 180; make test runs 60)
-#   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each
+#   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each (FUZZ_JOBS at a time)
+#   make fuzz-ci    every fuzz target for 30 s, two at a time (part of make test)
+#   make valgrind   an integration subset with ferry under valgrind (part of make test)
+#   make analyze    cppcheck + clang-tidy (.clang-tidy) over src/ (part of make test)
 #   make bench      side-by-side benchmark (see bench/README.md)
 #   make CC=clang   same with clang
 #
@@ -30,12 +34,13 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path src/main.c | sort)
+ALL_SRCS  := $(LIB_SRCS) src/main.c
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all run test unit integration soak asan-test deps clean fuzz fuzz-build fuzz-smoke bench lint
+.PHONY: all run test unit integration soak asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint analyze valgrind
 
 all: ferry
 
@@ -79,11 +84,22 @@ asan-test:
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 unit integration
 
 test: deps
-	$(MAKE) --no-print-directory lint ferry
-	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory lint analyze ferry
+	$(MAKE) --no-print-directory unit integration valgrind
 	$(MAKE) --no-print-directory soak SOAK_SECONDS=60
-	$(MAKE) --no-print-directory fuzz-smoke
+	$(MAKE) --no-print-directory fuzz-smoke fuzz-ci
 	$(MAKE) --no-print-directory asan-test
+
+# The integration subset in tests/integration/valgrind.txt with ferry under
+# valgrind memcheck. Any memory error or definitely/indirectly lost block
+# fails its test (exit status 99 and the report, via FERRY_WRAPPER's {log}).
+# Time limits are scaled x5 (FERRY_TIME_SCALE). --vgdb=no: no FIFOs in /tmp,
+# which a chrooted ferry could not remove.
+VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
+	--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=30 --vgdb=no --log-file={log}
+valgrind: $(BUILD)/ferry
+	cd tests/integration && FERRY_BIN=$(abspath $(BUILD)/ferry) FERRY_WRAPPER="$(VALGRIND)" \
+	  $(PYTHON) -m pytest -q $$(sed 's/#.*//' valgrind.txt)
 
 # libFuzzer: clang only. Library objects rebuilt with coverage instrumentation.
 FUZZ_CFLAGS := -O1 -g -std=gnu11 -D_GNU_SOURCE -Isrc -pthread -MMD -MP -fsanitize=fuzzer-no-link,address,undefined
@@ -101,15 +117,50 @@ fuzz-smoke: fuzz-build
 	    || { cat build-fuzz/$$n.smoke.log; echo "fuzz-smoke: $$n FAILED"; exit 1; }; \
 	  echo "fuzz-smoke: $$n ok ($$(ls $$c | wc -l) inputs)"; done
 
+# Real fuzzing: every target for FUZZ_SECONDS, FUZZ_JOBS of them at a time.
+# New inputs go to build-fuzz/corpus/NAME (seeds in fuzz/corpus/NAME are read
+# only); a crash, leak, sanitizer report or a >10 s input fails the run, prints
+# the end of the target's log and leaves the input in build-fuzz/artifacts/.
+FUZZ_NAMES := $(FUZZ_SRCS:fuzz/%.c=%)
+FUZZ_JOBS ?= 1
 fuzz: fuzz-build
-	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); c=fuzz/corpus/$${n#fuzz_}; \
-	  mkdir -p $$c build-fuzz/corpus/$$n; echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$c 2>&1 | tail -n 12; done
+	@$(MAKE) --no-print-directory -j$(FUZZ_JOBS) $(FUZZ_NAMES:%=fuzz-run-%)
+
+# CI's smoke fuzz: 30 s per target, two at a time (~2 min for 7 targets); -k so
+# every target runs and every failure is reported.
+fuzz-ci:
+	@$(MAKE) --no-print-directory -k fuzz FUZZ_SECONDS=30 FUZZ_JOBS=2
+
+fuzz-run-%:
+	@n=$*; c=fuzz/corpus/$${n#fuzz_}; log=build-fuzz/$$n.fuzz.log; \
+	  mkdir -p build-fuzz/corpus/$$n build-fuzz/artifacts; \
+	  if build-fuzz/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	       -artifact_prefix=build-fuzz/artifacts/$$n- build-fuzz/corpus/$$n $$c > $$log 2>&1; then \
+	    st() { sed -n "s/^stat::$$1: *//p" $$log; }; \
+	    echo "fuzz: $$n ok: $$(st number_of_executed_units) executions in $(FUZZ_SECONDS) s ($$(st average_exec_per_sec)/s), $$(st new_units_added) new inputs, peak RSS $$(st peak_rss_mb) MB"; \
+	  else \
+	    tail -n 80 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; \
+	  fi
 
 bench: ferry
 	@scripts/install-deps --bench
 	$(MAKE) -C bench
 	bench/compare.sh $(BENCH_ARGS)
+
+# Static analysis of every src/**/*.c with the build's -std/-D/-I flags:
+# cppcheck (whole program, so no -j: it takes about a second), then
+# clang-tidy with the checks in .clang-tidy, ANALYZE_JOBS files at a time.
+# Any finding fails. Suppressions are inline, each with its reason.
+ANALYZE_JOBS  ?= 2
+ANALYZE_FLAGS := $(filter -std=% -D% -I%,$(CFLAGS)) -pthread
+analyze:
+	cppcheck --quiet --std=c11 --platform=unix64 --library=gnu $(filter -D% -I%,$(ANALYZE_FLAGS)) \
+	  --enable=warning,performance,portability --inline-suppr --error-exitcode=1 \
+	  --template='{file}:{line}:{column}: {severity}: {message} [{id}]' $(ALL_SRCS)
+	@mkdir -p $(BUILD); echo "clang-tidy: $(words $(ALL_SRCS)) files, $(ANALYZE_JOBS) at a time"
+	@printf '%s\n' $(ALL_SRCS) | xargs -P$(ANALYZE_JOBS) -I{} clang-tidy --quiet {} -- $(ANALYZE_FLAGS) \
+	    > $(BUILD)/clang-tidy.log 2>&1 \
+	  || { grep -v 'warnings\? generated\.$$' $(BUILD)/clang-tidy.log; echo "clang-tidy: findings above"; exit 1; }
 
 # proto/, buf/, crypto/ and policy/ are pure: no sockets, no loop.
 lint:

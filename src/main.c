@@ -8,6 +8,7 @@
 
 #include "config/check.h"
 #include "config/cli.h"
+#include "core/privdrop.h"
 #include "core/worker.h"
 #include "crypto/replay.h"
 #include "net/sock.h"
@@ -68,7 +69,13 @@ static int run(struct ferry_cfg *cfg)
 {
     char err[512];
     sigset_t set;
+    struct privdrop pd;
     unsigned n = thread_count(cfg);
+
+    if (privdrop_prepare(cfg, &pd, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
+        return 2;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&set);
@@ -90,6 +97,11 @@ static int run(struct ferry_cfg *cfg)
     if (!ws) {
         log_plain("%s", err);
         tap_global_stop(cfg);
+        return 1;
+    }
+    /* Sockets are bound and files read; no thread runs yet. */
+    if (privdrop_apply(&pd, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
         return 1;
     }
     if (workers_start(ws, n) < 0) {

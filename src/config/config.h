@@ -114,6 +114,8 @@ struct ferry_cfg {
     unsigned global_maxconn; /* sessions of all listeners; 0 = no limit */
     int log_level;
     unsigned drain_timeout_ms;
+    char run_as[64], run_as_group[64];        /* privilege drop (core/privdrop.h); "" = none */
+    char chroot_dir[256];
     struct listener_cfg *listeners;
     size_t nlisteners;
     const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */

@@ -46,7 +46,7 @@ static const struct ss_key ss_keys[] = {
     { "reuse_port", SS_WARN, "ferry always uses SO_REUSEPORT", NULL },
     { "no_delay", SS_WARN, "not supported", NULL },
     { "nofile", SS_WARN, "ferry raises the open-files limit to the hard limit", NULL },
-    { "user", SS_WARN, "run ferry as that user instead (systemd User=)", NULL },
+    { "user", SS_WARN, "use --run-as (or run-as: in a YAML config)", NULL },
     { "mptcp", SS_WARN, "MPTCP is not used", NULL },
     { "workers", SS_WARN, "use --threads", NULL },
     { "plugin", SS_ERROR, "SIP003 plugins are not supported", NULL },
@@ -127,6 +127,7 @@ static void add_addr(struct yc *c, struct listener_cfg *l, const char *opt, cons
                      const char *host, const char *port)
 {
     char buf[300];
+    /* cppcheck-suppress ctunullpointer ; hosts_with_port passes def == NULL only with hosts */
     if (strchr(host, ':') && host[0] != '[') snprintf(buf, sizeof(buf), "[%s]:%s", host, port);
     else snprintf(buf, sizeof(buf), "%s:%s", host, port);
     apply_named(c, l, opt, at, buf);

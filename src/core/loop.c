@@ -236,6 +236,7 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t when_ms)
     if (t->heap_idx) loop_timer_cancel(l, t);
     if (l->heap_len == l->heap_cap) {
         size_t cap = l->heap_cap ? l->heap_cap * 2 : 64;
+        /* sizeof(*h): an array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
         struct loop_timer **h = realloc(l->heap, cap * sizeof(*h));
         /* A timer that silently never fires would hang a session forever,
          * and firing it from here would re-enter the caller: neither is

@@ -212,7 +212,7 @@ int ss_aead_seal(struct ss_aead *a, uint8_t *out, const uint8_t *in,
         return -1;
     if (inlen > 0 && EVP_CipherUpdate(a->ctx, out, &n, in, (int)inlen) != 1)
         return -1;
-    if (EVP_CipherFinal_ex(a->ctx, out + n, &f) != 1 || (size_t)(n + f) != inlen)
+    if (EVP_CipherFinal_ex(a->ctx, out + n, &f) != 1 || (size_t)n + (size_t)f != inlen)
         return -1;
     return EVP_CIPHER_CTX_ctrl(a->ctx, EVP_CTRL_AEAD_GET_TAG, (int)a->m->tag_len,
                                out + inlen) == 1 ? 0 : -1;
@@ -237,7 +237,7 @@ int ss_aead_open(struct ss_aead *a, uint8_t *out, const uint8_t *in,
         return -1;
     if (clen > 0 && EVP_CipherUpdate(a->ctx, out, &n, in, (int)clen) != 1)
         return -1;
-    if (EVP_CipherFinal_ex(a->ctx, out + n, &f) != 1 || (size_t)(n + f) != clen)
+    if (EVP_CipherFinal_ex(a->ctx, out + n, &f) != 1 || (size_t)n + (size_t)f != clen)
         return -1;
     return 0;
 }

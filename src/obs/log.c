@@ -75,7 +75,7 @@ void log_plain(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(line + 7, sizeof(line) - 8, fmt, ap);
     va_end(ap);
-    memcpy(line, "ferry: ", 7);
+    memcpy(line, "ferry: ", 7);   /* a prefix; vsnprintf terminated the line. NOLINT(bugprone-not-null-terminated-result) */
     size_t len = 7 + (n < 0 ? 0 : (size_t)n);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;
     line[len++] = '\n';

@@ -127,10 +127,13 @@ static int split_port(const char *spec, char *what, size_t whatlen, uint16_t *po
     return what[0] ? 0 : -1;
 }
 
+/* Labels are non-empty: "a..b", ".a" or "a.." names no host a request can
+ * carry (one trailing dot is stripped from both sides), so such a rule
+ * would silently never match. One trailing dot is allowed. */
 static int valid_host_rule(const char *h)
 {
     if (h[0] == '*' && h[1] == '.') h += 2;
-    if (!*h) return 0;
+    if (!*h || *h == '.' || strstr(h, "..")) return 0;
     for (; *h; h++)
         if (!isalnum((unsigned char)*h) && *h != '-' && *h != '.' && *h != '_') return 0;
     return 1;

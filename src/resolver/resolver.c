@@ -261,6 +261,7 @@ static int resolver_cache_init(struct resolver_cache *c, unsigned cap)
     if (!cap) return 0;
     c->cap = cap > RESOLVER_CACHE_MAX ? RESOLVER_CACHE_MAX : cap;
     while (nb < c->cap) nb *= 2;
+    /* An array of list heads. NOLINTNEXTLINE(bugprone-sizeof-expression) */
     c->buckets = calloc(nb, sizeof(*c->buckets));
     if (!c->buckets) return -1;
     c->mask = nb - 1;
@@ -281,8 +282,8 @@ static void resolver_cache_remove(struct resolver_cache *c, struct resolver_cach
 static void resolver_cache_touch(struct resolver_cache *c, struct resolver_cache_entry *e)
 {
     if (c->newest == e) return;
-    if (e->newer || e->older) {             /* linked: unlink first */
-        e->newer->older = e->older;         /* e is not newest, so e->newer != NULL */
+    if (e->newer) {                         /* linked (and not the newest): unlink */
+        e->newer->older = e->older;
         if (e->older) e->older->newer = e->newer; else c->oldest = e->newer;
     }
     e->newer = NULL;
@@ -297,7 +298,7 @@ static const struct resolver_answer *resolver_cache_get(struct resolver_cache *c
 {
     if (!c->cap) return NULL;
     struct resolver_cache_entry *e = c->buckets[resolver_cache_hash(c, name, cls)];
-    while (e && (e->cls != cls || strcmp(e->name, name))) e = e->hnext;
+    while (e && (e->cls != cls || strcmp(e->name, name) != 0)) e = e->hnext;
     if (!e) return NULL;
     if (e->expires_ms <= now) {
         resolver_cache_remove(c, e);
@@ -331,9 +332,12 @@ static void resolver_cache_put(struct resolver_cache *c, const char *name, int c
 
 static void resolver_cache_free(struct resolver_cache *c)
 {
-    while (c->oldest) resolver_cache_remove(c, c->oldest);
+    for (struct resolver_cache_entry *e = c->oldest, *newer; e; e = newer) {
+        newer = e->newer;
+        free(e);
+    }
     free(c->buckets);
-    c->buckets = NULL;
+    memset(c, 0, sizeof(*c));
 }
 
 /* ---- c-ares sockets and timer ---- */
@@ -745,6 +749,8 @@ void resolver_free(struct resolver *r)
     if (r->ch) ares_destroy(r->ch);         /* closes sockets via the state callback */
     /* c-ares is gone; whatever it did not hand back is ours to free. */
     while (r->queries) {
+        /* release() unlinks the head before freeing it; the analyzer loses
+         * that across loop_timer_cancel(). NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         r->queries->ares_busy = 0;
         resolver_query_release(r->queries);
     }

@@ -177,7 +177,8 @@ static int weighted_draw(struct lb_group *g, uint64_t mask)
     int i = -1;
     for (uint64_t m = mask; m; m &= m - 1)
         total += (uint64_t)weight_of(&g->servers[__builtin_ctzll(m)]);
-    r = rng_next(g) % total;
+    /* cppcheck-suppress zerodiv ; total >= 1: mask != 0 (lb_choose checks) and weights >= 1 */
+    r = rng_next(g) % total;   /* NOLINT(clang-analyzer-core.DivideZero): see the line above */
     for (uint64_t m = mask; m; m &= m - 1) {
         i = __builtin_ctzll(m);
         uint64_t w = (uint64_t)weight_of(&g->servers[i]);

@@ -8,12 +8,17 @@
   the test if the process crashed, printed a sanitizer report, or did not exit
   0 after SIGTERM.
 - Every test has a deadline (marker `deadline(seconds)`, default 60 s, scaled
-  by FERRY_TIME_SCALE which defaults to 3 for a sanitizer build).
+  by FERRY_TIME_SCALE which defaults to 3 for a sanitizer build, 5 under a
+  wrapper).
+- FERRY_WRAPPER: a command put before the binary, e.g. valgrind (`make
+  valgrind`). "{log}" in it becomes a file per ferry process; a test fails if
+  that file is not empty when ferry has exited (the wrapper's report).
 """
 
 import os
 import re
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -52,7 +57,30 @@ def _is_sanitized(path):
 
 
 SANITIZED = _is_sanitized(FERRY_BIN)
-SCALE = float(os.environ.get("FERRY_TIME_SCALE") or (3 if SANITIZED else 1))
+WRAPPER = shlex.split(os.environ.get("FERRY_WRAPPER", ""))
+SCALE = float(os.environ.get("FERRY_TIME_SCALE") or (3 if SANITIZED else 5 if WRAPPER else 1))
+_wrapped = [0]
+
+
+def wrapped_argv(args, workdir=None):
+    """[wrapper..., FERRY_BIN, args...] and the wrapper's report file (or None)."""
+    if not WRAPPER:
+        return [FERRY_BIN] + list(args), None
+    _wrapped[0] += 1
+    log = os.path.join(workdir or tempfile.gettempdir(),
+                       "wrapper-%d-%d.log" % (os.getpid(), _wrapped[0]))
+    return [w.replace("{log}", log) for w in WRAPPER] + [FERRY_BIN] + list(args), log
+
+
+def wrapper_report(log):
+    """The wrapper's report for one ferry process ('' when clean)."""
+    if not log:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                       "ERROR: ThreadSanitizer", "WARNING: ThreadSanitizer")
@@ -241,8 +269,10 @@ class FerryError(Exception):
 
 
 class Ferry:
-    def __init__(self, argv, host, port, workdir, env=None, preexec_fn=None, check_listen=True):
+    def __init__(self, argv, host, port, workdir, env=None, preexec_fn=None, check_listen=True,
+                 wrapper_log=None):
         self.argv = argv
+        self.wrapper_log = wrapper_log
         self.host = host
         self.port = port
         self.addr = peers.fmt_addr(host, port) if port else None
@@ -357,6 +387,9 @@ class Ferry:
             if p in text:
                 problems.append("sanitizer report in ferry's stderr (%s)" % p)
                 break
+        report = wrapper_report(self.wrapper_log)
+        if report:
+            problems.append("%s reported (%s):\n%s" % (WRAPPER[0], self.wrapper_log, report[-6000:]))
         return problems
 
 
@@ -396,7 +429,7 @@ def ferry(workdir, request):
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         last = None
         for attempt in range(3):
-            argv = [FERRY_BIN] + list(args)
+            argv, wlog = wrapped_argv(args, workdir)
             port = None
             lhost = host
             if isinstance(listen, tuple):
@@ -414,7 +447,7 @@ def ferry(workdir, request):
                 argv += ["--drain-timeout", "1s"]
             try:
                 f = Ferry(argv, lhost, port, workdir, env=ferry_env(), preexec_fn=preexec,
-                          check_listen=check_listen)
+                          check_listen=check_listen, wrapper_log=wlog)
             except FerryError as e:
                 last = e
                 if "in use" in str(e).lower() and listen is True and not _has_flag(args, "-l", "--listen"):
@@ -438,12 +471,19 @@ def ferry(workdir, request):
 def run_ferry(*args, timeout=5):
     """Run ferry to completion (CLI tests).  Returns CompletedProcess; kills
     it if it does not exit in time."""
+    argv, wlog = wrapped_argv([str(a) for a in args])
     try:
-        return subprocess.run([FERRY_BIN] + [str(a) for a in args], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=scaled(timeout), env=ferry_env())
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=scaled(timeout), env=ferry_env())
     except subprocess.TimeoutExpired as e:
         raise AssertionError("ferry %s did not exit within %.0fs (stderr so far: %r)"
                              % (" ".join(map(str, args)), scaled(timeout), e.stderr))
+    report = wrapper_report(wlog)
+    if wlog and os.path.exists(wlog):
+        os.unlink(wlog)
+    if report:
+        raise AssertionError("%s reported for ferry %s:\n%s" % (WRAPPER[0], " ".join(map(str, args)), report[-6000:]))
+    return r
 
 
 # --------------------------------------------------------------------------

@@ -302,6 +302,8 @@ static void test_dest_parse_bad(void **state)
         "", ":80", "host:", "host:0", "host:65536", "host:abc", "host:80:90", "ho st",
         "*", "*.", "*.*.example.com", "a*.example.com", "example.com/8", "[::1", "[::1]x",
         "[::1]/", "[::1]/64:", "[::1]:0", "[]", "[]:80", "10.0.0.0/33:80", "h\xc3\xa9st",
+        /* Regression (was a bug, found by fuzz_addr): empty labels made rules that never match. */
+        ".", "..", "a..b", ".example.com", "example.com..", "*..example.com", "*.example.com..",
     };
     struct acl *a = *state;
     char err[ERRLEN];
