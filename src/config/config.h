@@ -22,6 +22,7 @@ enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LO
 struct replay;
 struct capture;
 struct hexlog;
+struct toxic_spec;
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_UPSTREAMS 64
@@ -115,6 +116,8 @@ struct listener_cfg {
     char hexdump_file[256];          /* "" = stderr */
     struct capture *capture;         /* runtime: tap_global_start(), shared by path */
     struct hexlog *hexlog;           /* runtime: likewise */
+    struct toxic_spec *toxics;       /* --toxic: the listener's initial toxics */
+    size_t ntoxics;
 };
 
 struct ferry_cfg {

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/loop.h"
 #include "policy/limits.h"
+#include "stage/toxic.h"
 #include "upstream/balancer.h"
 #include "upstream/health.h"
 
@@ -44,6 +45,7 @@ struct listener_shared {
     int has_ipc, has_rate;
     struct health_shared health[CFG_MAX_UPSTREAMS];
     int checks_on;
+    struct toxic_slot toxics;        /* --toxic and the API; sessions read it */
 };
 
 /* A configured listener as seen by one worker. */

@@ -116,6 +116,13 @@ static void leg_start(struct tap *t, enum tap_leg leg, const struct net_addr *si
     struct ptcp_end a, b;
     end_of(side0, &a);
     end_of(side1, &b);
+    /* A failed getsockname() leaves ferry's end unknown: keep the leg in
+     * one family, with a zero address, rather than mix v4 and v6. */
+    if (a.family != b.family) {
+        struct ptcp_end *unknown = leg == TAP_CLIENT ? &b : &a;
+        unknown->family = leg == TAP_CLIENT ? a.family : b.family;
+        memset(unknown->ip, 0, sizeof(unknown->ip));
+    }
     ptcp_leg_init(&t->leg[leg], &a, &b, isn(t->id, t->now_us, 2 * leg), isn(t->id, t->now_us, 2 * leg + 1));
     t->leg_on[leg] = 1;
     ptcp_handshake(&t->leg[leg], emit, t);
@@ -127,6 +134,11 @@ static int sender(enum tap_leg leg, int from_peer)
 {
     int peer = leg == TAP_CLIENT ? 0 : 1;
     return from_peer ? peer : !peer;
+}
+
+int tap_enabled(const struct listener_cfg *cfg)
+{
+    return cfg->capture || cfg->hexlog;
 }
 
 struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const struct net_addr *client,
