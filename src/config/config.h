@@ -13,12 +13,15 @@
 #include "net/addr.h"
 #include "policy/acl.h"
 #include "policy/limits.h"
+#include "stage/capfilter.h"
 
 enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LOCAL = 8 };
 #define MODE_ALL (MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER | MODE_SS_LOCAL)
 #define MODE_SS (MODE_SS_SERVER | MODE_SS_LOCAL)
 
 struct replay;
+struct capture;
+struct hexlog;
 struct toxic_spec;
 
 #define CFG_MAX_LISTEN 16
@@ -105,6 +108,14 @@ struct listener_cfg {
 
     struct replay *replay;   /* runtime (ss-server): salts seen, all workers */
 
+    /* Capture and hexdump (src/stage/, docs/CAPTURE.md). */
+    char capture_path[256];          /* --capture FILE; "" = none */
+    uint64_t capture_rotate;         /* bytes; 0 = one file */
+    struct capfilter capture_filter; /* no terms: every session */
+    int hexdump;
+    char hexdump_file[256];          /* "" = stderr */
+    struct capture *capture;         /* runtime: tap_global_start(), shared by path */
+    struct hexlog *hexlog;           /* runtime: likewise */
     struct toxic_spec *toxics;       /* --toxic: the listener's initial toxics */
     size_t ntoxics;
 };

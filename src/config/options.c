@@ -415,6 +415,61 @@ bad:
     return -1;
 }
 
+/* "N", "Nk", "NM", "NG" (powers of 1024) -> bytes. */
+int opt_parse_size(const char *s, uint64_t *bytes)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > (1ull << 40)) return -1;
+    }
+    if (i == 0) return -1;
+    const char *units = "kMG";
+    const char *u = s[i] ? strchr(units, s[i]) : NULL;
+    if (s[i] && (!u || s[i + 1])) return -1;
+    if (u) v <<= 10 * (unsigned)(u - units + 1);
+    *bytes = v;
+    return 0;
+}
+
+static int parse_capture(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    if (!*v) {
+        snprintf(e, n, "expected a file name");
+        return -1;
+    }
+    return parse_text(l->capture_path, sizeof(l->capture_path), v, e, n);
+}
+
+static int parse_capture_rotate(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    if (opt_parse_size(v, &l->capture_rotate) < 0 || (l->capture_rotate && l->capture_rotate < 1024)) {
+        snprintf(e, n, "'%.40s': expected a size like 500k, 10M or 1G (at least 1k; 0 = never)", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_capture_filter(void *b, const char *v, char *e, size_t n)
+{
+    return capfilter_parse(&((struct listener_cfg *)b)->capture_filter, v, e, n);
+}
+
+/* A file for the dump implies --hexdump. */
+static int parse_hexdump_file(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    if (!*v) {
+        snprintf(e, n, "expected a file name");
+        return -1;
+    }
+    l->hexdump = 1;
+    return parse_text(l->hexdump_file, sizeof(l->hexdump_file), v, e, n);
+}
+
 /* --toxic TYPE[:key=value,...], repeatable: applied in the order given. */
 static int parse_toxic(void *base, const char *val, char *err, size_t errlen)
 {
@@ -554,6 +609,16 @@ const struct opt_def opt_table[] = {
       "N", "listen() backlog" },
     { "no-splice", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(no_splice), 0, 1, NULL, NULL,
       NULL, "copy through user space instead of zero-copy splice()" },
+    { "capture", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_capture,
+      "FILE.pcap", "record both legs of every session as TCP/IP packets in a pcap file (Wireshark, tshark)" },
+    { "capture-rotate", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_capture_rotate,
+      "SIZE", "start a new capture file when one exceeds SIZE (500k, 10M, 1G): x.pcap, x.1.pcap, ..." },
+    { "capture-filter", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_capture_filter,
+      "client=CIDR,port=N", "capture only these sessions (terms of a kind OR'ed, kinds AND'ed; port: upstream's)" },
+    { "hexdump", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(hexdump), 0, 1, NULL, NULL,
+      NULL, "log every chunk of every session as an xxd-style dump (stderr unless --hexdump-file)" },
+    { "hexdump-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_hexdump_file,
+      "FILE", "append the hexdump to FILE instead of stderr (implies --hexdump)" },
     { "password", 'k', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password,
       "PASSWORD", "Shadowsocks password (prefer --password-file: argv is visible in ps)" },
     { "password-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password_file,
@@ -721,6 +786,11 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
         return -1;
     }
     if ((l->mode & MODE_SS) && finish_ss(l, err, errlen) < 0) return -1;
+    if (!l->capture_path[0] && (l->capture_rotate || l->capture_filter.nnets || l->capture_filter.nports)) {
+        snprintf(err, errlen, "%s: --capture-%s needs --capture FILE", l->name,
+                 l->capture_rotate ? "rotate" : "filter");
+        return -1;
+    }
     if (cfg_socks_front(l) && any_public_listen(l) && !l->nusers && !l->client_acl.n && !l->open) {
         snprintf(err, errlen, "refusing to run an open SOCKS proxy on a public address: add --user, "
                  "--allow CIDR, or --open if that is really what you want");

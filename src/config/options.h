@@ -8,6 +8,7 @@
 #define FERRY_OPTIONS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/config.h"
 
@@ -47,5 +48,7 @@ int opt_apply(const struct opt_def *o, struct ferry_cfg *g, struct listener_cfg 
 int opt_defaults(struct ferry_cfg *g, struct listener_cfg *l, char *err, size_t errlen);
 
 int opt_parse_duration(const char *s, unsigned *ms);
+/* "N", "Nk", "NM", "NG" (powers of 1024) -> bytes; 0 or -1. */
+int opt_parse_size(const char *s, uint64_t *bytes);
 
 #endif

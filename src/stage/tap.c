@@ -1,67 +1,280 @@
-/* tap.c - see tap.h. Placeholder while capture and hexdump are built: no
- * listener records anything yet, so no session gets a tap. */
+/* tap.c - see tap.h. A session's tap turns socket events into synthesized
+ * packets (pcap_tcp.h) for its listener's capture file (capture.h), and
+ * application bytes into dumps (hexlog.h).
+ *
+ * Legs: on the client leg the client opened the connection (side 0) and
+ * ferry's accepted socket is side 1; on the upstream leg ferry is side 0
+ * and the server side 1. Each leg gets its SYN exchange when it becomes
+ * known (accept, tap_upstream), so a leg in the file always starts like a
+ * real connection and its sequence numbers count exactly the bytes that
+ * crossed the socket, whatever the capture dropped.
+ */
 #include "stage/tap.h"
 
-int tap_global_start(struct ferry_cfg *cfg, char *err, size_t errlen)
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stage/capture.h"
+#include "stage/hexlog.h"
+#include "stage/pcap_tcp.h"
+
+/* Packets of the client leg kept while a port filter waits for the
+ * upstream's port; beyond, they are dropped (counted). */
+#define TAP_PENDING_MAX (64u << 10)
+
+struct tap {
+    struct capture *cap;          /* NULL: this session is not captured */
+    struct hexlog *hex;           /* NULL: not dumped */
+    const struct capfilter *filter;
+    uint64_t id;
+    int64_t now_us;               /* timestamp of the event being recorded */
+    struct ptcp_leg leg[2];
+    uint8_t leg_on[2];
+    uint8_t pending;              /* port filter undecided: packets go to pend */
+    uint8_t *pend;                /* [i64 ts][u32 hlen][u32 n][hdr][payload]... */
+    size_t pend_len;
+    uint64_t hex_off[2];          /* bytes dumped: [0] client>upstream, [1] back */
+};
+
+static int64_t wall_us(void)
 {
-    (void)cfg;
-    (void)err;
-    (void)errlen;
-    return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-void tap_global_stop(struct ferry_cfg *cfg) { (void)cfg; }
+/* ISNs only need to differ between legs and sessions, as real ones do. */
+static uint32_t isn(uint64_t id, int64_t now, unsigned k)
+{
+    uint64_t z = id * 0x9e3779b97f4a7c15ull + (uint64_t)now + k * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)(z ^ (z >> 31));
+}
+
+static void end_of(const struct net_addr *a, struct ptcp_end *e)
+{
+    size_t len;
+    const uint8_t *ip = net_addr_ip(a, &len);
+    memset(e, 0, sizeof(*e));
+    e->family = len == 4 ? 4 : 6;
+    memcpy(e->ip, ip, len);
+    e->port = net_addr_port(a);
+}
+
+static void pend_add(struct tap *t, const uint8_t *hdr, size_t hlen, const uint8_t *payload, size_t n)
+{
+    uint32_t lens[2] = { (uint32_t)hlen, (uint32_t)n };
+    size_t need = sizeof(t->now_us) + sizeof(lens) + hlen + n;
+    if (t->pend_len + need > TAP_PENDING_MAX) {
+        capture_count_drop(t->cap);
+        return;
+    }
+    if (!t->pend && !(t->pend = malloc(TAP_PENDING_MAX))) {
+        capture_count_drop(t->cap);
+        return;
+    }
+    uint8_t *o = t->pend + t->pend_len;
+    memcpy(o, &t->now_us, sizeof(t->now_us));
+    memcpy(o + sizeof(t->now_us), lens, sizeof(lens));
+    o += sizeof(t->now_us) + sizeof(lens);
+    memcpy(o, hdr, hlen);
+    if (n) memcpy(o + hlen, payload, n);
+    t->pend_len += need;
+}
+
+static void emit(void *ctx, const uint8_t *hdr, size_t hlen, const uint8_t *payload, size_t n)
+{
+    struct tap *t = ctx;
+    if (t->pending) pend_add(t, hdr, hlen, payload, n);
+    else capture_put(t->cap, t->now_us, hdr, hlen, payload, n);
+}
+
+/* The port filter has spoken: what waited goes to the file, or away. */
+static void pend_settle(struct tap *t, int keep)
+{
+    for (size_t off = 0; keep && off < t->pend_len;) {
+        int64_t ts;
+        uint32_t lens[2];
+        memcpy(&ts, t->pend + off, sizeof(ts));
+        memcpy(lens, t->pend + off + sizeof(ts), sizeof(lens));
+        const uint8_t *hdr = t->pend + off + sizeof(ts) + sizeof(lens);
+        capture_put(t->cap, ts, hdr, lens[0], hdr + lens[0], lens[1]);
+        off += sizeof(ts) + sizeof(lens) + lens[0] + lens[1];
+    }
+    free(t->pend);
+    t->pend = NULL;
+    t->pend_len = 0;
+    t->pending = 0;
+    if (!keep) t->cap = NULL;
+}
+
+static void leg_start(struct tap *t, enum tap_leg leg, const struct net_addr *side0, const struct net_addr *side1)
+{
+    struct ptcp_end a, b;
+    end_of(side0, &a);
+    end_of(side1, &b);
+    /* A failed getsockname() leaves ferry's end unknown: keep the leg in
+     * one family, with a zero address, rather than mix v4 and v6. */
+    if (a.family != b.family) {
+        struct ptcp_end *unknown = leg == TAP_CLIENT ? &b : &a;
+        unknown->family = leg == TAP_CLIENT ? a.family : b.family;
+        memset(unknown->ip, 0, sizeof(unknown->ip));
+    }
+    ptcp_leg_init(&t->leg[leg], &a, &b, isn(t->id, t->now_us, 2 * leg), isn(t->id, t->now_us, 2 * leg + 1));
+    t->leg_on[leg] = 1;
+    ptcp_handshake(&t->leg[leg], emit, t);
+}
+
+/* Which side of the leg sent: the peer is side 0 of the client leg (it
+ * connected to ferry) and side 1 of the upstream leg (ferry connected). */
+static int sender(enum tap_leg leg, int from_peer)
+{
+    int peer = leg == TAP_CLIENT ? 0 : 1;
+    return from_peer ? peer : !peer;
+}
 
 int tap_enabled(const struct listener_cfg *cfg)
 {
-    (void)cfg;
-    return 0;
+    return cfg->capture || cfg->hexlog;
 }
 
 struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const struct net_addr *client,
                      const struct net_addr *local)
 {
-    (void)cfg;
-    (void)sess_id;
-    (void)client;
-    (void)local;
-    return NULL;
+    struct capture *cap = cfg->capture;
+    if (cap) {
+        size_t len;
+        const uint8_t *ip = net_addr_ip(client, &len);
+        if (!capfilter_client_ok(&cfg->capture_filter, len == 4 ? 4 : 6, ip)) cap = NULL;
+    }
+    if (!cap && !cfg->hexlog) return NULL;
+    struct tap *t = calloc(1, sizeof(*t));
+    if (!t) {
+        if (cap) capture_count_drop(cap);
+        return NULL;
+    }
+    t->cap = cap;
+    t->hex = cfg->hexlog;
+    t->filter = &cfg->capture_filter;
+    t->id = sess_id;
+    t->now_us = wall_us();
+    t->pending = cap && cfg->capture_filter.nports;
+    if (cap) leg_start(t, TAP_CLIENT, client, local);
+    return t;
 }
 
 void tap_upstream(struct tap *t, const struct net_addr *local, const struct net_addr *remote)
 {
-    (void)t;
-    (void)local;
-    (void)remote;
+    if (!t || !t->cap || t->leg_on[TAP_UPSTREAM]) return;
+    t->now_us = wall_us();
+    if (t->pending) pend_settle(t, capfilter_port_ok(t->filter, net_addr_port(remote)));
+    if (t->cap) leg_start(t, TAP_UPSTREAM, local, remote);
 }
 
 void tap_bytes(struct tap *t, enum tap_leg leg, int from_peer, const void *p, size_t n)
 {
-    (void)t;
-    (void)leg;
-    (void)from_peer;
-    (void)p;
-    (void)n;
+    if (!t || !t->cap || !t->leg_on[leg] || !n) return;
+    t->now_us = wall_us();
+    ptcp_data(&t->leg[leg], sender(leg, from_peer), p, n, emit, t);
 }
 
 void tap_plain(struct tap *t, int up, const void *p, size_t n)
 {
-    (void)t;
-    (void)up;
-    (void)p;
-    (void)n;
+    if (!t || !t->hex || !n) return;
+    hexlog_put(t->hex, wall_us(), t->id, up, &t->hex_off[up ? 0 : 1], p, n);
 }
 
 void tap_fin(struct tap *t, enum tap_leg leg, int from_peer)
 {
-    (void)t;
-    (void)leg;
-    (void)from_peer;
+    if (!t || !t->cap || !t->leg_on[leg]) return;
+    t->now_us = wall_us();
+    ptcp_fin(&t->leg[leg], sender(leg, from_peer), emit, t);
 }
 
 void tap_close(struct tap *t, int rst_client, int rst_upstream)
 {
-    (void)t;
-    (void)rst_client;
-    (void)rst_upstream;
+    if (!t) return;
+    t->now_us = wall_us();
+    for (int leg = 0; t->cap && leg < 2; leg++) {
+        if (!t->leg_on[leg]) continue;
+        int ferry = sender((enum tap_leg)leg, 0);
+        if (leg == TAP_CLIENT ? rst_client : rst_upstream) {
+            ptcp_rst(&t->leg[leg], ferry, emit, t);
+        } else {
+            ptcp_fin(&t->leg[leg], ferry, emit, t);
+            ptcp_fin(&t->leg[leg], !ferry, emit, t);
+        }
+    }
+    /* Still undecided: the session never reached an upstream, so no port
+     * could match. */
+    if (t->pending) pend_settle(t, 0);
+    free(t);
+}
+
+/* The listener before l (in cfg order) whose capture or hexdump goes to
+ * the same place, so that they share one file and one writer. */
+static const struct listener_cfg *same_capture(const struct ferry_cfg *cfg, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (cfg->listeners[j].capture && strcmp(cfg->listeners[j].capture_path, cfg->listeners[i].capture_path) == 0)
+            return &cfg->listeners[j];
+    return NULL;
+}
+
+static const struct listener_cfg *same_hexlog(const struct ferry_cfg *cfg, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (cfg->listeners[j].hexlog && strcmp(cfg->listeners[j].hexdump_file, cfg->listeners[i].hexdump_file) == 0)
+            return &cfg->listeners[j];
+    return NULL;
+}
+
+static int start_one(struct ferry_cfg *cfg, size_t i, char *err, size_t errlen)
+{
+    struct listener_cfg *l = &cfg->listeners[i];
+    if (l->capture_path[0]) {
+        const struct listener_cfg *o = same_capture(cfg, i);
+        if (o && o->capture_rotate != l->capture_rotate) {
+            snprintf(err, errlen, "listeners %s and %s write to --capture '%.200s' with different --capture-rotate",
+                     o->name, l->name, l->capture_path);
+            return -1;
+        }
+        l->capture = o ? o->capture : capture_open(l->capture_path, l->capture_rotate, err, errlen);
+        if (!l->capture) return -1;
+    }
+    if (l->hexdump) {
+        const struct listener_cfg *o = same_hexlog(cfg, i);
+        l->hexlog = o ? o->hexlog : hexlog_open(l->hexdump_file, err, errlen);
+        if (!l->hexlog) return -1;
+    }
+    return 0;
+}
+
+int tap_global_start(struct ferry_cfg *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (start_one(cfg, i, err, errlen) < 0) {
+            tap_global_stop(cfg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void tap_global_stop(struct ferry_cfg *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct capture *c = cfg->listeners[i].capture;
+        struct hexlog *h = cfg->listeners[i].hexlog;
+        /* Shared ones are closed once: forget them everywhere first. */
+        for (size_t j = i; j < cfg->nlisteners; j++) {
+            if (c && cfg->listeners[j].capture == c) cfg->listeners[j].capture = NULL;
+            if (h && cfg->listeners[j].hexlog == h) cfg->listeners[j].hexlog = NULL;
+        }
+        capture_close(c);
+        hexlog_close(h);
+    }
 }

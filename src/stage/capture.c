@@ -1,0 +1,156 @@
+/* capture.c - see capture.h. */
+#include "stage/capture.h"
+
+#include <errno.h>
+#include <pcap/pcap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "obs/log.h"
+#include "stage/pcap_tcp.h"
+#include "stage/spool.h"
+
+/* Each of the spool's two buffers. At a few hundred MB/s of relayed
+ * traffic this is tens of milliseconds of disk stall absorbed before
+ * records are dropped. */
+#define CAPTURE_SPOOL_BYTES (8u << 20)
+
+struct capture {
+    char path[256];
+    uint64_t rotate;
+    unsigned fileno;
+    pcap_t *dead;                 /* the "handle" the dump API needs */
+    pcap_dumper_t *d;             /* NULL after a failed rotation */
+    struct spool *sp;
+    uint64_t packets, lost;       /* writer thread: written; not written (file error) */
+    int write_failed;
+};
+
+/* What precedes each packet in the spool. */
+struct cap_rec {
+    int64_t ts_us;
+};
+
+void capture_file_name(const char *path, unsigned i, char *out, size_t outlen)
+{
+    if (i == 0) {
+        snprintf(out, outlen, "%s", path);
+        return;
+    }
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    /* An extension is a dot in the last path component, not its first
+     * character ("dir/.pcap" has none). */
+    if (!dot || dot == path || (slash && dot <= slash + 1))
+        snprintf(out, outlen, "%s.%u", path, i);
+    else
+        snprintf(out, outlen, "%.*s.%u%s", (int)(dot - path), path, i, dot);
+}
+
+static pcap_dumper_t *open_file(struct capture *c, const char *name, char *err, size_t errlen)
+{
+    pcap_dumper_t *d = pcap_dump_open(c->dead, name);
+    if (!d) snprintf(err, errlen, "--capture '%.200s': %s", name, pcap_geterr(c->dead));
+    return d;
+}
+
+static void rotate(struct capture *c)
+{
+    char name[300], err[512];
+    pcap_dump_close(c->d);
+    capture_file_name(c->path, ++c->fileno, name, sizeof(name));
+    c->d = open_file(c, name, err, sizeof(err));
+    if (!c->d) log_error("%s; capture stopped", err);
+}
+
+static void on_record(void *ctx, uint8_t *rec, size_t len)
+{
+    struct capture *c = ctx;
+    struct cap_rec r;
+    if (!c->d || len < sizeof(r)) {
+        c->lost++;
+        return;
+    }
+    memcpy(&r, rec, sizeof(r));
+    uint8_t *pkt = rec + sizeof(r);
+    size_t plen = len - sizeof(r);
+    ptcp_checksum_fill(pkt, plen);
+    struct pcap_pkthdr h;
+    h.ts.tv_sec = (time_t)(r.ts_us / 1000000);
+    h.ts.tv_usec = (suseconds_t)(r.ts_us % 1000000);
+    h.caplen = h.len = (bpf_u_int32)plen;
+    pcap_dump((u_char *)c->d, &h, pkt);
+    c->packets++;
+    if (c->rotate && (uint64_t)pcap_dump_ftell64(c->d) >= c->rotate) rotate(c);
+}
+
+static void on_batch_done(void *ctx)
+{
+    struct capture *c = ctx;
+    if (c->d && pcap_dump_flush(c->d) < 0 && !c->write_failed) {
+        c->write_failed = 1;   /* once: a full disk would repeat it for every batch */
+        log_error("capture '%s': write failed: %s", c->path, strerror(errno));
+    }
+}
+
+static const struct spool_ops capture_spool_ops = { on_record, on_batch_done };
+
+struct capture *capture_open(const char *path, uint64_t rotate_bytes, char *err, size_t errlen)
+{
+    struct capture *c = calloc(1, sizeof(*c));
+    char name[300];
+    if (!c) {
+        snprintf(err, errlen, "--capture '%.200s': out of memory", path);
+        return NULL;
+    }
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    c->rotate = rotate_bytes;
+    /* DLT_RAW is written as LINKTYPE_RAW: each packet starts with its IP
+     * header, version 4 or 6. */
+    c->dead = pcap_open_dead(DLT_RAW, 65535);
+    if (!c->dead) {
+        snprintf(err, errlen, "--capture '%.200s': pcap_open_dead failed", path);
+        free(c);
+        return NULL;
+    }
+    if (!(c->d = open_file(c, path, err, errlen))) goto fail;
+    snprintf(name, sizeof(name), "capture '%s'", path);
+    if (!(c->sp = spool_new(CAPTURE_SPOOL_BYTES, &capture_spool_ops, c, name, err, errlen))) {
+        pcap_dump_close(c->d);
+        goto fail;
+    }
+    return c;
+fail:
+    pcap_close(c->dead);
+    free(c);
+    return NULL;
+}
+
+const char *capture_path(const struct capture *c) { return c->path; }
+uint64_t capture_rotate_size(const struct capture *c) { return c->rotate; }
+
+int capture_put(struct capture *c, int64_t ts_us, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
+                size_t n)
+{
+    struct cap_rec r = { ts_us };
+    struct spool_part parts[3] = { { &r, sizeof(r) }, { hdr, hlen }, { payload, n } };
+    return spool_put(c->sp, parts, 3);
+}
+
+void capture_count_drop(struct capture *c) { spool_count_drop(c->sp); }
+
+void capture_close(struct capture *c)
+{
+    if (!c) return;
+    uint64_t dropped = spool_close(c->sp) + c->lost;
+    if (c->d) pcap_dump_close(c->d);
+    pcap_close(c->dead);
+    if (dropped)
+        log_warn("capture '%s': %llu packets written, %llu dropped (the disk did not keep up)", c->path,
+                 (unsigned long long)c->packets, (unsigned long long)dropped);
+    else
+        log_info("capture '%s': %llu packets written in %u file%s", c->path, (unsigned long long)c->packets,
+                 c->fileno + 1, c->fileno ? "s" : "");
+    free(c);
+}
