@@ -110,6 +110,8 @@ struct ferry_cfg {
     unsigned global_maxconn; /* sessions of all listeners; 0 = no limit */
     int log_level;
     unsigned drain_timeout_ms;
+    struct net_addr api_addr;                 /* --api: toxiproxy-compatible HTTP API */
+    int has_api, api_open;
     struct listener_cfg *listeners;
     size_t nlisteners;
     const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */

@@ -245,6 +245,14 @@ static int parse_log_level(void *base, const char *val, char *err, size_t errlen
     return 0;
 }
 
+static int parse_api(void *base, const char *val, char *err, size_t errlen)
+{
+    struct ferry_cfg *g = base;
+    if (net_addr_parse(val, &g->api_addr, err, errlen) < 0) return -1;
+    g->has_api = 1;
+    return 0;
+}
+
 /* "IP", "IP:PORT", "v6", "[v6]" or "[v6]:PORT" -> "IP:PORT" / "[v6]:PORT"
  * appended to the comma-separated list c-ares takes. */
 static int parse_dns(void *base, const char *val, char *err, size_t errlen)
@@ -534,6 +542,10 @@ const struct opt_def opt_table[] = {
       "LEVEL", "quiet, error, warn, info (one line per session) or debug" },
     { "drain-timeout", 0, OPT_DURATION, SCOPE_GLOBAL, MODE_ALL, G(drain_timeout_ms), 0, 3600000,
       "10s", NULL, "DUR", "on SIGTERM/SIGINT, wait this long for sessions to finish" },
+    { "api", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_api,
+      "ADDR", "serve toxiproxy's HTTP API (proxies, toxics) here; loopback only unless --api-open" },
+    { "api-open", 0, OPT_FLAG, SCOPE_GLOBAL, MODE_ALL, G(api_open), 0, 1, NULL, NULL,
+      NULL, "allow --api on a non-loopback address: whoever reaches it can open relays and break traffic" },
     { NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 };
 
