@@ -14,6 +14,7 @@
 #include "crypto/replay.h"
 #include "net/sock.h"
 #include "obs/log.h"
+#include "stage/tap.h"
 
 static unsigned thread_count(const struct ferry_cfg *cfg)
 {
@@ -114,9 +115,14 @@ static int run(struct ferry_cfg *cfg)
         return 1;
     }
 
+    if (tap_global_start(cfg, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
+        return 1;
+    }
     struct worker *ws = workers_create(cfg, n, err, sizeof(err));
     if (!ws) {
         log_plain("%s", err);
+        tap_global_stop(cfg);
         return 1;
     }
     if (workers_start(ws, n) < 0) {
@@ -137,6 +143,7 @@ static int run(struct ferry_cfg *cfg)
     for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
     workers_join_and_free(ws, n);
     api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
+    tap_global_stop(cfg);   /* after the workers: no session writes any more */
     return code;
 }
 

@@ -65,6 +65,7 @@ static void proxy_free(struct ctl_proxy *p)
         free(p->own);
     }
     if (p->dynamic && p->sh) {
+        toxic_slot_destroy(&p->sh->toxics);
         admit_shared_free(p->sh);
         free(p->sh);
     }
@@ -257,6 +258,7 @@ static int op_create(void *ctx, const struct api_proxy_req *req, char *err, size
         proxy_free(p);
         return 500;
     }
+    toxic_slot_init(&p->sh->toxics);
     if (rt_attach(&c->rt, p->cfg, p->sh, err, errlen) < 0) {
         proxy_free(p);
         return 500;

@@ -19,6 +19,7 @@ enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LO
 #define MODE_SS (MODE_SS_SERVER | MODE_SS_LOCAL)
 
 struct replay;
+struct toxic_spec;
 
 #define CFG_MAX_LISTEN 16
 #define CFG_MAX_UPSTREAMS 64
@@ -103,6 +104,9 @@ struct listener_cfg {
     unsigned pool, pool_max_age_ms;  /* ss-local: connections opened ahead, per worker */
 
     struct replay *replay;   /* runtime (ss-server): salts seen, all workers */
+
+    struct toxic_spec *toxics;       /* --toxic: the listener's initial toxics */
+    size_t ntoxics;
 };
 
 struct ferry_cfg {

@@ -9,6 +9,7 @@
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "obs/log.h"
+#include "stage/toxic.h"
 
 #define G(field) offsetof(struct ferry_cfg, field)
 #define L(field) offsetof(struct listener_cfg, field)
@@ -422,6 +423,32 @@ bad:
     return -1;
 }
 
+/* --toxic TYPE[:key=value,...], repeatable: applied in the order given. */
+static int parse_toxic(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    struct toxic_spec t;
+    if (toxic_spec_parse(val, &t, err, errlen) < 0) return -1;
+    for (size_t i = 0; i < l->ntoxics; i++) {
+        if (strcmp(l->toxics[i].name, t.name) == 0) {
+            snprintf(err, errlen, "two toxics named '%s' (add name=...)", t.name);
+            return -1;
+        }
+    }
+    if (l->ntoxics == 64) {
+        snprintf(err, errlen, "too many toxics (max 64)");
+        return -1;
+    }
+    struct toxic_spec *n = realloc(l->toxics, (l->ntoxics + 1) * sizeof(*n));
+    if (!n) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    l->toxics = n;
+    l->toxics[l->ntoxics++] = t;
+    return 0;
+}
+
 static int parse_hours(void *b, const char *v, char *e, size_t n)
 {
     return timewin_parse(v, &((struct listener_cfg *)b)->hours, e, n);
@@ -534,6 +561,9 @@ const struct opt_def opt_table[] = {
       "8s", NULL, "DUR", "replace a pooled connection this old (keep it below the server's handshake timeout)" },
     { "open", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(open), 0, 1, NULL, NULL,
       NULL, "allow a SOCKS listener on a public address without users or --allow rules" },
+    { "toxic", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_toxic,
+      "TYPE[:key=value,...]", "inject a fault, as toxiproxy's toxics: latency, bandwidth, slow_close, timeout, "
+      "reset_peer, slicer, limit_data, bitflip (repeatable; see docs/TOXICS.md)" },
     { "global-maxconn", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(global_maxconn), 0, 10000000, "0", NULL,
       "N", "at most N sessions in the whole process (0 = no limit)" },
     { "threads", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(threads), 0, 256, "0", NULL,
@@ -705,6 +735,7 @@ void cfg_free(struct ferry_cfg *c)
         if (l->replay) replay_free(l->replay);
         acl_free(&l->client_acl);
         acl_free(&l->dest_acl);
+        free(l->toxics);
     }
     free(c->listeners);
     c->listeners = NULL;

@@ -25,7 +25,6 @@ int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg
         return -1;
     }
     pthread_mutex_init(&sh->lock, NULL);
-    toxic_slot_init(&sh->toxics);
     if (cfg->maxconn_per_ip) {
         /* Every counted IP holds at least one open socket, so the open-files
          * limit bounds how many can be counted at once. */
@@ -48,7 +47,6 @@ void admit_shared_free(struct listener_shared *sh)
     if (sh->has_ipc) ipcount_free(&sh->ipc);
     if (sh->has_rate) rate_free(&sh->rate);
     sh->has_ipc = sh->has_rate = 0;
-    toxic_slot_destroy(&sh->toxics);
     pthread_mutex_destroy(&sh->lock);
 }
 

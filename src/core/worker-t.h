@@ -46,7 +46,7 @@ struct listener_shared {
     int has_ipc, has_rate;
     struct health_shared health[CFG_MAX_UPSTREAMS];
     int checks_on;
-    struct toxic_slot toxics;        /* the listener's current toxics */
+    struct toxic_slot toxics;        /* --toxic and the API; sessions read it */
 };
 
 /* A configured listener as seen by one worker. */

@@ -307,7 +307,10 @@ static void worker_destroy(struct worker *w)
 
 static void shared_free(struct listener_shared *sh, size_t n)
 {
-    for (size_t i = 0; sh && i < n; i++) admit_shared_free(&sh[i]);
+    for (size_t i = 0; sh && i < n; i++) {
+        admit_shared_free(&sh[i]);
+        toxic_slot_destroy(&sh[i].toxics);
+    }
     free(sh);
 }
 
@@ -320,8 +323,21 @@ struct worker *workers_create(const struct ferry_cfg *cfg, unsigned n, char *err
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (; nsh < cfg->nlisteners; nsh++)
-        if (admit_shared_init(&sh[nsh], &cfg->listeners[nsh], err, errlen) < 0) goto fail;
+    for (; nsh < cfg->nlisteners; nsh++) {
+        const struct listener_cfg *lc = &cfg->listeners[nsh];
+        if (admit_shared_init(&sh[nsh], lc, err, errlen) < 0) goto fail;
+        toxic_slot_init(&sh[nsh].toxics);
+        if (lc->ntoxics) {
+            struct toxic_set *set = toxic_set_new(lc->toxics, lc->ntoxics);
+            if (!set) {
+                snprintf(err, errlen, "out of memory");
+                admit_shared_free(&sh[nsh]);
+                toxic_slot_destroy(&sh[nsh].toxics);
+                goto fail;
+            }
+            toxic_slot_publish(&sh[nsh].toxics, set);
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
         if (worker_init(&ws[i], (int)i, cfg, sh, err, errlen) < 0) {
             for (unsigned j = 0; j <= i; j++) worker_destroy(&ws[j]);

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "stage/tap.h"
+
 /* Bytes asked of one splice() into a kernel pipe: the default pipe holds
  * 64 KiB (16 pages); asking more only returns short. */
 #define SPLICE_CHUNK (64u * 1024u)
@@ -28,6 +30,7 @@ static int half_flush(struct half *h, struct pump_ctx *c)
             if (errno == EINTR) continue;
             return errno == EAGAIN ? 0 : -1;
         }
+        if (c->tap) tap_bytes(c->tap, !c->src_leg, 0, buf_rptr(h->buf), (size_t)n);
         buf_consumed(h->buf, (uint32_t)n);
         c->progressed = 1;
     }
@@ -68,6 +71,7 @@ static ssize_t recv_into(struct buf **slot, struct pump_ctx *c)
     }
     ssize_t n = recv(c->src_fd, buf_wptr(*slot), c->last_ask, 0);
     if (n > 0) {
+        if (c->tap) tap_bytes(c->tap, c->src_leg, 1, buf_wptr(*slot), (size_t)n);
         buf_produced(*slot, (uint32_t)n);
     } else if (buf_empty(*slot)) {
         int e = errno;
@@ -124,7 +128,10 @@ static int half_transform(struct half *h, struct pump_ctx *c)
         return -1;
     buf_consumed(h->raw, (uint32_t)used);
     buf_produced(h->buf, (uint32_t)made);
-    if (h->codec->counts_output) h->bytes += made;
+    if (h->codec->counts_output) {
+        h->bytes += made;
+        if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->buf) - made, made);
+    }
     if (buf_empty(h->raw)) {
         buf_put(c->bufs, h->raw);
         h->raw = NULL;
@@ -159,6 +166,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
                 /* Failure only means the sink is already gone; the other
                  * direction will see that on its own. */
                 (void)shutdown(c->dst_fd, SHUT_WR);
+                if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
                 h->shut = 1;
                 c->progressed = 1;
             }
@@ -172,11 +180,15 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
              * epoll says when more comes; reading again would only earn an
              * EAGAIN. */
             if ((size_t)n < c->last_ask) c->src_drained = 1;
-            if (!h->codec || !h->codec->counts_output) h->bytes += (uint64_t)n;
+            if (!h->codec || !h->codec->counts_output) {
+                h->bytes += (uint64_t)n;
+                if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->codec ? h->raw : h->buf) - n, (size_t)n);
+            }
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
             c->progressed = 1;
         } else if (n == 0) {
             h->eof = 1;
+            if (c->tap) tap_fin(c->tap, c->src_leg, 1);
             c->progressed = 1;
         } else if (errno == EAGAIN) {
             return PUMP_OK;

@@ -31,6 +31,8 @@ struct pump_ctx {
     int progressed;            /* something was read or written */
     int src_drained;           /* a short read emptied the source this call */
     size_t last_ask;           /* bytes the last read asked for */
+    struct tap *tap;           /* observer of the bytes, or NULL */
+    int src_leg, up;           /* tap leg of the source; direction is client->upstream */
 };
 
 /* Bytes ready for the sink. */

@@ -18,6 +18,7 @@ struct wlistener;
 struct front_ops;
 struct resolver_query;
 struct resolved;
+struct tap;
 
 enum sess_state {
     SESS_HANDSHAKE,
@@ -137,6 +138,7 @@ struct session {
     struct sess_target *dest;         /* ss-local: what the client asked for */
     struct resolver_query *rq;
     struct resolved *targets;         /* resolved addresses to try, in order */
+    struct tap *tap;                  /* capture / hexdump, NULL when off */
 };
 
 #endif

@@ -22,6 +22,7 @@
 #include "relay/connect.h"
 #include "relay/pipe.h"
 #include "relay/ss_codec.h"
+#include "stage/tap.h"
 
 /* Bytes read per direction per wakeup before yielding to other sessions. */
 #define PUMP_BUDGET (512u * 1024u)
@@ -109,6 +110,8 @@ void sess_close(struct session *s, enum sess_end why)
     sess_log(s);
     connect_cleanup(s);
     loop_timer_cancel(w->loop, &s->timer);
+    if (s->tap) tap_close(s->tap, s->reset_client, s->reset_upstream);
+    s->tap = NULL;
     close_fd(w->loop, &s->cio, s->reset_client);
     close_fd(w->loop, &s->uio, s->reset_upstream);
     pipe_release(&s->up, &w->bufs, &w->pipes);
@@ -189,6 +192,9 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct ha
     c->progressed = 0;
     c->src_drained = 0;
     c->last_ask = 0;
+    c->tap = s->tap;
+    c->up = h == &s->up;
+    c->src_leg = c->up ? TAP_CLIENT : TAP_UPSTREAM;
 }
 
 /* After a failure reply: write it, send FIN, then read and discard what the
@@ -210,10 +216,12 @@ static void linger_client(struct session *s)
     }
     if (!s->down.shut && !s->silent) {
         (void)shutdown(s->cio.fd, SHUT_WR);
+        if (s->tap) tap_fin(s->tap, TAP_CLIENT, 0);
         s->down.shut = 1;
     }
     for (int i = 0; i < 16; i++) {
         ssize_t n = recv(s->cio.fd, junk, sizeof(junk), 0);
+        if (n > 0 && s->tap) tap_bytes(s->tap, TAP_CLIENT, 1, junk, (size_t)n);
         if (n > 0) continue;
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
         sess_close(s, END_NONE);
@@ -316,6 +324,7 @@ static void sess_pump_ex(struct session *s, int may_read)
 
 int sess_reply(struct session *s, const void *data, size_t len)
 {
+    if (s->tap) tap_plain(s->tap, 0, data, len);
     return sess_push_ready(s, &s->down, data, len);
 }
 
@@ -403,9 +412,14 @@ static void handshake_read(struct session *s)
     }
     ssize_t n = recv(s->cio.fd, buf_wptr(h->buf), room, 0);
     if (n > 0) {
+        if (s->tap) {
+            tap_bytes(s->tap, TAP_CLIENT, 1, buf_wptr(h->buf), (size_t)n);
+            tap_plain(s->tap, 1, buf_wptr(h->buf), (size_t)n);
+        }
         buf_produced(h->buf, (uint32_t)n);
         sess_handshake(s);
     } else if (n == 0) {
+        if (s->tap) tap_fin(s->tap, TAP_CLIENT, 1);
         sess_close(s, END_CLIENT_CLOSED);
     } else if (errno != EAGAIN && errno != EINTR) {
         sess_close(s, END_CLIENT_RESET);
@@ -455,8 +469,11 @@ void sess_relay_start(struct session *s, int fd)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
-    if (s->front && s->front->on_connected) {
+    if ((s->front && s->front->on_connected) || s->tap) {
         if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
+        if (s->tap) tap_upstream(s->tap, &bound, &s->upstream);
+    }
+    if (s->front && s->front->on_connected) {
         s->front->on_connected(s, &bound);
         if (s->state == SESS_CLOSED) return;
     }
@@ -551,6 +568,12 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int c
     w->nsessions++;
 
     sock_set_nodelay(fd);
+    if (tap_enabled(wl->cfg)) {
+        struct net_addr local;
+        if (sock_local_addr(fd, &local) < 0) memset(&local, 0, sizeof(local));
+        s->tap = tap_open(wl->cfg, s->id, peer, &local);
+        if (s->tap) s->splice = 0;   /* the tap must see the bytes */
+    }
     if (loop_io_add(w->loop, &s->cio, fd, 0, client_cb, s) < 0) {
         close(fd);
         sess_close(s, END_LOCAL_ERROR);   /* releases the admission counts */

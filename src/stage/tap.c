@@ -12,6 +12,12 @@ int tap_global_start(struct ferry_cfg *cfg, char *err, size_t errlen)
 
 void tap_global_stop(struct ferry_cfg *cfg) { (void)cfg; }
 
+int tap_enabled(const struct listener_cfg *cfg)
+{
+    (void)cfg;
+    return 0;
+}
+
 struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const struct net_addr *client,
                      const struct net_addr *local)
 {

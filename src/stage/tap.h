@@ -31,6 +31,10 @@ int tap_global_start(struct ferry_cfg *cfg, char *err, size_t errlen);
  * capture records were dropped, if any. */
 void tap_global_stop(struct ferry_cfg *cfg);
 
+/* Whether sessions of this listener get a tap at all (capture or hexdump
+ * configured): lets accept skip getsockname() when nothing records. */
+int tap_enabled(const struct listener_cfg *cfg);
+
 /* At accept: local is the accepted socket's own address. NULL when the
  * listener records nothing, or its --capture-filter rules the client out
  * and it has no hexdump. */
