@@ -74,10 +74,17 @@ static json_t *toxic_json(const struct toxic_spec *t)
                      "stream", toxic_stream_name(t->streams), "toxicity", t->toxicity, "attributes", attrs);
 }
 
+/* The current set (a reference), NULL if none. */
+static struct toxic_set *slot_get(struct toxic_slot *slot)
+{
+    unsigned gen;
+    return toxic_slot_acquire(slot, &gen);
+}
+
 static json_t *toxics_json(struct toxic_slot *slot)
 {
     json_t *a = json_array();
-    struct toxic_set *s = slot ? toxic_slot_acquire(slot, NULL) : NULL;
+    struct toxic_set *s = slot ? slot_get(slot) : NULL;
     for (size_t i = 0; s && i < s->n; i++) json_array_append_new(a, toxic_json(&s->t[i]));
     toxic_set_unref(s);
     return a;
@@ -256,7 +263,7 @@ static void proxy_update(const struct api_backend *b, size_t i, const char *body
 /* The proxy's current toxics, copied (n of them) into specs[MAX_TOXICS]. */
 static size_t current_toxics(struct toxic_slot *slot, struct toxic_spec *specs)
 {
-    struct toxic_set *s = toxic_slot_acquire(slot, NULL);
+    struct toxic_set *s = slot_get(slot);
     size_t n = s ? s->n : 0;
     if (n > MAX_TOXICS) n = MAX_TOXICS;
     if (n) memcpy(specs, s->t, n * sizeof(*specs));
@@ -422,7 +429,7 @@ static void reset(const struct api_backend *b, struct api_response *out)
                 return;
             }
         }
-        struct toxic_set *s = p.toxics ? toxic_slot_acquire(p.toxics, NULL) : NULL;
+        struct toxic_set *s = p.toxics ? slot_get(p.toxics) : NULL;
         int had = s && s->n;
         toxic_set_unref(s);
         if (had && publish(b, i, p.toxics, NULL, 0, out) < 0) return;
