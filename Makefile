@@ -26,7 +26,7 @@ SOAK_SECONDS ?= 180
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -pthread -MMD -MP
-LDLIBS  := -lcares -lcrypto -lyaml -lpcap -pthread
+LDLIBS  := -lcares -lcrypto -lyaml -lpcap -lhttp_parser -ljansson -lm -pthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

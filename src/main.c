@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/control.h"
+#include "api/server.h"
 #include "config/check.h"
 #include "config/cli.h"
 #include "core/privdrop.h"
@@ -65,6 +67,33 @@ static void wait_for_signals(struct worker *ws, unsigned n)
     }
 }
 
+/* The API can open relays to anywhere and break traffic on purpose, with no
+ * authentication (as toxiproxy's): reachable from the network, it would be
+ * an open proxy and a remote off switch. So loopback only, unless asked. */
+static int check_api(const struct ferry_cfg *cfg, char *err, size_t errlen)
+{
+    if (!cfg->has_api || cfg->api_open || net_addr_is_loopback(&cfg->api_addr)) return 0;
+    snprintf(err, errlen, "refusing to serve the API on a non-loopback address (it has no authentication): "
+             "use 127.0.0.1:PORT, or add --api-open if that is really what you want");
+    return -1;
+}
+
+static struct api_server *start_api(struct ferry_cfg *cfg, struct worker *ws, unsigned n,
+                                    struct api_ctl **ctl, struct api_backend *b)
+{
+    char err[512], a[NET_ADDR_STRLEN];
+    if (!cfg->has_api) return NULL;
+    if (!(*ctl = api_ctl_new(ws, n, cfg))) {
+        log_plain("api: out of memory");
+        return NULL;
+    }
+    api_ctl_backend(*ctl, b);
+    struct api_server *s = api_server_start(&cfg->api_addr, b, err, sizeof(err));
+    if (!s) log_plain("%s", err);
+    else if (log_enabled(LOG_ERROR)) log_plain("api listening on %s", net_addr_format(&cfg->api_addr, a, sizeof(a)));
+    return s;
+}
+
 static int run(struct ferry_cfg *cfg)
 {
     char err[512];
@@ -84,6 +113,10 @@ static int run(struct ferry_cfg *cfg)
     /* Blocked before threads exist, so only the main thread receives them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     sock_raise_nofile();
+    if (check_api(cfg, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
+        return 2;
+    }
     if (create_replay_filters(cfg, err, sizeof(err)) < 0) {
         log_plain("%s", err);
         return 1;
@@ -109,10 +142,19 @@ static int run(struct ferry_cfg *cfg)
         return 1;
     }
     announce(cfg, n);
-    wait_for_signals(ws, n);
+    struct api_ctl *ctl = NULL;
+    struct api_backend backend;
+    struct api_server *api = start_api(cfg, ws, n, &ctl, &backend);
     int code = 0;
+    if (cfg->has_api && !api) {
+        workers_request_stop(ws, n, 2);
+        code = 1;
+    }
+    wait_for_signals(ws, n);
+    api_server_stop(api);           /* before the workers go: it posts commands to them */
     for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
     workers_join_and_free(ws, n);
+    api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
     tap_global_stop(cfg);   /* after the workers: no session writes any more */
     return code;
 }

@@ -127,6 +127,8 @@ struct ferry_cfg {
     unsigned drain_timeout_ms;
     char run_as[64], run_as_group[64];        /* privilege drop (core/privdrop.h); "" = none */
     char chroot_dir[256];
+    struct net_addr api_addr;                 /* --api: toxiproxy-compatible HTTP API */
+    int has_api, api_open;
     struct listener_cfg *listeners;
     size_t nlisteners;
     const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */

@@ -246,6 +246,14 @@ static int parse_log_level(void *base, const char *val, char *err, size_t errlen
     return 0;
 }
 
+static int parse_api(void *base, const char *val, char *err, size_t errlen)
+{
+    struct ferry_cfg *g = base;
+    if (net_addr_parse(val, &g->api_addr, err, errlen) < 0) return -1;
+    g->has_api = 1;
+    return 0;
+}
+
 /* "IP", "IP:PORT", "v6", "[v6]" or "[v6]:PORT" -> "IP:PORT" / "[v6]:PORT"
  * appended to the comma-separated list c-ares takes. */
 static int parse_dns(void *base, const char *val, char *err, size_t errlen)
@@ -654,6 +662,10 @@ const struct opt_def opt_table[] = {
       "GROUP", "with --run-as: this group instead of the user's own" },
     { "chroot", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_chroot,
       "DIR", "with --run-as: confine ferry to DIR once listening (see docs/RELIABILITY.md)" },
+    { "api", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_api,
+      "ADDR", "serve toxiproxy's HTTP API (proxies, toxics) here; loopback only unless --api-open" },
+    { "api-open", 0, OPT_FLAG, SCOPE_GLOBAL, MODE_ALL, G(api_open), 0, 1, NULL, NULL,
+      NULL, "allow --api on a non-loopback address: whoever reaches it can open relays and break traffic" },
     { NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 };
 

@@ -2,8 +2,8 @@
  *
  * A worker owns one loop, its own SO_REUSEPORT listening socket for every
  * configured listen address, per-thread pools and the sessions it accepted.
- * Nothing here is shared between threads except `cfg` (read-only) and
- * `stop_requested` (atomic).
+ * Nothing here is shared between threads except `cfg` (read-only),
+ * `stop_requested` (atomic) and `cmdq` (commands from the API thread).
  */
 #ifndef FERRY_WORKER_T_H
 #define FERRY_WORKER_T_H
@@ -15,6 +15,7 @@
 #include "buf/kpipe.h"
 #include "config/config.h"
 #include "core/loop.h"
+#include "core/wcmd.h"
 #include "policy/limits.h"
 #include "stage/toxic.h"
 #include "upstream/balancer.h"
@@ -65,6 +66,9 @@ struct wlistener {
     struct session *qhead, *qtail;
     unsigned qlen;
     struct loop_timer queue_timer;   /* runs the queue after a slot frees */
+    /* Listeners added at run time (HTTP API) are allocated one by one and
+     * linked here, so sessions' `wl` pointers never move. */
+    struct wlistener *dyn_next;
 };
 
 struct worker {
@@ -72,8 +76,9 @@ struct worker {
     pthread_t thread;
     struct loop *loop;
     const struct ferry_cfg *cfg;
-    struct wlistener *listeners;
+    struct wlistener *listeners;     /* configured at start */
     size_t nlisteners;
+    struct wlistener *dyn;           /* added at run time, linked by dyn_next */
     struct listener_shared *shared;  /* [nlisteners], owned by worker 0 */
 
     struct buf_pool bufs;
@@ -87,6 +92,7 @@ struct worker {
     int stop_requested;              /* 1 drain, 2 stop now; set by main via __atomic */
     struct loop_timer drain_timer;
     int exit_code;
+    struct wcmd_queue cmdq;          /* run by the wake hook (core/wcmd.h) */
 };
 
 #endif

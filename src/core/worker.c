@@ -96,19 +96,24 @@ struct resolver *worker_resolver(struct wlistener *wl)
 
 /* ---- drain and stop ---- */
 
+void worker_listener_close_sockets(struct wlistener *wl)
+{
+    struct worker *w = wl->w;
+    for (size_t j = 0; j < wl->nsocks; j++) {
+        struct wsocket *ws = &wl->socks[j];
+        if (ws->fd < 0) continue;
+        loop_timer_cancel(w->loop, &ws->pause_timer);
+        loop_io_del(w->loop, &ws->io);
+        close(ws->fd);
+        ws->fd = -1;
+    }
+    wl->nsocks = 0;
+}
+
 static void close_listen_sockets(struct worker *w)
 {
-    for (size_t i = 0; i < w->nlisteners; i++) {
-        struct wlistener *wl = &w->listeners[i];
-        for (size_t j = 0; j < wl->nsocks; j++) {
-            struct wsocket *ws = &wl->socks[j];
-            if (ws->fd < 0) continue;
-            loop_timer_cancel(w->loop, &ws->pause_timer);
-            loop_io_del(w->loop, &ws->io);
-            close(ws->fd);
-            ws->fd = -1;
-        }
-    }
+    for (size_t i = 0; i < w->nlisteners; i++) worker_listener_close_sockets(&w->listeners[i]);
+    for (struct wlistener *wl = w->dyn; wl; wl = wl->dyn_next) worker_listener_close_sockets(wl);
 }
 
 static void drain_timeout_cb(struct loop *l, struct loop_timer *t)
@@ -122,6 +127,7 @@ static void drain_timeout_cb(struct loop *l, struct loop_timer *t)
 static void wake_hook(struct loop *l, void *arg)
 {
     struct worker *w = arg;
+    wcmd_run(w);
     int mode = __atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE);
     if (mode == 0) return;
     if (!w->draining) {
@@ -192,29 +198,62 @@ static int start_health(struct worker *w, struct wlistener *wl, char *err, size_
     return wl->hc ? 0 : -1;
 }
 
-static int listener_init(struct worker *w, struct wlistener *wl, const struct listener_cfg *lc,
-                         char *err, size_t errlen)
+int worker_listener_setup(struct worker *w, struct wlistener *wl, const struct listener_cfg *lc,
+                          struct listener_shared *sh, char *err, size_t errlen)
 {
     wl->w = w;
     wl->cfg = lc;
-    wl->sh = &w->shared[wl - w->listeners];
+    wl->sh = sh;
     loop_timer_init(&wl->queue_timer, connect_queue_run, wl);
     if (lc->mode == MODE_RELAY && balancer_init(w, wl, err, errlen) < 0) return -1;
+    wl->pool = ss_pool_new(wl);
+    return 0;
+}
+
+int worker_listener_add_socket(struct wlistener *wl, int fd)
+{
+    struct wsocket *ws = &wl->socks[wl->nsocks];
+    if (wl->nsocks == CFG_MAX_LISTEN) {
+        errno = ENOSPC;
+        return -1;
+    }
+    ws->wl = wl;
+    ws->io.fd = -1;
+    ws->fd = fd;
+    loop_timer_init(&ws->pause_timer, resume_cb, ws);
+    if (loop_io_add(wl->w->loop, &ws->io, fd, LOOP_READ, accept_cb, ws) < 0) {
+        ws->fd = -1;
+        return -1;
+    }
+    wl->nsocks++;
+    return 0;
+}
+
+void worker_listener_release(struct wlistener *wl)
+{
+    health_stop(wl->hc);          /* before its resolver goes */
+    wl->hc = NULL;
+    ss_pool_free(wl->pool);
+    wl->pool = NULL;
+    loop_timer_cancel(wl->w->loop, &wl->queue_timer);
+    if (wl->resolver) resolver_free(wl->resolver);
+    wl->resolver = NULL;
+}
+
+static int listener_init(struct worker *w, struct wlistener *wl, const struct listener_cfg *lc,
+                         char *err, size_t errlen)
+{
+    if (worker_listener_setup(w, wl, lc, &w->shared[wl - w->listeners], err, errlen) < 0) return -1;
     for (size_t i = 0; i < lc->nlisten; i++) {
-        struct wsocket *ws = &wl->socks[i];
-        ws->wl = wl;
-        ws->io.fd = -1;
-        loop_timer_init(&ws->pause_timer, resume_cb, ws);
         if (w->id == 0 && sock_check_unused(&lc->listen[i], err, errlen) < 0) return -1;
-        ws->fd = sock_listen(&lc->listen[i], 1, (int)lc->backlog, err, errlen);
-        if (ws->fd < 0) return -1;
-        wl->nsocks++;
-        if (loop_io_add(w->loop, &ws->io, ws->fd, LOOP_READ, accept_cb, ws) < 0) {
+        int fd = sock_listen(&lc->listen[i], 1, (int)lc->backlog, err, errlen);
+        if (fd < 0) return -1;
+        if (worker_listener_add_socket(wl, fd) < 0) {
             snprintf(err, errlen, "epoll: %s", strerror(errno));
+            close(fd);
             return -1;
         }
     }
-    wl->pool = ss_pool_new(wl);
     return start_health(w, wl, err, errlen);
 }
 
@@ -224,6 +263,7 @@ static int worker_init(struct worker *w, int id, const struct ferry_cfg *cfg, st
     w->id = id;
     w->cfg = cfg;
     w->shared = shared;
+    wcmd_queue_init(&w->cmdq);
     buf_pool_init(&w->bufs, BUF_SIZE, POOL_MAX_FREE);
     kpipe_pool_init(&w->pipes, POOL_MAX_FREE, 0);
     if (!(w->loop = loop_new())) {
@@ -249,14 +289,17 @@ static void worker_destroy(struct worker *w)
         sess_close_all(w, END_DRAIN);
         admit_close_all(w);
         close_listen_sockets(w);
-        for (size_t i = 0; i < w->nlisteners; i++) {
-            health_stop(w->listeners[i].hc);          /* before its resolver goes */
-            ss_pool_free(w->listeners[i].pool);
-            loop_timer_cancel(w->loop, &w->listeners[i].queue_timer);
-            if (w->listeners[i].resolver) resolver_free(w->listeners[i].resolver);
-        }
+        for (size_t i = 0; i < w->nlisteners; i++) worker_listener_release(&w->listeners[i]);
+        for (struct wlistener *wl = w->dyn; wl; wl = wl->dyn_next) worker_listener_release(wl);
         loop_free(w->loop);   /* runs the deferred frees */
     }
+    while (w->dyn) {
+        struct wlistener *next = w->dyn->dyn_next;
+        free(w->dyn);
+        w->dyn = next;
+    }
+    wcmd_close(w);            /* nothing can be waiting: the API is stopped first */
+    wcmd_queue_destroy(&w->cmdq);
     free(w->listeners);
     buf_pool_destroy(&w->bufs);
     kpipe_pool_destroy(&w->pipes);
@@ -315,6 +358,7 @@ static void *worker_main(void *arg)
         log_error("worker %d: event loop failed: %s", w->id, strerror(errno));
         w->exit_code = 1;
     }
+    wcmd_close(w);    /* the API must not wait for a loop that no longer runs */
     __atomic_fetch_sub(&running_workers, 1, __ATOMIC_RELEASE);
     return NULL;
 }

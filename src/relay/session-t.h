@@ -54,6 +54,7 @@ enum sess_end {
     END_QUEUE_TIMEOUT,
     END_MAX_SESSION_TIME,
     END_TOXIC,
+    END_API,           /* its listener was disabled or removed through the API */
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */

@@ -50,6 +50,7 @@ static const char *const end_names[] = {
     [END_QUEUE_TIMEOUT] = "queue_timeout",
     [END_MAX_SESSION_TIME] = "max_session_time",
     [END_TOXIC] = "toxic",
+    [END_API] = "api",
 };
 
 const char *sess_end_name(enum sess_end e)

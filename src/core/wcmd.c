@@ -1,0 +1,109 @@
+/* wcmd.c - see wcmd.h. */
+#include "core/wcmd.h"
+
+#include <stdlib.h>
+
+#include "core/loop.h"
+#include "core/worker-t.h"
+
+/* What the poster waits on: one per wcmd_run_all() call, on its stack. */
+struct wcmd_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned pending, ran;
+};
+
+struct wcmd {
+    struct wcmd *next;
+    wcmd_fn *fn;
+    void *arg;
+    struct wcmd_wait *wait;
+};
+
+void wcmd_queue_init(struct wcmd_queue *q)
+{
+    pthread_mutex_init(&q->lock, NULL);
+    q->head = q->tail = NULL;
+    q->closed = 0;
+}
+
+void wcmd_queue_destroy(struct wcmd_queue *q)
+{
+    pthread_mutex_destroy(&q->lock);
+}
+
+static void complete(struct wcmd *c, int ran)
+{
+    struct wcmd_wait *wt = c->wait;
+    pthread_mutex_lock(&wt->lock);
+    wt->ran += (unsigned)ran;
+    if (--wt->pending == 0) pthread_cond_signal(&wt->cond);
+    pthread_mutex_unlock(&wt->lock);
+}
+
+/* Takes the whole list at once, so commands run without the queue lock
+ * (a command may take other locks, e.g. a toxic slot's). */
+static struct wcmd *take_all(struct wcmd_queue *q, int close)
+{
+    pthread_mutex_lock(&q->lock);
+    struct wcmd *c = q->head;
+    q->head = q->tail = NULL;
+    if (close) q->closed = 1;
+    pthread_mutex_unlock(&q->lock);
+    return c;
+}
+
+void wcmd_run(struct worker *w)
+{
+    struct wcmd *c = take_all(&w->cmdq, 0);
+    while (c) {
+        struct wcmd *next = c->next;   /* c lives in the poster's array: gone after complete() */
+        c->fn(w, c->arg);
+        complete(c, 1);
+        c = next;
+    }
+}
+
+void wcmd_close(struct worker *w)
+{
+    struct wcmd *c = take_all(&w->cmdq, 1);
+    while (c) {
+        struct wcmd *next = c->next;
+        complete(c, 0);
+        c = next;
+    }
+}
+
+unsigned wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
+{
+    struct wcmd_wait wt = { .pending = n, .ran = 0 };
+    struct wcmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
+    if (!cmds) return 0;
+    pthread_mutex_init(&wt.lock, NULL);
+    pthread_cond_init(&wt.cond, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        struct wcmd *c = &cmds[i];
+        struct wcmd_queue *q = &ws[i].cmdq;
+        c->fn = fn;
+        c->arg = arg;
+        c->wait = &wt;
+        pthread_mutex_lock(&q->lock);
+        int closed = q->closed;
+        if (!closed) {
+            if (q->tail) q->tail->next = c;
+            else q->head = c;
+            q->tail = c;
+        }
+        pthread_mutex_unlock(&q->lock);
+        if (closed) complete(c, 0);
+        else loop_wake(ws[i].loop);
+    }
+    pthread_mutex_lock(&wt.lock);
+    while (wt.pending) pthread_cond_wait(&wt.cond, &wt.lock);
+    unsigned ran = wt.ran;
+    pthread_mutex_unlock(&wt.lock);
+    pthread_cond_destroy(&wt.cond);
+    pthread_mutex_destroy(&wt.lock);
+    free(cmds);
+    return ran;
+}

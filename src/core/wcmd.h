@@ -1,0 +1,47 @@
+/* wcmd.h - run a function on every worker's own thread, and wait for it.
+ *
+ * The control side (the HTTP API thread) never touches a worker's loop,
+ * listeners or sessions itself: it posts a command to each worker's queue
+ * (mutex + list) and pokes the loop with loop_wake(); the worker's wake hook
+ * runs the commands between event batches; the poster waits until every
+ * worker has run (or dropped) its command. So everything a command reads or
+ * changes is owned by the thread that runs it, and when wcmd_run_all()
+ * returns, no worker still uses what the command replaced.
+ *
+ * A worker whose loop has ended (drain finished, or a fatal loop error)
+ * closes its queue: commands posted to it complete at once without running,
+ * so the API can never wait for a thread that is gone.
+ */
+#ifndef FERRY_WCMD_H
+#define FERRY_WCMD_H
+
+#include <pthread.h>
+
+struct worker;
+
+typedef void wcmd_fn(struct worker *w, void *arg);
+
+struct wcmd;
+
+struct wcmd_queue {
+    pthread_mutex_t lock;
+    struct wcmd *head, *tail;
+    int closed;
+};
+
+void wcmd_queue_init(struct wcmd_queue *q);
+/* The queue must be empty (closed and drained). */
+void wcmd_queue_destroy(struct wcmd_queue *q);
+
+/* Worker thread: runs every queued command (the wake hook calls this). */
+void wcmd_run(struct worker *w);
+/* Worker thread, after its loop ended: completes queued and future commands
+ * without running them. */
+void wcmd_close(struct worker *w);
+
+/* Any thread but a worker's: runs fn(w, arg) on each of the n workers, on
+ * their threads, concurrently, and returns once all have run or dropped it.
+ * Returns how many ran it. fn learns which worker it is from w->id. */
+unsigned wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg);
+
+#endif
