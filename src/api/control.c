@@ -38,7 +38,7 @@ static int push(struct ctl_proxy ***arr, size_t *n, size_t *cap, struct ctl_prox
 {
     if (*n == *cap) {
         size_t c = *cap ? *cap * 2 : 16;
-        struct ctl_proxy **na = realloc(*arr, c * sizeof(*na));
+        struct ctl_proxy **na = realloc(*arr, c * sizeof(struct ctl_proxy *));
         if (!na) return -1;
         *arr = na;
         *cap = c;
@@ -367,7 +367,7 @@ static int op_remove(void *ctx, size_t i, char *err, size_t errlen)
             return 500;
         }
     }
-    memmove(&c->p[i], &c->p[i + 1], (c->n - i - 1) * sizeof(*c->p));
+    memmove(&c->p[i], &c->p[i + 1], (c->n - i - 1) * sizeof(struct ctl_proxy *));
     c->n--;
     return 0;
 }

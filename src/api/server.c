@@ -188,6 +188,7 @@ static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
     struct api_server *s = io->owner;
     (void)events;
     for (int i = 0; i < 16; i++) {
+        /* cppcheck-suppress nullPointer ; accept4 takes NULL when the peer address is not wanted */
         int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;
         struct api_conn *c = s->nconns < API_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;

@@ -71,6 +71,7 @@ static ssize_t recv_into(struct buf **slot, struct pump_ctx *c)
         return -1;
     }
     ssize_t n = recv(c->src_fd, buf_wptr(*slot), c->last_ask, 0);
+    c->last_read = buf_wptr(*slot);
     if (n > 0) {
         if (c->tap) tap_bytes(c->tap, c->src_leg, 1, buf_wptr(*slot), (size_t)n);
         buf_produced(*slot, (uint32_t)n);
@@ -95,6 +96,7 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
              * empty and when the pipe is full; we only fill an empty pipe,
              * so here it means the socket is empty. */
             c->last_ask = SPLICE_CHUNK;
+            c->last_read = NULL;
             n = splice(c->src_fd, NULL, h->kp->wfd, NULL, SPLICE_CHUNK,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
@@ -307,9 +309,9 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
              * EAGAIN. */
             if ((size_t)n < c->last_ask) c->src_drained = 1;
             if (!h->codec || !h->codec->counts_output) {
-                /* A tapped session never splices, so its bytes are in a buffer. */
                 h->bytes += (uint64_t)n;
-                if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->codec ? h->raw : h->buf) - n, (size_t)n);
+                /* A tapped session never splices, so its bytes are in a buffer. */
+                if (c->tap && c->last_read) tap_plain(c->tap, c->up, c->last_read, (size_t)n);
             }
             c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
             c->progressed = 1;

@@ -35,6 +35,7 @@ struct pump_ctx {
     int progressed;            /* something was read or written */
     int src_drained;           /* a short read emptied the source this call */
     size_t last_ask;           /* bytes the last read asked for */
+    const uint8_t *last_read;  /* where the last read put its bytes (NULL: spliced) */
     struct tap *tap;           /* observer of the bytes, or NULL */
     struct toxq *tox;          /* this direction's toxics, or NULL */
     uint64_t now_us;           /* monotonic, for toxics */

@@ -18,24 +18,24 @@ static const char *const type_names[TOXIC_NTYPES] = {
  * Integers are bounded so that sums of times cannot overflow. */
 struct attr_def {
     const char *key;
-    unsigned types;              /* 1 << toxic_type */
     size_t off;
+    unsigned types;              /* 1 << toxic_type */
     int is_prob;                 /* a double in 0..1, else a whole number */
 };
 
 #define T(x) (1u << (x))
 #define A(f) offsetof(struct toxic_spec, f)
 static const struct attr_def attrs[] = {
-    { "latency", T(TOXIC_LATENCY), A(latency), 0 },
-    { "jitter", T(TOXIC_LATENCY), A(jitter), 0 },
-    { "rate", T(TOXIC_BANDWIDTH), A(rate), 0 },
-    { "delay", T(TOXIC_SLOW_CLOSE) | T(TOXIC_SLICER), A(delay), 0 },
-    { "timeout", T(TOXIC_TIMEOUT) | T(TOXIC_RESET_PEER), A(timeout), 0 },
-    { "average_size", T(TOXIC_SLICER), A(average_size), 0 },
-    { "size_variation", T(TOXIC_SLICER), A(size_variation), 0 },
-    { "bytes", T(TOXIC_LIMIT_DATA), A(bytes), 0 },
-    { "probability", T(TOXIC_BITFLIP), A(probability), 1 },
-    { "every", T(TOXIC_BITFLIP), A(every), 0 },
+    { "latency", A(latency), T(TOXIC_LATENCY), 0 },
+    { "jitter", A(jitter), T(TOXIC_LATENCY), 0 },
+    { "rate", A(rate), T(TOXIC_BANDWIDTH), 0 },
+    { "delay", A(delay), T(TOXIC_SLOW_CLOSE) | T(TOXIC_SLICER), 0 },
+    { "timeout", A(timeout), T(TOXIC_TIMEOUT) | T(TOXIC_RESET_PEER), 0 },
+    { "average_size", A(average_size), T(TOXIC_SLICER), 0 },
+    { "size_variation", A(size_variation), T(TOXIC_SLICER), 0 },
+    { "bytes", A(bytes), T(TOXIC_LIMIT_DATA), 0 },
+    { "probability", A(probability), T(TOXIC_BITFLIP), 1 },
+    { "every", A(every), T(TOXIC_BITFLIP), 0 },
 };
 #define NATTRS (sizeof(attrs) / sizeof(attrs[0]))
 
@@ -103,7 +103,7 @@ int toxic_attr_set(struct toxic_spec *t, const char *key, double value, char *er
             snprintf(err, errlen, "%s: expected a probability from 0 to 1", key);
             return -1;
         }
-        *(double *)((char *)t + a->off) = value;
+        t->probability = value;      /* the only probability attribute */
         return 0;
     }
     if (!(value >= 0 && value <= ATTR_MAX) || value != (double)(uint64_t)value) {
@@ -119,8 +119,7 @@ void toxic_attr_each(const struct toxic_spec *t, void (*fn)(void *arg, const cha
     for (size_t i = 0; i < NATTRS; i++) {
         const struct attr_def *a = &attrs[i];
         if (!(a->types & T(t->type))) continue;
-        const char *p = (const char *)t + a->off;
-        fn(arg, a->key, a->is_prob ? *(const double *)p : (double)*(const uint64_t *)p);
+        fn(arg, a->key, a->is_prob ? t->probability : (double)*(const uint64_t *)((const char *)t + a->off));
     }
 }
 
@@ -182,7 +181,7 @@ int toxic_spec_parse(const char *text, struct toxic_spec *t, char *err, size_t e
             snprintf(err, errlen, "toxic parameters too long");
             return -1;
         }
-        strcpy(buf, text + tn + 1);
+        memcpy(buf, text + tn + 1, strlen(text + tn + 1) + 1);   /* length checked above */
         for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
             char *eq = strchr(kv, '=');
             double v;
