@@ -823,6 +823,36 @@ static void test_configure_keeps_state_and_flushes(void **state)
     freeq(q);
 }
 
+static void test_configure_lowered_latency_applies_to_new_data(void **state)
+{
+    (void)state;
+    struct toxq *q = newq(1);
+    struct piece *p = malloc(sizeof(*p));
+    /* A latency lowered from 3 s to 0 (same toxic, API update): data that
+     * arrives afterwards is not held to the old setting's schedule. */
+    CONFIGURE(q, 0, "latency:latency=3000");
+    assert_int_equal(toxq_push(q, buf_in, 10, 0), 0);
+    CONFIGURE(q, 10 * MS, "latency:latency=0");
+    assert_true(take(q, p));
+    assert_int_equal(p->due, 10 * MS);
+    assert_int_equal(toxq_push(q, buf_in, 10, 20 * MS), 0);
+    assert_true(take(q, p));
+    assert_int_equal(p->due, 20 * MS);
+    freeq(q);
+
+    /* The same for a bandwidth raised from 1 KB/s to unlimited. */
+    q = newq(1);
+    CONFIGURE(q, 0, "bandwidth:rate=1");
+    assert_int_equal(toxq_push(q, buf_in, 4096, 0), 0);     /* ~4 s of sending */
+    CONFIGURE(q, 10 * MS, "bandwidth:rate=1000000");
+    assert_int_equal(drain_all(q, NULL), 4096);
+    assert_int_equal(toxq_push(q, buf_in, 1000, 20 * MS), 0);
+    assert_true(take(q, p));
+    assert_int_equal(p->due, 20 * MS + 1);          /* 1000 bytes at 1 GB/s */
+    free(p);
+    freeq(q);
+}
+
 static void test_room_is_bounded(void **state)
 {
     (void)state;
@@ -931,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_slow_close),
         cmocka_unit_test(test_toxicity),
         cmocka_unit_test(test_configure_keeps_state_and_flushes),
+        cmocka_unit_test(test_configure_lowered_latency_applies_to_new_data),
         cmocka_unit_test(test_room_is_bounded),
         cmocka_unit_test(test_chain_order),
     };
