@@ -640,3 +640,65 @@ def test_ss_local_to_ss_server_toxics_on_the_plaintext_side(ferry, servers):
     assert ev and len(ev[0][1]) == 600000 and ev[0][1] == up[:600000] and ev[0][2] == "eof", \
         "target got %s" % ((len(ev[0][1]), ev[0][2]) if ev else None,)
     s.close()
+
+
+# --------------------------------------------------------------------------
+# early data: bytes sent behind the handshake (or while the upstream connect
+# is under way) are relayed bytes, and go through the toxics like the rest
+
+
+def s5_pipelined(addr_host, addr_port, target_host, target_port, payload, timeout=10.0):
+    """Greeting, CONNECT and payload in one send: the payload is early data."""
+    s = peers.connect(addr_host, addr_port, timeout=scaled(timeout))
+    s.sendall(b"\x05\x01\x00" + b"\x05\x01\x00\x01" + socket.inet_aton(target_host)
+              + struct.pack("!H", target_port) + payload)
+    assert recv_exact(s, 2, "method selection") == b"\x05\x00"
+    rep = recv_exact(s, 10, "SOCKS5 reply")
+    assert rep[:2] == b"\x05\x00", "SOCKS5 CONNECT failed: %r" % rep
+    return s
+
+
+@pytest.mark.deadline(30)
+def test_socks_early_data_goes_through_the_toxics(ferry, servers):
+    rec = servers(h_record)
+    f = socks(ferry, "bitflip:every=1,stream=upstream")
+    s = s5_pipelined(f.host, f.port, rec.host, rec.port, b"\x00" * 100)
+    s.shutdown(socket.SHUT_WR)
+    ev = rec.wait_events(1, scaled(10))
+    assert ev and len(ev[0][1]) == 100
+    flipped = sum(1 for b in ev[0][1] if b)
+    assert flipped == 100, "%d of 100 early-data bytes bypassed bitflip" % (100 - flipped)
+    s.close()
+
+    echo = servers(peers.h_echo)
+    f2 = socks(ferry, "latency:latency=300,stream=upstream")
+    t0 = time.monotonic()
+    s = s5_pipelined(f2.host, f2.port, echo.host, echo.port, b"ping")
+    assert recv_exact(s, 4, "echo of early data") == b"ping"
+    el = time.monotonic() - t0
+    measure("SOCKS5 pipelined early data, latency=300 upstream: echo after s", round(el, 3))
+    assert el >= 0.300, "early data bypassed the upstream latency (%.3f s)" % el
+    s.close()
+
+
+@pytest.mark.deadline(30)
+def test_ss_early_data_goes_through_the_toxics_on_both_ends(ferry, servers):
+    rec = servers(h_record)
+    # ss-server: the first chunk carries the address and the first data
+    srv = ferry("ss-server", "-k", PW, "--toxic", "bitflip:every=1,stream=upstream")
+    loc = ferry("ss-local", "-s", srv.addr, "-k", PW)
+    s = s5_pipelined(loc.host, loc.port, rec.host, rec.port, b"\x00" * 100)
+    s.shutdown(socket.SHUT_WR)
+    ev = rec.wait_events(1, scaled(10))
+    assert ev and len(ev[0][1]) == 100
+    assert sum(1 for b in ev[0][1] if b) == 100, "ss-server let early data past bitflip: %r" % ev[0][1]
+    s.close()
+    # ss-local: the client's pipelined data, before the address header is sent
+    srv2 = ferry("ss-server", "-k", PW)
+    loc2 = ferry("ss-local", "-s", srv2.addr, "-k", PW, "--toxic", "bitflip:every=1,stream=upstream")
+    s = s5_pipelined(loc2.host, loc2.port, rec.host, rec.port, b"\x00" * 100)
+    s.shutdown(socket.SHUT_WR)
+    ev = rec.wait_events(2, scaled(10))
+    assert len(ev) == 2 and len(ev[1][1]) == 100, ev
+    assert sum(1 for b in ev[1][1] if b) == 100, "ss-local let early data past bitflip: %r" % ev[1][1]
+    s.close()
