@@ -55,6 +55,19 @@ int sess_toxics_attach(struct session *s)
     return r;
 }
 
+int sess_toxics_take_early(struct session *s)
+{
+    struct half *h = &s->up;
+    if (!s->tox || !h->buf || buf_empty(h->buf)) return 0;
+    /* The pump flushes the ready buffer before it looks at the toxics, so
+     * bytes left there would skip them. Their bytes were counted and
+     * tapped when read; the queue takes a copy. */
+    if (toxq_push(&s->tox->up, buf_rptr(h->buf), buf_len(h->buf), toxics_now_us()) < 0) return -1;
+    buf_put(&s->wl->w->bufs, h->buf);
+    h->buf = NULL;
+    return 0;
+}
+
 void sess_toxics_free(struct session *s)
 {
     if (!s->tox) return;

@@ -22,6 +22,11 @@ struct sess_toxics {
  * of memory. */
 int sess_toxics_attach(struct session *s);
 void sess_toxics_free(struct session *s);
+/* At relay start, before any encoder is installed: early data (what the
+ * client sent behind its handshake or during the connect, plaintext in the
+ * up half's ready buffer) goes into the up toxics, not past them. 0, or -1
+ * when out of memory. */
+int sess_toxics_take_early(struct session *s);
 /* After a pump: wake up when the next piece, EOF or action is due. */
 void sess_toxics_arm(struct session *s);
 /* The queue of a direction, or NULL. */

@@ -509,15 +509,17 @@ void sess_relay_start(struct session *s, int fd)
         s->front->on_connected(s, &bound);
         if (s->state == SESS_CLOSED) return;
     }
-    if (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0) {
-        sess_close(s, END_LOCAL_ERROR);
-        return;
-    }
-    if (sess_toxics_attach(s) < 0) {
+    /* Toxics first: early data is still plaintext in s->up.buf here, before
+     * ss-local's encoder takes it in behind the address header. */
+    if (sess_toxics_attach(s) < 0 || sess_toxics_take_early(s) < 0) {
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
     if (s->tox) s->splice = 0;   /* the toxics hold the bytes */
+    if (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
     s->last_ms = loop_now(w->loop);
     /* While the ss-local address header waits for data, timer_cb ends the wait. */
     loop_timer_arm(w->loop, &s->timer, s->up.hold ? s->last_ms + SS_FIRST_DATA_WAIT_MS : relay_deadline(s));

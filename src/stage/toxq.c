@@ -95,6 +95,11 @@ int toxq_configure(struct toxq *q, const struct toxic_set *set, uint8_t stream, 
         if (old) {
             *r = *old;
             r->spec = *t;
+            /* The flush below makes queued pieces due now; the pacing of
+             * later data must start from now too, not from the old
+             * setting's schedule (a latency lowered from 3 s to 0 would
+             * otherwise hold new data until the 3 s mark). */
+            if (r->next_us > now) r->next_us = now;
             /* A changed timeout counts from when the toxic began. */
             if (r->active && t->type == TOXIC_TIMEOUT)
                 r->action_us = t->timeout ? r->start_us + t->timeout * 1000 : 0;

@@ -55,8 +55,9 @@ void toxq_free(struct toxq *q);
 /* Applies the toxics of `set` that act on `stream` (TOXIC_UPSTREAM or
  * TOXIC_DOWNSTREAM). A toxic already applied (same name and type) keeps its
  * state and its toxicity roll; a new one rolls now. Queued pieces become
- * due at once, as toxiproxy flushes a chain it rebuilds. 0, or -1 when out
- * of memory (the old toxics stay). */
+ * due at once, as toxiproxy flushes a chain it rebuilds, and later data is
+ * paced from now (a pending slow_close EOF keeps its time). 0, or -1 when
+ * out of memory (the old toxics stay). */
 int toxq_configure(struct toxq *q, const struct toxic_set *set, uint8_t stream, uint64_t now_us);
 
 /* Whether the queue takes more input now, and how much at most. */
