@@ -145,6 +145,33 @@ static int half_transform(struct half *h, struct pump_ctx *c)
     return 0;
 }
 
+/* What one read of the source means for the pump: bytes (go on), EOF
+ * (go on: the next round forwards it), nothing now (done) or an error. */
+#define READ_GO_ON (-1)
+static int read_outcome(struct half *h, struct pump_ctx *c, ssize_t n)
+{
+    if (n > 0) {
+        /* Less than asked for: the socket is empty now. Level-triggered
+         * epoll says when more comes; reading again would only earn an
+         * EAGAIN. */
+        if ((size_t)n < c->last_ask) c->src_drained = 1;
+        c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
+        c->progressed = 1;
+        return READ_GO_ON;
+    }
+    if (n == 0) {
+        h->eof = 1;
+        if (c->tap) tap_fin(c->tap, c->src_leg, 1);
+        c->progressed = 1;
+        return READ_GO_ON;
+    }
+    if (errno == EAGAIN) return PUMP_OK;
+    if (errno == EINTR) return READ_GO_ON;
+    c->err = errno;
+    if (errno == EPROTO) return PUMP_CODEC_ERROR;
+    return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
+}
+
 int half_wants_input(const struct half *h, const struct toxq *tox)
 {
     return !h->eof && !half_pending(h) && (!tox || toxq_has_room(tox));
@@ -250,22 +277,8 @@ static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
             return PUMP_OK;
         }
         if (c->src_fd < 0 || c->budget == 0 || c->src_drained || !toxq_has_room(c->tox)) return PUMP_OK;
-        ssize_t n = toxic_fill(h, c);
-        if (n > 0) {
-            if ((size_t)n < c->last_ask) c->src_drained = 1;
-            c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
-            c->progressed = 1;
-        } else if (n == 0) {
-            h->eof = 1;
-            if (c->tap) tap_fin(c->tap, c->src_leg, 1);
-            c->progressed = 1;
-        } else if (errno == EAGAIN) {
-            return PUMP_OK;
-        } else if (errno != EINTR) {
-            c->err = errno;
-            if (errno == EPROTO) return PUMP_CODEC_ERROR;
-            return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
-        }
+        int r = read_outcome(h, c, toxic_fill(h, c));
+        if (r != READ_GO_ON) return (enum pump_result)r;
     }
 }
 
@@ -303,29 +316,13 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
         if (c->src_fd < 0 || c->budget == 0 || c->src_drained) return PUMP_OK;
         /* With a codec, source bytes are its input (raw); else they are ready. */
         ssize_t n = h->codec ? recv_into(&h->raw, c) : half_fill(h, c);
-        if (n > 0) {
-            /* Less than asked for: the socket is empty now. Level-triggered
-             * epoll says when more comes; reading again would only earn an
-             * EAGAIN. */
-            if ((size_t)n < c->last_ask) c->src_drained = 1;
-            if (!h->codec || !h->codec->counts_output) {
-                h->bytes += (uint64_t)n;
-                /* A tapped session never splices, so its bytes are in a buffer. */
-                if (c->tap && c->last_read) tap_plain(c->tap, c->up, c->last_read, (size_t)n);
-            }
-            c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
-            c->progressed = 1;
-        } else if (n == 0) {
-            h->eof = 1;
-            if (c->tap) tap_fin(c->tap, c->src_leg, 1);
-            c->progressed = 1;
-        } else if (errno == EAGAIN) {
-            return PUMP_OK;
-        } else if (errno != EINTR) {
-            c->err = errno;
-            if (errno == EPROTO) return PUMP_CODEC_ERROR;
-            return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
+        if (n > 0 && (!h->codec || !h->codec->counts_output)) {
+            h->bytes += (uint64_t)n;
+            /* A tapped session never splices, so its bytes are in a buffer. */
+            if (c->tap && c->last_read) tap_plain(c->tap, c->up, c->last_read, (size_t)n);
         }
+        int r = read_outcome(h, c, n);
+        if (r != READ_GO_ON) return (enum pump_result)r;
     }
 }
 
