@@ -65,7 +65,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
 deps:
 	@scripts/install-deps
 
-run: deps ferry
+# Running needs only the build dependencies, not the test tools.
+run:
+	@scripts/install-deps --build
+	$(MAKE) --no-print-directory ferry
 	./ferry
 
 unit: $(UNIT_BINS)
