@@ -358,11 +358,9 @@ static void toxic_create(const struct api_backend *b, size_t i, struct toxic_slo
         snprintf(t.name, sizeof(t.name), "%s_%s", type, stream ? stream : "downstream");
     }
     size_t n = current_toxics(slot, specs);
-    for (size_t k = 0; k < n; k++) {
-        if (strcmp(specs[k].name, t.name) == 0) {
-            api_error(out, 409, "toxic already exists");
-            goto done;
-        }
+    if (toxic_find(specs, n, t.name) >= 0) {
+        api_error(out, 409, "toxic already exists");
+        goto done;
     }
     if (n == MAX_TOXICS) {
         bad_body(out, "too many toxics on this proxy");
@@ -393,12 +391,13 @@ static void toxic_route(const struct api_backend *b, size_t i, struct toxic_slot
                         const char *tname, const char *body, size_t len, struct api_response *out)
 {
     struct toxic_spec specs[MAX_TOXICS];
-    size_t n = current_toxics(slot, specs), k;
-    for (k = 0; k < n && strcmp(specs[k].name, tname) != 0; k++) {}
-    if (k == n) {
+    size_t n = current_toxics(slot, specs);
+    int found = toxic_find(specs, n, tname);
+    if (found < 0) {
         api_error(out, 404, "toxic not found");
         return;
     }
+    size_t k = (size_t)found;
     if (strcmp(method, "GET") == 0) {
         reply_json(out, 200, toxic_json(&specs[k]));
     } else if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {

@@ -484,11 +484,9 @@ static int parse_toxic(void *base, const char *val, char *err, size_t errlen)
     struct listener_cfg *l = base;
     struct toxic_spec t;
     if (toxic_spec_parse(val, &t, err, errlen) < 0) return -1;
-    for (size_t i = 0; i < l->ntoxics; i++) {
-        if (strcmp(l->toxics[i].name, t.name) == 0) {
-            snprintf(err, errlen, "two toxics named '%s' (add name=...)", t.name);
-            return -1;
-        }
+    if (toxic_find(l->toxics, l->ntoxics, t.name) >= 0) {
+        snprintf(err, errlen, "two toxics named '%s' (add name=...)", t.name);
+        return -1;
     }
     if (l->ntoxics == 64) {
         snprintf(err, errlen, "too many toxics (max 64)");

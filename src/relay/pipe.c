@@ -145,6 +145,21 @@ static int half_transform(struct half *h, struct pump_ctx *c)
     return 0;
 }
 
+/* First step of both pumps: empty the half into the sink. DRAINED, or the
+ * pump's result: PUMP_OK when the sink is full (stop reading: that is the
+ * backpressure) or not connected yet (early data waits), PUMP_DST_ERROR. */
+#define DRAINED (-1)
+static int drain_to_sink(struct half *h, struct pump_ctx *c)
+{
+    if (c->dst_fd < 0) return half_pending(h) ? PUMP_OK : DRAINED;
+    int r = half_flush(h, c);
+    if (r < 0) {
+        c->err = errno;
+        return PUMP_DST_ERROR;
+    }
+    return r == 0 ? PUMP_OK : DRAINED;
+}
+
 /* What one read of the source means for the pump: bytes (go on), EOF
  * (go on: the next round forwards it), nothing now (done) or an error. */
 #define READ_GO_ON (-1)
@@ -226,16 +241,8 @@ static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
 {
     int decoder = h->codec && h->codec->counts_output;
     for (;;) {
-        if (c->dst_fd >= 0) {
-            int r = half_flush(h, c);
-            if (r < 0) {
-                c->err = errno;
-                return PUMP_DST_ERROR;
-            }
-            if (r == 0) return PUMP_OK;
-        } else if (half_pending(h)) {
-            return PUMP_OK;
-        }
+        int f = drain_to_sink(h, c);
+        if (f != DRAINED) return (enum pump_result)f;
         enum toxq_action a = toxq_action(c->tox, c->now_us);
         if (a != TOXQ_NONE) return a == TOXQ_RESET ? PUMP_TOXIC_RESET : PUMP_TOXIC_CLOSE;
         if (h->codec && !decoder) {          /* encoder: encode what raw holds */
@@ -286,16 +293,8 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 {
     if (c->tox) return pump_toxic(h, c);
     for (;;) {
-        if (c->dst_fd >= 0) {
-            int r = half_flush(h, c);
-            if (r < 0) {
-                c->err = errno;
-                return PUMP_DST_ERROR;
-            }
-            if (r == 0) return PUMP_OK;      /* sink full: stop reading */
-        } else if (half_pending(h)) {
-            return PUMP_OK;                  /* early data waits for the sink */
-        }
+        int f = drain_to_sink(h, c);
+        if (f != DRAINED) return (enum pump_result)f;
         if (h->codec) {
             int t = half_transform(h, c);
             if (t == -1) return PUMP_CODEC_ERROR;

@@ -30,7 +30,7 @@ int sess_toxics_take_early(struct session *s);
 /* After a pump: wake up when the next piece, EOF or action is due. */
 void sess_toxics_arm(struct session *s);
 /* The queue of a direction, or NULL. */
-static inline struct toxq *sess_toxq(struct session *s, const struct half *h)
+static inline struct toxq *sess_toxq(const struct session *s, const struct half *h)
 {
     return s->tox ? (h == &s->up ? &s->tox->up : &s->tox->down) : NULL;
 }

@@ -141,7 +141,7 @@ static int reading_client_allowed(const struct session *s)
     case SESS_RESOLVING:
     case SESS_CONNECTING:
     case SESS_RELAYING:
-        return half_wants_input(&s->up, sess_toxq((struct session *)s, &s->up));
+        return half_wants_input(&s->up, sess_toxq(s, &s->up));
     default:
         return 0;
     }
@@ -515,7 +515,6 @@ void sess_relay_start(struct session *s, int fd)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
-    if (s->tox) s->splice = 0;   /* the toxics hold the bytes */
     if (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0) {
         sess_close(s, END_LOCAL_ERROR);
         return;

@@ -247,11 +247,16 @@ void toxic_set_unref(struct toxic_set *s)
     if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) free(s);
 }
 
+int toxic_find(const struct toxic_spec *specs, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(specs[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
 int toxic_set_find(const struct toxic_set *s, const char *name)
 {
-    for (size_t i = 0; s && i < s->n; i++)
-        if (strcmp(s->t[i].name, name) == 0) return (int)i;
-    return -1;
+    return s ? toxic_find(s->t, s->n, name) : -1;
 }
 
 /* ---- the listener slot ---- */

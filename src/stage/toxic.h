@@ -92,12 +92,14 @@ struct toxic_set {
 struct toxic_set *toxic_set_new(const struct toxic_spec *specs, size_t n);
 struct toxic_set *toxic_set_ref(struct toxic_set *s);
 void toxic_set_unref(struct toxic_set *s);
-/* Index of the toxic called name, or -1. */
+/* Index of the toxic called name among n specs, or -1. */
+int toxic_find(const struct toxic_spec *specs, size_t n, const char *name);
+/* The same in a set (NULL: none). */
 int toxic_set_find(const struct toxic_set *s, const char *name);
 
 /* The listener-wide slot sessions read their set from. The API thread
  * publishes; workers acquire at session start and when told the set
- * changed (toxic_slot_gen() differs from what the session saw). */
+ * changed (the generation then differs from what the session saw). */
 struct toxic_slot {
     pthread_mutex_t lock;
     struct toxic_set *cur;      /* NULL = no toxics */
@@ -110,9 +112,5 @@ void toxic_slot_destroy(struct toxic_slot *s);
 void toxic_slot_publish(struct toxic_slot *s, struct toxic_set *set);
 /* A reference to the current set (NULL if none), and its generation. */
 struct toxic_set *toxic_slot_acquire(struct toxic_slot *s, unsigned *gen);
-static inline unsigned toxic_slot_gen(const struct toxic_slot *s)
-{
-    return __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
-}
 
 #endif
