@@ -441,14 +441,20 @@ int opt_parse_size(const char *s, uint64_t *bytes)
     return 0;
 }
 
-static int parse_capture(void *b, const char *v, char *e, size_t n)
+/* A file name: parse_text, but never empty. */
+static int parse_file_name(char *field, size_t cap, const char *v, char *e, size_t n)
 {
-    struct listener_cfg *l = b;
     if (!*v) {
         snprintf(e, n, "expected a file name");
         return -1;
     }
-    return parse_text(l->capture_path, sizeof(l->capture_path), v, e, n);
+    return parse_text(field, cap, v, e, n);
+}
+
+static int parse_capture(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    return parse_file_name(l->capture_path, sizeof(l->capture_path), v, e, n);
 }
 
 static int parse_capture_rotate(void *b, const char *v, char *e, size_t n)
@@ -470,12 +476,9 @@ static int parse_capture_filter(void *b, const char *v, char *e, size_t n)
 static int parse_hexdump_file(void *b, const char *v, char *e, size_t n)
 {
     struct listener_cfg *l = b;
-    if (!*v) {
-        snprintf(e, n, "expected a file name");
-        return -1;
-    }
+    if (parse_file_name(l->hexdump_file, sizeof(l->hexdump_file), v, e, n) < 0) return -1;
     l->hexdump = 1;
-    return parse_text(l->hexdump_file, sizeof(l->hexdump_file), v, e, n);
+    return 0;
 }
 
 /* --toxic TYPE[:key=value,...], repeatable: applied in the order given. */

@@ -127,8 +127,6 @@ fail:
     return NULL;
 }
 
-const char *capture_path(const struct capture *c) { return c->path; }
-uint64_t capture_rotate_size(const struct capture *c) { return c->rotate; }
 
 int capture_put(struct capture *c, int64_t ts_us, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
                 size_t n)

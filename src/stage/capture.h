@@ -19,8 +19,6 @@ struct capture;
 /* Opens (truncates) path and starts the writer. rotate: bytes, 0 = never.
  * NULL with a one-line reason naming the file. */
 struct capture *capture_open(const char *path, uint64_t rotate, char *err, size_t errlen);
-const char *capture_path(const struct capture *c);
-uint64_t capture_rotate_size(const struct capture *c);
 
 /* One packet: headers then payload, taken at ts_us (wall clock, µs). 0, or
  * -1 if it was dropped (counted). */

@@ -95,7 +95,6 @@ fail:
     return NULL;
 }
 
-const char *hexlog_path(const struct hexlog *h) { return h->path; }
 
 void hexlog_put(struct hexlog *h, int64_t ts_us, uint64_t sess_id, int up, uint64_t *offset, const void *p,
                 size_t n)

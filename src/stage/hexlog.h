@@ -16,7 +16,6 @@ struct hexlog;
  * one-line reason naming the file. */
 struct hexlog *hexlog_open(const char *path, char *err, size_t errlen);
 /* "" for stderr. */
-const char *hexlog_path(const struct hexlog *h);
 /* One chunk of a direction; *offset is the direction's byte count so far
  * and is advanced by n. Long chunks are cut into several dumps. */
 void hexlog_put(struct hexlog *h, int64_t ts_us, uint64_t sess_id, int up, uint64_t *offset, const void *p,

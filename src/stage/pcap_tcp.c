@@ -98,7 +98,10 @@ static size_t ip_header(struct ptcp_leg *l, int from, size_t tcp_len, uint8_t *h
     return 20;
 }
 
-size_t ptcp_segment(struct ptcp_leg *l, int from, uint8_t flags, size_t n, uint8_t hdr[PTCP_HDR_MAX])
+/* Builds one segment's headers from side `from` into hdr and advances that
+ * side's sequence by n (plus one for SYN or FIN). n <= PTCP_MAX_PAYLOAD.
+ * Returns the header length (40 for IPv4, 60 for IPv6). */
+static size_t ptcp_segment(struct ptcp_leg *l, int from, uint8_t flags, size_t n, uint8_t hdr[PTCP_HDR_MAX])
 {
     size_t ip = ip_header(l, from, 20 + n, hdr);
     uint8_t *t = hdr + ip;

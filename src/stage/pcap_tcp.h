@@ -54,11 +54,6 @@ typedef void (*ptcp_emit_fn)(void *ctx, const uint8_t *hdr, size_t hlen, const u
 void ptcp_leg_init(struct ptcp_leg *l, const struct ptcp_end *side0, const struct ptcp_end *side1,
                    uint32_t isn0, uint32_t isn1);
 
-/* Builds one segment's headers from side `from` into hdr and advances that
- * side's sequence by n (plus one for SYN or FIN). n <= PTCP_MAX_PAYLOAD.
- * Returns the header length (40 for IPv4, 60 for IPv6). */
-size_t ptcp_segment(struct ptcp_leg *l, int from, uint8_t flags, size_t n, uint8_t hdr[PTCP_HDR_MAX]);
-
 /* The three-way handshake: SYN (0), SYN-ACK (1), ACK (0). */
 void ptcp_handshake(struct ptcp_leg *l, ptcp_emit_fn emit, void *ctx);
 /* n bytes from side `from`, split into segments of at most

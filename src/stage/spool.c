@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/loop.h"
 #include "obs/log.h"
 
 struct spool {
@@ -25,13 +26,6 @@ struct spool {
 
 /* Records are framed [u32 length][bytes] in the buffers. */
 #define FRAME 4
-
-static uint64_t now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec;
-}
 
 static void consume(struct spool *sp, uint8_t *b, size_t len)
 {
@@ -68,11 +62,11 @@ static void *writer(void *arg)
         pthread_mutex_unlock(&sp->mu);
 
         if (len) consume(sp, b, len);
-        if (dropped != logged && now_s() != last_log) {
+        if (dropped != logged && clock_now_ms() / 1000 != last_log) {
             log_warn("%s: %llu records dropped (the writer is behind), %llu in total", sp->name,
                      (unsigned long long)(dropped - logged), (unsigned long long)dropped);
             logged = dropped;
-            last_log = now_s();
+            last_log = clock_now_ms() / 1000;
         }
         pthread_mutex_lock(&sp->mu);
     }

@@ -34,7 +34,7 @@ struct tap {
     uint8_t leg_on[2];
     uint8_t pending;              /* port filter undecided: packets go to pend */
     uint8_t *pend;                /* [i64 ts][u32 hlen][u32 n][hdr][payload]... */
-    size_t pend_len;
+    size_t pend_len, pend_cap;    /* grown on demand up to TAP_PENDING_MAX */
     uint64_t hex_off[2];          /* bytes dumped: [0] client>upstream, [1] back */
 };
 
@@ -72,9 +72,18 @@ static void pend_add(struct tap *t, const uint8_t *hdr, size_t hlen, const uint8
         capture_count_drop(t->cap);
         return;
     }
-    if (!t->pend && !(t->pend = malloc(TAP_PENDING_MAX))) {
-        capture_count_drop(t->cap);
-        return;
+    if (t->pend_len + need > t->pend_cap) {
+        /* Usually a handshake's few packets wait here: start small. */
+        size_t cap = t->pend_cap ? t->pend_cap : 4096;
+        while (cap < t->pend_len + need) cap *= 2;
+        if (cap > TAP_PENDING_MAX) cap = TAP_PENDING_MAX;
+        uint8_t *p = realloc(t->pend, cap);
+        if (!p) {
+            capture_count_drop(t->cap);
+            return;
+        }
+        t->pend = p;
+        t->pend_cap = cap;
     }
     uint8_t *o = t->pend + t->pend_len;
     memcpy(o, &t->now_us, sizeof(t->now_us));
@@ -106,7 +115,7 @@ static void pend_settle(struct tap *t, int keep)
     }
     free(t->pend);
     t->pend = NULL;
-    t->pend_len = 0;
+    t->pend_len = t->pend_cap = 0;
     t->pending = 0;
     if (!keep) t->cap = NULL;
 }
