@@ -436,7 +436,11 @@ int opt_parse_size(const char *s, uint64_t *bytes)
     const char *units = "kMG";
     const char *u = s[i] ? strchr(units, s[i]) : NULL;
     if (s[i] && (!u || s[i + 1])) return -1;
-    if (u) v <<= 10 * (unsigned)(u - units + 1);
+    if (u) {
+        unsigned shift = 10 * (unsigned)(u - units + 1);
+        if (v > (UINT64_MAX >> shift)) return -1;   /* 2^64 would wrap to 0: "never" */
+        v <<= shift;
+    }
     *bytes = v;
     return 0;
 }

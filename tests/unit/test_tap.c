@@ -354,6 +354,10 @@ static void test_size_parser(void **state)
     assert_int_equal(opt_parse_size("10MB", &v), -1);
     assert_int_equal(opt_parse_size("-1", &v), -1);
     assert_int_equal(opt_parse_size("99999999999999999999", &v), -1);
+    /* 2^34 G = 2^64 bytes: refused, not wrapped to 0 ("never rotate"). */
+    assert_int_equal(opt_parse_size("17179869184G", &v), -1);
+    assert_int_equal(opt_parse_size("1099511627776k", &v), 0);   /* 2^40 k = 2^50 fits */
+    assert_int_equal(v, 1ull << 50);
 }
 
 int main(void)
