@@ -8,7 +8,7 @@
 
 #include "config/cli.h"
 #include "config/options.h"
-#include "core/admit.h"
+#include "core/worker.h"
 
 /* One proxy. The config the workers read (`cfg`) is either the configured
  * one (read-only, main's) or our own copy (`own`), made when the listen
@@ -47,11 +47,6 @@ static int push(struct ctl_proxy ***arr, size_t *n, size_t *cap, struct ctl_prox
     return 0;
 }
 
-static void format_listen(const struct net_addr *a, char *out, size_t outlen)
-{
-    net_addr_format(a, out, outlen);
-}
-
 static void proxy_free(struct ctl_proxy *p)
 {
     if (!p) return;
@@ -65,8 +60,7 @@ static void proxy_free(struct ctl_proxy *p)
         free(p->own);
     }
     if (p->dynamic && p->sh) {
-        toxic_slot_destroy(&p->sh->toxics);
-        admit_shared_free(p->sh);
+        worker_shared_free(p->sh);
         free(p->sh);
     }
     free(p);
@@ -89,7 +83,7 @@ struct api_ctl *api_ctl_new(struct worker *ws, unsigned n, const struct ferry_cf
         p->cfg = ws[0].listeners[i].cfg;
         p->sh = ws[0].listeners[i].sh;
         p->enabled = 1;
-        format_listen(&p->cfg->listen[0], p->listen, sizeof(p->listen));
+        net_addr_format(&p->cfg->listen[0], p->listen, sizeof(p->listen));
     }
     return c;
 }
@@ -133,11 +127,6 @@ static int parse_upstream(const char *s, struct host_port *hp, char *err, size_t
     return -1;
 }
 
-static int same_addr(const struct net_addr *a, const struct net_addr *b)
-{
-    return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
-}
-
 /* ---- starting and stopping ---- */
 
 /* Binds every listen address and starts accepting; on failure nothing
@@ -156,7 +145,7 @@ static int proxy_start(struct api_ctl *c, struct ctl_proxy *p, char *err, size_t
             return 500;
         }
         rt_start(&c->rt, p->sh, fds);
-        if (j == 0) format_listen(&bound, p->listen, sizeof(p->listen));
+        if (j == 0) net_addr_format(&bound, p->listen, sizeof(p->listen));
     }
     p->enabled = 1;
     return 0;
@@ -186,8 +175,7 @@ static int op_get(void *ctx, size_t i, struct api_proxy *out)
     out->upstream[0] = '\0';
     if (lc->mode == MODE_RELAY && lc->nupstreams) {
         const struct host_port *hp = &lc->upstreams[0].hp;
-        snprintf(out->upstream, sizeof(out->upstream), strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u",
-                 hp->host, hp->port);
+        host_port_format(hp->host, hp->port, out->upstream, sizeof(out->upstream));
     }
     out->enabled = p->enabled;
     out->toxics = &p->sh->toxics;
@@ -252,13 +240,12 @@ static int op_create(void *ctx, const struct api_proxy_req *req, char *err, size
     p->cfg = p->own;
     snprintf(p->listen, sizeof(p->listen), "%s", req->listen && req->listen[0] ? req->listen : "127.0.0.1:0");
     if (!(p->sh = calloc(1, sizeof(*p->sh)))) goto oom_p;
-    if (admit_shared_init(p->sh, p->cfg, err, errlen) < 0) {
+    if (worker_shared_init(p->sh, p->cfg, err, errlen) < 0) {
         free(p->sh);
         p->sh = NULL;
         proxy_free(p);
         return 500;
     }
-    toxic_slot_init(&p->sh->toxics);
     if (rt_attach(&c->rt, p->cfg, p->sh, err, errlen) < 0) {
         proxy_free(p);
         return 500;
@@ -325,7 +312,7 @@ static int op_update(void *ctx, size_t i, const struct api_proxy_req *req, char 
     if (req->listen && req->listen[0]) {
         if (parse_listen(req->listen, &la, err, errlen) < 0) return 400;
         /* Port 0 asks for a new port, as toxiproxy would bind it again. */
-        new_listen = lc->nlisten != 1 || !same_addr(&la, &lc->listen[0]) || net_addr_port(&la) == 0;
+        new_listen = lc->nlisten != 1 || !net_addr_equal(&la, &lc->listen[0]) || net_addr_port(&la) == 0;
     }
     if (req->upstream && req->upstream[0]) {
         if (parse_upstream(req->upstream, &up, err, errlen) < 0) return 400;
@@ -354,8 +341,6 @@ static int op_remove(void *ctx, size_t i, char *err, size_t errlen)
 {
     struct api_ctl *c = ctx;
     struct ctl_proxy *p = c->p[i];
-    (void)err;
-    (void)errlen;
     if (p->dynamic) {
         rt_detach(&c->rt, p->sh);
         proxy_free(p);

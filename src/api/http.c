@@ -46,7 +46,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     struct api_req *r = p->data;
     if (count_head(r, n) < 0) return -1;
-    if (r->ua_value || r->hfield_len == (size_t)-1) {   /* a new field starts */
+    if (r->ua_value) {                        /* a new field starts */
         r->hfield_len = 0;
         r->ua_value = 0;
     }
@@ -65,10 +65,10 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     if (count_head(r, n) < 0) return -1;
     if (!r->ua_value) {                       /* first piece of this value */
         r->ua_value = 1;
-        r->in_ua_field = r->hfield_len == 10 && strncasecmp(r->hfield, "User-Agent", 10) == 0;
+        int ua = r->hfield_len == 10 && strncasecmp(r->hfield, "User-Agent", 10) == 0;
         /* Browsers say "Mozilla/": the API refuses them (cross-site requests
          * to a loopback API), as toxiproxy does. */
-        if (r->in_ua_field && n >= 8 && strncmp(at, "Mozilla/", 8) == 0) r->browser = 1;
+        if (ua && n >= 8 && strncmp(at, "Mozilla/", 8) == 0) r->browser = 1;
     }
     return 0;
 }

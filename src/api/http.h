@@ -30,7 +30,7 @@ struct api_req {
     int browser;               /* User-Agent starts with "Mozilla/" */
     int error_status;          /* API_REQ_ERROR: 400, 413 or 431 */
     /* header being read */
-    int in_ua_field, ua_value;
+    int ua_value;
     char hfield[16];
     size_t hfield_len;
     int done;

@@ -348,6 +348,7 @@ static void toxic_create(const struct api_backend *b, size_t i, struct toxic_slo
         goto done;
     }
     toxic_spec_init(&t, (enum toxic_type)ty);
+    t.streams = streams;
     if (name && name[0]) {
         if (strlen(name) >= sizeof(t.name)) {
             bad_body(out, "name: too long");
@@ -355,7 +356,7 @@ static void toxic_create(const struct api_backend *b, size_t i, struct toxic_slo
         }
         snprintf(t.name, sizeof(t.name), "%s", name);
     } else {
-        snprintf(t.name, sizeof(t.name), "%s_%s", type, stream ? stream : "downstream");
+        toxic_spec_default_name(&t);
     }
     size_t n = current_toxics(slot, specs);
     if (toxic_find(specs, n, t.name) >= 0) {

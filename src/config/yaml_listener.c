@@ -113,15 +113,6 @@ static void load_listener(struct yc *c, const yaml_node_t *map, size_t idx, cons
     listener_finish(c, l, map, before);
 }
 
-static int same_addr(const struct net_addr *a, const struct net_addr *b)
-{
-    if (a->u.sa.sa_family != b->u.sa.sa_family) return 0;
-    if (a->u.sa.sa_family == AF_INET)
-        return a->u.in.sin_port == b->u.in.sin_port && a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr;
-    return a->u.in6.sin6_port == b->u.in6.sin6_port &&
-           memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, sizeof(struct in6_addr)) == 0;
-}
-
 /* Listener i's address j, seen before (in i or an earlier listener)? */
 static const struct listener_cfg *addr_seen(const struct ferry_cfg *cfg, size_t i, size_t j)
 {
@@ -129,7 +120,7 @@ static const struct listener_cfg *addr_seen(const struct ferry_cfg *cfg, size_t 
     for (size_t pi = 0; pi <= i; pi++) {
         const struct listener_cfg *p = &cfg->listeners[pi];
         for (size_t pj = 0; pj < (pi == i ? j : p->nlisten); pj++)
-            if (same_addr(&p->listen[pj], a)) return p;
+            if (net_addr_equal(&p->listen[pj], a)) return p;
     }
     return NULL;
 }

@@ -13,7 +13,7 @@
 #include "obs/log.h"
 #include "relay/session.h"
 
-void rt_close_fds(int *fds, unsigned n)
+static void rt_close_fds(int *fds, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         if (fds[i] >= 0) close(fds[i]);
@@ -65,14 +65,13 @@ struct rt_op {
     struct listener_shared *sh;
     const struct listener_cfg *lc;
     int *fds;            /* rt_start: [worker id]; a worker sets its entry to -1 once it owns it */
-    char *failed;        /* [worker id]: 1 if that worker could not do it */
-    char err[256];       /* first failure's reason (any worker's; they share the config) */
+    int failed;          /* atomic: some worker could not do it */
+    char err[256];       /* the first failure's reason, written by that worker only */
 };
 
-static void op_fail(struct rt_op *op, struct worker *w, const char *why)
+static void op_fail(struct rt_op *op, const char *why)
 {
-    op->failed[w->id] = 1;
-    if (!op->err[0]) snprintf(op->err, sizeof(op->err), "%s", why);   /* racy but benign: any reason will do */
+    if (!__atomic_exchange_n(&op->failed, 1, __ATOMIC_ACQ_REL)) snprintf(op->err, sizeof(op->err), "%s", why);
 }
 
 static void attach_cmd(struct worker *w, void *arg)
@@ -81,13 +80,13 @@ static void attach_cmd(struct worker *w, void *arg)
     char err[256];
     struct wlistener *wl = calloc(1, sizeof(*wl));
     if (!wl) {
-        op_fail(op, w, "out of memory");
+        op_fail(op, "out of memory");
         return;
     }
     if (worker_listener_setup(w, wl, op->lc, op->sh, err, sizeof(err)) < 0) {
         worker_listener_release(wl);
         free(wl);
-        op_fail(op, w, err);
+        op_fail(op, err);
         return;
     }
     wl->dyn_next = w->dyn;
@@ -151,15 +150,14 @@ static void retarget_cmd(struct worker *w, void *arg)
     char err[256];
     if (!wl) return;
     const struct listener_cfg *old = wl->cfg;
-    if (op->lc->mode != MODE_RELAY) {
-        wl->cfg = op->lc;     /* only the listen addresses changed */
-        return;
-    }
+    wl->cfg = op->lc;
     /* The balancer reads the server list: build it again (the listener is
-     * stopped, so no session holds a server slot). */
-    if (worker_listener_setup(w, wl, op->lc, op->sh, err, sizeof(err)) < 0) {
-        op_fail(op, w, err);
-        (void)worker_listener_setup(w, wl, old, op->sh, err, sizeof(err));
+     * stopped, so no session holds a server slot). Nothing else of the
+     * listener depends on the config's addresses. */
+    if (op->lc->mode == MODE_RELAY && worker_listener_rebalance(wl, err, sizeof(err)) < 0) {
+        op_fail(op, err);
+        wl->cfg = old;
+        (void)worker_listener_rebalance(wl, err, sizeof(err));
     }
 }
 
@@ -168,29 +166,23 @@ static void refresh_cmd(struct worker *w, void *arg)
     struct rt_op *op = arg;
     struct wlistener *wl = find_wl(w, op->sh);
     if (!wl) return;
-    for (struct session *s = w->sessions; s; s = s->next)
+    struct session *s = w->sessions, *next;
+    for (; s; s = next) {
+        next = s->next;   /* a refresh may close s (out of memory) */
         if (s->wl == wl) sess_toxics_refresh(s);
-}
-
-static int any_failed(const struct rt_op *op, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        if (op->failed[i]) return 1;
-    return 0;
+    }
 }
 
 /* Runs fn on every worker; 0, or -1 with the first failure's reason. */
 static int run(const struct rt *rt, wcmd_fn *fn, struct rt_op *op, char *err, size_t errlen)
 {
-    char failed[256] = { 0 };
-    if (rt->n > sizeof(failed)) {
-        snprintf(err, errlen, "too many workers");
+    op->failed = 0;
+    op->err[0] = '\0';
+    if (wcmd_run_all(rt->ws, rt->n, fn, op) < 0) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    op->failed = failed;
-    op->err[0] = '\0';
-    wcmd_run_all(rt->ws, rt->n, fn, op);
-    if (!any_failed(op, rt->n)) return 0;
+    if (!op->failed) return 0;   /* wcmd_run_all's lock orders the workers' writes before this */
     snprintf(err, errlen, "%s", op->err);
     return -1;
 }
@@ -206,7 +198,7 @@ int rt_attach(const struct rt *rt, const struct listener_cfg *lc, struct listene
 
 void rt_start(const struct rt *rt, struct listener_shared *sh, int *fds)
 {
-    char err[64];
+    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh, .fds = fds };
     (void)run(rt, start_cmd, &op, err, sizeof(err));
     rt_close_fds(fds, rt->n);   /* the ones no worker took */
@@ -214,7 +206,7 @@ void rt_start(const struct rt *rt, struct listener_shared *sh, int *fds)
 
 void rt_stop(const struct rt *rt, struct listener_shared *sh)
 {
-    char err[64];
+    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh };
     (void)run(rt, stop_cmd, &op, err, sizeof(err));
 }
@@ -228,14 +220,14 @@ int rt_retarget(const struct rt *rt, struct listener_shared *sh, const struct li
 
 void rt_detach(const struct rt *rt, struct listener_shared *sh)
 {
-    char err[64];
+    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh };
     (void)run(rt, detach_cmd, &op, err, sizeof(err));
 }
 
 void rt_refresh_toxics(const struct rt *rt, struct listener_shared *sh)
 {
-    char err[64];
+    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh };
     (void)run(rt, refresh_cmd, &op, err, sizeof(err));
 }

@@ -30,7 +30,6 @@ struct rt {
  * errno set; no fd is left open then. */
 int rt_bind(const struct net_addr *a, int backlog, unsigned n, int *fds, struct net_addr *bound,
             char *err, size_t errlen);
-void rt_close_fds(int *fds, unsigned n);
 
 /* A new listener on every worker, not accepting yet. 0, or -1 with err
  * (and nothing attached). */

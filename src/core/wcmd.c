@@ -10,7 +10,7 @@
 struct wcmd_wait {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    unsigned pending, ran;
+    unsigned pending;
 };
 
 struct wcmd {
@@ -32,11 +32,10 @@ void wcmd_queue_destroy(struct wcmd_queue *q)
     pthread_mutex_destroy(&q->lock);
 }
 
-static void complete(struct wcmd *c, int ran)
+static void complete(struct wcmd *c)
 {
     struct wcmd_wait *wt = c->wait;
     pthread_mutex_lock(&wt->lock);
-    wt->ran += (unsigned)ran;
     if (--wt->pending == 0) pthread_cond_signal(&wt->cond);
     pthread_mutex_unlock(&wt->lock);
 }
@@ -59,7 +58,7 @@ void wcmd_run(struct worker *w)
     while (c) {
         struct wcmd *next = c->next;   /* c lives in the poster's array: gone after complete() */
         c->fn(w, c->arg);
-        complete(c, 1);
+        complete(c);
         c = next;
     }
 }
@@ -69,16 +68,16 @@ void wcmd_close(struct worker *w)
     struct wcmd *c = take_all(&w->cmdq, 1);
     while (c) {
         struct wcmd *next = c->next;
-        complete(c, 0);
+        complete(c);
         c = next;
     }
 }
 
-unsigned wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
+int wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
 {
-    struct wcmd_wait wt = { .pending = n, .ran = 0 };
+    struct wcmd_wait wt = { .pending = n };
     struct wcmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
-    if (!cmds) return 0;
+    if (!cmds) return -1;
     pthread_mutex_init(&wt.lock, NULL);
     pthread_cond_init(&wt.cond, NULL);
     for (unsigned i = 0; i < n; i++) {
@@ -95,15 +94,14 @@ unsigned wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
             q->tail = c;
         }
         pthread_mutex_unlock(&q->lock);
-        if (closed) complete(c, 0);
+        if (closed) complete(c);
         else loop_wake(ws[i].loop);
     }
     pthread_mutex_lock(&wt.lock);
     while (wt.pending) pthread_cond_wait(&wt.cond, &wt.lock);
-    unsigned ran = wt.ran;
     pthread_mutex_unlock(&wt.lock);
     pthread_cond_destroy(&wt.cond);
     pthread_mutex_destroy(&wt.lock);
     free(cmds);
-    return ran;
+    return 0;
 }

@@ -40,8 +40,9 @@ void wcmd_run(struct worker *w);
 void wcmd_close(struct worker *w);
 
 /* Any thread but a worker's: runs fn(w, arg) on each of the n workers, on
- * their threads, concurrently, and returns once all have run or dropped it.
- * Returns how many ran it. fn learns which worker it is from w->id. */
-unsigned wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg);
+ * their threads, concurrently, and returns once all have run or dropped it:
+ * 0, or -1 when out of memory (then none ran it). fn learns which worker it
+ * is from w->id. */
+int wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg);
 
 #endif

@@ -146,8 +146,9 @@ static void wake_hook(struct loop *l, void *arg)
 /* Per-worker balancer state over the listener's servers. With active checks
  * on, connect failures also count (passive ejection), since checks are what
  * bring a server back. */
-static int balancer_init(struct worker *w, struct wlistener *wl, char *err, size_t errlen)
+int worker_listener_rebalance(struct wlistener *wl, char *err, size_t errlen)
 {
+    struct worker *w = wl->w;
     const struct listener_cfg *lc = wl->cfg;
     const struct health_cfg *hc = cfg_effective_health(lc);
     for (size_t i = 0; i < lc->nupstreams; i++) {
@@ -205,7 +206,7 @@ int worker_listener_setup(struct worker *w, struct wlistener *wl, const struct l
     wl->cfg = lc;
     wl->sh = sh;
     loop_timer_init(&wl->queue_timer, connect_queue_run, wl);
-    if (lc->mode == MODE_RELAY && balancer_init(w, wl, err, errlen) < 0) return -1;
+    if (lc->mode == MODE_RELAY && worker_listener_rebalance(wl, err, errlen) < 0) return -1;
     wl->pool = ss_pool_new(wl);
     return 0;
 }
@@ -305,12 +306,30 @@ static void worker_destroy(struct worker *w)
     kpipe_pool_destroy(&w->pipes);
 }
 
+int worker_shared_init(struct listener_shared *sh, const struct listener_cfg *lc, char *err, size_t errlen)
+{
+    if (admit_shared_init(sh, lc, err, errlen) < 0) return -1;
+    toxic_slot_init(&sh->toxics);
+    if (!lc->ntoxics) return 0;
+    struct toxic_set *set = toxic_set_new(lc->toxics, lc->ntoxics);
+    if (!set) {
+        snprintf(err, errlen, "out of memory");
+        worker_shared_free(sh);
+        return -1;
+    }
+    toxic_slot_publish(&sh->toxics, set);
+    return 0;
+}
+
+void worker_shared_free(struct listener_shared *sh)
+{
+    admit_shared_free(sh);
+    toxic_slot_destroy(&sh->toxics);
+}
+
 static void shared_free(struct listener_shared *sh, size_t n)
 {
-    for (size_t i = 0; sh && i < n; i++) {
-        admit_shared_free(&sh[i]);
-        toxic_slot_destroy(&sh[i].toxics);
-    }
+    for (size_t i = 0; sh && i < n; i++) worker_shared_free(&sh[i]);
     free(sh);
 }
 
@@ -323,21 +342,8 @@ struct worker *workers_create(const struct ferry_cfg *cfg, unsigned n, char *err
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    for (; nsh < cfg->nlisteners; nsh++) {
-        const struct listener_cfg *lc = &cfg->listeners[nsh];
-        if (admit_shared_init(&sh[nsh], lc, err, errlen) < 0) goto fail;
-        toxic_slot_init(&sh[nsh].toxics);
-        if (lc->ntoxics) {
-            struct toxic_set *set = toxic_set_new(lc->toxics, lc->ntoxics);
-            if (!set) {
-                snprintf(err, errlen, "out of memory");
-                admit_shared_free(&sh[nsh]);
-                toxic_slot_destroy(&sh[nsh].toxics);
-                goto fail;
-            }
-            toxic_slot_publish(&sh[nsh].toxics, set);
-        }
-    }
+    for (; nsh < cfg->nlisteners; nsh++)
+        if (worker_shared_init(&sh[nsh], &cfg->listeners[nsh], err, errlen) < 0) goto fail;
     for (unsigned i = 0; i < n; i++) {
         if (worker_init(&ws[i], (int)i, cfg, sh, err, errlen) < 0) {
             for (unsigned j = 0; j <= i; j++) worker_destroy(&ws[j]);

@@ -26,12 +26,19 @@ void workers_join_and_free(struct worker *ws, unsigned n);
 /* Listener building blocks, for workers_create() and for listeners added
  * or removed at run time (core/runtime.c), on the worker's own thread.
  * setup: balancer and per-thread state, no sockets; 0 or -1 with err.
+ * rebalance: the balancer again, from wl->cfg's servers (relay only).
  * add_socket: takes a bound, listening, non-blocking fd (0, or -1 with
  * errno: the fd stays the caller's). close_sockets: stops accepting.
  * release: what setup and first use created (checker, pool, resolver);
  * sessions must be closed first. */
+/* A listener's state shared by all workers (admission counters, toxic
+ * slot with the listener's --toxic set); 0, or -1 with err. */
+int worker_shared_init(struct listener_shared *sh, const struct listener_cfg *lc, char *err, size_t errlen);
+void worker_shared_free(struct listener_shared *sh);
+
 int worker_listener_setup(struct worker *w, struct wlistener *wl, const struct listener_cfg *lc,
                           struct listener_shared *sh, char *err, size_t errlen);
+int worker_listener_rebalance(struct wlistener *wl, char *err, size_t errlen);
 int worker_listener_add_socket(struct wlistener *wl, int fd);
 void worker_listener_close_sockets(struct wlistener *wl);
 void worker_listener_release(struct wlistener *wl);

@@ -141,3 +141,15 @@ int net_addr_is_loopback(const struct net_addr *a)
     }
     return 0;
 }
+
+int net_addr_equal(const struct net_addr *a, const struct net_addr *b)
+{
+    size_t la, lb;
+    const uint8_t *ia = net_addr_ip(a, &la), *ib = net_addr_ip(b, &lb);
+    return la == lb && memcmp(ia, ib, la) == 0 && net_addr_port(a) == net_addr_port(b);
+}
+
+void host_port_format(const char *host, uint16_t port, char *out, size_t len)
+{
+    snprintf(out, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+}

@@ -50,5 +50,9 @@ uint16_t net_addr_port(const struct net_addr *a);
  * for IPv4, else 16 (IPv6). Points into a. */
 const uint8_t *net_addr_ip(const struct net_addr *a, size_t *len);
 int net_addr_is_loopback(const struct net_addr *a);
+/* Same family, IP and port (nothing else of the sockaddr). */
+int net_addr_equal(const struct net_addr *a, const struct net_addr *b);
+/* "host:port", or "[host]:port" when host is an IPv6 literal. */
+void host_port_format(const char *host, uint16_t port, char *out, size_t len);
 
 #endif

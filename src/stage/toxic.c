@@ -70,7 +70,7 @@ int toxic_stream_from_name(const char *name, uint8_t *streams)
     return 0;
 }
 
-static void default_name(struct toxic_spec *t)
+void toxic_spec_default_name(struct toxic_spec *t)
 {
     snprintf(t->name, sizeof(t->name), "%s_%s", toxic_type_name(t->type), toxic_stream_name(t->streams));
 }
@@ -81,7 +81,7 @@ void toxic_spec_init(struct toxic_spec *t, enum toxic_type type)
     t->type = type;
     t->streams = TOXIC_DOWNSTREAM;
     t->toxicity = 1.0;
-    default_name(t);
+    toxic_spec_default_name(t);
 }
 
 static const struct attr_def *attr_find(const struct toxic_spec *t, const char *key)
@@ -220,7 +220,7 @@ int toxic_spec_parse(const char *text, struct toxic_spec *t, char *err, size_t e
         snprintf(err, errlen, "expected TYPE[:key=value,...]");
         return -1;
     }
-    if (!named) default_name(t);
+    if (!named) toxic_spec_default_name(t);
     return toxic_spec_check(t, err, errlen);
 }
 

@@ -63,6 +63,8 @@ int toxic_stream_from_name(const char *name, uint8_t *streams);
  * downstream, name TYPE_downstream, attributes 0 (bitflip: every 0,
  * probability 0). */
 void toxic_spec_init(struct toxic_spec *t, enum toxic_type type);
+/* Names the spec TYPE_STREAM (latency_downstream, bitflip_both...). */
+void toxic_spec_default_name(struct toxic_spec *t);
 
 /* Attributes by their toxiproxy JSON names, for the API and the parsers.
  * toxic_attr_set: 0, or -1 with a reason in err (unknown attribute for the

@@ -137,7 +137,7 @@ static void health_label(const struct health_server *s, char *out, size_t len)
 {
     char host[sizeof(s->hp.host)];
     log_sanitize(host, sizeof(host), s->hp.host);
-    snprintf(out, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, s->hp.port);
+    host_port_format(host, s->hp.port, out, len);
 }
 
 static void health_log_change(const struct health_checker *hc, const struct health_server *s,
