@@ -88,7 +88,7 @@ def test_proxy_errors_have_toxiproxys_shapes(ferry):
     assert st == 500 and "in use" in body["error"].lower(), body
     assert "b" not in call(f, "GET", "/proxies")[1]
     assert call(f, "GET", "/nothing")[0] == 404
-    assert call(f, "DELETE", "/proxies")[0] == 405 or call(f, "DELETE", "/proxies")[0] == 404
+    assert call(f, "DELETE", "/proxies")[0] in (404, 405)   # no such route: either answer is an error
     assert call(f, "GET", "/proxies", headers={"User-Agent": "Mozilla/5.0"}) == \
         (403, {"error": "User agent not allowed", "status": 403})
     assert call(f, "DELETE", "/proxies/a") == (204, None)
