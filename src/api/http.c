@@ -65,11 +65,18 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     if (count_head(r, n) < 0) return -1;
     if (!r->ua_value) {                       /* first piece of this value */
         r->ua_value = 1;
-        int ua = r->hfield_len == 10 && strncasecmp(r->hfield, "User-Agent", 10) == 0;
-        /* Browsers say "Mozilla/": the API refuses them (cross-site requests
-         * to a loopback API), as toxiproxy does. */
-        if (ua && n >= 8 && strncmp(at, "Mozilla/", 8) == 0) r->browser = 1;
+        r->in_ua = r->hfield_len == 10 && strncasecmp(r->hfield, "User-Agent", 10) == 0;
+        r->ua_head_len = 0;
     }
+    if (!r->in_ua || r->ua_head_len == sizeof(r->ua_head)) return 0;
+    /* The value may come in pieces (split reads): collect its head first.
+     * Browsers say "Mozilla/": the API refuses them (cross-site requests
+     * to a loopback API), as toxiproxy does. */
+    size_t take = sizeof(r->ua_head) - r->ua_head_len;
+    if (take > n) take = n;
+    memcpy(r->ua_head + r->ua_head_len, at, take);
+    r->ua_head_len += take;
+    if (r->ua_head_len == sizeof(r->ua_head) && memcmp(r->ua_head, "Mozilla/", 8) == 0) r->browser = 1;
     return 0;
 }
 

@@ -30,7 +30,10 @@ struct api_req {
     int browser;               /* User-Agent starts with "Mozilla/" */
     int error_status;          /* API_REQ_ERROR: 400, 413 or 431 */
     /* header being read */
-    int ua_value;
+    int ua_value;              /* inside a value (the next field starts anew) */
+    int in_ua;                 /* ... of User-Agent */
+    char ua_head[8];           /* its first bytes, over however many pieces */
+    size_t ua_head_len;
     char hfield[16];
     size_t hfield_len;
     int done;

@@ -114,6 +114,16 @@ static void test_http_bounds_and_errors(void **state)
     assert_int_equal(api_req_feed(&r, moz, strlen(moz), &used), API_REQ_DONE);
     assert_true(r.browser);
     api_req_free(&r);
+    /* Split anywhere, even inside "Mozilla/": still a browser. */
+    for (size_t split = 1; split < strlen(moz); split++) {
+        api_req_init(&r);
+        enum api_req_state st = api_req_feed(&r, moz, split, &used);
+        assert_int_equal(used, split);
+        if (st != API_REQ_DONE) st = api_req_feed(&r, moz + split, strlen(moz) - split, &used);
+        assert_int_equal(st, API_REQ_DONE);
+        assert_true(r.browser);
+        api_req_free(&r);
+    }
 }
 
 /* ---- router ---- */
