@@ -9,9 +9,11 @@ requests are refused with exit status 2 and one line naming the flag.
 import grp
 import os
 import pwd
+import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 
 import pytest
 
@@ -136,19 +138,29 @@ def test_bad_request_exit_2_one_line_naming_the_flag(args, flag):
     assert flag in err, err
 
 
-def test_not_root_is_refused(tmp_path):
+def test_not_root_is_refused():
     pw = nobody()
     if not os.access(FERRY_BIN, os.X_OK):
         pytest.skip("ferry binary not executable")
+    # The build tree may sit in a directory only root can enter (mktemp -d
+    # is 0700): give nobody a copy it can run.
+    home = tempfile.mkdtemp(prefix="ferry-nobody-")
+    os.chmod(home, 0o755)
+    exe = os.path.join(home, "ferry")
+    shutil.copy2(FERRY_BIN, exe)
+    os.chmod(exe, 0o755)
 
     def become_nobody():
         os.setgroups([])
         os.setgid(pw.pw_gid)
         os.setuid(pw.pw_uid)
 
-    r = subprocess.run([FERRY_BIN, "relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:9",
-                        "--run-as", "nobody"], preexec_fn=become_nobody, cwd=str(tmp_path),
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=scaled(10))
+    try:
+        r = subprocess.run([exe, "relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:9",
+                            "--run-as", "nobody"], preexec_fn=become_nobody, cwd=home,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=scaled(10))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     err = r.stderr.decode()
     if r.returncode == 126 or "ermission denied" in err and "--run-as" not in err:
         pytest.skip("nobody cannot execute %s" % FERRY_BIN)
