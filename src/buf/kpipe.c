@@ -47,8 +47,11 @@ struct kpipe *kpipe_get(struct kpipe_pool *p)
         free(k);
         return NULL;
     }
-    /* Best effort: the kernel may cap the size (pipe-max-size, user quota). */
-    if (p->pipe_size) (void)fcntl(fds[1], F_SETPIPE_SZ, (int)p->pipe_size);
+    /* Best effort: the kernel may refuse the size (pipe-max-size, the
+     * user's pipe quota); then the pipe keeps what it has. */
+    int cap = p->pipe_size ? fcntl(fds[1], F_SETPIPE_SZ, (int)p->pipe_size) : -1;
+    if (cap <= 0) cap = fcntl(fds[1], F_GETPIPE_SZ);
+    k->cap = cap > 0 ? (size_t)cap : 65536;
     k->rfd = fds[0];
     k->wfd = fds[1];
     k->len = 0;

@@ -12,6 +12,7 @@
 struct kpipe {
     int rfd, wfd;
     size_t len;              /* bytes currently inside the pipe */
+    size_t cap;              /* what the pipe holds (F_GETPIPE_SZ) */
     struct kpipe *next_free;
 };
 

@@ -13,10 +13,6 @@
 #include "stage/tap.h"
 #include "stage/toxq.h"
 
-/* Bytes asked of one splice() into a kernel pipe: the default pipe holds
- * 64 KiB (16 pages); asking more only returns short. */
-#define SPLICE_CHUNK (64u * 1024u)
-
 /* A direction starts by copying; once one read brings this much, it is a
  * bulk transfer and switches to splice. For small messages splice costs
  * more syscalls than it saves copies (two splices vs recv + send). */
@@ -95,9 +91,9 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
             /* splice() into a pipe returns EAGAIN both when the socket is
              * empty and when the pipe is full; we only fill an empty pipe,
              * so here it means the socket is empty. */
-            c->last_ask = SPLICE_CHUNK;
+            c->last_ask = h->kp->cap;
             c->last_read = NULL;
-            n = splice(c->src_fd, NULL, h->kp->wfd, NULL, SPLICE_CHUNK,
+            n = splice(c->src_fd, NULL, h->kp->wfd, NULL, h->kp->cap,
                        SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 h->kp->len += (size_t)n;
