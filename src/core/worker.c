@@ -363,13 +363,23 @@ fail:
     return NULL;
 }
 
+static void flush_logs(struct loop *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    log_flush();
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    /* Session lines go out once per loop iteration, not one write each. */
+    if (log_batch_begin() == 0) loop_set_before_sleep(w->loop, flush_logs, NULL);
     if (loop_run(w->loop) < 0) {
         log_error("worker %d: event loop failed: %s", w->id, strerror(errno));
         w->exit_code = 1;
     }
+    log_batch_end();
     wcmd_close(w);    /* the API must not wait for a loop that no longer runs */
     __atomic_fetch_sub(&running_workers, 1, __ATOMIC_RELEASE);
     return NULL;

@@ -2,6 +2,7 @@
 #include "obs/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -43,6 +44,48 @@ static void write_line(const char *buf, size_t len)
     }
 }
 
+/* This thread's pending lines, or NULL when it does not batch. */
+#define LOG_BATCH_SIZE (16u * 1024u)
+static __thread char *batch;
+static __thread size_t batch_len;
+
+int log_batch_begin(void)
+{
+    if (!batch) batch = malloc(LOG_BATCH_SIZE);
+    batch_len = 0;
+    return batch ? 0 : -1;
+}
+
+void log_flush(void)
+{
+    if (!batch_len) return;
+    write_line(batch, batch_len);
+    batch_len = 0;
+}
+
+void log_batch_end(void)
+{
+    log_flush();
+    free(batch);
+    batch = NULL;
+}
+
+/* Queues an info/debug line on a batching thread; anything else flushes
+ * what is queued (keeping the order) and goes out now. */
+static void emit(int level, const char *line, size_t len)
+{
+    if (batch && level >= LOG_INFO) {
+        if (len > LOG_BATCH_SIZE - batch_len) log_flush();
+        if (len <= LOG_BATCH_SIZE) {
+            memcpy(batch + batch_len, line, len);
+            batch_len += len;
+            return;
+        }
+    }
+    log_flush();
+    write_line(line, len);
+}
+
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
     char line[2048];
@@ -57,7 +100,7 @@ void log_vmsg(int level, const char *fmt, va_list ap)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;
     line[len++] = '\n';
-    write_line(line, len);
+    emit(level, line, len);
 }
 
 void log_msg(int level, const char *fmt, ...)
@@ -79,5 +122,6 @@ void log_plain(const char *fmt, ...)
     size_t len = 7 + (n < 0 ? 0 : (size_t)n);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;
     line[len++] = '\n';
+    log_flush();
     write_line(line, len);
 }

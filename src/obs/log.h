@@ -1,8 +1,12 @@
-/* log.h - leveled logging to stderr, one write() per line.
+/* log.h - leveled logging to stderr, whole lines per write().
  *
- * Lines are formatted into a stack buffer and written with a single write()
- * so lines from different worker threads never interleave. Callers check
- * log_enabled() before formatting anything costly (STYLE habit 8).
+ * Lines are formatted into a stack buffer and written whole, so lines from
+ * different worker threads never interleave. A worker thread batches its
+ * info and debug lines (one per session) and writes them once per loop
+ * iteration, before it sleeps (log_flush): one write() per batch instead
+ * of one per connection. Errors and warnings flush the batch and go out at
+ * once. Callers check log_enabled() before formatting anything costly
+ * (STYLE habit 8).
  */
 #ifndef FERRY_LOG_H
 #define FERRY_LOG_H
@@ -27,6 +31,15 @@ void log_sanitize(char *dst, size_t dstlen, const char *src);
 /* Timestamped line: "<ISO-8601 UTC> <level> <message>\n". */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int level, const char *fmt, va_list ap);
+
+/* Per-thread batching: log_batch_begin() on a thread that calls
+ * log_flush() regularly (a worker, before its loop sleeps); log_batch_end()
+ * flushes and stops batching. Without begin, every line is written at once.
+ * Returns 0, or -1 if no batch buffer could be had (lines then go out at
+ * once). */
+int log_batch_begin(void);
+void log_flush(void);
+void log_batch_end(void);
 
 /* Operator-facing line without timestamp: "ferry: <message>\n" (startup, fatal config errors). */
 void log_plain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
