@@ -21,6 +21,9 @@ int sock_listen(const struct net_addr *a, int reuseport, int backlog, char *err,
         goto fail;
     if (bind(fd, &a->u.sa, a->len) < 0) goto fail;
     if (listen(fd, backlog) < 0) goto fail;
+    /* Accepted sockets inherit TCP_NODELAY from the listener: one
+     * setsockopt here instead of one per connection. */
+    sock_set_nodelay(fd);
     return fd;
 fail:
     snprintf(err, errlen, "cannot listen on %s: %s", net_addr_format(a, as, sizeof(as)),

@@ -8,7 +8,8 @@
 
 /* Non-blocking, close-on-exec listening socket with SO_REUSEADDR, and
  * SO_REUSEPORT when reuseport is set (one socket per worker). IPv6 sockets
- * are IPv6-only, as in nginx: listen on both families explicitly.
+ * are IPv6-only, as in nginx: listen on both families explicitly. The
+ * socket has TCP_NODELAY, which accepted sockets inherit (Linux).
  * Returns the fd, or -1 with a one-line reason in err. */
 int sock_listen(const struct net_addr *a, int reuseport, int backlog, char *err, size_t errlen);
 

@@ -309,8 +309,9 @@ static void abandon_attempt(struct session *s, int err)
 
 void connect_ready(struct session *s, uint32_t events)
 {
-    int err = sock_error(s->uio.fd);
-    (void)events;
+    /* A failed connect always reports EPOLLERR; plain EPOLLOUT is success,
+     * so SO_ERROR is only read when there is an error to name. */
+    int err = events & (EPOLLERR | EPOLLHUP) ? sock_error(s->uio.fd) : 0;
     if (err) {
         abandon_attempt(s, err);
         return;

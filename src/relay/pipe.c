@@ -301,7 +301,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
             if (c->dst_fd >= 0 && !h->shut) {
                 /* Failure only means the sink is already gone; the other
                  * direction will see that on its own. */
-                (void)shutdown(c->dst_fd, SHUT_WR);
+                if (!c->close_follows) (void)shutdown(c->dst_fd, SHUT_WR);
                 if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
                 h->shut = 1;
                 c->progressed = 1;

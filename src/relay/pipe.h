@@ -40,6 +40,9 @@ struct pump_ctx {
     struct toxq *tox;          /* this direction's toxics, or NULL */
     uint64_t now_us;           /* monotonic, for toxics */
     int src_leg, up;           /* tap leg of the source; direction is client->upstream */
+    int close_follows;         /* the other direction is shut: once this one
+                                  forwards EOF the session closes, and close()
+                                  sends the FIN, so no shutdown() is needed */
 };
 
 /* Bytes ready for the sink. */

@@ -200,6 +200,7 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct ha
     if (c->tox) c->now_us = toxics_now_us();
     c->up = h == &s->up;
     c->src_leg = c->up ? TAP_CLIENT : TAP_UPSTREAM;
+    c->close_follows = 0;
 }
 
 /* After a failure reply: write it, send FIN, then read and discard what the
@@ -310,6 +311,7 @@ static void sess_pump_ex(struct session *s, int may_read)
 
     pump_ctx_init(s, &c, &s->up, cfd_read, ufd, relaying);
     c.src_drained = !(may_read & READ_CLIENT);
+    c.close_follows = relaying && s->down.shut;
     enum pump_result r = pipe_pump(&s->up, &c);
     if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
         end_by_toxic(s, r);
@@ -324,6 +326,7 @@ static void sess_pump_ex(struct session *s, int may_read)
 
     pump_ctx_init(s, &c, &s->down, ufd, s->cio.fd, relaying);
     c.src_drained = !(may_read & READ_UPSTREAM);
+    c.close_follows = relaying && s->up.shut;
     r = pipe_pump(&s->down, &c);
     if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
         end_by_toxic(s, r);
@@ -427,20 +430,22 @@ static void sess_handshake(struct session *s)
     }
 }
 
-static void handshake_read(struct session *s)
+/* Reads what the client sent during the handshake. Returns 1 when the read
+ * filled the buffer (the socket may hold more), else 0. */
+static int handshake_read(struct session *s)
 {
     struct worker *w = s->wl->w;
     struct half *h = &s->up;
     if (!h->buf && !(h->buf = buf_get(&w->bufs))) {
         sess_close(s, END_LOCAL_ERROR);
-        return;
+        return 0;
     }
     uint32_t room = buf_room(h->buf);
     if (room == 0) {
         /* Front-ends bound their messages far below a buffer: a full buffer
          * means a front-end bug, not a slow client. */
         sess_close(s, END_HANDSHAKE_ERROR);
-        return;
+        return 0;
     }
     ssize_t n = recv(s->cio.fd, buf_wptr(h->buf), room, 0);
     if (n > 0) {
@@ -450,12 +455,15 @@ static void handshake_read(struct session *s)
         }
         buf_produced(h->buf, (uint32_t)n);
         sess_handshake(s);
-    } else if (n == 0) {
+        return (size_t)n == room;
+    }
+    if (n == 0) {
         if (s->tap) tap_fin(s->tap, TAP_CLIENT, 1);
         sess_close(s, END_CLIENT_CLOSED);
     } else if (errno != EAGAIN && errno != EINTR) {
         sess_close(s, END_CLIENT_RESET);
     }
+    return 0;
 }
 
 /* ---- callbacks ---- */
@@ -464,11 +472,16 @@ static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
 {
     struct session *s = io->owner;
     (void)l;
+    int client_drained = 0;
     if (s->state == SESS_HANDSHAKE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-        handshake_read(s);
+        client_drained = !handshake_read(s);
         if (s->state == SESS_CLOSED) return;
     }
-    sess_pump_ex(s, read_flags(s, io, events));
+    /* A handshake read that came back short emptied the socket: reading
+     * again for early data would only earn an EAGAIN. */
+    int may_read = read_flags(s, io, events);
+    if (client_drained) may_read &= ~READ_CLIENT;
+    sess_pump_ex(s, may_read);
 }
 
 static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
@@ -605,7 +618,7 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int c
     w->sessions = s;
     w->nsessions++;
 
-    sock_set_nodelay(fd);
+    /* TCP_NODELAY came with the listener (sock_listen). */
     if (tap_enabled(wl->cfg)) {
         struct net_addr local;
         if (sock_local_addr(fd, &local) < 0) memset(&local, 0, sizeof(local));
