@@ -62,6 +62,8 @@ static ssize_t recv_into(struct buf **slot, struct pump_ctx *c)
         return -1;
     }
     c->last_ask = buf_room(*slot);
+    if (c->fill_to > buf_len(*slot) && c->fill_to - buf_len(*slot) < c->last_ask)
+        c->last_ask = c->fill_to - buf_len(*slot);
     if (c->last_ask == 0) {
         errno = EPROTO;
         return -1;
@@ -287,6 +289,7 @@ static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
 
 enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 {
+    c->fill_to = h->codec && h->codec->max_input ? h->codec->max_input(h->codec_state, c->bufs->bufsize) : 0;
     if (c->tox) return pump_toxic(h, c);
     for (;;) {
         int f = drain_to_sink(h, c);

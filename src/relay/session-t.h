@@ -77,6 +77,10 @@ struct codec_ops {
     /* 1: the output is the application's bytes (a decoder), so the log
      * counts what it makes; 0: the input is (an encoder). */
     int counts_output;
+    /* Optional: the most input that one process() call turns into at most
+     * outcap bytes. The pump reads no more than that, so a read is encoded
+     * whole and leaves no tail for a tiny chunk and an extra write. */
+    size_t (*max_input)(const void *state, size_t outcap);
 };
 
 /* One direction. Ready bytes wait either in a user-space buffer or in a

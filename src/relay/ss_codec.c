@@ -29,6 +29,11 @@ static int enc_process(void *state, const uint8_t *in, size_t inlen, size_t *use
     return 0;
 }
 
+static size_t enc_max_input(const void *state, size_t outcap)
+{
+    return ss_enc_max_plain(state, outcap);
+}
+
 static void enc_free(void *state)
 {
     ss_enc_free(state);
@@ -64,8 +69,8 @@ static void dec_free(void *state)
     free(c);
 }
 
-const struct codec_ops ss_enc_codec_ops = { enc_process, enc_free, 0 };
-const struct codec_ops ss_dec_codec_ops = { dec_process, dec_free, 1 };
+const struct codec_ops ss_enc_codec_ops = { enc_process, enc_free, 0, enc_max_input };
+const struct codec_ops ss_dec_codec_ops = { dec_process, dec_free, 1, NULL };
 
 int ss_codec_replayed(struct ss_dec_codec *c)
 {
