@@ -415,6 +415,11 @@ static void sess_handshake(struct session *s)
         }
         if (r == FRONT_CONNECT) {
             h->bytes = h->buf ? buf_len(h->buf) : 0;   /* early data is payload */
+            if (h->buf && buf_empty(h->buf)) {
+                /* No early data: hold no buffer while connecting. */
+                buf_put(&s->wl->w->bufs, h->buf);
+                h->buf = NULL;
+            }
             if (s->front->attach && s->front->attach(s) < 0) {
                 sess_close(s, END_LOCAL_ERROR);
                 return;
