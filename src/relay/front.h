@@ -29,8 +29,11 @@ struct front_ops {
     /* Optional: right after FRONT_CONNECT (handshake bytes consumed), install
      * codecs or push early data. 0, or -1 to close. */
     int (*attach)(struct session *s);
-    /* Upstream connected; `bound` is its local address. Queue the success reply. */
+    /* Upstream connected; `bound` is its local address (zero unless
+     * needs_bound: reading it costs a getsockname per connection). Queue
+     * the success reply. */
     void (*on_connected)(struct session *s, const struct net_addr *bound);
+    int needs_bound;
     /* Connecting failed for `why`. Queue the failure reply (if the protocol has one). */
     void (*on_failed)(struct session *s, enum sess_fail why);
     /* Extra "key=value ..." for the session log line (no secrets). */

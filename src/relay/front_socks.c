@@ -238,6 +238,7 @@ const struct front_ops front_socks = {
     .init = socks_init,
     .on_data = socks_on_data,
     .on_connected = socks_on_connected,
+    .needs_bound = 1,          /* BND.ADDR / DSTIP of the reply */
     .on_failed = socks_on_failed,
     .log_fields = socks_log_fields,
     .free = socks_free,

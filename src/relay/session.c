@@ -147,11 +147,26 @@ static int reading_client_allowed(const struct session *s)
     }
 }
 
+/* Early data (what came with or after the handshake) waits for the
+ * upstream: the client is not read until it has been flushed. */
+static int early_data_waits(const struct session *s)
+{
+    return (s->state == SESS_QUEUED || s->state == SESS_RESOLVING || s->state == SESS_CONNECTING) &&
+           half_pending(&s->up);
+}
+
 static void update_interest(struct session *s)
 {
     struct loop *l = s->wl->w->loop;
     uint32_t cw = 0, uw = 0;
     if (reading_client_allowed(s)) cw |= LOOP_READ;
+    /* Lazily: while early data waits, the client's read interest stays
+     * armed until it actually fires. Most clients send nothing more before
+     * the upstream answers, and dropping the interest only to add it back
+     * once connected costs two epoll_ctl per connection (ss-server always
+     * has early data). If it does fire, client_cb notes that and the
+     * interest goes, so level-triggered epoll cannot spin. */
+    else if (early_data_waits(s) && !s->early_read_fired) cw |= s->cio.want & LOOP_READ;
     if (half_pending(&s->down)) cw |= LOOP_WRITE;
     if (s->state == SESS_CONNECTING) {
         uw = LOOP_WRITE;
@@ -481,6 +496,8 @@ static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
     if (s->state == SESS_HANDSHAKE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         client_drained = !handshake_read(s);
         if (s->state == SESS_CLOSED) return;
+    } else if (early_data_waits(s)) {
+        s->early_read_fired = 1;      /* drop the lazily kept interest */
     }
     /* A handshake read that came back short emptied the socket: reading
      * again for early data would only earn an EAGAIN. */
@@ -519,7 +536,8 @@ void sess_relay_start(struct session *s, int fd)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
-    if ((s->front && s->front->on_connected) || s->tap) {
+    memset(&bound, 0, sizeof(bound));
+    if ((s->front && s->front->needs_bound) || s->tap) {
         if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
         if (s->tap) tap_upstream(s->tap, &bound, &s->upstream);
     }

@@ -603,6 +603,28 @@ def test_no_fd_leak_after_mixed_sessions(ferry, identify, blackhole):
             name, first[x], base[x])
 
 
+@pytest.mark.deadline(30)
+def test_more_early_data_while_connecting_does_not_spin(ferry, blackhole):
+    """Early data waits for the upstream. The client's read interest stays
+    armed until the client is readable again (it saves two epoll_ctl per
+    connection); then it must go, or level-triggered epoll spins until the
+    connect ends."""
+    bh = blackhole()
+    f = relay(ferry, bh.addr, args=["--threads", "1", "--connect-timeout", "20s"])
+    c = f.connect()
+    c.sendall(b"early data " * 10)
+    time.sleep(scaled(0.2))
+    c.sendall(b"more while the connect hangs " * 10)
+    time.sleep(scaled(0.2))
+    c0 = f.cpu_seconds()
+    t0 = time.monotonic()
+    time.sleep(1.5)
+    cpu = (f.cpu_seconds() - c0) / (time.monotonic() - t0)
+    assert cpu < 0.30, "ferry burns %.0f%% CPU while early data waits for a hanging connect" % (cpu * 100)
+    assert f.alive()
+    c.close()
+
+
 @pytest.mark.deadline(60)
 def test_emfile_does_not_spin_and_recovers(ferry, identify, clients):
     up = identify("A")
