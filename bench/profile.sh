@@ -4,7 +4,7 @@
 #   bench/profile.sh SCENARIO [--duration S] [--no-perf] [--no-strace]
 #
 # SCENARIO: rate | socks5-rate | pingpong | bulk-up | bulk-down |
-#           ss-bulk-up | ss-bulk-down   (ss-*: ferry ss-local -> ss-server,
+#           ss-rate | ss-bulk-up | ss-bulk-down (ss-*: ferry ss-local -> ss-server,
 #           chacha20-ietf-poly1305; METHOD=... to change)
 #
 # Two runs, each in a fresh network namespace (loopback only) with the same
@@ -32,7 +32,7 @@ usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 SC=$1; shift
 case $SC in
-rate|socks5-rate|pingpong|bulk-up|bulk-down|ss-bulk-up|ss-bulk-down) ;;
+rate|socks5-rate|pingpong|bulk-up|bulk-down|ss-rate|ss-bulk-up|ss-bulk-down) ;;
 -h|--help) usage; exit 0 ;;
 *) echo "profile.sh: unknown scenario '$SC'" >&2; usage >&2; exit 2 ;;
 esac
@@ -120,7 +120,8 @@ load() {
     local what args=()
     case $SC in
     rate)         what=rate;     args=(-n 50) ;;
-    socks5-rate)  what=rate;     args=(-n 50 --mode socks5 -d "127.0.0.1:$P_ECHO") ;;
+    socks5-rate|ss-rate)
+                  what=rate;     args=(-n 50 --mode socks5 -d "127.0.0.1:$P_ECHO") ;;
     pingpong)     what=pingpong; args=(-n 50) ;;
     bulk-up)      what=bulk;     args=(-n 1 --dir up) ;;
     bulk-down)    what=bulk;     args=(-n 1 --dir down) ;;
