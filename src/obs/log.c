@@ -45,7 +45,9 @@ static void write_line(const char *buf, size_t len)
 }
 
 /* This thread's pending lines, or NULL when it does not batch. */
+#define LOG_LINE_MAX 2048
 #define LOG_BATCH_SIZE (16u * 1024u)
+_Static_assert(LOG_LINE_MAX <= LOG_BATCH_SIZE, "a line must fit an empty batch");
 static __thread char *batch;
 static __thread size_t batch_len;
 
@@ -76,11 +78,9 @@ static void emit(int level, const char *line, size_t len)
 {
     if (batch && level >= LOG_INFO) {
         if (len > LOG_BATCH_SIZE - batch_len) log_flush();
-        if (len <= LOG_BATCH_SIZE) {
-            memcpy(batch + batch_len, line, len);
-            batch_len += len;
-            return;
-        }
+        memcpy(batch + batch_len, line, len);
+        batch_len += len;
+        return;
     }
     log_flush();
     write_line(line, len);
@@ -88,7 +88,7 @@ static void emit(int level, const char *line, size_t len)
 
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
-    char line[2048];
+    char line[LOG_LINE_MAX];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
