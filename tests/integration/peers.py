@@ -115,6 +115,19 @@ def sha256(b):
     return hashlib.sha256(b).hexdigest()
 
 
+def recv_hashed(s, bufsize=1 << 20):
+    """Read until EOF without keeping the bytes. Returns (nbytes, sha256
+    hexdigest)."""
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        d = s.recv(bufsize)
+        if not d:
+            return n, h.hexdigest()
+        h.update(d)
+        n += len(d)
+
+
 def wait_until(pred, timeout, interval=0.02):
     deadline = time.monotonic() + timeout
     while True:
@@ -286,16 +299,9 @@ def h_identify(srv, c, peer):
 
 def h_sink_hash(srv, c, peer):
     """Read until EOF, then answer '<nbytes> <sha256>\\n' and close."""
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
-    srv.record(("sink", n, h.hexdigest()))
-    c.sendall(b"%d %s\n" % (n, h.hexdigest().encode()))
+    n, digest = recv_hashed(c)
+    srv.record(("sink", n, digest))
+    c.sendall(b"%d %s\n" % (n, digest.encode()))
 
 
 def make_source(data):

@@ -315,31 +315,16 @@ def answer_bytes(n):
 
 def h_answer_after_eof(srv, c, peer):
     """Read to EOF, then answer '<n> <sha>\\n' + HALF_ANSWER bytes, then close."""
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
-    srv.record(("eof", n, h.hexdigest()))
-    c.sendall(b"%d %s\n" % (n, h.hexdigest().encode()) + answer_bytes(HALF_ANSWER))
+    n, digest = peers.recv_hashed(c)
+    srv.record(("eof", n, digest))
+    c.sendall(b"%d %s\n" % (n, digest.encode()) + answer_bytes(HALF_ANSWER))
 
 
 def h_send_then_read(srv, c, peer):
     """Send 2 MB, shut down the write side, then read to EOF and record."""
     c.sendall(answer_bytes(2 * 1024 * 1024))
     c.shutdown(socket.SHUT_WR)
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        d = c.recv(1 << 20)
-        if not d:
-            break
-        h.update(d)
-        n += len(d)
-    srv.record(("got", n, h.hexdigest()))
+    srv.record(("got",) + peers.recv_hashed(c))
 
 
 # --------------------------------------------------------------------------

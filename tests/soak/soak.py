@@ -350,20 +350,13 @@ listeners:
                 err.append(e)
         t = threading.Thread(target=sender, daemon=True)
         t.start()
-        h = hashlib.sha256()
-        n = 0
         try:
-            while True:
-                d = s.recv(1 << 18)
-                if not d:
-                    break
-                h.update(d)
-                n += len(d)
+            n, digest = peers.recv_hashed(s, 1 << 18)
         finally:
             t.join(H.scaled(20))
         if err:
             return False, ident, "send: %r (echoed %d of %d)" % (err[0], n, len(data))
-        if n != len(whole) or h.digest() != hashlib.sha256(whole).digest():
+        if n != len(whole) or digest != hashlib.sha256(whole).hexdigest():
             return False, ident, "echo of %d bytes came back as %d bytes, sha256 %s" % (
                 len(whole), n, "differs" if n == len(whole) else "n/a")
         return True, ident, ""
