@@ -50,6 +50,13 @@ void buf_put(struct buf_pool *p, struct buf *b)
     p->nfree++;
 }
 
+void buf_put_if_empty(struct buf_pool *p, struct buf **slot)
+{
+    if (!*slot || !buf_empty(*slot)) return;
+    buf_put(p, *slot);
+    *slot = NULL;
+}
+
 uint32_t buf_room(struct buf *b)
 {
     if (b->tail == b->cap && b->head > 0) {

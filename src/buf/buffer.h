@@ -32,6 +32,9 @@ void buf_pool_destroy(struct buf_pool *p);
 /* NULL when out of memory. */
 struct buf *buf_get(struct buf_pool *p);
 void buf_put(struct buf_pool *p, struct buf *b);
+/* Gives *slot back if it holds no bytes: a direction never sits on an empty
+ * buffer (STYLE habit 5). */
+void buf_put_if_empty(struct buf_pool *p, struct buf **slot);
 
 static inline uint32_t buf_len(const struct buf *b) { return b->tail - b->head; }
 static inline int buf_empty(const struct buf *b) { return b->tail == b->head; }

@@ -51,19 +51,20 @@ static int half_flush(struct half *h, struct pump_ctx *c)
 }
 
 /* Reads once from the source into *slot, a buffer lent by the pool for the
- * call: if nothing was read and the buffer is empty it goes straight back,
- * so a direction never sits on an empty buffer (EOF, EAGAIN).
+ * call, filling it to at most fill_to bytes (0: its whole room). If nothing
+ * was read and the buffer is empty it goes straight back, so a direction
+ * never sits on an empty buffer (EOF, EAGAIN).
  * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now; EPROTO: a full
  * buffer, which only a stuck codec can cause). */
-static ssize_t recv_into(struct buf **slot, struct pump_ctx *c)
+static ssize_t recv_into(struct buf **slot, struct pump_ctx *c, size_t fill_to)
 {
     if (!*slot && !(*slot = buf_get(c->bufs))) {
         errno = ENOMEM;
         return -1;
     }
     c->last_ask = buf_room(*slot);
-    if (c->fill_to > buf_len(*slot) && c->fill_to - buf_len(*slot) < c->last_ask)
-        c->last_ask = c->fill_to - buf_len(*slot);
+    if (fill_to > buf_len(*slot) && fill_to - buf_len(*slot) < c->last_ask)
+        c->last_ask = fill_to - buf_len(*slot);
     if (c->last_ask == 0) {
         errno = EPROTO;
         return -1;
@@ -108,9 +109,16 @@ static ssize_t half_fill(struct half *h, struct pump_ctx *c)
             return n;
         }
     }
-    n = recv_into(&h->buf, c);
+    n = recv_into(&h->buf, c, 0);
     if (n >= (ssize_t)SPLICE_THRESHOLD) h->bulk = 1;
     return n;
+}
+
+/* How much codec input one read may gather: what one process() call turns
+ * into at most a buffer of output (0: no limit). */
+static size_t codec_fill_to(const struct half *h, const struct pump_ctx *c)
+{
+    return h->codec->max_input ? h->codec->max_input(h->codec_state, c->bufs->bufsize) : 0;
 }
 
 /* Runs the codec over raw bytes into the (empty) ready buffer.
@@ -133,10 +141,7 @@ static int half_transform(struct half *h, struct pump_ctx *c)
         h->bytes += made;
         if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->buf) - made, made);
     }
-    if (buf_empty(h->raw)) {
-        buf_put(c->bufs, h->raw);
-        h->raw = NULL;
-    }
+    buf_put_if_empty(c->bufs, &h->raw);
     if (made) return 1;
     buf_put(c->bufs, h->buf);
     h->buf = NULL;
@@ -198,7 +203,7 @@ static ssize_t toxic_fill(struct half *h, struct pump_ctx *c)
     int decoder = h->codec && h->codec->counts_output;
     if (decoder) {
         /* Ciphertext first: the toxics see what the decoder makes. */
-        ssize_t n = recv_into(&h->raw, c);
+        ssize_t n = recv_into(&h->raw, c, 0);
         if (n > 0) c->progressed = 1;
         return n;
     }
@@ -289,7 +294,6 @@ static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
 
 enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 {
-    c->fill_to = h->codec && h->codec->max_input ? h->codec->max_input(h->codec_state, c->bufs->bufsize) : 0;
     if (c->tox) return pump_toxic(h, c);
     for (;;) {
         int f = drain_to_sink(h, c);
@@ -313,7 +317,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
         }
         if (c->src_fd < 0 || c->budget == 0 || c->src_drained) return PUMP_OK;
         /* With a codec, source bytes are its input (raw); else they are ready. */
-        ssize_t n = h->codec ? recv_into(&h->raw, c) : half_fill(h, c);
+        ssize_t n = h->codec ? recv_into(&h->raw, c, codec_fill_to(h, c)) : half_fill(h, c);
         if (n > 0 && (!h->codec || !h->codec->counts_output)) {
             h->bytes += (uint64_t)n;
             /* A tapped session never splices, so its bytes are in a buffer. */

@@ -35,8 +35,6 @@ struct pump_ctx {
     int progressed;            /* something was read or written */
     int src_drained;           /* a short read emptied the source this call */
     size_t last_ask;           /* bytes the last read asked for */
-    size_t fill_to;            /* read into a buffer up to this many bytes
-                                  (0: its whole room) */
     const uint8_t *last_read;  /* where the last read put its bytes (NULL: spliced) */
     struct tap *tap;           /* observer of the bytes, or NULL */
     struct toxq *tox;          /* this direction's toxics, or NULL */

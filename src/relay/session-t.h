@@ -133,8 +133,6 @@ struct session {
     uint8_t silent;                   /* FLUSHING without FIN (anti-probing) */
     uint8_t counted_ip;               /* holds a per-IP connection count */
     uint8_t target_idx;               /* next address in targets to try */
-    uint8_t early_read_fired;         /* the client was readable while its
-                                         early data waited (update_interest) */
     int8_t lb_idx;                    /* relay: server in use, -1 none */
     uint64_t lb_tried;                /* relay: servers already tried */
     unsigned lb_attempts;

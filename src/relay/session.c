@@ -160,13 +160,14 @@ static void update_interest(struct session *s)
     struct loop *l = s->wl->w->loop;
     uint32_t cw = 0, uw = 0;
     if (reading_client_allowed(s)) cw |= LOOP_READ;
-    /* Lazily: while early data waits, the client's read interest stays
-     * armed until it actually fires. Most clients send nothing more before
+    /* Lazily: while early data waits, a read interest still armed from the
+     * handshake stays until it fires. Most clients send nothing more before
      * the upstream answers, and dropping the interest only to add it back
      * once connected costs two epoll_ctl per connection (ss-server always
-     * has early data). If it does fire, client_cb notes that and the
-     * interest goes, so level-triggered epoll cannot spin. */
-    else if (early_data_waits(s) && !s->early_read_fired) cw |= s->cio.want & LOOP_READ;
+     * has early data). If it does fire, client_cb drops it, and it is not
+     * re-armed until reading is allowed, so level-triggered epoll cannot
+     * spin. */
+    else if (early_data_waits(s)) cw |= s->cio.want & LOOP_READ;
     if (half_pending(&s->down)) cw |= LOOP_WRITE;
     if (s->state == SESS_CONNECTING) {
         uw = LOOP_WRITE;
@@ -215,7 +216,7 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct ha
     if (c->tox) c->now_us = toxics_now_us();
     c->up = h == &s->up;
     c->src_leg = c->up ? TAP_CLIENT : TAP_UPSTREAM;
-    c->close_follows = 0;
+    c->close_follows = s->state == SESS_RELAYING && (c->up ? s->down.shut : s->up.shut);
 }
 
 /* After a failure reply: write it, send FIN, then read and discard what the
@@ -326,7 +327,6 @@ static void sess_pump_ex(struct session *s, int may_read)
 
     pump_ctx_init(s, &c, &s->up, cfd_read, ufd, relaying);
     c.src_drained = !(may_read & READ_CLIENT);
-    c.close_follows = relaying && s->down.shut;
     enum pump_result r = pipe_pump(&s->up, &c);
     if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
         end_by_toxic(s, r);
@@ -341,7 +341,6 @@ static void sess_pump_ex(struct session *s, int may_read)
 
     pump_ctx_init(s, &c, &s->down, ufd, s->cio.fd, relaying);
     c.src_drained = !(may_read & READ_UPSTREAM);
-    c.close_follows = relaying && s->up.shut;
     r = pipe_pump(&s->down, &c);
     if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
         end_by_toxic(s, r);
@@ -430,11 +429,7 @@ static void sess_handshake(struct session *s)
         }
         if (r == FRONT_CONNECT) {
             h->bytes = h->buf ? buf_len(h->buf) : 0;   /* early data is payload */
-            if (h->buf && buf_empty(h->buf)) {
-                /* No early data: hold no buffer while connecting. */
-                buf_put(&s->wl->w->bufs, h->buf);
-                h->buf = NULL;
-            }
+            buf_put_if_empty(&s->wl->w->bufs, &h->buf);   /* none while connecting */
             if (s->front->attach && s->front->attach(s) < 0) {
                 sess_close(s, END_LOCAL_ERROR);
                 return;
@@ -444,10 +439,7 @@ static void sess_handshake(struct session *s)
         }
         if (used == 0) break;
     }
-    if (h->buf && buf_empty(h->buf)) {
-        buf_put(&s->wl->w->bufs, h->buf);
-        h->buf = NULL;
-    }
+    buf_put_if_empty(&s->wl->w->bufs, &h->buf);
 }
 
 /* Reads what the client sent during the handshake. Returns 1 when the read
@@ -491,13 +483,12 @@ static int handshake_read(struct session *s)
 static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
 {
     struct session *s = io->owner;
-    (void)l;
     int client_drained = 0;
     if (s->state == SESS_HANDSHAKE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         client_drained = !handshake_read(s);
         if (s->state == SESS_CLOSED) return;
     } else if (early_data_waits(s)) {
-        s->early_read_fired = 1;      /* drop the lazily kept interest */
+        loop_io_want(l, io, io->want & ~LOOP_READ);   /* the lazily kept interest fired */
     }
     /* A handshake read that came back short emptied the socket: reading
      * again for early data would only earn an EAGAIN. */
