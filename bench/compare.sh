@@ -49,6 +49,7 @@ fi
 DUR_INT=${DUR%.*}; [ "${DUR_INT:-0}" -ge 1 ] || DUR_INT=1   # whole seconds, for iperf3
 RATE_C=50        # rate: concurrent connect/echo/close workers
 PP_N=50          # pingpong: persistent connections
+# shellcheck disable=SC2034  # read by bench/peers.sh
 SS_PASS=bench-password
 SS_METHODS="chacha20-ietf-poly1305 aes-128-gcm"
 T0=$SECONDS
@@ -60,18 +61,12 @@ RAW=$TMP/results.txt
 
 # ---------------------------------------------------------------- processes
 
+. "$HERE/peers.sh"   # descendants, wait_port and start_<peer> for every peer
+
 PIDS=()          # everything we started, killed with their children at exit
 NSS=()           # namespaces we created
 X=()             # command prefix: run inside the current namespace
 NS=""
-
-descendants() {  # PID -> the PID and all its children, grandchildren...
-    local p c
-    for p in "$@"; do
-        echo "$p"
-        for c in $(pgrep -P "$p" 2>/dev/null); do descendants "$c"; done
-    done
-}
 
 kill_tree() {    # PID...: TERM the trees, wait up to 2 s, then KILL
     local all p i
@@ -131,16 +126,6 @@ bg_run() {
     return $rc
 }
 
-wait_port() {    # PORT PID: up to 5 s for a listener; fails if PID exits
-    local i
-    for i in $(seq 50); do
-        kill -0 "$2" 2>/dev/null || return 1
-        "${X[@]}" ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # ---------------------------------------------------------------- namespaces
 
 if [ "$NETNS" = auto ]; then
@@ -153,6 +138,7 @@ if [ "$NETNS" = auto ]; then
 fi
 if [ "$NETNS" = yes ]; then PBASE=7000; else PBASE=$((17000 + ($$ % 300) * 50)); fi
 P_ECHO=$((PBASE + 1)) P_SINK=$((PBASE + 2)) P_SOURCE=$((PBASE + 3)) P_IPERF=$((PBASE + 4))
+# shellcheck disable=SC2034  # P_SS: read by bench/peers.sh
 P_PROXY=$((PBASE + 10)) P_SS=$((PBASE + 11))
 UPSTREAM_PIDS=()
 
@@ -187,114 +173,6 @@ ns_leave() {
         ip netns del "$NS" 2>/dev/null
         NS=""; X=()
     fi
-}
-
-# ---------------------------------------------------------------- peers
-# start_<peer> LISTEN_PORT UPSTREAM_PORT [METHOD] -> PEER_PIDS (to measure
-# and stop); fails when the peer does not come up.
-
-ferry_has() { [ -x "$FERRY" ] && "$FERRY" "$1" --help >/dev/null 2>&1; }
-
-start_ferry_relay() {
-    spawn ferry-relay "$FERRY" relay -l "127.0.0.1:$1" -u "127.0.0.1:$2" \
-        --threads "$THREADS" --log-level error
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-start_haproxy() {
-    cat >"$TMP/haproxy.cfg" <<EOF
-global
-    nbthread $THREADS
-    maxconn 9960
-defaults
-    mode tcp
-    maxconn 9960
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-listen relay
-    bind 127.0.0.1:$1
-    server s1 127.0.0.1:$2
-EOF
-    spawn haproxy haproxy -db -f "$TMP/haproxy.cfg"
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-nginx_stream_module() {
-    local m=/usr/lib/nginx/modules/ngx_stream_module.so
-    if nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then echo ""; return 0; fi
-    [ -f "$m" ] && { echo "load_module $m;"; return 0; }
-    return 1
-}
-
-start_nginx() {
-    local lm; lm=$(nginx_stream_module) || return 1
-    mkdir -p "$TMP/nginx/logs"
-    cat >"$TMP/nginx.conf" <<EOF
-$lm
-daemon off;
-worker_processes $THREADS;
-worker_rlimit_nofile 20000;
-pid $TMP/nginx/nginx.pid;
-error_log stderr error;
-events { worker_connections 20000; }
-stream {
-    server {
-        listen 127.0.0.1:$1;
-        proxy_pass 127.0.0.1:$2;
-        proxy_connect_timeout 5s;
-        proxy_timeout 300s;
-    }
-}
-EOF
-    spawn nginx nginx -p "$TMP/nginx" -e stderr -c "$TMP/nginx.conf"
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-start_ferry_socks() {
-    spawn ferry-socks "$FERRY" socks -l "127.0.0.1:$1" --threads "$THREADS" --log-level error
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-start_microsocks() {
-    spawn microsocks microsocks -i 127.0.0.1 -p "$1"
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-start_danted() {
-    cat >"$TMP/danted.conf" <<EOF
-logoutput: stderr
-internal: 127.0.0.1 port = $1
-external: 127.0.0.1
-clientmethod: none
-socksmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
-socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
-EOF
-    spawn danted danted -f "$TMP/danted.conf" -p "$TMP/danted.pid"
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-# ss-libev chain: ss-local on LISTEN_PORT -> ss-server on P_SS.
-start_sschain() {
-    local m=${3:-chacha20-ietf-poly1305}
-    spawn ss-server ss-server -s 127.0.0.1 -p "$P_SS" -k "$SS_PASS" -m "$m" -n 20000 --no-delay
-    PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
-    spawn ss-local ss-local -s 127.0.0.1 -p "$P_SS" -b 127.0.0.1 -l "$1" -k "$SS_PASS" \
-        -m "$m" -n 20000 --no-delay
-    PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-start_ferry_ss() {
-    local m=${3:-chacha20-ietf-poly1305}
-    spawn ferry-ss-server "$FERRY" ss-server -l "127.0.0.1:$P_SS" -k "$SS_PASS" -m "$m" \
-        --threads "$THREADS" --log-level error
-    PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
-    spawn ferry-ss-local "$FERRY" ss-local -l "127.0.0.1:$1" -s "127.0.0.1:$P_SS" \
-        -k "$SS_PASS" -m "$m" --threads "$THREADS" --log-level error
-    PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
 }
 
 # ---------------------------------------------------------------- running

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# profile.sh - where ferry spends its time in one bench scenario.
+# profile.sh - where a proxy spends its time in one bench scenario.
 #
-#   bench/profile.sh SCENARIO [--duration S] [--no-perf] [--no-strace]
+#   bench/profile.sh SCENARIO [--peer NAME] [--duration S] [--no-perf] [--no-strace]
+#                    [--keep]
 #
 # SCENARIO: rate | socks5-rate | pingpong | bulk-up | bulk-down |
-#           ss-rate | ss-bulk-up | ss-bulk-down (ss-*: ferry ss-local -> ss-server,
+#           ss-rate | ss-bulk-up | ss-bulk-down (ss-*: ss-local -> ss-server,
 #           chacha20-ietf-poly1305; METHOD=... to change)
+# --peer:   ferry (default); relay scenarios: haproxy, nginx; socks5-rate:
+#           microsocks, danted; ss-*: ss-libev. Same configurations as
+#           compare.sh (bench/peers.sh), so ferry's profile can be read
+#           against a peer's under the same load.
 #
-# Two runs, each in a fresh network namespace (loopback only) with the same
+# Three runs, each in a fresh network namespace (loopback only) with the same
 # upstream helpers and load generator as compare.sh:
-#   1. perf record on the ferry process(es): CPU split (ferry's own code,
+#   1. plain: the result, and the CPU used by the proxy, the load
+#      generator and the upstream servers (/proc, bash time);
+#   2. perf record on the proxy's processes: CPU split (its own code,
 #      libc, libcrypto, kernel) and the syscalls that take the most time,
 #      counting the kernel work they trigger (on loopback a send() also
 #      runs the receiver's TCP input in softirq);
-#   2. strace -c attached to ferry: syscalls per connection, per request or
-#      per MB, which is deterministic where timing is not.
-# strace slows ferry down several times, so the two never share a run.
+#   3. strace -c attached to the proxy: syscalls per connection, per
+#      request or per MB, which is deterministic where timing is not.
+# strace slows the proxy down several times, so the two never share a run.
 # Needs root (ip netns, perf, strace). See docs/PERFORMANCE.md.
 set -u -o pipefail
 
@@ -24,10 +31,12 @@ ROOT=$(dirname "$HERE")
 LOADGEN=$HERE/loadgen
 FERRY=${FERRY:-$ROOT/ferry}
 METHOD=${METHOD:-chacha20-ietf-poly1305}
-DUR=3 PERF=1 STRACE=1
+DUR=3 PERF=1 STRACE=1 PEER=ferry KEEP=0
+# shellcheck disable=SC2034  # read by bench/peers.sh
+THREADS=1 SS_PASS=bench-password
 
 die() { echo "profile.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 SC=$1; shift
@@ -38,16 +47,27 @@ rate|socks5-rate|pingpong|bulk-up|bulk-down|ss-rate|ss-bulk-up|ss-bulk-down) ;;
 esac
 while [ $# -gt 0 ]; do
     case $1 in
+    --peer) PEER=$2; shift ;;
     --duration) DUR=$2; shift ;;
     --no-perf) PERF=0 ;;
     --no-strace) STRACE=0 ;;
+    --keep) KEEP=1 ;;
     *) echo "profile.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
     shift
 done
 [[ $DUR =~ ^[0-9]+$ && $DUR -ge 1 ]] || die "bad --duration '$DUR' (whole seconds)"
+case $SC:$PEER in
+*:ferry|rate:haproxy|rate:nginx|pingpong:haproxy|pingpong:nginx|bulk-*:haproxy|bulk-*:nginx) ;;
+socks5-rate:microsocks|socks5-rate:danted|ss-*:ss-libev) ;;
+*) die "no peer '$PEER' for $SC (see --help)" ;;
+esac
 [ "$(id -u)" = 0 ] || die "needs root (ip netns, perf, strace)"
-[ -x "$FERRY" ] || die "no ferry binary at $FERRY (run make)"
+case $PEER in
+ferry)    [ -x "$FERRY" ] || die "no ferry binary at $FERRY (run make)"; OWN='ferry' ;;
+ss-libev) command -v ss-server >/dev/null || die "ss-server not installed"; OWN='ss-local|ss-server|libshadowsocks[^ ]*' ;;
+*)        command -v "$PEER" >/dev/null || die "$PEER not installed (scripts/install-deps --bench)"; OWN=$PEER ;;
+esac
 make -s -C "$HERE" >&2 || die "cannot build bench/loadgen"
 [ "$PERF" = 0 ] || command -v perf >/dev/null || { echo "perf not installed (linux-perf): skipping it" >&2; PERF=0; }
 [ "$STRACE" = 0 ] || command -v strace >/dev/null || { echo "strace not installed: skipping it" >&2; STRACE=0; }
@@ -58,51 +78,49 @@ cleanup() {
     local pids; pids=$(ip netns pids "$NS" 2>/dev/null)
     [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
     ip netns del "$NS" 2>/dev/null
-    rm -rf "$TMP"
+    if [ "$KEEP" = 1 ]; then echo "kept $TMP (perf.data, strace.txt, logs)" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 X=(ip netns exec "$NS")
 
+# shellcheck disable=SC2034  # P_SS: read by bench/peers.sh
 P_ECHO=7001 P_SINK=7002 P_SOURCE=7003 P_PROXY=7010 P_SS=7011
 
-wait_port() {    # PORT: until something listens there (5 s)
-    for _ in $(seq 50); do
-        "${X[@]}" ss -Hltn "sport = :$1" | grep -q . && return 0
-        sleep 0.1
-    done
-    die "nothing listens on port $1"
+. "$HERE/peers.sh"   # the same start_<peer> as compare.sh
+
+spawn() {        # LOGNAME CMD... -> LASTPID; teardown kills the namespace
+    local name=$1; shift
+    "${X[@]}" "$@" >>"$TMP/$name.log" 2>&1 &
+    LASTPID=$!
 }
 
-# One scenario run: namespace, upstreams, ferry; sets FERRY_PIDS.
+# One scenario run: namespace, upstreams, the proxy; sets PROXY_PIDS (every
+# process of it, for perf and strace).
 setup() {
     ip netns add "$NS" || die "ip netns add failed"
     ip -n "$NS" link set lo up
     "${X[@]}" sysctl -qw net.ipv4.ip_local_port_range="10000 65000" net.ipv4.tcp_tw_reuse=1
     local kind
+    UPSTREAM_PIDS=()
     for kind in echo:$P_ECHO sink:$P_SINK source:$P_SOURCE; do
-        "${X[@]}" "$LOADGEN" serve "${kind%%:*}" -l "127.0.0.1:${kind##*:}" -D 600 >/dev/null &
-        wait_port "${kind##*:}"
+        spawn "upstream-${kind%%:*}" "$LOADGEN" serve "${kind%%:*}" -l "127.0.0.1:${kind##*:}" -D 600
+        UPSTREAM_PIDS+=("$LASTPID")
+        wait_port "${kind##*:}" "$LASTPID" || die "upstream ${kind%%:*} did not start"
     done
-    FERRY_PIDS=()
-    local up=$P_ECHO
+    local up=$P_ECHO fn
     case $SC in bulk-up) up=$P_SINK ;; bulk-down) up=$P_SOURCE ;; esac
-    case $SC in
-    rate|pingpong|bulk-*)
-        "${X[@]}" "$FERRY" relay -l 127.0.0.1:$P_PROXY -u 127.0.0.1:$up --threads 1 --log-level error 2>>"$TMP/ferry.log" &
-        FERRY_PIDS+=($!) ;;
-    socks5-rate)
-        "${X[@]}" "$FERRY" socks -l 127.0.0.1:$P_PROXY --threads 1 --log-level error 2>>"$TMP/ferry.log" &
-        FERRY_PIDS+=($!) ;;
-    ss-*)
-        "${X[@]}" "$FERRY" ss-server -l 127.0.0.1:$P_SS -k bench -m "$METHOD" --threads 1 --log-level error 2>>"$TMP/ferry.log" &
-        FERRY_PIDS+=($!)
-        wait_port $P_SS
-        "${X[@]}" "$FERRY" ss-local -l 127.0.0.1:$P_PROXY -s 127.0.0.1:$P_SS -k bench -m "$METHOD" \
-            --threads 1 --log-level error 2>>"$TMP/ferry.log" &
-        FERRY_PIDS+=($!) ;;
+    case $SC:$PEER in
+    ss-*:ferry)     fn=start_ferry_ss ;;
+    ss-*:ss-libev)  fn=start_sschain ;;
+    socks5-rate:ferry) fn=start_ferry_socks ;;
+    *:ferry)        fn=start_ferry_relay ;;
+    *)              fn=start_$PEER ;;
     esac
-    wait_port $P_PROXY
+    PEER_PIDS=()
+    "$fn" "$P_PROXY" "$up" "$METHOD" || die "$PEER did not start (log: $TMP/*.log)"
+    sleep 0.2                      # let pre-forking peers (nginx, danted) fork
+    mapfile -t PROXY_PIDS < <(descendants "${PEER_PIDS[@]}")
 }
 
 teardown() {
@@ -142,9 +160,37 @@ units() {
     esac
 }
 
-pids_csv() { local IFS=,; echo "${FERRY_PIDS[*]}"; }
+pids_csv() { local IFS=,; echo "${PROXY_PIDS[*]}"; }
 
-echo "# ferry profile: $SC ($DUR s, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs)"
+cpu_ticks() {    # PID... -> user + system clock ticks of those processes so far
+    local p t=0 f
+    for p in "$@"; do
+        f=$(cut -d')' -f2 "/proc/$p/stat" 2>/dev/null) || continue
+        set -- $f                       # fields from 3 on: utime is 14, stime 15
+        t=$((t + ${12} + ${13}))
+    done
+    echo "$t"
+}
+
+echo "# $PEER profile: $SC ($DUR s, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs)"
+
+# A plain run first: the unperturbed result and who used the CPU. When the
+# proxy is far from one core while the machine is busy, the proxy is not
+# what limits the result.
+setup
+hz=$(getconf CLK_TCK)
+p0=$(cpu_ticks "${PROXY_PIDS[@]}") u0=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
+TIMEFORMAT='%U %S'
+{ time load >"$TMP/plain.out"; } 2>"$TMP/plain.cpu"
+p1=$(cpu_ticks "${PROXY_PIDS[@]}") u1=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
+teardown
+echo
+echo "## plain run (no tracing)"
+cat "$TMP/plain.out"
+read -r lu ls <"$TMP/plain.cpu"
+awk -v p=$((p1 - p0)) -v u=$((u1 - u0)) -v l="$lu" -v s="$ls" -v hz="$hz" -v d="$DUR" -v n="$(nproc)" 'BEGIN {
+    printf "CPU, %% of one core: proxy %.0f, load generator %.0f, upstream servers %.0f (machine: %d cores = %d)\n",
+        100 * p / hz / d, 100 * (l + s) / d, 100 * u / hz / d, n, 100 * n }'
 if [ "$PERF" = 1 ]; then
     setup
     perf record -q -g -o "$TMP/perf.data" -p "$(pids_csv)" -- sleep "$DUR" >/dev/null 2>&1 &
@@ -153,7 +199,7 @@ if [ "$PERF" = 1 ]; then
     wait $PP
     teardown
     echo
-    echo "## perf (ferry process(es) only)"
+    echo "## perf ($PEER process(es) only)"
     echo "$r"
     echo
     echo "CPU by object (self):"
@@ -165,14 +211,14 @@ if [ "$PERF" = 1 ]; then
         grep -E '\[k\] __(x64|ia32)_sys_' | head -10 |
         awk '{printf "  %-8s %s\n", $1, $NF}' | sed 's/__x64_sys_//'
     echo
-    echo "ferry's own functions (self):"
+    echo "$PEER's own functions (self):"
     perf report -i "$TMP/perf.data" --no-children --stdio -g none --sort dso,sym 2>/dev/null |
-        grep -E '%[[:space:]]+ferry[[:space:]]' | head -8 | awk '{printf "  %-8s %s\n", $1, $NF}'
+        grep -E "%[[:space:]]+($OWN)[[:space:]]" | head -8 | awk '{printf "  %-8s %s\n", $1, $NF}'
 fi
 if [ "$STRACE" = 1 ]; then
     setup
     strace_args=()
-    for p in "${FERRY_PIDS[@]}"; do strace_args+=(-p "$p"); done
+    for p in "${PROXY_PIDS[@]}"; do strace_args+=(-p "$p"); done
     strace -f -c -o "$TMP/strace.txt" "${strace_args[@]}" 2>/dev/null &
     SP=$!
     sleep 0.5                        # attach before the load starts

@@ -1,0 +1,133 @@
+# shellcheck shell=bash
+# peers.sh - how bench/ starts ferry and each peer; sourced by compare.sh
+# and profile.sh so that both measure the same configurations.
+#
+# The caller defines:
+#   spawn LOGNAME CMD...   runs CMD in the current namespace (prefix X=()),
+#                          logging to $TMP/LOGNAME.log; sets LASTPID
+#   TMP THREADS FERRY SS_PASS P_SS
+# start_<peer> LISTEN_PORT UPSTREAM_PORT [METHOD] sets PEER_PIDS (to measure
+# and stop) and fails when the peer does not come up.
+
+descendants() {  # PID... -> the PIDs and all their children, grandchildren...
+    local p c
+    for p in "$@"; do
+        echo "$p"
+        for c in $(pgrep -P "$p" 2>/dev/null); do descendants "$c"; done
+    done
+}
+
+wait_port() {    # PORT PID: up to 5 s for a listener; fails if PID exits
+    local _
+    for _ in $(seq 50); do
+        kill -0 "$2" 2>/dev/null || return 1
+        "${X[@]}" ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+ferry_has() { [ -x "$FERRY" ] && "$FERRY" "$1" --help >/dev/null 2>&1; }
+
+start_ferry_relay() {
+    spawn ferry-relay "$FERRY" relay -l "127.0.0.1:$1" -u "127.0.0.1:$2" \
+        --threads "$THREADS" --log-level error
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_haproxy() {
+    cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread $THREADS
+    maxconn 9960
+defaults
+    mode tcp
+    maxconn 9960
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+listen relay
+    bind 127.0.0.1:$1
+    server s1 127.0.0.1:$2
+EOF
+    spawn haproxy haproxy -db -f "$TMP/haproxy.cfg"
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+nginx_stream_module() {
+    local m=/usr/lib/nginx/modules/ngx_stream_module.so
+    if nginx -V 2>&1 | grep -q -- '--with-stream\( \|$\)'; then echo ""; return 0; fi
+    [ -f "$m" ] && { echo "load_module $m;"; return 0; }
+    return 1
+}
+
+start_nginx() {
+    local lm; lm=$(nginx_stream_module) || return 1
+    mkdir -p "$TMP/nginx/logs"
+    cat >"$TMP/nginx.conf" <<EOF
+$lm
+daemon off;
+worker_processes $THREADS;
+worker_rlimit_nofile 20000;
+pid $TMP/nginx/nginx.pid;
+error_log stderr error;
+events { worker_connections 20000; }
+stream {
+    server {
+        listen 127.0.0.1:$1;
+        proxy_pass 127.0.0.1:$2;
+        proxy_connect_timeout 5s;
+        proxy_timeout 300s;
+    }
+}
+EOF
+    spawn nginx nginx -p "$TMP/nginx" -e stderr -c "$TMP/nginx.conf"
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_ferry_socks() {
+    spawn ferry-socks "$FERRY" socks -l "127.0.0.1:$1" --threads "$THREADS" --log-level error
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_microsocks() {
+    spawn microsocks microsocks -i 127.0.0.1 -p "$1"
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_danted() {
+    cat >"$TMP/danted.conf" <<EOF
+logoutput: stderr
+internal: 127.0.0.1 port = $1
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
+socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
+EOF
+    spawn danted danted -f "$TMP/danted.conf" -p "$TMP/danted.pid"
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+# ss-libev chain: ss-local on LISTEN_PORT -> ss-server on P_SS.
+start_sschain() {
+    local m=${3:-chacha20-ietf-poly1305}
+    spawn ss-server ss-server -s 127.0.0.1 -p "$P_SS" -k "$SS_PASS" -m "$m" -n 20000 --no-delay
+    PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
+    spawn ss-local ss-local -s 127.0.0.1 -p "$P_SS" -b 127.0.0.1 -l "$1" -k "$SS_PASS" \
+        -m "$m" -n 20000 --no-delay
+    PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_ferry_ss() {
+    local m=${3:-chacha20-ietf-poly1305}
+    spawn ferry-ss-server "$FERRY" ss-server -l "127.0.0.1:$P_SS" -k "$SS_PASS" -m "$m" \
+        --threads "$THREADS" --log-level error
+    PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
+    spawn ferry-ss-local "$FERRY" ss-local -l "127.0.0.1:$1" -s "127.0.0.1:$P_SS" \
+        -k "$SS_PASS" -m "$m" --threads "$THREADS" --log-level error
+    PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
