@@ -69,11 +69,11 @@ X=()             # command prefix: run inside the current namespace
 NS=""
 
 kill_tree() {    # PID...: TERM the trees, wait up to 2 s, then KILL
-    local all p i
+    local all p _
     all=$(descendants "$@")
     [ -n "$all" ] || return 0
     kill -TERM $all 2>/dev/null
-    for i in $(seq 20); do
+    for _ in $(seq 20); do
         for p in $all; do kill -0 "$p" 2>/dev/null && break; p=""; done
         [ -z "$p" ] && break
         sleep 0.1
@@ -271,17 +271,18 @@ run_peer() {       # GROUP PEER MODE STARTFN METHOD SCENARIO...
 
 # ---------------------------------------------------------------- tables
 
-LABEL_direct="direct (no proxy)"
-LABEL_ferry="ferry"
-LABEL_haproxy="haproxy (mode tcp)"
-LABEL_nginx="nginx stream"
-LABEL_microsocks="microsocks"
-LABEL_danted="dante (danted)"
-LABEL_sschain="ss-local → ss-server (libev, chacha20-ietf-poly1305)"
-LABEL_ferry_ss="ferry ss-local → ferry ss-server"
-LABEL_sslibev="ss-libev ss-local → ss-server"
-
-label() { local v=LABEL_$1; printf '%s' "${!v:-$1}"; }
+label() {
+    case $1 in
+    direct)     echo "direct (no proxy)" ;;
+    haproxy)    echo "haproxy (mode tcp)" ;;
+    nginx)      echo "nginx stream" ;;
+    danted)     echo "dante (danted)" ;;
+    sschain)    echo "ss-local → ss-server (libev, chacha20-ietf-poly1305)" ;;
+    ferry_ss)   echo "ferry ss-local → ferry ss-server" ;;
+    sslibev)    echo "ss-libev ss-local → ss-server" ;;
+    *)          echo "$1" ;;
+    esac
+}
 
 settings_of() {
     case $1 in
@@ -300,16 +301,16 @@ ratio() {          # FERRY PEER -> ferry/peer with 2 decimals, or "-"
         else if (a / b < 0.095) printf "%.3f", a / b; else printf "%.2f", a / b }'
 }
 
-# table GROUP SCENARIO TITLE RATIO_KEY "key:label"... over PEERS_<group>.
+# table GROUP SCENARIO TITLE RATIO_KEY "key:label"... over peers_of GROUP.
 table() {
-    local g=$1 sc=$2 title=$3 rk=$4 peers_var=PEERS_$1 p r fv col hdr sep row; shift 4
+    local g=$1 sc=$2 title=$3 rk=$4 p r fv col hdr sep row; shift 4
     printf '\n### %s\n\n' "$title"
     hdr="| implementation | settings |"; sep="|---|---|"
     for col in "$@"; do hdr+=" ${col#*:} |"; sep+="---:|"; done
     printf '%s ferry/peer |\n%s---:|\n' "$hdr" "$sep"
     fv=""; r=${RES[$g/$sc/ferry]-}; [ -z "$r" ] && r=${RES[$g/$sc/ferry_ss]-}
     case $r in RESULT*) fv=$(kv "$r" "$rk") ;; esac
-    for p in ${!peers_var}; do
+    for p in $(peers_of "$g"); do
         r=${RES[$g/$sc/$p]-"NA not run"}
         row="| $(label "$p") | $(settings_of "$p") |"
         case $r in
@@ -386,9 +387,13 @@ print_tables() {
 
 # ---------------------------------------------------------------- main
 
-PEERS_relay="direct ferry haproxy nginx"
-PEERS_socks="ferry microsocks danted sschain"
-PEERS_ss="ferry_ss sslibev"
+peers_of() {       # GROUP -> the implementations in its tables, in order
+    case $1 in
+    relay) echo "direct ferry haproxy nginx" ;;
+    socks) echo "ferry microsocks danted sschain" ;;
+    ss)    echo "ferry_ss sslibev" ;;
+    esac
+}
 RELAY_SC="rate pingpong bulk_up bulk_down iperf3 idle"
 SOCKS_SC="rate idle"
 
@@ -423,21 +428,24 @@ run_ss() {
         if [ "$have_ferry" = 1 ]; then
             run_peer_ss ferry_ss start_ferry_ss "$m"
         else
-            mark_all ss ferry_ss "not available" $(ss_keys "$m")
+            mark_ss ferry_ss "$m" "not available"
         fi
         run_peer_ss sslibev start_sschain "$m"
     done
 }
 
-ss_keys() { local sc; for sc in $SS_SC; do printf '%s_%s\n' "$sc" "$1"; done; }
+mark_ss() {        # PEER METHOD REASON: the same NA for every ss scenario of METHOD
+    local sc
+    for sc in $SS_SC; do RES[ss/${sc}_$2/$1]="NA $3"; done
+}
 
 # One namespace per peer and method; a fresh chain per scenario. The rate
 # and bulk targets (echo, sink, source) are asked for in the SOCKS5 request.
 run_peer_ss() {    # PEER STARTFN METHOD
     local p=$1 fn=$2 m=$3 sc
-    if over_budget; then mark_all ss "$p" "skipped: time budget" $(ss_keys "$m"); return; fi
+    if over_budget; then mark_ss "$p" "$m" "skipped: time budget"; return; fi
     log "== ss: $p $m"
-    ns_enter "$p" || { ns_leave; mark_all ss "$p" "upstream failed" $(ss_keys "$m"); return; }
+    ns_enter "$p" || { ns_leave; mark_ss "$p" "$m" "upstream failed"; return; }
     for sc in $SS_SC; do
         PEER_PIDS=(); PORT=""
         if "$fn" "$P_PROXY" 0 "$m"; then
