@@ -10,7 +10,8 @@ cc -std=gnu11 -O2 -D_GNU_SOURCE -Isrc -pthread -o "$BIN" \
     src/crypto/ss_cipher.c src/crypto/replay.c -lcrypto
 base=$((20000 + $$ % 20000))
 pids=
-trap 'for p in $pids; do kill "$p" 2>/dev/null || true; done; wait' EXIT
+stop_all() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait; }
+trap stop_all EXIT
 i=0
 for m in chacha20-ietf-poly1305 aes-256-gcm aes-192-gcm aes-128-gcm; do
     sp=$((base + i * 3)); fp=$((sp + 1)); lp=$((sp + 2)); i=$((i + 1))
