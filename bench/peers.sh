@@ -130,4 +130,3 @@ start_ferry_ss() {
         -k "$SS_PASS" -m "$m" --threads "$THREADS" --log-level error
     PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
 }
-

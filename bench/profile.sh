@@ -57,17 +57,24 @@ while [ $# -gt 0 ]; do
     shift
 done
 [[ $DUR =~ ^[0-9]+$ && $DUR -ge 1 ]] || die "bad --duration '$DUR' (whole seconds)"
+# START: the bench/peers.sh function for this scenario and peer; BIN: the
+# program it needs; OWN: the proxy's own objects in perf's dso column.
+START=start_$PEER BIN=$PEER OWN=$PEER
 case $SC:$PEER in
-*:ferry|rate:haproxy|rate:nginx|pingpong:haproxy|pingpong:nginx|bulk-*:haproxy|bulk-*:nginx) ;;
-socks5-rate:microsocks|socks5-rate:danted|ss-*:ss-libev) ;;
+ss-*:ferry)         START=start_ferry_ss ;;
+socks5-rate:ferry)  START=start_ferry_socks ;;
+*:ferry)            START=start_ferry_relay ;;
+rate:haproxy|rate:nginx|pingpong:haproxy|pingpong:nginx|bulk-*:haproxy|bulk-*:nginx) ;;
+socks5-rate:microsocks|socks5-rate:danted) ;;
+ss-*:ss-libev)      START=start_sschain BIN=ss-server OWN='ss-local|ss-server|libshadowsocks[^ ]*' ;;
 *) die "no peer '$PEER' for $SC (see --help)" ;;
 esac
 [ "$(id -u)" = 0 ] || die "needs root (ip netns, perf, strace)"
-case $PEER in
-ferry)    [ -x "$FERRY" ] || die "no ferry binary at $FERRY (run make)"; OWN='ferry' ;;
-ss-libev) command -v ss-server >/dev/null || die "ss-server not installed"; OWN='ss-local|ss-server|libshadowsocks[^ ]*' ;;
-*)        command -v "$PEER" >/dev/null || die "$PEER not installed (scripts/install-deps --bench)"; OWN=$PEER ;;
-esac
+if [ "$PEER" = ferry ]; then
+    [ -x "$FERRY" ] || die "no ferry binary at $FERRY (run make)"
+else
+    command -v "$BIN" >/dev/null || die "$BIN not installed (scripts/install-deps --bench)"
+fi
 make -s -C "$HERE" >&2 || die "cannot build bench/loadgen"
 [ "$PERF" = 0 ] || command -v perf >/dev/null || { echo "perf not installed (linux-perf): skipping it" >&2; PERF=0; }
 [ "$STRACE" = 0 ] || command -v strace >/dev/null || { echo "strace not installed: skipping it" >&2; STRACE=0; }
@@ -108,17 +115,10 @@ setup() {
         UPSTREAM_PIDS+=("$LASTPID")
         wait_port "${kind##*:}" "$LASTPID" || die "upstream ${kind%%:*} did not start"
     done
-    local up=$P_ECHO fn
+    local up=$P_ECHO
     case $SC in bulk-up) up=$P_SINK ;; bulk-down) up=$P_SOURCE ;; esac
-    case $SC:$PEER in
-    ss-*:ferry)     fn=start_ferry_ss ;;
-    ss-*:ss-libev)  fn=start_sschain ;;
-    socks5-rate:ferry) fn=start_ferry_socks ;;
-    *:ferry)        fn=start_ferry_relay ;;
-    *)              fn=start_$PEER ;;
-    esac
     PEER_PIDS=()
-    "$fn" "$P_PROXY" "$up" "$METHOD" || die "$PEER did not start (log: $TMP/*.log)"
+    "$START" "$P_PROXY" "$up" "$METHOD" || die "$PEER did not start (log: $TMP/*.log)"
     sleep 0.2                      # let pre-forking peers (nginx, danted) fork
     mapfile -t PROXY_PIDS < <(descendants "${PEER_PIDS[@]}")
 }
