@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TOXICS 64       /* per proxy */
 
 const char *api_status_text(int status)
 {
@@ -260,12 +259,12 @@ static void proxy_update(const struct api_backend *b, size_t i, const char *body
 
 /* ---- toxics ---- */
 
-/* The proxy's current toxics, copied (n of them) into specs[MAX_TOXICS]. */
+/* The proxy's current toxics, copied (n of them) into specs[TOXIC_MAX]. */
 static size_t current_toxics(struct toxic_slot *slot, struct toxic_spec *specs)
 {
     struct toxic_set *s = slot_get(slot);
     size_t n = s ? s->n : 0;
-    if (n > MAX_TOXICS) n = MAX_TOXICS;
+    if (n > TOXIC_MAX) n = TOXIC_MAX;
     if (n) memcpy(specs, s->t, n * sizeof(*specs));
     toxic_set_unref(s);
     return n;
@@ -330,7 +329,7 @@ static int toxic_apply_json(struct toxic_spec *t, json_t *o, struct api_response
 static void toxic_create(const struct api_backend *b, size_t i, struct toxic_slot *slot, const char *body,
                          size_t len, struct api_response *out)
 {
-    struct toxic_spec specs[MAX_TOXICS], t;
+    struct toxic_spec specs[TOXIC_MAX], t;
     const char *type, *name, *stream;
     json_t *o = parse_body(body, len, JSON_OBJECT, out);
     if (!o) return;
@@ -363,7 +362,7 @@ static void toxic_create(const struct api_backend *b, size_t i, struct toxic_slo
         api_error(out, 409, "toxic already exists");
         goto done;
     }
-    if (n == MAX_TOXICS) {
+    if (n == TOXIC_MAX) {
         bad_body(out, "too many toxics on this proxy");
         goto done;
     }
@@ -391,7 +390,7 @@ static void toxic_update(const struct api_backend *b, size_t i, struct toxic_slo
 static void toxic_route(const struct api_backend *b, size_t i, struct toxic_slot *slot, const char *method,
                         const char *tname, const char *body, size_t len, struct api_response *out)
 {
-    struct toxic_spec specs[MAX_TOXICS];
+    struct toxic_spec specs[TOXIC_MAX];
     size_t n = current_toxics(slot, specs);
     int found = toxic_find(specs, n, tname);
     if (found < 0) {

@@ -495,8 +495,8 @@ static int parse_toxic(void *base, const char *val, char *err, size_t errlen)
         snprintf(err, errlen, "two toxics named '%s' (add name=...)", t.name);
         return -1;
     }
-    if (l->ntoxics == 64) {
-        snprintf(err, errlen, "too many toxics (max 64)");
+    if (l->ntoxics == TOXIC_MAX) {
+        snprintf(err, errlen, "too many toxics (max %d)", TOXIC_MAX);
         return -1;
     }
     struct toxic_spec *n = realloc(l->toxics, (l->ntoxics + 1) * sizeof(*n));

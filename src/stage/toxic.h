@@ -90,6 +90,9 @@ struct toxic_set {
     struct toxic_spec t[];
 };
 
+/* Toxics per listener or API proxy, at most (a config error past it). */
+#define TOXIC_MAX 64
+
 /* NULL when out of memory. n may be 0. refs starts at 1 (the caller's). */
 struct toxic_set *toxic_set_new(const struct toxic_spec *specs, size_t n);
 struct toxic_set *toxic_set_ref(struct toxic_set *s);
