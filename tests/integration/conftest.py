@@ -160,19 +160,21 @@ def _listen_inodes(port):
     return res
 
 
+def fd_targets(pid):
+    """What each of pid's fds points at ("socket:[123]", "pipe:[45]", a
+    path); an fd closed while we look is skipped. OSError if pid is gone."""
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            yield os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+
+
 def socket_inodes(pid):
-    res = set()
     try:
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            except OSError:
-                continue
-            if t.startswith("socket:["):
-                res.add(t[8:-1])
+        return {t[8:-1] for t in fd_targets(pid) if t.startswith("socket:[")}
     except OSError:
-        pass
-    return res
+        return set()
 
 
 def descendants(pid):

@@ -787,11 +787,7 @@ listeners:
         other."""
         st = self.tcp_states()
         k = collections.Counter()
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            except OSError:
-                continue
+        for t in H.fd_targets(pid):
             if t.startswith("socket:["):
                 s = st.get(t[8:-1])
                 if s is None:
