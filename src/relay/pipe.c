@@ -190,6 +190,18 @@ static int read_outcome(struct half *h, struct pump_ctx *c, ssize_t n)
     return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
 }
 
+/* The source's EOF has reached the sink: pass the FIN on, unless the
+ * session closes both sockets right after (close() sends it then). A failed
+ * shutdown only means the sink is already gone; the other direction will
+ * see that on its own. */
+static void forward_eof(struct half *h, struct pump_ctx *c)
+{
+    if (!c->close_follows) (void)shutdown(c->dst_fd, SHUT_WR);
+    if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
+    h->shut = 1;
+    c->progressed = 1;
+}
+
 int half_wants_input(const struct half *h, const struct toxq *tox)
 {
     return !h->eof && !half_pending(h) && (!tox || toxq_has_room(tox));
@@ -203,9 +215,7 @@ static ssize_t toxic_fill(struct half *h, struct pump_ctx *c)
     int decoder = h->codec && h->codec->counts_output;
     if (decoder) {
         /* Ciphertext first: the toxics see what the decoder makes. */
-        ssize_t n = recv_into(&h->raw, c, 0);
-        if (n > 0) c->progressed = 1;
-        return n;
+        return recv_into(&h->raw, c, 0);
     }
     c->last_ask = room < sizeof(tmp) ? room : sizeof(tmp);
     ssize_t n = recv(c->src_fd, tmp, c->last_ask, 0);
@@ -278,12 +288,7 @@ static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
              * it before the EOF enters the queue behind its output. */
             if (!(decoder && h->raw && !buf_empty(h->raw) && !toxq_has_room(c->tox)))
                 toxq_push_eof(c->tox, c->now_us);
-            if (c->dst_fd >= 0 && !h->shut && toxq_eof_due(c->tox, c->now_us)) {
-                (void)shutdown(c->dst_fd, SHUT_WR);
-                if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
-                h->shut = 1;
-                c->progressed = 1;
-            }
+            if (c->dst_fd >= 0 && !h->shut && toxq_eof_due(c->tox, c->now_us)) forward_eof(h, c);
             return PUMP_OK;
         }
         if (c->src_fd < 0 || c->budget == 0 || c->src_drained || !toxq_has_room(c->tox)) return PUMP_OK;
@@ -305,14 +310,7 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
             if (t == 1) continue;                /* flush what it made */
         }
         if (h->eof) {
-            if (c->dst_fd >= 0 && !h->shut) {
-                /* Failure only means the sink is already gone; the other
-                 * direction will see that on its own. */
-                if (!c->close_follows) (void)shutdown(c->dst_fd, SHUT_WR);
-                if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
-                h->shut = 1;
-                c->progressed = 1;
-            }
+            if (c->dst_fd >= 0 && !h->shut) forward_eof(h, c);
             return PUMP_OK;
         }
         if (c->src_fd < 0 || c->budget == 0 || c->src_drained) return PUMP_OK;
