@@ -528,9 +528,9 @@ void sess_relay_start(struct session *s, int fd)
         return;
     }
     memset(&bound, 0, sizeof(bound));
-    if ((s->front && s->front->needs_bound) || s->tap) {
+    if ((s->front && s->front->needs_bound) || tap_captures(s->tap)) {
         if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
-        if (s->tap) tap_upstream(s->tap, &bound, &s->upstream);
+        tap_upstream(s->tap, &bound, &s->upstream);
     }
     if (s->front && s->front->on_connected) {
         s->front->on_connected(s, &bound);
@@ -635,7 +635,8 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int c
     /* TCP_NODELAY came with the listener (sock_listen). */
     if (tap_enabled(wl->cfg)) {
         struct net_addr local;
-        if (sock_local_addr(fd, &local) < 0) memset(&local, 0, sizeof(local));
+        memset(&local, 0, sizeof(local));
+        if (tap_wants_addresses(wl->cfg) && sock_local_addr(fd, &local) < 0) memset(&local, 0, sizeof(local));
         s->tap = tap_open(wl->cfg, s->id, peer, &local);
         if (s->tap) s->splice = 0;   /* the tap must see the bytes */
     }

@@ -150,6 +150,16 @@ int tap_enabled(const struct listener_cfg *cfg)
     return cfg->capture || cfg->hexlog;
 }
 
+int tap_wants_addresses(const struct listener_cfg *cfg)
+{
+    return cfg->capture != NULL;
+}
+
+int tap_captures(const struct tap *t)
+{
+    return t && t->cap;
+}
+
 struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const struct net_addr *client,
                      const struct net_addr *local)
 {

@@ -32,8 +32,12 @@ int tap_global_start(struct ferry_cfg *cfg, char *err, size_t errlen);
 void tap_global_stop(struct ferry_cfg *cfg);
 
 /* Whether sessions of this listener get a tap at all (capture or hexdump
- * configured): lets accept skip getsockname() when nothing records. */
+ * configured). */
 int tap_enabled(const struct listener_cfg *cfg);
+/* Whether packets are written, which needs each leg's addresses: lets
+ * accept and connect skip getsockname() for hexdump alone. */
+int tap_wants_addresses(const struct listener_cfg *cfg);
+int tap_captures(const struct tap *t);
 
 /* At accept: local is the accepted socket's own address. NULL when the
  * listener records nothing, or its --capture-filter rules the client out
