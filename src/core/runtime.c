@@ -178,10 +178,7 @@ static int run(const struct rt *rt, wcmd_fn *fn, struct rt_op *op, char *err, si
 {
     op->failed = 0;
     op->err[0] = '\0';
-    if (wcmd_run_all(rt->ws, rt->n, fn, op) < 0) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    wcmd_run_all(rt->ws, rt->n, fn, op);
     if (!op->failed) return 0;   /* wcmd_run_all's lock orders the workers' writes before this */
     snprintf(err, errlen, "%s", op->err);
     return -1;
@@ -198,17 +195,15 @@ int rt_attach(const struct rt *rt, const struct listener_cfg *lc, struct listene
 
 void rt_start(const struct rt *rt, struct listener_shared *sh, int *fds)
 {
-    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh, .fds = fds };
-    (void)run(rt, start_cmd, &op, err, sizeof(err));
+    wcmd_run_all(rt->ws, rt->n, start_cmd, &op);   /* cannot fail */
     rt_close_fds(fds, rt->n);   /* the ones no worker took */
 }
 
 void rt_stop(const struct rt *rt, struct listener_shared *sh)
 {
-    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh };
-    (void)run(rt, stop_cmd, &op, err, sizeof(err));
+    wcmd_run_all(rt->ws, rt->n, stop_cmd, &op);   /* cannot fail */
 }
 
 int rt_retarget(const struct rt *rt, struct listener_shared *sh, const struct listener_cfg *lc,
@@ -220,14 +215,12 @@ int rt_retarget(const struct rt *rt, struct listener_shared *sh, const struct li
 
 void rt_detach(const struct rt *rt, struct listener_shared *sh)
 {
-    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh };
-    (void)run(rt, detach_cmd, &op, err, sizeof(err));
+    wcmd_run_all(rt->ws, rt->n, detach_cmd, &op);   /* cannot fail */
 }
 
 void rt_refresh_toxics(const struct rt *rt, struct listener_shared *sh)
 {
-    char err[256];   /* these commands cannot fail but for memory */
     struct rt_op op = { .sh = sh };
-    (void)run(rt, refresh_cmd, &op, err, sizeof(err));
+    wcmd_run_all(rt->ws, rt->n, refresh_cmd, &op);   /* cannot fail */
 }

@@ -1,8 +1,6 @@
 /* wcmd.c - see wcmd.h. */
 #include "core/wcmd.h"
 
-#include <stdlib.h>
-
 #include "core/loop.h"
 #include "core/worker-t.h"
 
@@ -11,13 +9,6 @@ struct wcmd_wait {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned pending;
-};
-
-struct wcmd {
-    struct wcmd *next;
-    wcmd_fn *fn;
-    void *arg;
-    struct wcmd_wait *wait;
 };
 
 void wcmd_queue_init(struct wcmd_queue *q)
@@ -56,7 +47,7 @@ void wcmd_run(struct worker *w)
 {
     struct wcmd *c = take_all(&w->cmdq, 0);
     while (c) {
-        struct wcmd *next = c->next;   /* c lives in the poster's array: gone after complete() */
+        struct wcmd *next = c->next;   /* c is the queue's node: the next poster's after complete() */
         c->fn(w, c->arg);
         complete(c);
         c = next;
@@ -73,16 +64,18 @@ void wcmd_close(struct worker *w)
     }
 }
 
-int wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
+static pthread_mutex_t posting = PTHREAD_MUTEX_INITIALIZER;
+
+void wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
 {
     struct wcmd_wait wt = { .pending = n };
-    struct wcmd *cmds = calloc(n ? n : 1, sizeof(*cmds));
-    if (!cmds) return -1;
+    pthread_mutex_lock(&posting);
     pthread_mutex_init(&wt.lock, NULL);
     pthread_cond_init(&wt.cond, NULL);
     for (unsigned i = 0; i < n; i++) {
-        struct wcmd *c = &cmds[i];
         struct wcmd_queue *q = &ws[i].cmdq;
+        struct wcmd *c = &q->node;
+        c->next = NULL;
         c->fn = fn;
         c->arg = arg;
         c->wait = &wt;
@@ -102,6 +95,5 @@ int wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
     pthread_mutex_unlock(&wt.lock);
     pthread_cond_destroy(&wt.cond);
     pthread_mutex_destroy(&wt.lock);
-    free(cmds);
-    return 0;
+    pthread_mutex_unlock(&posting);
 }

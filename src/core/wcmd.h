@@ -21,11 +21,22 @@ struct worker;
 
 typedef void wcmd_fn(struct worker *w, void *arg);
 
-struct wcmd;
+struct wcmd_wait;
 
+struct wcmd {
+    struct wcmd *next;
+    wcmd_fn *fn;
+    void *arg;
+    struct wcmd_wait *wait;
+};
+
+/* Posters take turns (wcmd_run_all holds a process-wide lock until every
+ * worker is done), so a queue carries at most one command at a time: its
+ * own node, and posting never allocates or fails. */
 struct wcmd_queue {
     pthread_mutex_t lock;
     struct wcmd *head, *tail;
+    struct wcmd node;
     int closed;
 };
 
@@ -40,9 +51,8 @@ void wcmd_run(struct worker *w);
 void wcmd_close(struct worker *w);
 
 /* Any thread but a worker's: runs fn(w, arg) on each of the n workers, on
- * their threads, concurrently, and returns once all have run or dropped it:
- * 0, or -1 when out of memory (then none ran it). fn learns which worker it
- * is from w->id. */
-int wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg);
+ * their threads, concurrently, and returns once all have run or dropped it.
+ * fn learns which worker it is from w->id. */
+void wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg);
 
 #endif
