@@ -228,6 +228,9 @@ static int apply(struct toxq *q, struct toxq_run *r, uint8_t *data, struct segs 
         case TOXIC_RESET_PEER:
             /* The first data starts the countdown; data is not forwarded. */
             if (!r->action_us) r->action_us = s.due + t->timeout * 1000;
+            /* 0 means "not armed": with timeout=0 and a clock that starts
+             * at 0 (times are the caller's), the reset is still due. */
+            if (!r->action_us) r->action_us = 1;
             break;
         case TOXIC_SLOW_CLOSE:
         default:

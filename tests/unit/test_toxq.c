@@ -699,6 +699,14 @@ static void test_reset_peer(void **state)
     assert_int_equal(toxq_action(q, 5 * MS), TOXQ_RESET);
     freeq(q);
 
+    /* The same at time 0: still armed, due 1 µs later (an action time of
+     * 0 stands for "not armed"). */
+    q = newq(1);
+    CONFIGURE(q, 0, "reset_peer:timeout=0");
+    assert_int_equal(toxq_push(q, (const uint8_t *)"hi", 2, 0), 0);
+    assert_int_equal(toxq_action(q, 1), TOXQ_RESET);
+    freeq(q);
+
     /* Behind a latency, the countdown starts when the data would leave. */
     q = newq(1);
     CONFIGURE(q, 0, "latency:latency=100", "reset_peer:timeout=50");
