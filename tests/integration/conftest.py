@@ -620,7 +620,8 @@ def fakedns():
         d.close()
 
 
-PACKAGE_OF = {"curl": "curl", "ncat": "ncat", "proxychains4": "proxychains4", "socks": "python3-socks"}
+PACKAGE_OF = {"curl": "curl", "ncat": "ncat", "proxychains4": "proxychains4", "socks": "python3-socks",
+              "tshark": "tshark", "mergecap": "wireshark-common"}
 
 
 def need(tool):

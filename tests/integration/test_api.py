@@ -67,7 +67,7 @@ def test_toxiproxy_node_client_drives_proxies_and_toxics_on_open_connections(fer
     assert r.returncode == 0, out
     assert "ALL OK" in out
     # Sessions the API ended say so.
-    assert any(s.get("end") == "api" for s in f.wait_sessions(1, pred=lambda s: s.get("end") == "api"))
+    assert f.wait_sessions(1, pred=lambda s: s.get("end") == "api")
 
 
 def test_proxy_errors_have_toxiproxys_shapes(ferry):
@@ -202,7 +202,7 @@ def test_drain_with_runtime_listeners_and_open_sessions(ferry, servers):
         s.sendall(b"hi")
         assert peers.recv_exact(s, 2) == b"hi"
         socks.append(s)
-    call(f, "POST", "/proxies/d1/toxics", {"type": "latency", "attributes": {"latency": 10}})
+    assert call(f, "POST", "/proxies/d1/toxics", {"type": "latency", "attributes": {"latency": 10}})[0] == 200
     call(f, "DELETE", "/proxies/d2")
     assert peers.wait_closed(socks[2], scaled(3))[0] in ("eof", "reset")
     problems = f.stop(timeout=scaled(10))

@@ -16,28 +16,17 @@ not captured, ACKed unseen segment, ...) and of bad checksums.
 """
 
 import glob
-import hashlib
 import os
 import re
-import shutil
 import socket
 import subprocess
 
 import pytest
 
 import peers
-from conftest import curl, scaled
+from conftest import curl, need, run_ferry, scaled
 
 BODY = os.urandom(300 * 1024 + 77)   # > 64 KiB chunks: several segments per read
-
-
-def need_tshark():
-    if not shutil.which("tshark"):
-        pytest.skip("tshark is not installed (apt-get install tshark)")
-
-
-def sha(b):
-    return hashlib.sha256(b).hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -140,8 +129,8 @@ def stop(f):
 
 
 def check_plain_leg(st, got, sent):
-    assert sha(bytes(st["a"])) == sha(got), "client->server bytes differ (%d vs %d)" % (len(st["a"]), len(got))
-    assert sha(bytes(st["b"])) == sha(sent), "server->client bytes differ (%d vs %d)" % (len(st["b"]), len(sent))
+    assert peers.sha256(bytes(st["a"])) == peers.sha256(got), "client->server bytes differ (%d vs %d)" % (len(st["a"]), len(got))
+    assert peers.sha256(bytes(st["b"])) == peers.sha256(sent), "server->client bytes differ (%d vs %d)" % (len(st["b"]), len(sent))
 
 
 def fetch(url, workdir, *args):
@@ -149,7 +138,7 @@ def fetch(url, workdir, *args):
     r = curl("-o", out, *args, url)
     assert r.returncode == 0, r.stderr
     with open(out, "rb") as fh:
-        assert sha(fh.read()) == sha(BODY)
+        assert peers.sha256(fh.read()) == peers.sha256(BODY)
 
 
 # --------------------------------------------------------------------------
@@ -157,7 +146,7 @@ def fetch(url, workdir, *args):
 
 @pytest.mark.deadline(90)
 def test_relay_both_legs_byte_exact(ferry, http, workdir):
-    need_tshark()
+    need("tshark")
     srv = http()
     cap = os.path.join(workdir, "relay.pcap")
     f = ferry("relay", "-u", srv.addr, "--capture", cap)
@@ -182,7 +171,7 @@ def test_relay_both_legs_byte_exact(ferry, http, workdir):
 
 @pytest.mark.deadline(90)
 def test_socks5_both_legs_byte_exact(ferry, http, workdir):
-    need_tshark()
+    need("tshark")
     srv = http()
     cap = os.path.join(workdir, "socks.pcap")
     f = ferry("socks", "--capture", cap)
@@ -200,16 +189,16 @@ def test_socks5_both_legs_byte_exact(ferry, http, workdir):
     assert hello[0] == 5 and 0 in hello[2:], a[:40]
     req = b"\x05\x01\x00\x03" + bytes([len("localhost")]) + b"localhost" + srv.port.to_bytes(2, "big")
     assert a[len(hello):].startswith(req), a[:40]
-    assert sha(a[len(hello) + len(req):]) == sha(ev["got"])
+    assert peers.sha256(a[len(hello) + len(req):]) == peers.sha256(ev["got"])
     assert b.startswith(b"\x05\x00\x05\x00\x00"), b[:20]
     reply_len = 2 + (10 if b[5] == 1 else 22)
-    assert sha(b[reply_len:]) == sha(ev["sent"])
+    assert peers.sha256(b[reply_len:]) == peers.sha256(ev["sent"])
     assert_clean(cap)
 
 
 @pytest.mark.deadline(90)
 def test_ipv6_sessions_are_ipv6_packets(ferry, http, workdir):
-    need_tshark()
+    need("tshark")
     try:
         srv = http("::1")
     except OSError as e:
@@ -233,9 +222,8 @@ def test_ipv6_sessions_are_ipv6_packets(ferry, http, workdir):
 
 @pytest.mark.deadline(120)
 def test_rotation_files_read_alone_and_together(ferry, http, workdir):
-    need_tshark()
-    if not shutil.which("mergecap"):
-        pytest.skip("mergecap is not installed (apt-get install wireshark-common)")
+    need("tshark")
+    need("mergecap")
     srv = http()
     cap = os.path.join(workdir, "rot.pcap")
     f = ferry("relay", "-u", srv.addr, "--capture", cap, "--capture-rotate", "64k")
@@ -264,7 +252,7 @@ def test_rotation_files_read_alone_and_together(ferry, http, workdir):
 
 @pytest.mark.deadline(90)
 def test_filter_client_and_port(ferry, http, workdir):
-    need_tshark()
+    need("tshark")
     a, b = http(), http()
     # client filter: nobody from 10/8 here, so nothing at all is recorded
     cap1 = os.path.join(workdir, "none.pcap")
@@ -327,7 +315,7 @@ def test_hexdump_stderr_and_file(ferry, http, workdir):
     d = parse_hexdump(f.log())
     sid = int(sess["sess"])
     assert bytes(d[(sid, "client>upstream")]) == ev["got"]
-    assert sha(bytes(d[(sid, "upstream>client")])) == sha(ev["sent"])
+    assert peers.sha256(bytes(d[(sid, "upstream>client")])) == peers.sha256(ev["sent"])
     first = ev["got"][:16]
     want = "00000000: " + " ".join(first[i:i + 2].hex() for i in range(0, 16, 2)) + "  " + \
         "".join(chr(c) if 32 <= c < 127 else "." for c in first)
@@ -342,13 +330,14 @@ def test_hexdump_stderr_and_file(ferry, http, workdir):
     with open(path) as fh:
         d = parse_hexdump(fh.read())
     sid = int(sess["sess"])
-    assert bytes(d[(sid, "client>upstream")]).endswith(srv.events[-1]["got"])
-    assert bytes(d[(sid, "upstream>client")]).endswith(srv.events[-1]["sent"])
+    ev2 = srv.wait_events(2, scaled(5))[1]
+    assert bytes(d[(sid, "client>upstream")]).endswith(ev2["got"])
+    assert bytes(d[(sid, "upstream>client")]).endswith(ev2["sent"])
 
 
 @pytest.mark.deadline(120)
 def test_shadowsocks_legs(ferry, http, workdir):
-    need_tshark()
+    need("tshark")
     srv = http()
     pw = "capture-test-pw"
     cs = os.path.join(workdir, "ss-server.pcap")
@@ -371,14 +360,13 @@ def test_shadowsocks_legs(ferry, http, workdir):
     # the encrypted leg, as both ends saw it
     enc_l, enc_s = leg(ls, fs.port), leg(ss, fs.port)
     assert enc_l["node0"] == enc_s["node0"]
-    assert sha(bytes(enc_l["a"])) == sha(bytes(enc_s["a"])) and len(enc_l["a"]) > len(ev["got"])
-    assert sha(bytes(enc_l["b"])) == sha(bytes(enc_s["b"])) and len(enc_l["b"]) > len(ev["sent"])
+    assert peers.sha256(bytes(enc_l["a"])) == peers.sha256(bytes(enc_s["a"])) and len(enc_l["a"]) > len(ev["got"])
+    assert peers.sha256(bytes(enc_l["b"])) == peers.sha256(bytes(enc_s["b"])) and len(enc_l["b"]) > len(ev["sent"])
     assert_clean(cs)
     assert_clean(cl)
 
 
 def test_capture_option_errors(workdir):
-    from conftest import run_ferry
     cases = [
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture-rotate", "10x"], "'10x'"),
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", "a.pcap", "--capture-filter",

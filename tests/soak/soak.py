@@ -31,8 +31,6 @@ do not share the driver's GIL).
 
 import argparse
 import collections
-import errno
-import hashlib
 import os
 import random
 import shutil
@@ -158,8 +156,8 @@ class Soak:
         self.threads = []
         self.workdir = args.workdir or tempfile.mkdtemp(prefix="ferry-soak-")
         self.pool = os.urandom(8 << 20)
-        self.kill_lock = threading.Lock()
         self.samples = []
+        self.fdx_cpu_max = self.fdx_recover_max = 0.0   # the fd-exhaustion fault's worst
 
     # ---- setup
 
@@ -356,7 +354,7 @@ listeners:
             t.join(H.scaled(20))
         if err:
             return False, ident, "send: %r (echoed %d of %d)" % (err[0], n, len(data))
-        if n != len(whole) or digest != hashlib.sha256(whole).hexdigest():
+        if n != len(whole) or digest != peers.sha256(whole):
             return False, ident, "echo of %d bytes came back as %d bytes, sha256 %s" % (
                 len(whole), n, "differs" if n == len(whole) else "n/a")
         return True, ident, ""
@@ -371,9 +369,7 @@ listeners:
             dst = P[random.choice(("good1", "good2"))]
             t0 = time.monotonic()
             try:
-                if path == "relay good":
-                    s = self.conn(self.lp["good"])
-                elif path == "relay good 1byte":
+                if path.startswith("relay good"):   # "relay good", "relay good 1byte"
                     s = self.conn(self.lp["good"])
                 elif path == "socks5 ip":
                     s = self.socks5("127.0.0.1", dst)
@@ -701,7 +697,7 @@ listeners:
                 c0, t0 = f.cpu_seconds(), time.monotonic()
                 time.sleep(1.5)
                 cpu = (f.cpu_seconds() - c0) / (time.monotonic() - t0)
-                self.fdx_cpu_max = max(getattr(self, "fdx_cpu_max", 0.0), cpu)
+                self.fdx_cpu_max = max(self.fdx_cpu_max, cpu)
                 if cpu > 0.3:
                     problems.append("%.0f%% CPU while out of fds (spin)" % (cpu * 100))
                 try:
@@ -729,7 +725,7 @@ listeners:
         if recovered is None:
             problems.append("no transfer through it succeeded within %.0fs after the flood closed" % H.scaled(5))
         else:
-            self.fdx_recover_max = max(getattr(self, "fdx_recover_max", 0.0), recovered)
+            self.fdx_recover_max = max(self.fdx_recover_max, recovered)
         self.stats.fault("fd exhaustion (ulimit -n %d)" % self.args.fdx_nofile, not problems, "; ".join(problems))
 
     # ---- observers
@@ -987,7 +983,7 @@ listeners:
             w("| fdx ferry (ulimit -n %d) fds baseline / after | %d / %d (%s) |" % (
                 self.args.fdx_nofile, self.base_fdx["total"], after_fdx["total"], fmt_kinds(after_fdx, self.base_fdx)))
             w("| fdx ferry: max CPU while out of fds / slowest recovery | %.0f%% / %.2f s |" % (
-                100 * getattr(self, "fdx_cpu_max", 0), getattr(self, "fdx_recover_max", 0)))
+                100 * self.fdx_cpu_max, self.fdx_recover_max))
             ends = collections.Counter(H.parse_kv(l).get("end") for l in log.splitlines() if " sess=" in l)
             w("| ferry sessions logged, by end= | %s |" % ", ".join("%s %d" % kv for kv in sorted(ends.items(), key=lambda kv: -kv[1])))
         for n in st.notes:
