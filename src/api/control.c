@@ -9,6 +9,7 @@
 #include "config/cli.h"
 #include "config/options.h"
 #include "core/worker.h"
+#include "net/sock.h"
 
 /* One proxy. The config the workers read (`cfg`) is either the configured
  * one (read-only, main's) or our own copy (`own`), made when the listen
@@ -140,7 +141,7 @@ static int proxy_start(struct api_ctl *c, struct ctl_proxy *p, char *err, size_t
         return 500;
     }
     for (size_t j = 0; j < p->cfg->nlisten; j++) {
-        if (rt_bind(&p->cfg->listen[j], (int)p->cfg->backlog, c->rt.n, fds, &bound, err, errlen) < 0) {
+        if (sock_listen_group(&p->cfg->listen[j], (int)p->cfg->backlog, c->rt.n, fds, &bound, err, errlen) < 0) {
             if (j) rt_stop(&c->rt, p->sh);
             return 500;
         }

@@ -13,44 +13,6 @@
 #include "obs/log.h"
 #include "relay/session.h"
 
-static void rt_close_fds(int *fds, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        if (fds[i] >= 0) close(fds[i]);
-        fds[i] = -1;
-    }
-}
-
-int rt_bind(const struct net_addr *a, int backlog, unsigned n, int *fds, struct net_addr *bound,
-            char *err, size_t errlen)
-{
-    struct net_addr at = *a;
-    for (unsigned i = 0; i < n; i++) fds[i] = -1;
-    /* Another process's SO_REUSEPORT socket would silently share the port. */
-    if (net_addr_port(a) != 0 && sock_check_unused(a, err, errlen) < 0) {
-        errno = EADDRINUSE;
-        return -1;
-    }
-    for (unsigned i = 0; i < n; i++) {
-        fds[i] = sock_listen(&at, 1, backlog, err, errlen);
-        if (fds[i] < 0) {
-            int e = errno;
-            rt_close_fds(fds, i);
-            errno = e;
-            return -1;
-        }
-        if (i == 0 && sock_local_addr(fds[0], &at) < 0) {
-            int e = errno;
-            snprintf(err, errlen, "getsockname: %s", strerror(e));
-            rt_close_fds(fds, 1);
-            errno = e;
-            return -1;
-        }
-    }
-    *bound = at;
-    return 0;
-}
-
 static struct wlistener *find_wl(struct worker *w, const struct listener_shared *sh)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
@@ -197,7 +159,7 @@ void rt_start(const struct rt *rt, struct listener_shared *sh, int *fds)
 {
     struct rt_op op = { .sh = sh, .fds = fds };
     wcmd_run_all(rt->ws, rt->n, start_cmd, &op);   /* cannot fail */
-    rt_close_fds(fds, rt->n);   /* the ones no worker took */
+    sock_close_fds(fds, rt->n);   /* the ones no worker took */
 }
 
 void rt_stop(const struct rt *rt, struct listener_shared *sh)

@@ -24,13 +24,6 @@ struct rt {
     unsigned n;
 };
 
-/* Binds `a` once per worker with SO_REUSEPORT into fds[n]. Port 0 picks a
- * free port, then binds the others to it. *bound is the address bound.
- * 0, or -1 with err ("cannot listen on ADDR: Address already in use") and
- * errno set; no fd is left open then. */
-int rt_bind(const struct net_addr *a, int backlog, unsigned n, int *fds, struct net_addr *bound,
-            char *err, size_t errlen);
-
 /* A new listener on every worker, not accepting yet. 0, or -1 with err
  * (and nothing attached). */
 int rt_attach(const struct rt *rt, const struct listener_cfg *lc, struct listener_shared *sh,

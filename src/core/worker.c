@@ -247,25 +247,51 @@ void worker_listener_release(struct wlistener *wl)
     wl->resolver = NULL;
 }
 
-static int listener_init(struct worker *w, struct wlistener *wl, const struct listener_cfg *lc,
-                         char *err, size_t errlen)
+/* The listening sockets bind_listeners() made: for listener i, address j
+ * and worker w, at [(i * CFG_MAX_LISTEN + j) * nworkers + w]; -1 once taken. */
+struct listen_fds {
+    int *fd;
+    unsigned nworkers;
+};
+
+static int *listen_fd(const struct listen_fds *lf, size_t i, size_t j, unsigned w)
 {
-    if (worker_listener_setup(w, wl, lc, &w->shared[wl - w->listeners], err, errlen) < 0) return -1;
-    for (size_t i = 0; i < lc->nlisten; i++) {
-        if (w->id == 0 && sock_check_unused(&lc->listen[i], err, errlen) < 0) return -1;
-        int fd = sock_listen(&lc->listen[i], 1, (int)lc->backlog, err, errlen);
-        if (fd < 0) return -1;
-        if (worker_listener_add_socket(wl, fd) < 0) {
+    return &lf->fd[(i * CFG_MAX_LISTEN + j) * lf->nworkers + w];
+}
+
+/* One SO_REUSEPORT group per listen address, a socket for each worker. Port
+ * 0 becomes the port the kernel picked, in cfg, so that every worker shares
+ * it and the announcement shows it. */
+static int bind_listeners(struct ferry_cfg *cfg, const struct listen_fds *lf, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct listener_cfg *lc = &cfg->listeners[i];
+        for (size_t j = 0; j < lc->nlisten; j++)
+            if (sock_listen_group(&lc->listen[j], (int)lc->backlog, lf->nworkers, listen_fd(lf, i, j, 0),
+                                  &lc->listen[j], err, errlen) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static int listener_init(struct worker *w, size_t li, const struct listen_fds *lf, char *err, size_t errlen)
+{
+    struct wlistener *wl = &w->listeners[li];
+    const struct listener_cfg *lc = &w->cfg->listeners[li];
+    if (worker_listener_setup(w, wl, lc, &w->shared[li], err, errlen) < 0) return -1;
+    for (size_t j = 0; j < lc->nlisten; j++) {
+        int *fd = listen_fd(lf, li, j, (unsigned)w->id);
+        if (worker_listener_add_socket(wl, *fd) < 0) {
             snprintf(err, errlen, "epoll: %s", strerror(errno));
-            close(fd);
-            return -1;
+            return -1;            /* workers_create closes what no worker took */
         }
+        *fd = -1;                 /* the worker's now */
     }
     return start_health(w, wl, err, errlen);
 }
 
 static int worker_init(struct worker *w, int id, const struct ferry_cfg *cfg, struct listener_shared *shared,
-                       char *err, size_t errlen)
+                       const struct listen_fds *lf, char *err, size_t errlen)
 {
     w->id = id;
     w->cfg = cfg;
@@ -286,7 +312,7 @@ static int worker_init(struct worker *w, int id, const struct ferry_cfg *cfg, st
     }
     w->nlisteners = cfg->nlisteners;
     for (size_t i = 0; i < cfg->nlisteners; i++)
-        if (listener_init(w, &w->listeners[i], &cfg->listeners[i], err, errlen) < 0) return -1;
+        if (listener_init(w, i, lf, err, errlen) < 0) return -1;
     return 0;
 }
 
@@ -339,25 +365,32 @@ static void shared_free(struct listener_shared *sh, size_t n)
     free(sh);
 }
 
-struct worker *workers_create(const struct ferry_cfg *cfg, unsigned n, char *err, size_t errlen)
+struct worker *workers_create(struct ferry_cfg *cfg, unsigned n, char *err, size_t errlen)
 {
     struct worker *ws = calloc(n, sizeof(*ws));
     struct listener_shared *sh = calloc(cfg->nlisteners, sizeof(*sh));
+    unsigned nfds = (unsigned)(cfg->nlisteners * CFG_MAX_LISTEN * n);
+    struct listen_fds lf = { .fd = malloc((nfds ? nfds : 1) * sizeof(int)), .nworkers = n };
     size_t nsh = 0;
-    if (!ws || !sh) {
+    if (!ws || !sh || !lf.fd) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    for (unsigned i = 0; i < nfds; i++) lf.fd[i] = -1;
+    if (bind_listeners(cfg, &lf, err, errlen) < 0) goto fail;
     for (; nsh < cfg->nlisteners; nsh++)
         if (worker_shared_init(&sh[nsh], &cfg->listeners[nsh], err, errlen) < 0) goto fail;
     for (unsigned i = 0; i < n; i++) {
-        if (worker_init(&ws[i], (int)i, cfg, sh, err, errlen) < 0) {
+        if (worker_init(&ws[i], (int)i, cfg, sh, &lf, err, errlen) < 0) {
             for (unsigned j = 0; j <= i; j++) worker_destroy(&ws[j]);
             goto fail;
         }
     }
+    free(lf.fd);
     return ws;
 fail:
+    if (lf.fd) sock_close_fds(lf.fd, nfds);
+    free(lf.fd);
     shared_free(sh, nsh);
     free(ws);
     return NULL;

@@ -13,9 +13,11 @@
 #include "config/config.h"
 #include "core/worker-t.h"
 
-/* Creates workers and binds their sockets. Returns NULL with a one-line
- * reason in err (e.g. address in use). Threads are not started yet. */
-struct worker *workers_create(const struct ferry_cfg *cfg, unsigned n, char *err, size_t errlen);
+/* Binds every listen address once per worker (SO_REUSEPORT; a port 0 is
+ * replaced in cfg by the port picked), then creates the workers. Returns
+ * NULL with a one-line reason in err (e.g. address in use). Threads are not
+ * started yet. */
+struct worker *workers_create(struct ferry_cfg *cfg, unsigned n, char *err, size_t errlen);
 int workers_start(struct worker *ws, unsigned n);
 /* mode 1: drain (stop accepting, wait up to drain-timeout); 2: stop now. */
 void workers_request_stop(struct worker *ws, unsigned n, int mode);

@@ -102,3 +102,41 @@ long sock_raise_nofile(void)
     }
     return (long)rl.rlim_cur;
 }
+
+void sock_close_fds(int *fds, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (fds[i] >= 0) close(fds[i]);
+        fds[i] = -1;
+    }
+}
+
+int sock_listen_group(const struct net_addr *a, int backlog, unsigned n, int *fds, struct net_addr *bound,
+                      char *err, size_t errlen)
+{
+    struct net_addr at = *a;
+    for (unsigned i = 0; i < n; i++) fds[i] = -1;
+    /* Another process's SO_REUSEPORT socket would silently share the port. */
+    if (net_addr_port(a) != 0 && sock_check_unused(a, err, errlen) < 0) {
+        errno = EADDRINUSE;
+        return -1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        fds[i] = sock_listen(&at, 1, backlog, err, errlen);
+        if (fds[i] < 0) {
+            int e = errno;
+            sock_close_fds(fds, i);
+            errno = e;
+            return -1;
+        }
+        if (i == 0 && sock_local_addr(fds[0], &at) < 0) {
+            int e = errno;
+            snprintf(err, errlen, "getsockname: %s", strerror(e));
+            sock_close_fds(fds, 1);
+            errno = e;
+            return -1;
+        }
+    }
+    *bound = at;
+    return 0;
+}

@@ -19,6 +19,15 @@ int sock_listen(const struct net_addr *a, int reuseport, int backlog, char *err,
  * "address in use". Returns 0, or -1 with a reason in err. */
 int sock_check_unused(const struct net_addr *a, char *err, size_t errlen);
 
+/* Binds `a` n times with SO_REUSEPORT into fds[n], one socket per worker,
+ * after sock_check_unused. Port 0 picks a free port, then binds the others
+ * to it. *bound is the address bound. 0, or -1 with err ("cannot listen on
+ * ADDR: Address already in use") and errno set; no fd is left open then. */
+int sock_listen_group(const struct net_addr *a, int backlog, unsigned n, int *fds, struct net_addr *bound,
+                      char *err, size_t errlen);
+/* Closes the fds that are >= 0 and sets them to -1. */
+void sock_close_fds(int *fds, unsigned n);
+
 /* Starts a non-blocking connect. Returns the fd (connect in progress or done),
  * or -1 with errno (EMFILE, ENETUNREACH, ...). */
 int sock_connect(const struct net_addr *a);

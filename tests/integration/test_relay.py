@@ -414,6 +414,25 @@ def test_1000_concurrent_connections_no_cross_talk(ferry, identify, clients):
     assert all(k == 5 + len(payloads[0]) for k in downs), "log down= wrong: %s" % dict(downs)
 
 
+def test_listen_port_0_is_one_port_for_every_thread(ferry, identify, clients):
+    """-l HOST:0: the kernel picks one port, every worker shares it (one
+    SO_REUSEPORT group), and the announcement names it."""
+    up = identify("A")
+    f = relay(ferry, up.addr, args=["-l", "127.0.0.1:0", "--threads", "2"])
+    deadline = time.monotonic() + scaled(5)
+    while not re.search(r"listening on 127\.0\.0\.1:(\d+)", f.log()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", f.log())
+    assert m, "no listening line: %s" % f.log()
+    port = int(m.group(1))
+    assert port != 0, "the announcement should name the port picked: %s" % m.group(0)
+    assert listening(f.pid, port) == 2, "both workers should listen on port %d" % port
+    for _ in range(8):
+        s = peers.connect("127.0.0.1", port)
+        clients.append(s)
+        assert recv_line(s) == b"ID:A\n"
+
+
 @pytest.mark.deadline(60)
 def test_churn_while_long_sessions_keep_their_identity(ferry, identify, clients):
     up = identify("A")
