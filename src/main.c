@@ -78,17 +78,19 @@ static int check_api(const struct ferry_cfg *cfg, char *err, size_t errlen)
     return -1;
 }
 
-static struct api_server *start_api(struct ferry_cfg *cfg, struct worker *ws, unsigned n,
+/* api_fd: the API's listening socket, bound before root was dropped. */
+static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, struct worker *ws, unsigned n,
                                     struct api_ctl **ctl, struct api_backend *b)
 {
     char err[512], a[NET_ADDR_STRLEN];
-    if (!cfg->has_api) return NULL;
+    if (api_fd < 0) return NULL;
     if (!(*ctl = api_ctl_new(ws, n, cfg))) {
         log_plain("api: out of memory");
+        close(api_fd);
         return NULL;
     }
     api_ctl_backend(*ctl, b);
-    struct api_server *s = api_server_start(&cfg->api_addr, b, err, sizeof(err));
+    struct api_server *s = api_server_start(api_fd, b, err, sizeof(err));
     if (!s) log_plain("%s", err);
     else if (log_enabled(LOG_ERROR)) log_plain("api listening on %s", net_addr_format(&cfg->api_addr, a, sizeof(a)));
     return s;
@@ -132,6 +134,11 @@ static int run(struct ferry_cfg *cfg)
         tap_global_stop(cfg);
         return 1;
     }
+    int api_fd = -1;
+    if (cfg->has_api && (api_fd = api_server_listen(&cfg->api_addr, err, sizeof(err))) < 0) {
+        log_plain("%s", err);
+        return 1;
+    }
     /* Sockets are bound and files read; no thread runs yet. */
     if (privdrop_apply(&pd, err, sizeof(err)) < 0) {
         log_plain("%s", err);
@@ -144,7 +151,7 @@ static int run(struct ferry_cfg *cfg)
     announce(cfg, n);
     struct api_ctl *ctl = NULL;
     struct api_backend backend;
-    struct api_server *api = start_api(cfg, ws, n, &ctl, &backend);
+    struct api_server *api = start_api(cfg, api_fd, ws, n, &ctl, &backend);
     int code = 0;
     if (cfg->has_api && !api) {
         workers_request_stop(ws, n, 2);

@@ -226,23 +226,27 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-struct api_server *api_server_start(const struct net_addr *addr, const struct api_backend *b,
-                                    char *err, size_t errlen)
+int api_server_listen(const struct net_addr *addr, char *err, size_t errlen)
+{
+    return sock_listen(addr, 0, 64, err, errlen);
+}
+
+struct api_server *api_server_start(int lfd, const struct api_backend *b, char *err, size_t errlen)
 {
     struct api_server *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(err, errlen, "out of memory");
+        close(lfd);
         return NULL;
     }
     s->b = b;
-    s->lfd = -1;
+    s->lfd = lfd;
     s->lio.fd = -1;
     if (!(s->loop = loop_new())) {
         snprintf(err, errlen, "api: cannot create event loop: %s", strerror(errno));
         goto fail;
     }
     loop_set_wake_hook(s->loop, wake_hook, s);
-    if ((s->lfd = sock_listen(addr, 0, 64, err, errlen)) < 0) goto fail;
     if (loop_io_add(s->loop, &s->lio, s->lfd, LOOP_READ, accept_cb, s) < 0) {
         snprintf(err, errlen, "api: epoll: %s", strerror(errno));
         goto fail;

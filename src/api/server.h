@@ -18,10 +18,12 @@
 
 struct api_server;
 
-/* Binds addr and starts the thread. The backend must stay valid until
- * api_server_stop() returns. NULL with a reason in err. */
-struct api_server *api_server_start(const struct net_addr *addr, const struct api_backend *b,
-                                    char *err, size_t errlen);
+/* The API's listening socket: bound by main before root is dropped, so a
+ * privileged port works with --run-as. The fd, or -1 with a reason in err. */
+int api_server_listen(const struct net_addr *addr, char *err, size_t errlen);
+/* Starts the thread serving lfd (taken: closed on failure too). The backend
+ * must stay valid until api_server_stop() returns. NULL with a reason in err. */
+struct api_server *api_server_start(int lfd, const struct api_backend *b, char *err, size_t errlen);
 /* Stops the thread (a request being answered completes first) and frees. */
 void api_server_stop(struct api_server *s);
 

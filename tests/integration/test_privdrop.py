@@ -75,6 +75,34 @@ def test_run_as_nobody_drops_uid_gid_groups_and_relays(ferry, identify):
             echo_ok(s, "A")
 
 
+def free_privileged_port():
+    for port in range(1023, 900, -1):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.skip("no free port below 1024 on 127.0.0.1")
+
+
+@pytest.mark.deadline(30)
+def test_run_as_keeps_an_api_on_a_privileged_port(ferry, identify):
+    """The API socket is bound with the listeners, before root is dropped."""
+    import urllib.request
+    pw = nobody()
+    up = identify("A")
+    port = free_privileged_port()
+    f = ferry("relay", "-u", up.addr, "--run-as", "nobody", "--api", "127.0.0.1:%d" % port)
+    assert_dropped(f, pw.pw_uid, pw.pw_gid)
+    with urllib.request.urlopen("http://127.0.0.1:%d/version" % port, timeout=scaled(5)) as r:
+        assert r.status == 200
+    with f.connect() as s:
+        echo_ok(s, "A")
+
+
 @pytest.mark.deadline(30)
 def test_run_as_group(ferry, identify):
     pw = nobody()
