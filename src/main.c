@@ -67,17 +67,6 @@ static void wait_for_signals(struct worker *ws, unsigned n)
     }
 }
 
-/* The API can open relays to anywhere and break traffic on purpose, with no
- * authentication (as toxiproxy's): reachable from the network, it would be
- * an open proxy and a remote off switch. So loopback only, unless asked. */
-static int check_api(const struct ferry_cfg *cfg, char *err, size_t errlen)
-{
-    if (!cfg->has_api || cfg->api_open || net_addr_is_loopback(&cfg->api_addr)) return 0;
-    snprintf(err, errlen, "refusing to serve the API on a non-loopback address (it has no authentication): "
-             "use 127.0.0.1:PORT, or add --api-open if that is really what you want");
-    return -1;
-}
-
 /* api_fd: the API's listening socket, bound before root was dropped. */
 static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, struct worker *ws, unsigned n,
                                     struct api_ctl **ctl, struct api_backend *b)
@@ -115,10 +104,6 @@ static int run(struct ferry_cfg *cfg)
     /* Blocked before threads exist, so only the main thread receives them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     sock_raise_nofile();
-    if (check_api(cfg, err, sizeof(err)) < 0) {
-        log_plain("%s", err);
-        return 2;
-    }
     if (create_replay_filters(cfg, err, sizeof(err)) < 0) {
         log_plain("%s", err);
         return 1;

@@ -213,7 +213,9 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
         if (val && (strcmp(o->name, "password") == 0 || strcmp(o->name, "key") == 0))
             memset((char *)val, 'x', strlen(val));
     }
-    return cfg_listener_finish(l, err, errlen);
+    if (cfg_listener_finish(l, err, errlen) < 0) return -1;
+    const char *key;
+    return cfg_global_finish(cfg, &key, err, errlen);
 }
 
 int cli_mode_by_name(const char *name)

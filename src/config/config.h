@@ -150,5 +150,10 @@ void cfg_free(struct ferry_cfg *c);
  * required options, mode-specific defaults (destination policy for public
  * listeners), Shadowsocks key derivation. 0, or -1 with a reason. */
 int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen);
+/* The same for the global options that only make sense together (--api on
+ * a non-loopback address needs --api-open; --chroot and --run-as-group need
+ * --run-as; --chroot takes an absolute path), so `ferry check` refuses what
+ * `ferry run` would. 0, or -1 with a reason and *key, the option to blame. */
+int cfg_global_finish(const struct ferry_cfg *g, const char **key, char *err, size_t errlen);
 
 #endif

@@ -844,3 +844,29 @@ void cfg_free(struct ferry_cfg *c)
     c->groups = NULL;
     c->ngroups = 0;
 }
+
+int cfg_global_finish(const struct ferry_cfg *g, const char **key, char *err, size_t errlen)
+{
+    /* The API can open relays to anywhere and break traffic on purpose,
+     * with no authentication (as toxiproxy's): reachable from the network,
+     * it would be an open proxy and a remote off switch. */
+    if (g->has_api && !g->api_open && !net_addr_is_loopback(&g->api_addr)) {
+        *key = "api";
+        snprintf(err, errlen, "refusing to serve the API on a non-loopback address (it has no authentication): "
+                 "use 127.0.0.1:PORT, or add --api-open if that is really what you want");
+        return -1;
+    }
+    /* Root keeps every capability inside a chroot, and a group change alone
+     * leaves root root: neither protects anything. */
+    if (!g->run_as[0] && (g->run_as_group[0] || g->chroot_dir[0])) {
+        *key = g->chroot_dir[0] ? "chroot" : "run-as-group";
+        snprintf(err, errlen, "--%s needs --run-as USER", *key);
+        return -1;
+    }
+    if (g->chroot_dir[0] && g->chroot_dir[0] != '/') {
+        *key = "chroot";
+        snprintf(err, errlen, "--chroot '%.200s': needs an absolute path", g->chroot_dir);
+        return -1;
+    }
+    return 0;
+}

@@ -428,7 +428,14 @@ static void load_root(struct yc *c, const yaml_node_t *root)
     if (groups) yc_load_groups(c, groups);
     if (listeners) yc_load_listeners(c, listeners);
     else yc_err(c, root, "no 'listeners:' in the config file");
+    unsigned before = c->d->errors;
     load_globals(c, root);
+    const char *key;
+    char why[300];
+    if (c->d->errors == before && cfg_global_finish(c->cfg, &key, why, sizeof(why)) < 0) {
+        const yaml_node_t *v = yc_lookup(c, root, key);
+        yc_err(c, v ? v : root, "%s", why);
+    }
     yc_warn_unused_groups(c);
 }
 

@@ -39,15 +39,7 @@ static const char *lookup_error(const char *not_found)
 int privdrop_prepare(const struct ferry_cfg *cfg, struct privdrop *p, char *err, size_t errlen)
 {
     memset(p, 0, sizeof(*p));
-    if (!cfg->run_as[0]) {
-        if (cfg->run_as_group[0] || cfg->chroot_dir[0]) {
-            /* Root keeps every capability inside a chroot, and a group
-             * change alone leaves root root: neither protects anything. */
-            snprintf(err, errlen, "--%s needs --run-as USER", cfg->chroot_dir[0] ? "chroot" : "run-as-group");
-            return -1;
-        }
-        return 0;
-    }
+    if (!cfg->run_as[0]) return 0;   /* cfg_global_finish refused --chroot, --run-as-group alone */
     if (geteuid() != 0) {
         snprintf(err, errlen, "--run-as: ferry must be started as root to switch users");
         return -1;
@@ -79,10 +71,6 @@ int privdrop_prepare(const struct ferry_cfg *cfg, struct privdrop *p, char *err,
         return -1;
     }
     if (cfg->chroot_dir[0]) {
-        if (cfg->chroot_dir[0] != '/') {
-            snprintf(err, errlen, "--chroot '%.200s': needs an absolute path", cfg->chroot_dir);
-            return -1;
-        }
         if (access(cfg->chroot_dir, X_OK) < 0) {
             snprintf(err, errlen, "--chroot '%.200s': %s", cfg->chroot_dir, strerror(errno));
             return -1;

@@ -95,6 +95,23 @@ def test_check_reports_every_error_with_position(workdir):
     assert r.stderr.decode().rstrip().endswith("%s: %d errors" % (path, len(want)))
 
 
+@pytest.mark.parametrize("globals_, line, col, msg", [
+    ("api: 0.0.0.0:8474\n", 1, 6, "refusing to serve the API on a non-loopback address"),
+    ("chroot: /var/empty\n", 1, 9, "--chroot needs --run-as USER"),
+    ("run-as: nobody\nchroot: var/empty\n", 2, 9, "--chroot 'var/empty': needs an absolute path"),
+])
+def test_check_refuses_what_run_would_refuse(workdir, globals_, line, col, msg):
+    """Global options that only make sense together are checked by `ferry
+    check` too, at the line of the option to blame."""
+    path = write(workdir, "g.yaml", globals_ + """listeners:
+  - {name: s, mode: socks, listen: "127.0.0.1:1080"}
+""")
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1, r.stderr.decode()
+    got = diags(r.stderr, path)
+    assert len(got) == 1 and got[0][:2] == (line, col) and got[0][2].startswith(msg), r.stderr.decode()
+
+
 def test_check_warnings_do_not_fail(workdir):
     path = write(workdir, "warn.yaml", """\
 upstreams:
