@@ -107,7 +107,6 @@ void worker_listener_close_sockets(struct wlistener *wl)
     struct worker *w = wl->w;
     for (size_t j = 0; j < wl->nsocks; j++) {
         struct wsocket *ws = &wl->socks[j];
-        if (ws->fd < 0) continue;
         loop_timer_cancel(w->loop, &ws->pause_timer);
         loop_io_del(w->loop, &ws->io);
         close(ws->fd);

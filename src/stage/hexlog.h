@@ -15,7 +15,6 @@ struct hexlog;
 /* path NULL or "": stderr; else the file, appended to. NULL with a
  * one-line reason naming the file. */
 struct hexlog *hexlog_open(const char *path, char *err, size_t errlen);
-/* "" for stderr. */
 /* One chunk of a direction; *offset is the direction's byte count so far
  * and is advanced by n. Long chunks are cut into several dumps. */
 void hexlog_put(struct hexlog *h, int64_t ts_us, uint64_t sess_id, int up, uint64_t *offset, const void *p,

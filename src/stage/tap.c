@@ -217,6 +217,10 @@ void tap_close(struct tap *t, int rst_client, int rst_upstream)
 {
     if (!t) return;
     t->now_us = wall_us();
+    /* Still undecided: the session never reached an upstream, so no port
+     * could match; its packets are dropped (cap goes NULL) before the
+     * closing ones are built for nothing. */
+    if (t->pending) pend_settle(t, 0);
     for (int leg = 0; t->cap && leg < 2; leg++) {
         if (!t->leg_on[leg]) continue;
         int ferry = sender((enum tap_leg)leg, 0);
@@ -227,9 +231,6 @@ void tap_close(struct tap *t, int rst_client, int rst_upstream)
             ptcp_fin(&t->leg[leg], !ferry, emit, t);
         }
     }
-    /* Still undecided: the session never reached an upstream, so no port
-     * could match. */
-    if (t->pending) pend_settle(t, 0);
     free(t);
 }
 
