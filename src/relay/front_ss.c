@@ -90,8 +90,8 @@ static enum front_result ss_on_data(struct session *s, const uint8_t *buf, size_
 static int ss_attach(struct session *s)
 {
     struct ss_front *f = st(s);
-    if (sess_install_codec(s, &s->up, &ss_dec_codec_ops, f->dec, NULL, 0, 1) < 0) return -1;
-    f->dec = NULL;
+    sess_install_codec(&s->up, &ss_dec_codec_ops, f->dec, 1);
+    f->dec = NULL;           /* the session owns it now */
     size_t extra = f->plain_len - f->addr_len;
     /* Application bytes so far: what came with the address; the codec
      * counts the rest as it decrypts. */
@@ -105,11 +105,12 @@ static int ss_attach(struct session *s)
 static void ss_on_connected(struct session *s, const struct net_addr *bound)
 {
     (void)bound;
-    struct ss_enc *e = ss_codec_new_encoder(s->wl->cfg, s->wl->cfg->replay);
-    if (!e || sess_install_codec(s, &s->down, &ss_enc_codec_ops, e, NULL, 0, 0) < 0) {
-        if (e) ss_enc_codec_ops.free(e);
+    struct ss_enc_codec *e = ss_codec_new_encoder(s->wl->cfg, s->wl->cfg->replay, NULL, 0);
+    if (!e) {
         sess_close(s, END_LOCAL_ERROR);
+        return;
     }
+    sess_install_codec(&s->down, &ss_enc_codec_ops, e, 0);
 }
 
 static void ss_log_fields(const struct session *s, char *out, size_t outlen)

@@ -125,17 +125,20 @@ static size_t codec_fill_to(const struct half *h, const struct pump_ctx *c)
  * 1 = made ready bytes, 0 = needs more input, -1 = corrupt, -2 = no memory. */
 static int half_transform(struct half *h, struct pump_ctx *c)
 {
-    if (!h->raw || buf_empty(h->raw)) return 0;
-    if (h->hold) {
-        if (!h->eof && buf_len(h->raw) <= h->hold) return 0;   /* keep waiting */
-        h->hold = 0;                                          /* one shot */
+    int has_input = h->raw && !buf_empty(h->raw);
+    int released = 0;
+    if (h->hold != HALF_HOLD_NONE) {
+        if (h->hold == HALF_HOLD_WAIT && !has_input && !h->eof) return 0;   /* keep waiting */
+        h->hold = HALF_HOLD_NONE;             /* one shot: the held output goes now */
+        released = 1;
     }
+    if (!has_input && !released) return 0;
     if (!h->buf && !(h->buf = buf_get(c->bufs))) return -2;
     size_t used = 0, made = 0;
-    if (h->codec->process(h->codec_state, buf_rptr(h->raw), buf_len(h->raw), &used,
+    if (h->codec->process(h->codec_state, has_input ? buf_rptr(h->raw) : NULL, has_input ? buf_len(h->raw) : 0, &used,
                           buf_wptr(h->buf), buf_room(h->buf), &made) < 0)
         return -1;
-    buf_consumed(h->raw, (uint32_t)used);
+    if (used) buf_consumed(h->raw, (uint32_t)used);
     buf_produced(h->buf, (uint32_t)made);
     if (h->codec->counts_output) {
         h->bytes += made;

@@ -97,10 +97,15 @@ struct half {
     uint8_t eof;           /* source said EOF */
     uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
     uint8_t bulk;          /* a read filled SPLICE_THRESHOLD: worth splicing */
-    uint16_t hold;         /* codec input of at most this many bytes waits for
-                              more (ss-local: the address header waits for
-                              the client's first data), until EOF or the
-                              session clears it */
+    uint8_t hold;          /* enum half_hold */
+};
+
+/* A codec's first output may wait for its first input: ss-local's address
+ * header waits for the client's first data, so both leave in one chunk. */
+enum half_hold {
+    HALF_HOLD_NONE,
+    HALF_HOLD_WAIT,        /* until input or EOF comes */
+    HALF_HOLD_RELEASE,     /* the session gave up waiting: out now, alone */
 };
 
 /* Where to connect: a literal address, or a name to resolve, and whether the

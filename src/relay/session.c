@@ -384,21 +384,20 @@ int sess_push_ready(struct session *s, struct half *h, const void *data, size_t 
     return buf_append(h->buf, data, (uint32_t)len) == len ? 0 : -1;
 }
 
-int sess_install_codec(struct session *s, struct half *h, const struct codec_ops *ops, void *state,
-                       const void *prefix, size_t prefixlen, int pending_is_input)
+void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state, int pending_is_input)
 {
-    struct worker *w = s->wl->w;
     h->codec = ops;                 /* owned from here: pipe_release frees it */
     h->codec_state = state;
-    if (!prefixlen && !(pending_is_input && h->buf)) return 0;
-    if (!h->raw && !(h->raw = buf_get(&w->bufs))) return -1;
-    if (buf_append(h->raw, prefix, (uint32_t)prefixlen) != prefixlen) return -1;
-    if (pending_is_input && h->buf) {
-        if (buf_append(h->raw, buf_rptr(h->buf), buf_len(h->buf)) != buf_len(h->buf)) return -1;
-        buf_put(&w->bufs, h->buf);
+    /* The ready bytes become the codec's input by handing the buffer over,
+     * not by copying: whatever they amount to, nothing has to fit anywhere,
+     * so nothing can fail. A direction gets at most one codec, so raw is
+     * still empty; and bytes read before a codec is installed wait in
+     * `buf`, never in a kernel pipe (a half is read only when empty, and
+     * the first read of a direction copies). */
+    if (pending_is_input && h->buf && !h->raw) {
+        h->raw = h->buf;
         h->buf = NULL;
     }
-    return 0;
 }
 
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy)
@@ -592,9 +591,9 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
         connect_timeout(s);
         break;
     case SESS_RELAYING: {
-        if (s->up.hold) {
+        if (s->up.hold == HALF_HOLD_WAIT) {
             /* The client did not speak first: send the address alone. */
-            s->up.hold = 0;
+            s->up.hold = HALF_HOLD_RELEASE;
             sess_kick(s);
             if (s->state == SESS_CLOSED) break;
         }

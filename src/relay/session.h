@@ -22,12 +22,13 @@ void sess_close(struct session *s, enum sess_end why);
  * data; returns -1 if they do not fit (a front-end bug). */
 int sess_reply(struct session *s, const void *data, size_t len);
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy);
-/* Puts a codec on a direction. `prefix` is fed to the codec first; with
- * pending_is_input, bytes already waiting in the direction's ready buffer are
- * codec input too (they follow the prefix), else they stay ready as they
- * are. The session owns `state` from now on, also on failure (-1). */
-int sess_install_codec(struct session *s, struct half *h, const struct codec_ops *ops, void *state,
-                       const void *prefix, size_t prefixlen, int pending_is_input);
+/* Puts a codec on a direction that has none yet, and takes ownership of
+ * `state` (pipe_release frees it); it cannot fail. With pending_is_input,
+ * bytes already waiting in the direction's ready buffer are the codec's
+ * first input, else they stay ready as they are. A codec that must say
+ * something before its input (ss-local's address header) keeps that in its
+ * own state. */
+void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state, int pending_is_input);
 /* Appends bytes ready for the sink of a direction. 0 or -1. */
 int sess_push_ready(struct session *s, struct half *h, const void *data, size_t len);
 

@@ -13,31 +13,68 @@
 #include "relay/front.h"
 #include "relay/session.h"
 
-static int enc_process(void *state, const uint8_t *in, size_t inlen, size_t *used,
-                       uint8_t *out, size_t outcap, size_t *made)
+/* The encoder, and what it must send before its first input. */
+struct ss_enc_codec {
+    struct ss_enc enc;
+    uint16_t prefix_len;
+    uint8_t prefix[SOCKS5_ADDR_MAX];
+};
+
+/* The prefix and the first input share one chunk, as every Shadowsocks
+ * client sends its address: one packet, and no chunk of a telling size.
+ * Makes nothing (and keeps the prefix) if even the prefix does not fit. */
+static int enc_first_chunk(struct ss_enc_codec *c, const uint8_t *in, size_t inlen, size_t *used,
+                           uint8_t *out, size_t outcap, size_t *made)
 {
-    struct ss_enc *e = state;
-    size_t take = ss_enc_max_plain(e, outcap);
-    if (take > inlen) take = inlen;
-    *used = 0;
-    *made = 0;
-    if (take == 0) return 0;
-    size_t n = ss_enc_write(e, in, take, out, outcap);
+    uint8_t plain[SS_MAX_PAYLOAD];
+    size_t room = ss_enc_max_plain(&c->enc, outcap);
+    if (room > sizeof(plain)) room = sizeof(plain);
+    if (room < c->prefix_len) return 0;
+    size_t take = inlen < room - c->prefix_len ? inlen : room - c->prefix_len;
+    memcpy(plain, c->prefix, c->prefix_len);
+    if (take) memcpy(plain + c->prefix_len, in, take);
+    size_t n = ss_enc_write(&c->enc, plain, c->prefix_len + take, out, outcap);
     if (n == 0) return -1;      /* libcrypto failure: the encoder is dead */
+    c->prefix_len = 0;
     *used = take;
     *made = n;
     return 0;
 }
 
+static int enc_process(void *state, const uint8_t *in, size_t inlen, size_t *used,
+                       uint8_t *out, size_t outcap, size_t *made)
+{
+    struct ss_enc_codec *c = state;
+    size_t first = 0, first_made = 0;
+    *used = 0;
+    *made = 0;
+    if (c->prefix_len) {
+        if (enc_first_chunk(c, in, inlen, &first, out, outcap, &first_made) < 0) return -1;
+        if (c->prefix_len) return 0;
+    }
+    size_t take = ss_enc_max_plain(&c->enc, outcap - first_made);
+    if (take > inlen - first) take = inlen - first;
+    size_t n = 0;
+    if (take && (n = ss_enc_write(&c->enc, in + first, take, out + first_made, outcap - first_made)) == 0)
+        return -1;
+    *used = first + take;
+    *made = first_made + n;
+    return 0;
+}
+
 static size_t enc_max_input(const void *state, size_t outcap)
 {
-    return ss_enc_max_plain(state, outcap);
+    const struct ss_enc_codec *c = state;
+    /* The prefix is encoded as if it were input in front of the rest. */
+    size_t m = ss_enc_max_plain(&c->enc, outcap);
+    return m > c->prefix_len ? m - c->prefix_len : 1;
 }
 
 static void enc_free(void *state)
 {
-    ss_enc_free(state);
-    free(state);
+    struct ss_enc_codec *c = state;
+    ss_enc_free(&c->enc);
+    free(c);
 }
 
 static int dec_process(void *state, const uint8_t *in, size_t inlen, size_t *used,
@@ -82,17 +119,21 @@ int ss_codec_replayed(struct ss_dec_codec *c)
     return replay_check(c->replay, salt, c->dec.m->salt_len);
 }
 
-struct ss_enc *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay)
+struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay,
+                                          const uint8_t *prefix, size_t prefix_len)
 {
     const struct ss_method *m = ss_method_find(cfg->ss_method);
     uint8_t salt[SS_SALT_MAX];
-    struct ss_enc *e = calloc(1, sizeof(*e));
-    if (!e || RAND_bytes(salt, (int)m->salt_len) != 1 || ss_enc_init(e, m, cfg->ss_key, salt) < 0) {
-        free(e);
+    if (prefix_len > SOCKS5_ADDR_MAX) return NULL;
+    struct ss_enc_codec *c = calloc(1, sizeof(*c));
+    if (!c || RAND_bytes(salt, (int)m->salt_len) != 1 || ss_enc_init(&c->enc, m, cfg->ss_key, salt) < 0) {
+        free(c);
         return NULL;
     }
+    if (prefix_len) memcpy(c->prefix, prefix, prefix_len);
+    c->prefix_len = (uint16_t)prefix_len;
     if (replay) replay_add(replay, salt, m->salt_len);
-    return e;
+    return c;
 }
 
 struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct replay *replay)
@@ -120,27 +161,20 @@ int ss_tunnel_attach(struct session *s)
         snprintf(a.host, sizeof(a.host), "%s", s->dest->host);
     }
     size_t hlen = socks5_write_addr(header, sizeof(header), &a);
-    struct ss_enc *e = ss_codec_new_encoder(cfg, NULL);
+    struct ss_enc_codec *e = hlen ? ss_codec_new_encoder(cfg, NULL, header, hlen) : NULL;
     struct ss_dec_codec *d = ss_codec_new_decoder(cfg, NULL);
-    if (!hlen || !e || !d) {
+    if (!e || !d) {
         if (e) enc_free(e);
         if (d) dec_free(d);
         return -1;
     }
-    /* The header goes in front of whatever the client already sent, so
-     * address and first data share one chunk and one packet. If the client
-     * has not spoken yet, the header waits for it (the session ends the
-     * wait after SS_FIRST_DATA_WAIT_MS for server-speaks-first protocols). */
+    /* What the client already sent is the encoder's first input, behind the
+     * address header. If the client has not spoken yet, the header waits
+     * for it (the session ends the wait after SS_FIRST_DATA_WAIT_MS for
+     * server-speaks-first protocols). */
     int client_spoke = s->up.buf && !buf_empty(s->up.buf);
-    if (sess_install_codec(s, &s->up, &ss_enc_codec_ops, e, header, hlen, 1) < 0) {
-        enc_free(e);
-        dec_free(d);
-        return -1;
-    }
-    if (!client_spoke && !s->up.eof) s->up.hold = (uint16_t)hlen;
-    if (sess_install_codec(s, &s->down, &ss_dec_codec_ops, d, NULL, 0, 0) < 0) {
-        dec_free(d);
-        return -1;
-    }
+    sess_install_codec(&s->up, &ss_enc_codec_ops, e, 1);
+    sess_install_codec(&s->down, &ss_dec_codec_ops, d, 0);
+    if (!client_spoke) s->up.hold = HALF_HOLD_WAIT;
     return 0;
 }

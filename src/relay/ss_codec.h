@@ -22,9 +22,15 @@ struct ss_dec_codec {
 extern const struct codec_ops ss_enc_codec_ops;
 extern const struct codec_ops ss_dec_codec_ops;
 
+struct ss_enc_codec;
+
 /* New encoder with a fresh random salt (also recorded in `replay` if given,
- * so a reflected stream of ours is refused). NULL on failure. */
-struct ss_enc *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay);
+ * so a reflected stream of ours is refused). `prefix` (at most
+ * SOCKS5_ADDR_MAX bytes; NULL and 0 for none) goes out in front of the
+ * first input, in the same chunk: ss-local's target address. NULL on
+ * failure. */
+struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay,
+                                          const uint8_t *prefix, size_t prefix_len);
 struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct replay *replay);
 
 /* Salt replay check for a decoder whose salt just became available:
@@ -39,7 +45,8 @@ int ss_codec_replayed(struct ss_dec_codec *c);
 
 /* ss-local: once the tunnel to the ss-server is up, encrypt the client's
  * bytes behind the target address header, and decrypt the server's answer.
- * Returns 0 or -1 (session should close). */
+ * Returns 0, or -1 (out of memory: nothing was installed, the session
+ * should close). */
 int ss_tunnel_attach(struct session *s);
 
 #endif

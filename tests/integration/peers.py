@@ -401,10 +401,11 @@ class Blackhole:
 
 
 class FakeDNS:
-    def __init__(self, records=None, silent=False, silent_suffixes=(), host=LOOP4):
+    def __init__(self, records=None, silent=False, silent_suffixes=(), host=LOOP4, delay=0.0):
         self.records = {k.lower().rstrip("."): list(v) for k, v in (records or {}).items()}
         self.silent = silent
         self.silent_suffixes = tuple(s.lower() for s in silent_suffixes)
+        self.delay = delay          # seconds before each answer leaves
         self.sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
         self.sock.bind((host, 0))
         self.sock.settimeout(0.2)
@@ -433,11 +434,16 @@ class FakeDNS:
                 resp = self._answer(pkt)
             except Exception:  # noqa: BLE001 - malformed query: ignore
                 resp = None
-            if resp is not None:
-                try:
-                    self.sock.sendto(resp, peer)
-                except OSError:
-                    pass
+            if resp is not None and self.delay:
+                threading.Timer(self.delay, self._send, (resp, peer)).start()
+            elif resp is not None:
+                self._send(resp, peer)
+
+    def _send(self, resp, peer):
+        try:
+            self.sock.sendto(resp, peer)
+        except OSError:
+            pass
 
     def _answer(self, pkt):
         qid, flags, qd, an, ns, ar = struct.unpack("!HHHHHH", pkt[:12])

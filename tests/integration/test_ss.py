@@ -696,6 +696,84 @@ def test_ipv6_server_address(fsrv, flocal, identify):
 
 
 # --------------------------------------------------------------------------
+# early data larger than what a buffer holds next to the address header
+#
+# ss-local encrypts the target address in front of the client's first bytes.
+# When those filled a whole buffer (one write with the request, or an upload
+# that began before the tunnel was up), copying header + data into one buffer
+# came back short, and the failure path freed the encoder twice: a crash of
+# the whole process from one client request.
+
+EARLY = 256 * 1024
+
+
+def _upload_and_check(s, data, what, sent=0):
+    s.sendall(data[sent:])
+    s.shutdown(socket.SHUT_WR)
+    line = recv_line(s, what="sink's answer (%s)" % what)
+    assert line == b"%d %s\n" % (len(data), peers.sha256(data).encode()), \
+        "%s: the sink saw %r, want all %d bytes intact" % (what, line, len(data))
+    s.close()
+
+
+def _v6_sink(servers):
+    try:
+        return servers(peers.h_sink_hash, host="::1", name="sink6")
+    except OSError as e:
+        pytest.skip("no IPv6 loopback: %s" % e)
+
+
+@pytest.mark.deadline(30)
+def test_socks5_domain_v6_literal_with_a_buffer_of_early_data(fsrv, flocal, servers):
+    # ATYP=domain "::1" (10-byte request) becomes a 19-byte IPv6 header.
+    sink = _v6_sink(servers)
+    srv = fsrv()
+    loc = flocal(srv.addr)
+    data = os.urandom(EARLY)
+    s = peers.connect("127.0.0.1", loc.port, timeout=scaled(10))
+    # Greeting, request and a buffer of data in one write, right after the
+    # connect: ferry's first read takes a whole buffer of it.
+    req = bytes([5, 1, 0, 3, 3]) + b"::1" + struct.pack("!H", sink.port)
+    s.sendall(b"\x05\x01\x00" + req + data[:65536])
+    assert recv_exact(s, 2, "method selection") == b"\x05\x00"
+    assert s5_read_reply(s) == 0
+    _upload_and_check(s, data, "SOCKS5 domain ::1", sent=65536)
+    assert loc.alive(), "ss-local died:\n%s" % loc.log()[-3000:]
+    identify_echo(s5_connect(loc.addr, "127.0.0.1", servers(peers.h_identify, name="after").port), "after")
+
+
+@pytest.mark.deadline(30)
+def test_socks4a_host_v6_literal_with_a_buffer_of_early_data(fsrv, flocal, servers):
+    # SOCKS4a host "::" (the request names it in 3 bytes) becomes a 19-byte header.
+    sink = _v6_sink(servers)
+    srv = fsrv()
+    loc = flocal(srv.addr)
+    data = os.urandom(EARLY)
+    s = peers.connect("127.0.0.1", loc.port, timeout=scaled(10))
+    req = struct.pack("!BBH", 4, 1, sink.port) + bytes([0, 0, 0, 1]) + b"\0" + b"::\0"
+    s.sendall(req + data[:65536])
+    r = recv_exact(s, 8, "SOCKS4 reply")
+    assert r[1] == 0x5A, "SOCKS4a request rejected: %r" % r
+    _upload_and_check(s, data, "SOCKS4a host ::", sent=65536)
+    assert loc.alive(), "ss-local died:\n%s" % loc.log()[-3000:]
+
+
+@pytest.mark.deadline(30)
+def test_tunnel_to_upload_that_fills_a_buffer_before_the_tunnel_is_up(fsrv, flocal, servers, fakedns):
+    # The ss-server's name resolves slowly, so the client's upload fills the
+    # early-data buffer before the tunnel connects.
+    sink = servers(peers.h_sink_hash, name="sink")
+    srv = fsrv()
+    slow = fakedns(records={"ss.ferry.test": ["127.0.0.1"]}, delay=0.5)
+    loc = flocal("ss.ferry.test:%d" % srv.port, "--tunnel-to", sink.addr, "--dns-server", slow.addr)
+    data = os.urandom(EARLY)
+    s = peers.connect("127.0.0.1", loc.port, timeout=scaled(10))
+    _upload_and_check(s, data, "--tunnel-to upload")
+    assert "ss.ferry.test" in slow.names_queried(), "ss-local did not resolve the server's name per session"
+    assert loc.alive(), "ss-local died:\n%s" % loc.log()[-3000:]
+
+
+# --------------------------------------------------------------------------
 # --tunnel-to (like ss-tunnel), and libev's ss-tunnel
 
 
