@@ -1,6 +1,6 @@
 /* front.h - protocol front-ends: what runs on a client before relaying.
  *
- * A front-end (SOCKS now; Shadowsocks later) reads the client's handshake,
+ * A front-end (SOCKS, Shadowsocks) reads the client's handshake,
  * names a target, and answers the client once the upstream is connected or
  * has failed. It never touches sockets: it parses bytes the session hands
  * it and queues replies with sess_reply(). The session owns all I/O.
@@ -39,6 +39,11 @@ struct front_ops {
     /* Extra "key=value ..." for the session log line (no secrets). */
     void (*log_fields)(const struct session *s, char *out, size_t outlen);
     void (*free)(struct session *s);
+    /* 1: a client is judged only by what it sends (Shadowsocks), so every
+     * ending before authentication must look alike to a prober: at the
+     * first byte the handshake deadline is drawn at random from [T/2, T],
+     * and a silent failure keeps that deadline instead of drawing its own. */
+    int hides_endings;
 };
 
 extern const struct front_ops front_socks;

@@ -129,4 +129,5 @@ const struct front_ops front_ss_server = {
     .on_failed = NULL,          /* Shadowsocks has no failure reply: just close */
     .log_fields = ss_log_fields,
     .free = ss_front_free,
+    .hides_endings = 1,
 };

@@ -136,6 +136,8 @@ struct session {
     uint8_t splice;                   /* zero-copy allowed for this session */
     uint8_t reset_client, reset_upstream;  /* close that side with RST */
     uint8_t silent;                   /* FLUSHING without FIN (anti-probing) */
+    uint8_t deadline_drawn;           /* front->hides_endings: the handshake
+                                         deadline is the random one */
     uint8_t counted_ip;               /* holds a per-IP connection count */
     uint8_t target_idx;               /* next address in targets to try */
     int8_t lb_idx;                    /* relay: server in use, -1 none */

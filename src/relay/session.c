@@ -252,22 +252,36 @@ static void linger_client(struct session *s)
     loop_io_want(s->wl->w->loop, &s->cio, LOOP_READ);
 }
 
+/* A random part of the handshake timeout T, uniform in [T/2, T]:
+ * unpredictable to a prober. */
+static uint64_t random_handshake_wait(const struct session *s)
+{
+    unsigned hs = s->wl->cfg->handshake_timeout_ms, r = 0;
+    (void)RAND_bytes((unsigned char *)&r, sizeof(r));
+    return hs / 2 + r % (hs / 2 + 1);
+}
+
+/* Anti-probing (front->hides_endings): the first bytes fix when the
+ * session ends unless it authenticates. Timing out and failing then close
+ * alike, at that one deadline, so the close tells a prober nothing about
+ * how far its bytes got (where the length tag sits, hence the salt size). */
+static void draw_handshake_deadline(struct session *s)
+{
+    if (!s->front->hides_endings || s->deadline_drawn) return;
+    s->deadline_drawn = 1;
+    loop_timer_arm_in(s->wl->w->loop, &s->timer, random_handshake_wait(s));
+}
+
 static void enter_flushing(struct session *s, enum sess_end end)
 {
     struct worker *w = s->wl->w;
     s->end = (uint8_t)end;
     s->state = SESS_FLUSHING;
     pipe_release(&s->up, &w->bufs, &w->pipes);   /* early data has nowhere to go */
-    uint64_t linger = 2000;
-    if (s->silent) {
-        /* Anti-probing: hold the connection, reading and discarding, for a
-         * random part of the handshake timeout, so the close tells a prober
-         * nothing about where its bytes went wrong. */
-        unsigned hs = s->wl->cfg->handshake_timeout_ms, r = 0;
-        (void)RAND_bytes((unsigned char *)&r, sizeof(r));   /* unpredictable to the prober */
-        linger = hs / 2 + r % (hs / 2 + 1);
-    }
-    loop_timer_arm_in(w->loop, &s->timer, linger);
+    /* Silent: hold the connection, reading and discarding, until the drawn
+     * deadline (or a random one), then close as a timeout would. */
+    if (!(s->silent && s->deadline_drawn))
+        loop_timer_arm_in(w->loop, &s->timer, s->silent ? random_handshake_wait(s) : 2000);
     linger_client(s);
 }
 
@@ -465,6 +479,7 @@ static int handshake_read(struct session *s)
             tap_plain(s->tap, 1, buf_wptr(h->buf), (size_t)n);
         }
         buf_produced(h->buf, (uint32_t)n);
+        draw_handshake_deadline(s);
         sess_handshake(s);
         return (size_t)n == room;
     }

@@ -995,6 +995,76 @@ def test_garbage_gets_no_reply_and_is_held(fsrv, flocal, identify, size):
     assert up.accepted == 1
 
 
+def _ks_statistic(a, b):
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the
+    two empirical distribution functions."""
+    a, b = sorted(a), sorted(b)
+    d = 0.0
+    for x in a + b:
+        fa = sum(1 for v in a if v <= x) / len(a)
+        fb = sum(1 for v in b if v <= x) / len(b)
+        d = max(d, abs(fa - fb))
+    return d
+
+
+def _probe_endings(port, sizes, n):
+    """n connections per size, all at once, each sending that many random
+    bytes; returns {size: [(seconds from the first byte to the close, how)]}."""
+    sel = selectors.DefaultSelector()
+    out = {sz: [] for sz in sizes}
+    for sz in sizes:
+        for _ in range(n):
+            s = peers.connect("127.0.0.1", port, timeout=scaled(5))
+            s.setblocking(False)
+            s.send(os.urandom(sz))
+            sel.register(s, selectors.EVENT_READ, (sz, time.monotonic()))
+    deadline = time.monotonic() + scaled(HS_S) + 3.0
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.5):
+            sz, t0 = key.data
+            try:
+                d = key.fileobj.recv(4096)
+                how = "eof" if d == b"" else "data"
+            except ConnectionResetError:
+                how = "reset"
+            except BlockingIOError:
+                continue
+            out[sz].append((time.monotonic() - t0, how))
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+    left = len(sel.get_map())
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    sel.close()
+    assert left == 0, "%d probe connections were not closed within the handshake timeout" % left
+    return out
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("method,salt", [("chacha20-ietf-poly1305", 32), ("aes-128-gcm", 16)])
+def test_probe_endings_do_not_reveal_the_salt_size(fsrv, method, salt):
+    # salt + 17 bytes stops one byte short of the sealed length block (the
+    # server waits); salt + 18 completes it and fails its tag (the server
+    # gives up). A prober must not tell the two apart by when or how the
+    # server closes: same random delay from the first byte, same close.
+    srv = fsrv("--handshake-timeout", HS, method=method)
+    n = 30
+    got = _probe_endings(srv.port, (salt + 17, salt + 18), n)
+    waited, failed = got[salt + 17], got[salt + 18]
+    hows = {h for _, h in waited + failed}
+    assert hows == {"eof"}, "probe connections ended with %s, want a plain FIN for all" % sorted(hows)
+    times = [t for t, _ in waited + failed]
+    assert min(times) >= HS_S / 2 - 0.05, "a probe was closed after %.3fs (< handshake-timeout/2)" % min(times)
+    # At alpha = 0.001 the KS critical value for two samples of 30 is
+    # 1.95 * sqrt(2/30) = 0.50. Before the fix the waiting probes all closed
+    # at exactly the timeout and the failed ones earlier: D was close to 1.
+    d = _ks_statistic([t for t, _ in waited], [t for t, _ in failed])
+    assert d < 1.95 * (2.0 / n) ** 0.5, \
+        "close times differ by probe size (KS D=%.2f): %d bytes %s, %d bytes %s" % (
+            d, salt + 17, sorted(round(t, 2) for t, _ in waited), salt + 18,
+            sorted(round(t, 2) for t, _ in failed))
+
+
 # --------------------------------------------------------------------------
 # 5. replay
 
