@@ -9,6 +9,7 @@
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "obs/log.h"
+#include "resolver/resolver.h"
 #include "stage/toxic.h"
 
 #define G(field) offsetof(struct ferry_cfg, field)
@@ -277,9 +278,10 @@ static int parse_dns(void *base, const char *val, char *err, size_t errlen)
         snprintf(err, errlen, "'%.80s': expected IP[:PORT] or [IPv6]:PORT", val);
         return -1;
     }
-    size_t used = strlen(l->dns_servers), add = strlen(tmp);
-    if (used + add + 2 > sizeof(l->dns_servers)) {
-        snprintf(err, errlen, "too many DNS servers");
+    size_t used = strlen(l->dns_servers), add = strlen(tmp), n = used ? 1 : 0;
+    for (const char *c = l->dns_servers; (c = strchr(c, ',')); c++) n++;
+    if (n == RESOLVER_MAX_SERVERS || used + add + 2 > sizeof(l->dns_servers)) {
+        snprintf(err, errlen, "too many DNS servers (at most %d)", RESOLVER_MAX_SERVERS);
         return -1;
     }
     if (used) l->dns_servers[used++] = ',';

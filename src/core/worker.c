@@ -237,6 +237,7 @@ int worker_listener_add_socket(struct wlistener *wl, int fd)
 
 void worker_listener_release(struct wlistener *wl)
 {
+    if (!wl->w) return;           /* never set up: worker_init failed before it */
     health_stop(wl->hc);          /* before its resolver goes */
     wl->hc = NULL;
     ss_pool_free(wl->pool);

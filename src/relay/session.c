@@ -408,7 +408,11 @@ void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state
      * still empty; and bytes read before a codec is installed wait in
      * `buf`, never in a kernel pipe (a half is read only when empty, and
      * the first read of a direction copies). */
-    if (pending_is_input && h->buf && !h->raw) {
+    if (pending_is_input && h->buf) {
+        /* Raw bytes here would mean a second codec on one direction: the
+         * pending bytes would go out untransformed (plaintext). Never
+         * happens; refuse to go on rather than leak. */
+        if (h->raw) abort();
         h->raw = h->buf;
         h->buf = NULL;
     }

@@ -26,6 +26,7 @@ struct pool_slot {
 struct ss_pool {
     struct wlistener *wl;
     struct loop_timer tick;
+    struct loop_timer refill;      /* after a take, once the epoll batch is over */
     struct resolver_query *rq;
     struct net_addr server;        /* resolved address; len 0 until known */
     size_t n;
@@ -71,6 +72,12 @@ static void fill(struct ss_pool *p)
     }
 }
 
+static void refill_cb(struct loop *l, struct loop_timer *t)
+{
+    (void)l;
+    fill(t->owner);
+}
+
 static void resolved(void *arg, int status, const struct resolved *res)
 {
     struct ss_pool *p = arg;
@@ -110,6 +117,7 @@ struct ss_pool *ss_pool_new(struct wlistener *wl)
         p->slots[i].pool = p;
     }
     loop_timer_init(&p->tick, tick_cb, p);
+    loop_timer_init(&p->refill, refill_cb, p);
     loop_timer_arm_in(wl->w->loop, &p->tick, 0);
     return p;
 }
@@ -118,6 +126,7 @@ void ss_pool_free(struct ss_pool *p)
 {
     if (!p) return;
     loop_timer_cancel(p->wl->w->loop, &p->tick);
+    loop_timer_cancel(p->wl->w->loop, &p->refill);
     if (p->rq) resolver_cancel(p->rq);
     for (size_t i = 0; i < p->n; i++)
         if (p->slots[i].state != SLOT_EMPTY) slot_close(&p->slots[i]);
@@ -138,6 +147,10 @@ int ss_pool_take(struct ss_pool *p, struct net_addr *peer)
     loop_io_del(p->wl->w->loop, &best->io);      /* the session registers it anew */
     best->state = SLOT_EMPTY;
     *peer = p->server;
-    fill(p);
+    /* Not fill() now: the current epoll batch may still hold an event for
+     * the socket just taken, and a new connect in the same slot would
+     * receive it (a stale EPOLLOUT marks a socket ready before it has
+     * connected). Timers run after the batch. */
+    loop_timer_arm_in(p->wl->w->loop, &p->refill, 0);
     return fd;
 }

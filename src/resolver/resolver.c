@@ -41,7 +41,6 @@
 #define RESOLVER_TRIES 2              /* per server: waits t then 2t (c-ares doubles) */
 #define RESOLVER_MAX_TTL_S 300u
 #define RESOLVER_NEG_TTL_S 5u         /* NXDOMAIN / NODATA */
-#define RESOLVER_MAX_SERVERS 16
 #define RESOLVER_NAME_MAX 254         /* 253 + an optional trailing dot */
 #define RESOLVER_CACHE_MAX (1u << 20)
 

@@ -27,6 +27,7 @@
 struct loop;
 
 #define RESOLVER_MAX_ADDRS 8
+#define RESOLVER_MAX_SERVERS 16     /* DNS servers one resolver takes */
 
 enum resolver_status {
     RESOLVER_OK = 0,

@@ -611,6 +611,26 @@ static void test_dns_server(void **state)
     bad(parse(state, "--dns-server", "1.1.1.1:0", NULL), "--dns-server", NULL);
 }
 
+/* Regression: 17 servers passed the command line and the config file, and
+ * only the resolver, set up per worker, refused them: a health-checked
+ * listener then failed start-up through a half-built worker, and one
+ * without checks failed every lookup at run time. One server more than the
+ * resolver takes is a flag error now. */
+#define D "--dns-server"
+static void test_dns_server_count_is_bounded(void **state)
+{
+    ok(parse(state, D, "127.0.0.1", D, "127.0.0.2", D, "127.0.0.3", D, "127.0.0.4", D, "127.0.0.5",
+             D, "127.0.0.6", D, "127.0.0.7", D, "127.0.0.8", D, "127.0.0.9", D, "127.0.0.10",
+             D, "127.0.0.11", D, "127.0.0.12", D, "127.0.0.13", D, "127.0.0.14", D, "127.0.0.15",
+             D, "127.0.0.16", NULL));
+    bad(parse(state, D, "127.0.0.1", D, "127.0.0.2", D, "127.0.0.3", D, "127.0.0.4", D, "127.0.0.5",
+              D, "127.0.0.6", D, "127.0.0.7", D, "127.0.0.8", D, "127.0.0.9", D, "127.0.0.10",
+              D, "127.0.0.11", D, "127.0.0.12", D, "127.0.0.13", D, "127.0.0.14", D, "127.0.0.15",
+              D, "127.0.0.16", D, "127.0.0.17", NULL),
+        "--dns-server", "at most 16");
+}
+#undef D
+
 /* Regression (was a bug): parse_dns() means to turn "[v6]" into "[v6]:53" (the val[0] == '['
  * case of its inner format), but the outer condition never lets a bracketed
  * value through, so "[::1]" is rejected; and ":53" (no host at all) is
@@ -701,6 +721,7 @@ int main(void)
         T(test_usage_text),
         T(test_positional_and_subcommand),
         T(test_dns_server),
+        T(test_dns_server_count_is_bounded),
         T(test_regression_dns_server_forms),
     };
 #undef T
