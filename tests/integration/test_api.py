@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import urllib.error
 import urllib.request
@@ -21,10 +22,11 @@ from conftest import HERE, free_port, listening, run_ferry, scaled
 NODE_DIR = os.path.join(HERE, "node")
 
 
-def api_start(ferry, *args, upstream=None):
+def api_start(ferry, *args, upstream=None, mode="relay"):
     port = free_port()
     up = upstream or "127.0.0.1:%d" % free_port()
-    f = ferry("relay", "-u", up, "--api", "127.0.0.1:%d" % port, "--threads", "2", *args)
+    target = ["-u", up] if mode == "relay" else []
+    f = ferry(mode, *target, "--api", "127.0.0.1:%d" % port, "--threads", "2", *args)
     f.api = "http://127.0.0.1:%d" % port
     peers.wait_until(lambda: listening(f.pid, port), scaled(5))
     return f
@@ -152,6 +154,50 @@ def test_update_moves_listener_and_upstream(ferry, servers):
     s.close()
     with pytest.raises(OSError):
         peers.connect(f.host, f.port, timeout=2)
+
+
+def s5_connect_v4(host, port, dest_port):
+    """SOCKS5 CONNECT to 127.0.0.1:dest_port without auth: (socket, reply code)."""
+    s = peers.connect(host, port)
+    s.sendall(b"\x05\x01\x00")
+    assert peers.recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dest_port))
+    return s, peers.recv_exact(s, 10)[1]
+
+
+@pytest.mark.parametrize("path", ["/proxies/socks", "/populate"])
+def test_moving_an_open_socks_listener_to_a_public_address_is_refused(ferry, identify, path):
+    """`ferry socks -l 0.0.0.0:P` is refused at start-up; the API must not
+    get there by moving a loopback listener."""
+    up = identify("A")
+    f = api_start(ferry, mode="socks")
+    port = free_port()
+    move = {"listen": "0.0.0.0:%d" % port}
+    st, body = call(f, "POST", path, [dict(move, name="socks")] if path == "/populate" else move)
+    assert st == 400 and body["status"] == 400 and "open SOCKS proxy" in body["error"], body
+    st, p = call(f, "GET", "/proxies/socks")
+    assert st == 200 and p["listen"] == f.addr and p["enabled"] is True
+    assert not listening(f.pid, port)
+    s, rep = s5_connect_v4(f.host, f.port, up.port)
+    assert rep == 0 and peers.recv_line(s).strip() == b"ID:A"
+    s.close()
+
+
+def test_moving_a_socks_listener_to_a_public_address_adds_the_default_denies(ferry, identify):
+    """With an allow list it may go public, but then, as at start-up, it may
+    not reach loopback (SSRF) unless told to."""
+    up = identify("A")
+    f = api_start(ferry, "--allow", "127.0.0.0/8", mode="socks")
+    s, rep = s5_connect_v4(f.host, f.port, up.port)
+    assert rep == 0
+    s.close()
+    port = free_port()
+    assert call(f, "POST", "/proxies/socks", {"listen": "0.0.0.0:%d" % port})[0] == 200
+    accepted = up.accepted
+    s, rep = s5_connect_v4("127.0.0.1", port, up.port)
+    assert rep == 2, "a public SOCKS listener reached loopback: reply %#04x" % rep
+    s.close()
+    assert up.accepted == accepted
 
 
 def test_http_keep_alive_pipelining_and_bounds(ferry):
