@@ -156,6 +156,45 @@ def test_update_moves_listener_and_upstream(ferry, servers):
         peers.connect(f.host, f.port, timeout=2)
 
 
+def raw_status(f, headers):
+    """Status of GET /version sent with exactly these header lines."""
+    port = int(f.api.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+    s.sendall(b"GET /version HTTP/1.1\r\n" + b"".join(h + b"\r\n" for h in headers) + b"Connection: close\r\n\r\n")
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_requests_a_web_page_may_send_are_refused(ferry):
+    """A page cannot drive the loopback API: not by its Origin, its
+    Sec-Fetch-Site, nor by rebinding its own name to 127.0.0.1 (Host)."""
+    f = api_start(ferry)
+    port = int(f.api.rsplit(":", 1)[1])
+    for h in ([b"Host: evil.example"], [b"Host: evil.example:%d" % port], [b"Host: 127.0.0.1", b"Host: evil.example"],
+              [b"Host: 127.0.0.1:%d" % port, b"Origin: http://evil.example"],
+              [b"Host: 127.0.0.1:%d" % port, b"Sec-Fetch-Site: cross-site"],
+              [b"Host: localhost", b"Sec-Fetch-Site: same-site"]):
+        st, body = raw_status(f, h)
+        assert st == 403 and body["status"] == 403 and "not allowed" in body["error"], (h, body)
+    st, body = call(f, "POST", "/proxies", {"name": "o", "upstream": "127.0.0.1:1"},
+                    headers={"Origin": "http://127.0.0.1:%d" % port})
+    assert (st, body) == (403, {"error": "Origin not allowed", "status": 403})
+    assert "o" not in call(f, "GET", "/proxies")[1]
+    for h in ([b"Host: localhost:%d" % port], [b"Host: LOCALHOST"], [b"Host: 127.0.0.1:%d" % port],
+              [b"Host: localhost", b"Sec-Fetch-Site: same-origin"], []):
+        assert raw_status(f, h)[0] == 200, h
+    # urllib as a client of http://localhost:PORT, as toxiproxy clients are often set up.
+    f.api = "http://localhost:%d" % port
+    assert call(f, "GET", "/version")[0] == 200
+
+
 def s5_connect_v4(host, port, dest_port):
     """SOCKS5 CONNECT to 127.0.0.1:dest_port without auth: (socket, reply code)."""
     s = peers.connect(host, port)
@@ -204,7 +243,7 @@ def test_http_keep_alive_pipelining_and_bounds(ferry):
     f = api_start(ferry)
     port = int(f.api.rsplit(":", 1)[1])
     s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
-    req = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     s.sendall(req * 3)
     got = b""
     while got.count(b"HTTP/1.1 200") < 3:
@@ -212,12 +251,12 @@ def test_http_keep_alive_pipelining_and_bounds(ferry):
         assert chunk, got
         got += chunk
     # Still open (keep-alive): a chunked POST works too.
-    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
               b"5\r\n{\"nam\r\n0\r\n\r\n")
     assert s.recv(65536).startswith(b"HTTP/1.1 400")
     s.close()
     s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
-    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n")
     r = s.recv(65536)
     assert r.startswith(b"HTTP/1.1 413"), r
     assert s.recv(100) == b""    # and closed
