@@ -14,7 +14,9 @@
 /* One proxy. The config the workers read (`cfg`) is either the configured
  * one (read-only, main's) or our own copy (`own`), made when the listen
  * address or upstream changes; a replaced copy is freed once every worker
- * has switched (rt_retarget returns). */
+ * has switched (rt_retarget returns). A copy shares users and the client
+ * ACL with the configured listener, but owns its destination ACL (the
+ * default denies may be appended to it: cfg_listener_exposure). */
 struct ctl_proxy {
     const struct listener_cfg *cfg;
     struct listener_cfg *own;
@@ -52,12 +54,9 @@ static void proxy_free(struct ctl_proxy *p)
 {
     if (!p) return;
     if (p->own) {
-        /* Copies share the configured listener's users and ACLs; only
-         * run-time listeners own theirs (ACLs, which are empty). */
-        if (p->dynamic) {
-            acl_free(&p->own->client_acl);
-            acl_free(&p->own->dest_acl);
-        }
+        /* Only run-time listeners own their client ACL (an empty one). */
+        if (p->dynamic) acl_free(&p->own->client_acl);
+        acl_free(&p->own->dest_acl);
         free(p->own);
     }
     if (p->dynamic && p->sh) {
@@ -266,17 +265,25 @@ oom:
     return 500;
 }
 
-/* Listen address or upstream changed: stop, point the workers at a new
- * copy of the config, then start again if enabled. */
-static int retarget(struct api_ctl *c, struct ctl_proxy *p, const struct net_addr *la,
-                    const struct host_port *up, const char *listen_text, char *err, size_t errlen)
+static void copy_free(struct listener_cfg *copy)
+{
+    acl_free(&copy->dest_acl);
+    free(copy);
+}
+
+/* The proxy's config with a new listen address or upstream (NULL: kept),
+ * checked as the command line and config file check a listener where it
+ * listens. 0, 400 (refused, with the reason) or 500, with err. */
+static int copy_cfg(const struct ctl_proxy *p, const struct net_addr *la, const struct host_port *up,
+                    struct listener_cfg **out, char *err, size_t errlen)
 {
     struct listener_cfg *copy = malloc(sizeof(*copy));
-    if (!copy) {
-        snprintf(err, errlen, "out of memory");
-        return 500;
-    }
+    if (!copy) goto oom;
     *copy = *p->cfg;
+    if (acl_copy(&copy->dest_acl, &p->cfg->dest_acl) < 0) {
+        free(copy);
+        goto oom;
+    }
     if (la) {
         copy->listen[0] = *la;
         copy->nlisten = 1;
@@ -289,12 +296,32 @@ static int retarget(struct api_ctl *c, struct ctl_proxy *p, const struct net_add
         copy->nupstreams = 1;
         copy->group = NULL;
     }
+    if (cfg_listener_exposure(copy, err, errlen) < 0) {
+        copy_free(copy);
+        return 400;
+    }
+    *out = copy;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return 500;
+}
+
+/* Listen address or upstream changed: stop, point the workers at a new
+ * copy of the config, then start again if enabled. A refused change
+ * leaves the listener as it was, running or not. */
+static int retarget(struct api_ctl *c, struct ctl_proxy *p, const struct net_addr *la,
+                    const struct host_port *up, const char *listen_text, char *err, size_t errlen)
+{
+    struct listener_cfg *copy;
+    int st = copy_cfg(p, la, up, &copy, err, errlen);
+    if (st) return st;
     if (p->enabled) proxy_stop(c, p);
     if (rt_retarget(&c->rt, p->sh, copy, err, errlen) < 0) {
-        free(copy);
+        copy_free(copy);
         return 500;
     }
-    free(p->own);     /* no worker reads it any more */
+    if (p->own) copy_free(p->own);     /* no worker reads it any more */
     p->own = copy;
     p->cfg = copy;
     if (la) snprintf(p->listen, sizeof(p->listen), "%s", listen_text);

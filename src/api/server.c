@@ -25,6 +25,7 @@ struct api_conn {
     char *out;                 /* response being written */
     size_t out_len, out_off;
     int close_after;
+    struct net_addr local;     /* where the client connected (len 0: unknown) */
     size_t in_len;             /* bytes in `in` not yet fed to the parser */
     char in[READ_CHUNK];
 };
@@ -82,12 +83,14 @@ static void answer(struct api_conn *c)
 {
     struct api_response r;
     struct api_req *q = &c->req;
+    const char *why;
     if (q->error_status) {
         c->close_after = 1;
         api_error(&r, q->error_status, q->error_status == 413 ? "request body too large"
                                      : q->error_status == 431 ? "request headers too large" : "bad request");
-    } else if (q->browser) {
-        api_error(&r, 403, "User agent not allowed");
+    } else if ((why = api_req_refusal(q, &c->local))) {
+        log_info("api: request refused (403): %s", why);
+        api_error(&r, 403, why);
     } else {
         api_route(c->srv->b, q->method, q->url ? q->url : "/", q->body, q->body_len, &r);
         if (log_enabled(LOG_DEBUG)) {
@@ -183,6 +186,16 @@ static void idle_cb(struct loop *l, struct loop_timer *t)
     conn_close(t->owner);
 }
 
+/* The address a client reached: with the API on a wildcard address, the
+ * one interface IP its Host may name (api_req_refusal). */
+static void local_addr(int fd, struct net_addr *a)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    memset(a, 0, sizeof(*a));
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) net_addr_from_sockaddr(a, (struct sockaddr *)&ss, len);
+}
+
 static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
 {
     struct api_server *s = io->owner;
@@ -198,6 +211,7 @@ static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
         }
         c->srv = s;
         c->io.fd = -1;
+        local_addr(fd, &c->local);
         api_req_init(&c->req);
         loop_timer_init(&c->idle, idle_cb, c);
         if (loop_io_add(l, &c->io, fd, LOOP_READ, conn_cb, c) < 0) {

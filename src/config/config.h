@@ -94,6 +94,7 @@ struct listener_cfg {
     unsigned backlog;
     int no_splice;
     int open;                /* allow an unauthenticated public SOCKS listener */
+    int dest_denies_added;   /* cfg_listener_exposure() appended the default denies */
 
     /* Shadowsocks (ss-server, ss-local). The password is turned into the
      * master key by cfg_listener_finish() and wiped. */
@@ -150,6 +151,13 @@ void cfg_free(struct ferry_cfg *c);
  * required options, mode-specific defaults (destination policy for public
  * listeners), Shadowsocks key derivation. 0, or -1 with a reason. */
 int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen);
+/* The part of cfg_listener_finish() that depends on the listen addresses,
+ * run again by the API whenever it moves a listener (api/control.c), so a
+ * run-time change meets the start-up rules: on a public address a SOCKS
+ * front needs users, an allow list or --open, and SOCKS and ss-server get
+ * the default destination denies (appended to l->dest_acl, once). 0, or -1
+ * with a reason. */
+int cfg_listener_exposure(struct listener_cfg *l, char *err, size_t errlen);
 /* The same for the global options that only make sense together (--api on
  * a non-loopback address needs --api-open; --chroot and --run-as-group need
  * --run-as; --chroot takes an absolute path), so `ferry check` refuses what

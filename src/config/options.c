@@ -810,13 +810,22 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
                  l->capture_rotate ? "rotate" : "filter");
         return -1;
     }
-    if (cfg_socks_front(l) && any_public_listen(l) && !l->nusers && !l->client_acl.n && !l->open) {
+    return cfg_listener_exposure(l, err, errlen);
+}
+
+int cfg_listener_exposure(struct listener_cfg *l, char *err, size_t errlen)
+{
+    if (!any_public_listen(l)) return 0;
+    if (cfg_socks_front(l) && !l->nusers && !l->client_acl.n && !l->open) {
         snprintf(err, errlen, "refusing to run an open SOCKS proxy on a public address: add --user, "
                  "--allow CIDR, or --open if that is really what you want");
         return -1;
     }
-    if ((l->mode & MODE_DEST_POLICY) && any_public_listen(l) && add_default_dest_denies(l, err, errlen) < 0)
-        return -1;
+    /* Once: a listener the API moves between public addresses keeps one set. */
+    if ((l->mode & MODE_DEST_POLICY) && !l->dest_denies_added) {
+        if (add_default_dest_denies(l, err, errlen) < 0) return -1;
+        l->dest_denies_added = 1;
+    }
     return 0;
 }
 

@@ -179,6 +179,21 @@ void acl_free(struct acl *a)
     a->explicit_allow = 0;
 }
 
+int acl_copy(struct acl *dst, const struct acl *src)
+{
+    *dst = *src;
+    dst->rules = NULL;
+    if (!src->n) return 0;
+    dst->rules = malloc(src->n * sizeof(*src->rules));
+    if (!dst->rules) {
+        dst->n = 0;
+        dst->explicit_allow = 0;
+        return -1;
+    }
+    memcpy(dst->rules, src->rules, src->n * sizeof(*src->rules));
+    return 0;
+}
+
 static int verdict_default(const struct acl *a)
 {
     return a->n == 0 || !a->explicit_allow;

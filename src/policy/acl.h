@@ -39,6 +39,10 @@ int cidr_match(const struct cidr *c, int family, const uint8_t *addr);
 int acl_add_client(struct acl *a, int allow, const char *spec, char *err, size_t errlen);
 int acl_add_dest(struct acl *a, int allow, const char *spec, char *err, size_t errlen);
 void acl_free(struct acl *a);
+/* dst becomes an independent copy of src (its own rules array), so rules
+ * can be appended to one without touching the other. 0, or -1 (out of
+ * memory: dst is left empty). */
+int acl_copy(struct acl *dst, const struct acl *src);
 
 /* Verdict for a client address: 1 allowed, 0 denied. With no rules: allowed.
  * With rules and no match: denied if any allow rule exists (an allow list),

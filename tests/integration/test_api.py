@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import urllib.error
 import urllib.request
@@ -21,10 +22,11 @@ from conftest import HERE, free_port, listening, run_ferry, scaled
 NODE_DIR = os.path.join(HERE, "node")
 
 
-def api_start(ferry, *args, upstream=None):
+def api_start(ferry, *args, upstream=None, mode="relay"):
     port = free_port()
     up = upstream or "127.0.0.1:%d" % free_port()
-    f = ferry("relay", "-u", up, "--api", "127.0.0.1:%d" % port, "--threads", "2", *args)
+    target = ["-u", up] if mode == "relay" else []
+    f = ferry(mode, *target, "--api", "127.0.0.1:%d" % port, "--threads", "2", *args)
     f.api = "http://127.0.0.1:%d" % port
     peers.wait_until(lambda: listening(f.pid, port), scaled(5))
     return f
@@ -154,11 +156,94 @@ def test_update_moves_listener_and_upstream(ferry, servers):
         peers.connect(f.host, f.port, timeout=2)
 
 
+def raw_status(f, headers):
+    """Status of GET /version sent with exactly these header lines."""
+    port = int(f.api.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+    s.sendall(b"GET /version HTTP/1.1\r\n" + b"".join(h + b"\r\n" for h in headers) + b"Connection: close\r\n\r\n")
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_requests_a_web_page_may_send_are_refused(ferry):
+    """A page cannot drive the loopback API: not by its Origin, its
+    Sec-Fetch-Site, nor by rebinding its own name to 127.0.0.1 (Host)."""
+    f = api_start(ferry)
+    port = int(f.api.rsplit(":", 1)[1])
+    for h in ([b"Host: evil.example"], [b"Host: evil.example:%d" % port], [b"Host: 127.0.0.1", b"Host: evil.example"],
+              [b"Host: 127.0.0.1:%d" % port, b"Origin: http://evil.example"],
+              [b"Host: 127.0.0.1:%d" % port, b"Sec-Fetch-Site: cross-site"],
+              [b"Host: localhost", b"Sec-Fetch-Site: same-site"]):
+        st, body = raw_status(f, h)
+        assert st == 403 and body["status"] == 403 and "not allowed" in body["error"], (h, body)
+    st, body = call(f, "POST", "/proxies", {"name": "o", "upstream": "127.0.0.1:1"},
+                    headers={"Origin": "http://127.0.0.1:%d" % port})
+    assert (st, body) == (403, {"error": "Origin not allowed", "status": 403})
+    assert "o" not in call(f, "GET", "/proxies")[1]
+    for h in ([b"Host: localhost:%d" % port], [b"Host: LOCALHOST"], [b"Host: 127.0.0.1:%d" % port],
+              [b"Host: localhost", b"Sec-Fetch-Site: same-origin"], []):
+        assert raw_status(f, h)[0] == 200, h
+    # urllib as a client of http://localhost:PORT, as toxiproxy clients are often set up.
+    f.api = "http://localhost:%d" % port
+    assert call(f, "GET", "/version")[0] == 200
+
+
+def s5_connect_v4(host, port, dest_port):
+    """SOCKS5 CONNECT to 127.0.0.1:dest_port without auth: (socket, reply code)."""
+    s = peers.connect(host, port)
+    s.sendall(b"\x05\x01\x00")
+    assert peers.recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dest_port))
+    return s, peers.recv_exact(s, 10)[1]
+
+
+@pytest.mark.parametrize("path", ["/proxies/socks", "/populate"])
+def test_moving_an_open_socks_listener_to_a_public_address_is_refused(ferry, identify, path):
+    """`ferry socks -l 0.0.0.0:P` is refused at start-up; the API must not
+    get there by moving a loopback listener."""
+    up = identify("A")
+    f = api_start(ferry, mode="socks")
+    port = free_port()
+    move = {"listen": "0.0.0.0:%d" % port}
+    st, body = call(f, "POST", path, [dict(move, name="socks")] if path == "/populate" else move)
+    assert st == 400 and body["status"] == 400 and "open SOCKS proxy" in body["error"], body
+    st, p = call(f, "GET", "/proxies/socks")
+    assert st == 200 and p["listen"] == f.addr and p["enabled"] is True
+    assert not listening(f.pid, port)
+    s, rep = s5_connect_v4(f.host, f.port, up.port)
+    assert rep == 0 and peers.recv_line(s).strip() == b"ID:A"
+    s.close()
+
+
+def test_moving_a_socks_listener_to_a_public_address_adds_the_default_denies(ferry, identify):
+    """With an allow list it may go public, but then, as at start-up, it may
+    not reach loopback (SSRF) unless told to."""
+    up = identify("A")
+    f = api_start(ferry, "--allow", "127.0.0.0/8", mode="socks")
+    s, rep = s5_connect_v4(f.host, f.port, up.port)
+    assert rep == 0
+    s.close()
+    port = free_port()
+    assert call(f, "POST", "/proxies/socks", {"listen": "0.0.0.0:%d" % port})[0] == 200
+    accepted = up.accepted
+    s, rep = s5_connect_v4("127.0.0.1", port, up.port)
+    assert rep == 2, "a public SOCKS listener reached loopback: reply %#04x" % rep
+    s.close()
+    assert up.accepted == accepted
+
+
 def test_http_keep_alive_pipelining_and_bounds(ferry):
     f = api_start(ferry)
     port = int(f.api.rsplit(":", 1)[1])
     s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
-    req = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     s.sendall(req * 3)
     got = b""
     while got.count(b"HTTP/1.1 200") < 3:
@@ -166,12 +251,12 @@ def test_http_keep_alive_pipelining_and_bounds(ferry):
         assert chunk, got
         got += chunk
     # Still open (keep-alive): a chunked POST works too.
-    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
               b"5\r\n{\"nam\r\n0\r\n\r\n")
     assert s.recv(65536).startswith(b"HTTP/1.1 400")
     s.close()
     s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
-    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
+    s.sendall(b"POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n")
     r = s.recv(65536)
     assert r.startswith(b"HTTP/1.1 413"), r
     assert s.recv(100) == b""    # and closed

@@ -220,6 +220,24 @@ static void test_client_first_match_wins(void **state)
     assert_int_equal(check_addr(a, "11.0.0.1"), 0);
 }
 
+/* A copy is independent: appending to it leaves the original as it was. */
+static void test_copy(void **state)
+{
+    struct acl *a = *state, b;
+
+    assert_int_equal(acl_copy(&b, a), 0);          /* empty */
+    assert_null(b.rules);
+    add_client(a, 1, "10.0.0.0/8");
+    assert_int_equal(acl_copy(&b, a), 0);
+    assert_int_equal(b.n, 1);
+    assert_int_equal(b.explicit_allow, 1);
+    assert_ptr_not_equal(b.rules, a->rules);
+    add_client(&b, 0, "11.0.0.0/8");
+    assert_int_equal(a->n, 1);
+    assert_int_equal(check_addr(&b, "10.1.2.3"), 1);
+    acl_free(&b);
+}
+
 static void test_client_rejects_non_cidr(void **state)
 {
     static const char *const bad[] = {
@@ -466,6 +484,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_allow_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_first_match_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_rejects_non_cidr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_parse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_parse_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regression_dest_port_digits_only, setup, teardown),

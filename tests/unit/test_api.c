@@ -126,6 +126,93 @@ static void test_http_bounds_and_errors(void **state)
     }
 }
 
+/* api_req_refusal() after the request is fed whole, and the same after it
+ * is fed in two pieces split anywhere (values arrive in pieces). */
+static const char *refusal(const char *headers, const struct net_addr *local)
+{
+    char raw[1024];
+    size_t used, len = (size_t)snprintf(raw, sizeof(raw), "GET /proxies HTTP/1.1\r\n%s\r\n", headers);
+    const char *whole = NULL;
+    assert_true(len < sizeof(raw));
+    for (size_t split = 0; split < len; split++) {
+        struct api_req r;
+        api_req_init(&r);
+        enum api_req_state st = api_req_feed(&r, raw, split ? split : len, &used);
+        if (st != API_REQ_DONE) st = api_req_feed(&r, raw + split, len - split, &used);
+        assert_int_equal(st, API_REQ_DONE);
+        const char *why = api_req_refusal(&r, local);
+        if (!split) whole = why;
+        else if (why != whole) fail_msg("%s: split at %zu: '%s', whole: '%s'", headers, split, why ? why : "-",
+                                        whole ? whole : "-");
+        api_req_free(&r);
+    }
+    return whole;
+}
+
+static void allowed(const char *headers, const struct net_addr *local)
+{
+    const char *why = refusal(headers, local);
+    if (why) fail_msg("refused (%s): %s", why, headers);
+}
+
+static void refused(const char *headers, const char *want, const struct net_addr *local)
+{
+    const char *why = refusal(headers, local);
+    if (!why || strcmp(why, want) != 0) fail_msg("want '%s', got '%s': %s", want, why ? why : "allowed", headers);
+}
+
+/* What a web page's request looks like (a browser's User-Agent, Origin,
+ * Sec-Fetch-Site, a Host other than loopback or the API's own address:
+ * DNS rebinding) is refused; what curl, urllib and node clients send is not. */
+static void test_http_refuses_what_a_web_page_sends(void **state)
+{
+    (void)state;
+    struct net_addr lan;
+    char err[100];
+    assert_int_equal(net_addr_parse("192.0.2.7:8474", &lan, err, sizeof(err)), 0);
+
+    allowed("", NULL);
+    allowed("Host: 127.0.0.1:8474\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n", NULL);
+    allowed("Host: localhost:8474\r\n", NULL);
+    allowed("host: LocalHost\r\n", NULL);
+    allowed("Host: 127.1.2.3\r\n", NULL);
+    allowed("Host: [::1]:8474\r\n", NULL);
+    allowed("Host: [::1]\r\n", NULL);
+    allowed("Host: 127.0.0.1:8474  \r\n", NULL);
+    allowed("Host:\r\n", NULL);
+    allowed("Host: 192.0.2.7:8474\r\n", &lan);
+    allowed("Sec-Fetch-Site: same-origin\r\nHost: localhost\r\n", NULL);
+    allowed("Sec-Fetch-Site: none\r\n", NULL);
+    allowed("User-Agent: node\r\nX-Origin: a\r\nOriginal: b\r\n", NULL);
+
+    refused("Host: evil.example\r\n", "Host not allowed", NULL);
+    refused("Host: evil.example:8474\r\n", "Host not allowed", NULL);
+    refused("Host: localhost.\r\n", "Host not allowed", NULL);
+    refused("Host: localhost.evil.example\r\n", "Host not allowed", NULL);
+    refused("Host: 127.0.0.1.evil.example\r\n", "Host not allowed", NULL);
+    refused("Host: 192.0.2.7:8474\r\n", "Host not allowed", NULL);
+    refused("Host: 192.0.2.8:8474\r\n", "Host not allowed", &lan);
+    refused("Host: ::1\r\n", "Host not allowed", NULL);
+    refused("Host: [::1\r\n", "Host not allowed", NULL);
+    refused("Host: [::1]x\r\n", "Host not allowed", NULL);
+    refused("Host: 127.0.0.1:80x\r\n", "Host not allowed", NULL);
+    refused("Host: :8474\r\n", "Host not allowed", NULL);
+    refused("Host: 127.0.0.1\r\nHost: evil.example\r\n", "Host not allowed", NULL);
+    refused("Host: 127.0.0.1:1\r\nHost: 127.0.0.1:1\r\n", "Host not allowed", NULL);
+    refused("Origin: http://127.0.0.1:8474\r\nHost: 127.0.0.1\r\n", "Origin not allowed", NULL);
+    refused("origin:\r\n", "Origin not allowed", NULL);
+    refused("Origin: null\r\n", "Origin not allowed", NULL);
+    refused("Sec-Fetch-Site: cross-site\r\n", "Cross-site request not allowed", NULL);
+    refused("sec-fetch-site: Same-Site \r\n", "Cross-site request not allowed", NULL);
+    refused("User-Agent: Mozilla/5.0\r\nHost: 127.0.0.1\r\n", "User agent not allowed", NULL);
+
+    char big[600];
+    int n = snprintf(big, sizeof(big), "Host: 127.0.0.1:");
+    memset(big + n, '1', 400);
+    memcpy(big + n + 400, "\r\n", 3);
+    refused(big, "Host not allowed", NULL);
+}
+
 /* ---- router ---- */
 
 struct ctx {
@@ -233,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_http_requests),
         cmocka_unit_test(test_http_pipelining_and_keep_alive),
         cmocka_unit_test(test_http_bounds_and_errors),
+        cmocka_unit_test(test_http_refuses_what_a_web_page_sends),
         cmocka_unit_test_setup_teardown(test_router_proxies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_router_toxics, setup, teardown),
     };

@@ -667,6 +667,30 @@ static void test_public_listener_defaults(void **state)
     assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, pub, 80), 1);
 }
 
+/* A listener moved after start-up (the API does) meets the same rules
+ * through cfg_listener_exposure(): refused as an open SOCKS proxy, or
+ * given the default denies, once however often it moves. */
+static void test_exposure_after_a_move(void **state)
+{
+    struct listener_cfg *l;
+    char err[256];
+    static const uint8_t lo[4] = { 127, 0, 0, 1 }, priv[4] = { 10, 1, 2, 3 };
+
+    l = ok(parse(state, "-l", "127.0.0.1:1080", NULL));
+    assert_int_equal(net_addr_parse("0.0.0.0:1080", &l->listen[0], err, sizeof err), 0);
+    assert_int_equal(cfg_listener_exposure(l, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--open"));
+    l = ok(parse(state, "ss-server", "-l", "127.0.0.1:8388", "-k", "pw", NULL));
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, priv, 80), 1);
+    assert_int_equal(net_addr_parse("[::]:8388", &l->listen[0], err, sizeof err), 0);
+    assert_int_equal(cfg_listener_exposure(l, err, sizeof err), 0);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, priv, 80), 0);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, lo, 80), 0);
+    size_t n = l->dest_acl.n;
+    assert_int_equal(cfg_listener_exposure(l, err, sizeof err), 0);
+    assert_int_equal(l->dest_acl.n, n);
+}
+
 /* Shadowsocks: exactly one secret, a known method, ss-local needs -s; the
  * password is wiped once the key is derived. */
 static void test_shadowsocks_options(void **state)
@@ -699,6 +723,7 @@ int main(void)
         T(test_relay_needs_upstream_and_listen),
         T(test_value_forms),
         T(test_public_listener_defaults),
+        T(test_exposure_after_a_move),
         T(test_shadowsocks_options),
         T(test_unknown_option),
         T(test_option_needs_value),
