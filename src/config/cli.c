@@ -205,13 +205,15 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
             snprintf(err, errlen, "option '--%s' does not apply to '%s'", o->name, mode_name(mode));
             return -1;
         }
-        if (opt_apply(o, cfg, l, val, why, sizeof(why)) < 0) {
+        int applied = opt_apply(o, cfg, l, val, why, sizeof(why));
+        /* Secrets on the command line show in ps (/proc/PID/cmdline reads
+         * this memory): blank them once copied, in both spellings (--user X
+         * and --user=X), also when the value was refused. */
+        if (val && opt_is_secret(o)) memset((char *)val, 'x', strlen(val));
+        if (applied < 0) {
             snprintf(err, errlen, "--%s: %s", o->name, why);
             return -1;
         }
-        /* Secrets on the command line show in ps; blank them once copied. */
-        if (val && (strcmp(o->name, "password") == 0 || strcmp(o->name, "key") == 0))
-            memset((char *)val, 'x', strlen(val));
     }
     if (cfg_listener_finish(l, err, errlen) < 0) return -1;
     const char *key;

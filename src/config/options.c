@@ -581,7 +581,8 @@ const struct opt_def opt_table[] = {
     { "queue-size", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(queue_size), 0, 1000000, "1024", NULL,
       "N", "clients waiting for a server slot, per worker thread (0 = refuse at once)" },
     { "user", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_user,
-      "NAME:PASS", "accept this user (repeatable); turns authentication on" },
+      "NAME:PASS", "accept this user (repeatable); turns authentication on (blanked in ps; --users-file keeps "
+      "passwords out of argv entirely)" },
     { "users-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_users_file,
       "FILE", "users, one name:password a line ('#' comments)" },
     { "allow-anonymous", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(allow_anonymous), 0, 1, NULL, NULL,
@@ -635,11 +636,11 @@ const struct opt_def opt_table[] = {
     { "hexdump-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_hexdump_file,
       "FILE", "append the hexdump to FILE instead of stderr (implies --hexdump)" },
     { "password", 'k', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password,
-      "PASSWORD", "Shadowsocks password (prefer --password-file: argv is visible in ps)" },
+      "PASSWORD", "Shadowsocks password (blanked in ps; --password-file keeps it out of argv entirely)" },
     { "password-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password_file,
       "FILE", "read the Shadowsocks password from the first line of FILE" },
     { "key", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_key,
-      "BASE64", "raw Shadowsocks master key instead of a password" },
+      "BASE64", "raw Shadowsocks master key instead of a password (blanked in ps)" },
     { "method", 'm', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, "chacha20-ietf-poly1305", parse_method,
       "METHOD", "AEAD cipher: chacha20-ietf-poly1305, aes-128-gcm, aes-192-gcm, aes-256-gcm" },
     { "server", 's', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL, 0, 0, 0, NULL, parse_server,
@@ -675,6 +676,11 @@ const struct opt_def opt_table[] = {
       NULL, "allow --api on a non-loopback address: whoever reaches it can open relays and break traffic" },
     { NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 };
+
+int opt_is_secret(const struct opt_def *o)
+{
+    return o->parse == parse_user || o->parse == parse_password || o->parse == parse_key;
+}
 
 const struct opt_def *opt_find_long(const char *name)
 {

@@ -38,6 +38,8 @@ struct opt_def {
 extern const struct opt_def opt_table[];
 
 const struct opt_def *opt_find_long(const char *name);
+/* 1 if the option's value is a password or key (blanked in argv once read). */
+int opt_is_secret(const struct opt_def *o);
 const struct opt_def *opt_find_short(char c);
 
 /* Applies one value to the right struct. Returns 0 or -1 with err naming

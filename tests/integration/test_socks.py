@@ -620,6 +620,22 @@ def test_second_user_and_users_file(socks, identify, workdir):
 
 
 @pytest.mark.deadline(20)
+def test_user_passwords_not_in_cmdline(socks, identify):
+    # Both spellings, --user X and --user=X; the users still log in.
+    up = identify("A")
+    f = socks("--user", "%s:%s" % (USER, PASS), "--user=bob:Pw2-Bob")
+    with open("/proc/%d/cmdline" % f.pid, "rb") as fh:
+        cl = fh.read()
+    for secret in (PASS, "Pw2-Bob"):
+        assert secret.encode() not in cl, "a --user password is visible in /proc/%d/cmdline: %r" % (f.pid, cl)
+    assert b"--user" in cl and b"socks" in cl, "cmdline lost its other arguments: %r" % cl
+    for u, p in ((USER, PASS), ("bob", "Pw2-Bob")):
+        s = s5_connect_ok(f, "127.0.0.1", up.port, user=u, pw=p)
+        echo_ok(s, "A")
+        s.close()
+
+
+@pytest.mark.deadline(20)
 def test_socks4_refused_when_auth_on_unless_allowed(socks, identify):
     up = identify("A")
     f = socks("--user", "%s:%s" % (USER, PASS))
