@@ -17,7 +17,7 @@ import time
 import pytest
 
 import peers
-from conftest import closed_port, curl, file_sha256, need, scaled
+from conftest import closed_port, curl, file_sha256, free_port, need, scaled
 from peers import read_until_close, recv_exact, recv_line
 
 USER, PASS = "alice", "S3cr3t-P4ss-x9"
@@ -396,6 +396,63 @@ def test_reply_02_not_allowed(socks, identify, policy, target):
     assert up.accepted == 0, "a denied destination was connected to anyway"
     sess = session_for(f, None, "denied")
     assert sess.get("end") == "denied", sess["_line"]
+
+
+def host_addrs():
+    """This host's non-loopback addresses (IPv6 link-local left out: it
+    needs a scope id to be reached), from `ip -o addr`."""
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, timeout=5).stdout.decode()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    addrs = []
+    for line in out.splitlines():
+        parts = line.split()
+        for kw in ("inet", "inet6"):
+            if kw in parts:
+                a = parts[parts.index(kw) + 1].split("/")[0]
+                if not (a.startswith("127.") or a == "::1" or a.startswith("fe80")):
+                    addrs.append(a)
+    return addrs
+
+
+def public_socks(socks):
+    """A SOCKS listener on 0.0.0.0 (so the public defaults apply) that only
+    loopback clients may use."""
+    port = free_port()
+    return socks("-l", "0.0.0.0:%d" % port, "--allow", "127.0.0.1/32", listen=("127.0.0.1", port))
+
+
+@pytest.mark.deadline(20)
+@pytest.mark.parametrize("host", ["100.100.100.200", "fd00:ec2::254"], ids=["alibaba-cgn", "aws-ula"])
+def test_public_listener_denies_metadata_addresses(socks, host):
+    """Cloud metadata services in shared CGN space (Alibaba) and unique-local
+    IPv6 (AWS) are refused by default with 0x02, before any connect: the
+    session ends "denied", not with a network error (issue #20, 6)."""
+    f = public_socks(socks)
+    s, rep, _, _ = s5_open(f, host, 80)
+    assert rep == 2, "CONNECT to %s: expected 0x02 not allowed, got %#04x" % (host, rep)
+    expect_closed(s, scaled(3), "after 0x02")
+    sess = session_for(f, None, "denied")
+    assert sess.get("end") == "denied", sess["_line"]
+
+
+@pytest.mark.deadline(20)
+def test_public_listener_denies_host_addresses(socks, identify):
+    """The host's own addresses reach its services bound to 0.0.0.0, as
+    loopback would: refused by default (issue #20, 6)."""
+    addrs = host_addrs()
+    if not addrs:
+        pytest.skip("no non-loopback address on this host")
+    f = public_socks(socks)
+    for addr in addrs:
+        up = identify("own", host=addr)
+        s, rep, _, _ = s5_open(f, addr, up.port)
+        assert rep == 2, "CONNECT to this host's %s: expected 0x02 not allowed, got %#04x" % (addr, rep)
+        expect_closed(s, scaled(3), "after 0x02")
+        assert up.accepted == 0, "this host's own address %s was connected to" % addr
+    lines = f.wait_sessions(len(addrs))
+    assert len(lines) == len(addrs) and all(x.get("end") == "denied" for x in lines), f.log()
 
 
 @pytest.mark.deadline(20)
