@@ -693,6 +693,63 @@ def test_socks4_refused_when_auth_on_unless_allowed(socks, identify):
 
 
 # --------------------------------------------------------------------------
+# log lines carry what clients send only sanitised (issue #20, 8)
+
+
+LOG_LINE_START = ("ferry: ",)
+
+
+def assert_no_forged_lines(log, forged):
+    """Every line is one of ferry's: a timestamped line or a "ferry: " one."""
+    lines = log.splitlines()
+    bad = [x for x in lines if not (x[:4].isdigit() and x[4:5] == "-") and not x.startswith(LOG_LINE_START)]
+    assert not bad and not any(x.startswith(forged) for x in lines), "forged log lines: %r\n%s" % (bad, log)
+
+
+@pytest.mark.deadline(20)
+def test_log_domain_with_newline_forges_no_line(socks):
+    """The parser refuses only NUL in a domain: a raw newline must not
+    start a line of ferry's log (the resolve-failed debug line)."""
+    f = socks("--log-level", "debug")
+    name = b"x\nX info fake=1.invalid"
+    s = f.connect()
+    assert s5_greet(s) == 0
+    s.sendall(s5_req(1, bytes([len(name)]) + name, 80, atyp=3))
+    rep, _, _ = s5_reply(s)
+    assert rep != 0, "a name with a newline was resolved"
+    expect_closed(s, scaled(3), "after the failure reply")
+    session_for(f, lambda x: "end" in x, "the failed session")
+    log = f.log()
+    assert "resolve x?X?info?fake?1.invalid failed" in log, log
+    assert_no_forged_lines(log, "X info fake=1")
+
+
+@pytest.mark.deadline(20)
+def test_log_socks4_userid_is_not_an_authenticated_user(socks, identify):
+    """With users and --allow-socks4, a SOCKS4 USERID is whatever the client
+    sent, with no password: logged as socks4_userid=, never as user=."""
+    up = identify("A")
+    f = socks("--user", "%s:%s" % (USER, PASS), "--allow-socks4")
+    s = f.connect()
+    s.sendall(s4_req(up.port, user=USER.encode()))
+    assert s4_reply(s) == 0x5A
+    echo_ok(s, "A")
+    s.close()
+    s = f.connect()
+    s.sendall(s4_req(up.port, user=b"bob\nX info user=alice"))
+    assert s4_reply(s) == 0x5A
+    echo_ok(s, "A")
+    s.close()
+    lines = f.wait_sessions(2)
+    assert len(lines) == 2, f.log()
+    for x in lines:
+        assert x.get("proto") == "socks4" and x.get("user") == "-", x["_line"]
+        assert "user=%s" % USER not in x["_line"].replace("socks4_userid=", ""), x["_line"]
+    assert sorted(x.get("socks4_userid") for x in lines) == sorted([USER, "bob?X?info?user?alice"]), f.log()
+    assert_no_forged_lines(f.log(), "X info")
+
+
+# --------------------------------------------------------------------------
 # handshake robustness
 
 
