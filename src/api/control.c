@@ -10,6 +10,7 @@
 #include "config/options.h"
 #include "core/worker.h"
 #include "net/sock.h"
+#include "obs/log.h"
 
 /* One proxy. The config the workers read (`cfg`) is either the configured
  * one (read-only, main's) or our own copy (`own`), made when the listen
@@ -225,6 +226,11 @@ static int op_create(void *ctx, const struct api_proxy_req *req, char *err, size
     if (strlen(req->name) >= sizeof(((struct listener_cfg *)0)->name)) {
         snprintf(err, errlen, "bad request body: name: at most %zu bytes",
                  sizeof(((struct listener_cfg *)0)->name) - 1);
+        return 400;
+    }
+    /* The name is logged as listener=NAME on every session line. */
+    if (!log_is_clean(req->name)) {
+        snprintf(err, errlen, "bad request body: name: printable ASCII only, without spaces or '='");
         return 400;
     }
     if (parse_listen(req->listen && req->listen[0] ? req->listen : "127.0.0.1:0", &la, err, errlen) < 0 ||

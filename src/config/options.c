@@ -1,10 +1,14 @@
 /* options.c - the option table and its value parsers. See options.h. */
 #include "config/options.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
@@ -757,23 +761,42 @@ static int any_public_listen(const struct listener_cfg *l)
     return 0;
 }
 
+/* A service bound to 0.0.0.0 or :: answers on every address of the host,
+ * so each of them is as much "this host" as loopback is. Read once at
+ * start-up: an address added later is not denied. */
+static int add_host_addr_denies(struct listener_cfg *l, char *err, size_t errlen)
+{
+    struct ifaddrs *ifs, *i;
+    char ip[INET6_ADDRSTRLEN], spec[INET6_ADDRSTRLEN + 8];
+    int rc = 0;
+    if (getifaddrs(&ifs) < 0) {
+        snprintf(err, errlen, "%s: cannot list this host's addresses (to deny them as destinations): %s",
+                 l->name, strerror(errno));
+        return -1;
+    }
+    for (i = ifs; i && rc == 0; i = i->ifa_next) {
+        const struct sockaddr *sa = i->ifa_addr;
+        int v4 = sa && sa->sa_family == AF_INET;
+        if (!sa || (!v4 && sa->sa_family != AF_INET6)) continue;
+        const void *a = v4 ? (const void *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr
+                           : (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (!inet_ntop(sa->sa_family, a, ip, sizeof(ip))) continue;
+        snprintf(spec, sizeof(spec), "%s/%d", ip, v4 ? 32 : 128);
+        rc = acl_add_dest(&l->dest_acl, 0, spec, err, errlen);
+    }
+    freeifaddrs(ifs);
+    return rc;
+}
+
 /* Destinations a proxy reachable from the network must not reach unless the
- * operator allows them explicitly (SSRF): loopback, link-local (including
- * the cloud metadata address 169.254.169.254), "this host", and for
- * ss-server the private ranges too. Appended after the operator's rules, so
- * an explicit allow still wins (first match wins). */
+ * operator allows them explicitly (SSRF): the shared table of policy/acl.h
+ * (ss-server with the private ranges too) and the host's own addresses.
+ * Appended after the operator's rules, so an explicit allow still wins
+ * (first match wins). */
 static int add_default_dest_denies(struct listener_cfg *l, char *err, size_t errlen)
 {
-    static const char *const always[] = { "127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128",
-                                          "169.254.0.0/16", "fe80::/10", NULL };
-    static const char *const private_nets[] = { "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                "100.64.0.0/10", "fc00::/7", NULL };
-    for (const char *const *p = always; *p; p++)
-        if (acl_add_dest(&l->dest_acl, 0, *p, err, errlen) < 0) return -1;
-    if (l->mode == MODE_SS_SERVER)
-        for (const char *const *p = private_nets; *p; p++)
-            if (acl_add_dest(&l->dest_acl, 0, *p, err, errlen) < 0) return -1;
-    return 0;
+    if (acl_add_default_denies(&l->dest_acl, l->mode == MODE_SS_SERVER, err, errlen) < 0) return -1;
+    return add_host_addr_denies(l, err, errlen);
 }
 
 static int finish_ss(struct listener_cfg *l, char *err, size_t errlen)

@@ -46,7 +46,8 @@ static const struct ss_key ss_keys[] = {
     { "reuse_port", SS_WARN, "ferry always uses SO_REUSEPORT", NULL },
     { "no_delay", SS_WARN, "not supported", NULL },
     { "nofile", SS_WARN, "ferry raises the open-files limit to the hard limit", NULL },
-    { "user", SS_WARN, "use --run-as (or run-as: in a YAML config)", NULL },
+    /* Ignoring it would leave a migrated config started as root running as root. */
+    { "user", SS_OPT, "run-as", " run-as " },
     { "mptcp", SS_WARN, "MPTCP is not used", NULL },
     { "workers", SS_WARN, "use --threads", NULL },
     { "plugin", SS_ERROR, "SIP003 plugins are not supported", NULL },

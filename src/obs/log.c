@@ -21,15 +21,24 @@ int log_level_parse(const char *name)
 
 void log_set_level(int level) { log_level_current = level; }
 
+static int log_char_ok(unsigned char c) { return c > 0x20 && c < 0x7f && c != '='; }
+
 void log_sanitize(char *dst, size_t dstlen, const char *src)
 {
     size_t i = 0;
     if (dstlen == 0) return;
     for (; src[i] && i + 1 < dstlen; i++) {
         unsigned char c = (unsigned char)src[i];
-        dst[i] = (c > 0x20 && c < 0x7f && c != '=') ? (char)c : '?';
+        dst[i] = log_char_ok(c) ? (char)c : '?';
     }
     dst[i] = '\0';
+}
+
+int log_is_clean(const char *s)
+{
+    for (; *s; s++)
+        if (!log_char_ok((unsigned char)*s)) return 0;
+    return 1;
 }
 
 /* Writes the whole line or gives up: logging must never block the loop for

@@ -235,3 +235,29 @@ int acl_check_dest(const struct acl *a, const char *host, int family, const uint
     }
     return verdict_default(a);
 }
+
+/* Cloud metadata services live in link-local (169.254.169.254, fe80::),
+ * unique-local (AWS fd00:ec2::254) and shared CGN space (Alibaba
+ * 100.100.100.200): all three are denied in every mode, like loopback and
+ * "this host" (0.0.0.0/8 and :: reach local services on Linux). */
+const struct acl_default_deny acl_default_denies[] = {
+    { "127.0.0.0/8", 0 },
+    { "::1/128", 0 },
+    { "0.0.0.0/8", 0 },
+    { "::/128", 0 },
+    { "169.254.0.0/16", 0 },
+    { "fe80::/10", 0 },
+    { "100.64.0.0/10", 0 },
+    { "fc00::/7", 0 },
+    { "10.0.0.0/8", 1 },
+    { "172.16.0.0/12", 1 },
+    { "192.168.0.0/16", 1 },
+    { NULL, 0 },
+};
+
+int acl_add_default_denies(struct acl *a, int with_private, char *err, size_t errlen)
+{
+    for (const struct acl_default_deny *d = acl_default_denies; d->cidr; d++)
+        if ((with_private || !d->private_net) && acl_add_dest(a, 0, d->cidr, err, errlen) < 0) return -1;
+    return 0;
+}

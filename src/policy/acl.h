@@ -44,6 +44,22 @@ void acl_free(struct acl *a);
  * memory: dst is left empty). */
 int acl_copy(struct acl *dst, const struct acl *src);
 
+/* The destinations a listener reachable from the network denies unless the
+ * operator allows them (SSRF defaults, docs/CONFIG.md): one table for every
+ * mode whose destination the client chooses (SOCKS, ss-server). The host's
+ * own interface addresses are added next to it at start-up by the config
+ * code (this module knows no sockets). */
+struct acl_default_deny {
+    const char *cidr;
+    uint8_t private_net;     /* the operator's own networks: only with_private */
+};
+/* Terminated by a NULL cidr. */
+extern const struct acl_default_deny acl_default_denies[];
+/* Appends the table as deny rules; the private_net ones only if with_private
+ * (ss-server: an exit to the internet; a SOCKS proxy is often the way into
+ * those networks). Returns 0 or -1 with err. */
+int acl_add_default_denies(struct acl *a, int with_private, char *err, size_t errlen);
+
 /* Verdict for a client address: 1 allowed, 0 denied. With no rules: allowed.
  * With rules and no match: denied if any allow rule exists (an allow list),
  * else allowed. */

@@ -83,14 +83,23 @@ static int queue_add(struct session *s)
     return 0;
 }
 
+/* An upstream host may come from the API (a client of its own): sanitised
+ * like every other name that reaches the log. */
+static void log_ejected(const struct wlistener *wl, int idx)
+{
+    char host[256];
+    if (!log_enabled(LOG_WARN)) return;
+    log_sanitize(host, sizeof(host), wl->cfg->upstreams[idx].hp.host);
+    log_warn("upstream %s/%s:%u ejected by worker %d after %u failed connects in a row (until a check passes)",
+             wl->cfg->group ? wl->cfg->group->name : wl->cfg->name, host, wl->cfg->upstreams[idx].hp.port,
+             wl->w->id, wl->lb.fall);
+}
+
 static void release_server(struct session *s, int failed)
 {
     struct wlistener *wl = s->wl;
     if (s->lb_idx < 0) return;
-    if (lb_release(&wl->lb, s->lb_idx, failed) == 1)
-        log_warn("upstream %s/%s:%u ejected by worker %d after %u failed connects in a row (until a check passes)",
-                 wl->cfg->group ? wl->cfg->group->name : wl->cfg->name, wl->cfg->upstreams[s->lb_idx].hp.host,
-                 wl->cfg->upstreams[s->lb_idx].hp.port, wl->w->id, wl->lb.fall);
+    if (lb_release(&wl->lb, s->lb_idx, failed) == 1) log_ejected(wl, s->lb_idx);
     s->lb_idx = -1;
     /* A slot freed: let waiting clients try, after this callback (no
      * re-entry into connect code from inside a close). */
@@ -134,13 +143,22 @@ static void give_up(struct session *s)
     sess_connect_failed(s, why, end);
 }
 
+/* The name is the client's (SOCKS5, SOCKS4a, Shadowsocks): the parsers
+ * refuse only NUL, so a raw "\n" in it would forge log lines. */
+static void log_resolve_failed(const struct session *s, int status)
+{
+    char host[256];
+    if (!log_enabled(LOG_DEBUG)) return;
+    log_sanitize(host, sizeof(host), s->target->host);
+    log_debug("sess=%llu resolve %s failed: %s", (unsigned long long)s->id, host, resolver_strerror(status));
+}
+
 static void resolved_cb(void *arg, int status, const struct resolved *res)
 {
     struct session *s = arg;
     s->rq = NULL;
     if (status != RESOLVER_OK || res->n == 0) {
-        log_debug("sess=%llu resolve %s failed: %s", (unsigned long long)s->id, s->target->host,
-                  resolver_strerror(status));
+        log_resolve_failed(s, status);
         if (s->lb_idx >= 0) {
             s->last_errno = EHOSTUNREACH;
             give_up(s);

@@ -25,7 +25,8 @@ struct socks_state {
     uint8_t phase;
     uint8_t version;         /* 4 or 5 */
     uint8_t is4a;
-    char *user;              /* authenticated (5) or USERID (4), for the log */
+    char *user;              /* authenticated SOCKS5 user, for the log */
+    char *userid4;           /* SOCKS4 USERID: anyone can send any, so never logged as user= */
     char *dest;              /* requested HOST:PORT, for the log */
 };
 
@@ -43,6 +44,7 @@ static void socks_free(struct session *s)
     struct socks_state *x = st(s);
     if (!x) return;
     free(x->user);
+    free(x->userid4);
     free(x->dest);
     free(x);
     s->front_state = NULL;
@@ -158,7 +160,7 @@ static enum front_result on_request4(struct session *s, const uint8_t *buf, size
     if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
     if (r == SOCKS_INVALID || req.cmd != SOCKS4_CMD_CONNECT) return reply4_reject(s);
     st(s)->is4a = req.dst.atyp == SOCKS_ATYP_DOMAIN;
-    if (req.userid[0]) st(s)->user = strdup(req.userid);
+    if (req.userid[0]) st(s)->userid4 = strdup(req.userid);
     return set_target(s, &req.dst);
 }
 
@@ -226,11 +228,15 @@ static void socks_log_fields(const struct session *s, char *out, size_t outlen)
         snprintf(out, outlen, "proto=socks");
         return;
     }
-    char user[256], dest[SOCKS_ADDR_FMT_MAX];
+    char user[256], userid[256], dest[SOCKS_ADDR_FMT_MAX];
     log_sanitize(user, sizeof(user), x->user ? x->user : "-");
+    log_sanitize(userid, sizeof(userid), x->userid4 ? x->userid4 : "-");
     log_sanitize(dest, sizeof(dest), x->dest ? x->dest : "-");
-    snprintf(out, outlen, "proto=%s user=%s dest=%s",
-             x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4", user, dest);
+    if (x->version == 5)
+        snprintf(out, outlen, "proto=socks5 user=%s dest=%s", user, dest);
+    else
+        snprintf(out, outlen, "proto=%s user=- socks4_userid=%s dest=%s", x->is4a ? "socks4a" : "socks4", userid,
+                 dest);
 }
 
 const struct front_ops front_socks = {

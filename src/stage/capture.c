@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "obs/log.h"
 #include "stage/pcap_tcp.h"
+#include "stage/privfile.h"
 #include "stage/spool.h"
 
 /* Each of the spool's two buffers. At a few hundred MB/s of relayed
@@ -48,9 +50,25 @@ void capture_file_name(const char *path, unsigned i, char *out, size_t outlen)
         snprintf(out, outlen, "%.*s.%u%s", (int)(dot - path), path, i, dot);
 }
 
+/* "-" is stdout, as libpcap has it; any other name through privfile_open
+ * (no symlink followed, mode 0600), rotated files included. */
 static pcap_dumper_t *open_file(struct capture *c, const char *name, char *err, size_t errlen)
 {
-    pcap_dumper_t *d = pcap_dump_open(c->dead, name);
+    pcap_dumper_t *d;
+    if (strcmp(name, "-") == 0) {
+        d = pcap_dump_open(c->dead, name);
+    } else {
+        int fd = privfile_open("--capture", name, 0, err, errlen);
+        if (fd < 0) return NULL;
+        FILE *f = fdopen(fd, "w");
+        if (!f) {
+            snprintf(err, errlen, "--capture '%.200s': %s", name, strerror(errno));
+            close(fd);
+            return NULL;
+        }
+        d = pcap_dump_fopen(c->dead, f);
+        if (!d) fclose(f);
+    }
     if (!d) snprintf(err, errlen, "--capture '%.200s': %s", name, pcap_geterr(c->dead));
     return d;
 }

@@ -17,6 +17,7 @@
 struct capture;
 
 /* Opens (truncates) path and starts the writer. rotate: bytes, 0 = never.
+ * "-" is stdout; files are opened by privfile_open (no symlink, 0600).
  * NULL with a one-line reason naming the file. */
 struct capture *capture_open(const char *path, uint64_t rotate, char *err, size_t errlen);
 

@@ -2,7 +2,6 @@
 #include "stage/hexlog.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 
 #include "obs/log.h"
 #include "stage/hexdump.h"
+#include "stage/privfile.h"
 #include "stage/spool.h"
 
 #define HEXLOG_SPOOL_BYTES (4u << 20)
@@ -77,11 +77,8 @@ struct hexlog *hexlog_open(const char *path, char *err, size_t errlen)
     h->fd = STDERR_FILENO;
     if (path && *path) {
         snprintf(h->path, sizeof(h->path), "%s", path);
-        h->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (h->fd < 0) {
-            snprintf(err, errlen, "--hexdump-file '%.200s': %s", path, strerror(errno));
-            goto fail;
-        }
+        h->fd = privfile_open("--hexdump-file", path, 1, err, errlen);
+        if (h->fd < 0) goto fail;
     }
     snprintf(name, sizeof(name), "hexdump '%s'", *h->path ? h->path : "stderr");
     if (!(h->sp = spool_new(HEXLOG_SPOOL_BYTES, &hexlog_spool_ops, h, name, err, errlen))) {

@@ -12,8 +12,9 @@
 
 struct hexlog;
 
-/* path NULL or "": stderr; else the file, appended to. NULL with a
- * one-line reason naming the file. */
+/* path NULL or "": stderr; else the file, appended to (privfile.h: not
+ * through a symlink, mode 0600). NULL with a one-line reason naming the
+ * file. */
 struct hexlog *hexlog_open(const char *path, char *err, size_t errlen);
 /* One chunk of a direction; *offset is the direction's byte count so far
  * and is advanced by n. Long chunks are cut into several dumps. */

@@ -97,6 +97,19 @@ def test_proxy_errors_have_toxiproxys_shapes(ferry):
     assert call(f, "DELETE", "/proxies/a")[0] == 404
 
 
+def test_proxy_name_that_would_forge_log_fields_is_refused(ferry):
+    """A proxy's name is logged as listener=NAME on each session line: a
+    newline, space or '=' in it would forge lines or fields (issue #20, 8)."""
+    f = api_start(ferry)
+    bad = ("a\nX info fake=1", "a b", "a=b")
+    for name in bad:
+        st, body = call(f, "POST", "/proxies", {"name": name, "upstream": "127.0.0.1:1"})
+        assert st == 400 and "name" in body["error"], (name, st, body)
+    assert not set(bad) & set(call(f, "GET", "/proxies")[1])
+    st, _ = call(f, "POST", "/proxies", {"name": "a.b-c_d:1", "upstream": "127.0.0.1:1"})
+    assert st == 201
+
+
 def test_toxic_errors_have_toxiproxys_shapes(ferry):
     f = api_start(ferry)
     p = "/proxies/relay/toxics"

@@ -24,7 +24,7 @@ import subprocess
 import pytest
 
 import peers
-from conftest import curl, need, run_ferry, scaled
+from conftest import curl, free_port, need, run_ferry, scaled
 
 BODY = os.urandom(300 * 1024 + 77)   # > 64 KiB chunks: several segments per read
 
@@ -379,3 +379,49 @@ def test_capture_option_errors(workdir):
         r = run_ferry(*args)
         err = r.stderr.decode()
         assert r.returncode != 0 and want in err and err.count("\n") == 1, (args, err)
+
+
+# --------------------------------------------------------------------------
+# the files hold relayed plaintext and are opened as root (issue #20, 4)
+
+
+@pytest.mark.deadline(60)
+def test_capture_and_hexdump_files_are_0600(ferry, http, workdir):
+    srv = http()
+    cap = os.path.join(workdir, "priv.pcap")
+    dump = os.path.join(workdir, "priv.txt")
+    with open(dump, "w") as fh:           # left world-readable by an earlier run
+        fh.write("old\n")
+    os.chmod(dump, 0o644)
+    f = ferry("relay", "-u", srv.addr, "--capture", cap, "--capture-rotate", "1k", "--hexdump-file", dump)
+    fetch("http://%s/x" % f.addr, workdir)
+    f.wait_sessions(1)
+    stop(f)
+    rotated = glob.glob(os.path.join(workdir, "priv.*.pcap"))
+    assert rotated, os.listdir(workdir)
+    for p in [cap, dump] + rotated:
+        assert os.stat(p).st_mode & 0o7777 == 0o600, (p, oct(os.stat(p).st_mode))
+
+
+def test_capture_to_stdout(ferry, identify, workdir):
+    up = identify()
+    f = ferry("relay", "-u", up.addr, "--capture", "-")
+    stop(f)
+    assert open(f.out_path, "rb").read()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4"), f.log()
+
+
+@pytest.mark.parametrize("opt", ["--capture", "--hexdump-file"])
+def test_symlink_at_capture_or_hexdump_path_is_refused(opt, workdir):
+    target = os.path.join(workdir, "precious")
+    with open(target, "w") as fh:
+        fh.write("keep me\n")
+    os.chmod(target, 0o644)
+    link = os.path.join(workdir, "out.link")
+    os.symlink(target, link)
+    r = run_ferry("relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:2", opt, link)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and link in err and "symbolic link" in err and err.count("\n") == 1, err
+    with open(target) as fh:
+        assert fh.read() == "keep me\n"
+    assert os.stat(target).st_mode & 0o7777 == 0o644
+    assert os.path.islink(link)

@@ -75,6 +75,22 @@ def test_run_as_nobody_drops_uid_gid_groups_and_relays(ferry, identify):
             echo_ok(s, "A")
 
 
+@pytest.mark.deadline(30)
+def test_ss_json_user_drops_root(ferry, workdir):
+    """shadowsocks-libev's "user" is --run-as: a migrated config started as
+    root must not keep running as root (issue #20, 5)."""
+    import json
+    pw = nobody()
+    port = free_port()
+    path = os.path.join(workdir, "server.json")
+    with open(path, "w") as fh:
+        json.dump({"server": "127.0.0.1", "server_port": port, "password": "pw",
+                   "method": "chacha20-ietf-poly1305", "user": "nobody"}, fh)
+    f = ferry("ss-server", "-c", path, "--drain-timeout", "1s", listen=("127.0.0.1", port))
+    assert_dropped(f, pw.pw_uid, pw.pw_gid)
+    assert "'user' ignored" not in f.log(), f.log()
+
+
 def free_privileged_port():
     for port in range(1023, 900, -1):
         s = socket.socket()

@@ -17,7 +17,7 @@ import time
 import pytest
 
 import peers
-from conftest import closed_port, curl, file_sha256, need, scaled
+from conftest import closed_port, curl, file_sha256, free_port, need, scaled
 from peers import read_until_close, recv_exact, recv_line
 
 USER, PASS = "alice", "S3cr3t-P4ss-x9"
@@ -398,6 +398,63 @@ def test_reply_02_not_allowed(socks, identify, policy, target):
     assert sess.get("end") == "denied", sess["_line"]
 
 
+def host_addrs():
+    """This host's non-loopback addresses (IPv6 link-local left out: it
+    needs a scope id to be reached), from `ip -o addr`."""
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, timeout=5).stdout.decode()
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    addrs = []
+    for line in out.splitlines():
+        parts = line.split()
+        for kw in ("inet", "inet6"):
+            if kw in parts:
+                a = parts[parts.index(kw) + 1].split("/")[0]
+                if not (a.startswith("127.") or a == "::1" or a.startswith("fe80")):
+                    addrs.append(a)
+    return addrs
+
+
+def public_socks(socks):
+    """A SOCKS listener on 0.0.0.0 (so the public defaults apply) that only
+    loopback clients may use."""
+    port = free_port()
+    return socks("-l", "0.0.0.0:%d" % port, "--allow", "127.0.0.1/32", listen=("127.0.0.1", port))
+
+
+@pytest.mark.deadline(20)
+@pytest.mark.parametrize("host", ["100.100.100.200", "fd00:ec2::254"], ids=["alibaba-cgn", "aws-ula"])
+def test_public_listener_denies_metadata_addresses(socks, host):
+    """Cloud metadata services in shared CGN space (Alibaba) and unique-local
+    IPv6 (AWS) are refused by default with 0x02, before any connect: the
+    session ends "denied", not with a network error (issue #20, 6)."""
+    f = public_socks(socks)
+    s, rep, _, _ = s5_open(f, host, 80)
+    assert rep == 2, "CONNECT to %s: expected 0x02 not allowed, got %#04x" % (host, rep)
+    expect_closed(s, scaled(3), "after 0x02")
+    sess = session_for(f, None, "denied")
+    assert sess.get("end") == "denied", sess["_line"]
+
+
+@pytest.mark.deadline(20)
+def test_public_listener_denies_host_addresses(socks, identify):
+    """The host's own addresses reach its services bound to 0.0.0.0, as
+    loopback would: refused by default (issue #20, 6)."""
+    addrs = host_addrs()
+    if not addrs:
+        pytest.skip("no non-loopback address on this host")
+    f = public_socks(socks)
+    for addr in addrs:
+        up = identify("own", host=addr)
+        s, rep, _, _ = s5_open(f, addr, up.port)
+        assert rep == 2, "CONNECT to this host's %s: expected 0x02 not allowed, got %#04x" % (addr, rep)
+        expect_closed(s, scaled(3), "after 0x02")
+        assert up.accepted == 0, "this host's own address %s was connected to" % addr
+    lines = f.wait_sessions(len(addrs))
+    assert len(lines) == len(addrs) and all(x.get("end") == "denied" for x in lines), f.log()
+
+
 @pytest.mark.deadline(20)
 def test_allow_dest_lets_listed_destination_through(socks, identify):
     up = identify("A")
@@ -649,6 +706,63 @@ def test_socks4_refused_when_auth_on_unless_allowed(socks, identify):
     s.sendall(s4_req(up.port, user=USER.encode()))
     assert s4_reply(s) == 0x5A, "--allow-socks4 should let SOCKS4 through"
     echo_ok(s, "A")
+
+
+# --------------------------------------------------------------------------
+# log lines carry what clients send only sanitised (issue #20, 8)
+
+
+LOG_LINE_START = ("ferry: ",)
+
+
+def assert_no_forged_lines(log, forged):
+    """Every line is one of ferry's: a timestamped line or a "ferry: " one."""
+    lines = log.splitlines()
+    bad = [x for x in lines if not (x[:4].isdigit() and x[4:5] == "-") and not x.startswith(LOG_LINE_START)]
+    assert not bad and not any(x.startswith(forged) for x in lines), "forged log lines: %r\n%s" % (bad, log)
+
+
+@pytest.mark.deadline(20)
+def test_log_domain_with_newline_forges_no_line(socks):
+    """The parser refuses only NUL in a domain: a raw newline must not
+    start a line of ferry's log (the resolve-failed debug line)."""
+    f = socks("--log-level", "debug")
+    name = b"x\nX info fake=1.invalid"
+    s = f.connect()
+    assert s5_greet(s) == 0
+    s.sendall(s5_req(1, bytes([len(name)]) + name, 80, atyp=3))
+    rep, _, _ = s5_reply(s)
+    assert rep != 0, "a name with a newline was resolved"
+    expect_closed(s, scaled(3), "after the failure reply")
+    session_for(f, lambda x: "end" in x, "the failed session")
+    log = f.log()
+    assert "resolve x?X?info?fake?1.invalid failed" in log, log
+    assert_no_forged_lines(log, "X info fake=1")
+
+
+@pytest.mark.deadline(20)
+def test_log_socks4_userid_is_not_an_authenticated_user(socks, identify):
+    """With users and --allow-socks4, a SOCKS4 USERID is whatever the client
+    sent, with no password: logged as socks4_userid=, never as user=."""
+    up = identify("A")
+    f = socks("--user", "%s:%s" % (USER, PASS), "--allow-socks4")
+    s = f.connect()
+    s.sendall(s4_req(up.port, user=USER.encode()))
+    assert s4_reply(s) == 0x5A
+    echo_ok(s, "A")
+    s.close()
+    s = f.connect()
+    s.sendall(s4_req(up.port, user=b"bob\nX info user=alice"))
+    assert s4_reply(s) == 0x5A
+    echo_ok(s, "A")
+    s.close()
+    lines = f.wait_sessions(2)
+    assert len(lines) == 2, f.log()
+    for x in lines:
+        assert x.get("proto") == "socks4" and x.get("user") == "-", x["_line"]
+        assert "user=%s" % USER not in x["_line"].replace("socks4_userid=", ""), x["_line"]
+    assert sorted(x.get("socks4_userid") for x in lines) == sorted([USER, "bob?X?info?user?alice"]), f.log()
+    assert_no_forged_lines(f.log(), "X info")
 
 
 # --------------------------------------------------------------------------

@@ -456,6 +456,37 @@ static void test_check_addr_ignores_host_rules(void **state)
     assert_int_equal(check_addr(a, "11.0.0.1"), 1);
 }
 
+/* The shared default denies (issue #20, 6): loopback, "this host" and every
+ * range holding a cloud metadata address (169.254.169.254, AWS's
+ * fd00:ec2::254, Alibaba's 100.100.100.200) in every mode; the private
+ * ranges only when asked for (ss-server). */
+static void test_default_denies(void **state)
+{
+    static const char *const always[] = { "127.0.0.1", "::1", "0.0.0.0", "::", "169.254.169.254", "fe80::1",
+                                          "100.100.100.200", "100.64.0.1", "fd00:ec2::254", "fc00::1",
+                                          "::ffff:100.100.100.200", NULL };
+    static const char *const private_nets[] = { "10.1.2.3", "172.16.0.1", "192.168.1.1", NULL };
+    static const char *const public_nets[] = { "192.0.2.1", "100.128.0.1", "2001:db8::1", "fe00::1", NULL };
+    struct acl *a = *state, b = { 0 };
+    char err[ERRLEN] = "";
+
+    assert_int_equal(acl_add_default_denies(a, 0, err, sizeof err), 0);
+    assert_int_equal(acl_add_default_denies(&b, 1, err, sizeof err), 0);
+    for (const char *const *p = always; *p; p++) {
+        assert_int_equal(dest_ip(a, NULL, *p, 80), 0);
+        assert_int_equal(dest_ip(&b, NULL, *p, 80), 0);
+    }
+    for (const char *const *p = private_nets; *p; p++) {
+        assert_int_equal(dest_ip(a, NULL, *p, 80), 1);
+        assert_int_equal(dest_ip(&b, NULL, *p, 80), 0);
+    }
+    for (const char *const *p = public_nets; *p; p++) {
+        assert_int_equal(dest_ip(a, NULL, *p, 443), 1);
+        assert_int_equal(dest_ip(&b, NULL, *p, 443), 1);
+    }
+    acl_free(&b);
+}
+
 /* Each test's ACL lives in the fixture so a failing assertion cannot leak
  * its rules (the suite also runs under LeakSanitizer). */
 static int setup(void **state)
@@ -494,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dest_cidr_and_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_allow_list_first_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_addr_ignores_host_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_denies, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -635,6 +635,24 @@ static void test_ss_json_local_cli_wins(void **state)
     assert_string_equal(l->dns_servers, "127.0.0.53:53,127.0.0.54:53");
 }
 
+/* A migrated config started as root must not keep running as root. */
+static void test_ss_json_user_is_run_as(void **state)
+{
+    static const char *const given[] = { "run-as", NULL };
+    struct res *r = *state;
+    struct listener_cfg *l;
+
+    write_file(r, "{\"server_port\": 8388, \"password\": \"pw\", \"user\": \"nobody\"}\n");
+    l = ss_listener(r, MODE_SS_SERVER);
+    assert_int_equal(cfg_load_ss_json(r->path, &r->cfg, l, NULL, &r->d), 0);
+    assert_string_equal(r->cfg.run_as, "nobody");
+    assert_int_equal(r->d.warnings, 0);
+    /* --run-as on the command line wins */
+    l = ss_listener(r, MODE_SS_SERVER);
+    assert_int_equal(cfg_load_ss_json(r->path, &r->cfg, l, given, &r->d), 0);
+    assert_string_equal(r->cfg.run_as, "");
+}
+
 static void test_ss_json_errors(void **state)
 {
     struct res *r = *state;
@@ -700,6 +718,7 @@ int main(void)
         T(test_too_many_errors_capped),
         T(test_ss_json_server),
         T(test_ss_json_local_cli_wins),
+        T(test_ss_json_user_is_run_as),
         T(test_ss_json_errors),
         T(test_dump_lists_every_option),
     };

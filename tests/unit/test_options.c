@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -691,6 +693,36 @@ static void test_exposure_after_a_move(void **state)
     assert_int_equal(l->dest_acl.n, n);
 }
 
+/* A public SOCKS listener also refuses the metadata ranges ss-server did
+ * (fc00::/7, 100.64.0.0/10) and each of the host's own addresses, which
+ * reach services bound to 0.0.0.0 as loopback would (issue #20, 6). */
+static void test_public_listener_denies_metadata_and_host_addresses(void **state)
+{
+    static const uint8_t alibaba[4] = { 100, 100, 100, 200 };
+    uint8_t aws[16];
+    struct ifaddrs *ifs;
+    struct listener_cfg *l = ok(parse(state, "-l", "0.0.0.0:1080", "--open", NULL));
+
+    assert_int_equal(inet_pton(AF_INET6, "fd00:ec2::254", aws), 1);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, alibaba, 80), 0);
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 6, aws, 80), 0);
+    assert_int_equal(getifaddrs(&ifs), 0);
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+        const struct sockaddr *sa = i->ifa_addr;
+        if (sa && sa->sa_family == AF_INET)
+            assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4,
+                                            (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                                            80), 0);
+        else if (sa && sa->sa_family == AF_INET6)
+            assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 6,
+                                            ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr,
+                                            80), 0);
+    }
+    freeifaddrs(ifs);
+    l = ok(parse(state, "-l", "127.0.0.1:1080", NULL));
+    assert_int_equal(acl_check_dest(&l->dest_acl, NULL, 4, alibaba, 80), 1);   /* loopback listener: no default */
+}
+
 /* Shadowsocks: exactly one secret, a known method, ss-local needs -s; the
  * password is wiped once the key is derived. */
 static void test_shadowsocks_options(void **state)
@@ -724,6 +756,7 @@ int main(void)
         T(test_value_forms),
         T(test_public_listener_defaults),
         T(test_exposure_after_a_move),
+        T(test_public_listener_denies_metadata_and_host_addresses),
         T(test_shadowsocks_options),
         T(test_unknown_option),
         T(test_option_needs_value),
