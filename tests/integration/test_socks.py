@@ -582,6 +582,29 @@ def test_allow_anonymous(socks, identify):
 
 
 @pytest.mark.deadline(20)
+def test_allow_anonymous_still_picks_userpass_when_both_offered(socks, identify):
+    """--allow-anonymous must not let a client that offers both methods skip
+    the password: 05 02 00 02 gets 0x02, a good password is logged as the
+    user, a wrong one is refused and closed."""
+    up = identify("A")
+    f = socks("--user", "%s:%s" % (USER, PASS), "--allow-anonymous")
+    s = f.connect()
+    assert s5_greet(s, (0, 2)) == 2, "with users and --allow-anonymous, NO AUTH + USER/PASS must get 0x02"
+    assert s5_auth(s, USER, PASS) == 0, "good credentials refused"
+    s.sendall(s5_req(1, "127.0.0.1", up.port))
+    assert s5_reply(s)[0] == 0
+    echo_ok(s, "A")
+    s.close()
+    line = session_for(f, lambda x: x.get("end") == "client_closed", "the authenticated session")
+    assert line.get("user") == USER, "session not logged as %s: %s" % (USER, line["_line"])
+    s = f.connect()
+    assert s5_greet(s, (0, 2)) == 2
+    assert s5_auth(s, USER, "wrong") != 0, "wrong password accepted after a greeting that also offered NO AUTH"
+    expect_closed(s, scaled(3), "after auth failure")
+    assert up.accepted == 1
+
+
+@pytest.mark.deadline(20)
 @pytest.mark.parametrize("user,pw", [(USER, "wrong"), ("bob", PASS), (USER, PASS + "x"), (USER, "")],
                          ids=["wrong-pass", "unknown-user", "longer-pass", "empty-pass"])
 def test_bad_credentials_rejected_and_closed(socks, identify, user, pw):
