@@ -604,9 +604,17 @@ def test_allow_anonymous_still_picks_userpass_when_both_offered(socks, identify)
     assert up.accepted == 1
 
 
+# Same-length wrong passwords: only the byte compare can refuse them (a
+# length check alone would not).
+SAME_LEN_FIRST = chr(ord(PASS[0]) ^ 1) + PASS[1:]
+SAME_LEN_LAST = PASS[:-1] + chr(ord(PASS[-1]) ^ 1)
+
+
 @pytest.mark.deadline(20)
-@pytest.mark.parametrize("user,pw", [(USER, "wrong"), ("bob", PASS), (USER, PASS + "x"), (USER, "")],
-                         ids=["wrong-pass", "unknown-user", "longer-pass", "empty-pass"])
+@pytest.mark.parametrize("user,pw", [(USER, "wrong"), ("bob", PASS), (USER, PASS + "x"), (USER, ""),
+                                     (USER, SAME_LEN_FIRST), (USER, SAME_LEN_LAST)],
+                         ids=["wrong-pass", "unknown-user", "longer-pass", "empty-pass",
+                              "same-len-first-byte", "same-len-last-byte"])
 def test_bad_credentials_rejected_and_closed(socks, identify, user, pw):
     up = identify("A")
     f = socks("--user", "%s:%s" % (USER, PASS), "--user", "carol:other")
