@@ -737,6 +737,34 @@ listeners:
 
 
 @pytest.mark.deadline(40)
+def test_maxconn_refusal_returns_its_global_slot(ferry, identify, workdir, clients):
+    """A client refused by a listener's maxconn took a global-maxconn slot
+    first; it must give it back, or refusals on one listener starve all."""
+    a = identify("A")
+    p1, p2 = free_port(), free_port()
+    path = write(workdir, "global.yaml", """\
+threads: 2
+drain-timeout: 1s
+global-maxconn: 4
+listeners:
+  - {name: one, mode: relay, listen: "127.0.0.1:%d", upstream: "%s", maxconn: 1}
+  - {name: two, mode: relay, listen: "127.0.0.1:%d", upstream: "%s"}
+""" % (p1, a.addr, p2, a.addr))
+    f = ferry("run", "-c", path, listen=("127.0.0.1", p1))
+    assert peers.wait_until(lambda: listening(f.pid, p2), scaled(5)), "ferry does not listen on %d:\n%s" % (
+        p2, f.log())
+    _, o = held(f, clients)
+    assert o == "ID:A", o
+    got1 = collections.Counter(outcome(c) for c in open_many(f, 3, clients, port=p1))
+    assert got1 == {"closed": 3}, "maxconn 1 with one session held: %s" % dict(got1)
+    ss = limit_lines(f, 3, "maxconn")
+    assert len(ss) == 3, "expected 3 lines end=limit limit=maxconn:\n%s" % f.log()
+    got2 = collections.Counter(outcome(c) for c in open_many(f, 3, clients, port=p2))
+    assert got2 == {"ID:A": 3}, "global-maxconn 4 with 1 session: 3 more fit on the other listener " \
+        "(refusals leaked global slots?): %s" % dict(got2)
+
+
+@pytest.mark.deadline(40)
 @pytest.mark.parametrize("rate,burst", [(2, 4), (3, None)], ids=["rate2-burst4", "rate3-default-burst"])
 def test_rate_per_ip_with_burst(ferry, identify, clients, rate, burst):
     a = identify("A")
