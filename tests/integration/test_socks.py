@@ -420,6 +420,34 @@ def test_reply_04_for_nxdomain(socks, dns, identify):
 
 
 @pytest.mark.deadline(30)
+def test_abandoned_lookups_are_capped(socks, dns, identify):
+    """Finding 7: a client that asks for a stalled name and resets keeps a
+    DNS query running to its timeout. --resolve-max-inflight 4 allows one
+    such abandoned query per thread; the next name is refused at once with
+    0x04 (end=resolve_limit, counted in a warning), a literal still works."""
+    up = identify("A")
+    f = socks("--resolve-max-inflight", "4", "--resolve-timeout", "3s", "--threads", "1")
+    s = f.connect()
+    assert s5_greet(s, (0,)) == 0
+    s.sendall(s5_req(1, "a.stall.ferry.test", up.port))
+    assert peers.wait_until(lambda: any("a.stall" in n for n in dns.names_queried()), scaled(3))
+    peers.set_linger0(s)        # a FIN is a half-close; a reset ends the session
+    s.close()
+    session_for(f, lambda x: x.get("end") == "client_reset", "the abandoned lookup")
+    t0 = time.monotonic()
+    s, rep, _, _ = s5_open(f, "b.stall.ferry.test", up.port)
+    assert rep == 4, "a lookup over the cap should get 0x04 at once, got %#04x" % rep
+    assert time.monotonic() - t0 < scaled(1), "the refusal waited for DNS"
+    expect_closed(s, scaled(3), "after the 0x04 reply")
+    sess = session_for(f, lambda x: "b.stall" in x.get("dest", ""), "the refused lookup")
+    assert sess.get("end") == "resolve_limit", sess["_line"]
+    assert not any("b.stall" in n for n in dns.names_queried()), "the refused name was sent to DNS"
+    assert "DNS lookups refused: 1 so far" in f.log(), f.log()[-2000:]
+    s = s5_connect_ok(f, "127.0.0.1", up.port)
+    echo_ok(s, "A")
+
+
+@pytest.mark.deadline(30)
 def test_stalled_dns_does_not_block_others_and_times_out_with_04(socks, identify):
     up = identify("A")
     f = socks("--resolve-timeout", "1500ms", "--threads", "1")
