@@ -80,6 +80,7 @@ struct listener_cfg {
     char dns_servers[256];
 
     unsigned connect_timeout_ms, idle_timeout_ms, handshake_timeout_ms, resolve_timeout_ms;
+    unsigned resolve_max_inflight;    /* DNS queries in flight, per worker thread */
     unsigned maxconn;                 /* sessions of this listener, all threads */
     unsigned maxconn_per_ip;
     unsigned rate_per_ip, rate_burst; /* new connections per second per IP */

@@ -603,6 +603,9 @@ const struct opt_def opt_table[] = {
       "IP[:PORT]", "DNS server to use instead of /etc/resolv.conf (repeatable)" },
     { "resolve-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(resolve_timeout_ms), 1, 600000,
       "5s", NULL, "DUR", "give up resolving a name after this long" },
+    { "resolve-max-inflight", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(resolve_max_inflight), 1, 1000000,
+      "1024", NULL, "N", "DNS queries in flight per worker thread of this listener, at most a quarter of them abandoned; "
+      "more are refused (end=resolve_limit)" },
     { "connect-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(connect_timeout_ms), 1, 3600000,
       "10s", NULL, "DUR", "give up connecting to an upstream after this long" },
     { "idle-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(idle_timeout_ms), 1, 4000000000UL,

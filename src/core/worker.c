@@ -94,6 +94,7 @@ struct resolver *worker_resolver(struct wlistener *wl)
         .servers = wl->cfg->dns_servers[0] ? wl->cfg->dns_servers : NULL,
         .timeout_ms = wl->cfg->resolve_timeout_ms,
         .cache_entries = 1024,
+        .max_inflight = wl->cfg->resolve_max_inflight,
     };
     wl->resolver = resolver_new(wl->w->loop, &o, err, sizeof(err));
     if (!wl->resolver) log_error("listener=%s resolver: %s", wl->cfg->name, err);

@@ -153,10 +153,28 @@ static void log_resolve_failed(const struct session *s, int status)
     log_debug("sess=%llu resolve %s failed: %s", (unsigned long long)s->id, host, resolver_strerror(status));
 }
 
+/* A refused lookup is our own limit, not the upstream's fault: no retry,
+ * no passive failure. Logged at 1, 2, 4, 8... refusals, so a flood shows
+ * its size in the log without filling it. */
+static void resolve_refused(struct session *s)
+{
+    struct resolver_stats st;
+    resolver_get_stats(worker_resolver(s->wl), &st);
+    if ((st.refused & (st.refused - 1)) == 0)
+        log_warn("listener=%s worker=%d DNS lookups refused: %llu so far (%zu in flight, %zu abandoned; "
+                 "--resolve-max-inflight %u)", cfg_of(s)->name, s->wl->w->id, (unsigned long long)st.refused,
+                 st.inflight, st.detached, cfg_of(s)->resolve_max_inflight);
+    sess_connect_failed(s, FAIL_HOST_UNREACH, END_RESOLVE_LIMIT);
+}
+
 static void resolved_cb(void *arg, int status, const struct resolved *res)
 {
     struct session *s = arg;
     s->rq = NULL;
+    if (status == RESOLVER_BUSY) {
+        resolve_refused(s);
+        return;
+    }
     if (status != RESOLVER_OK || res->n == 0) {
         log_resolve_failed(s, status);
         if (s->lb_idx >= 0) {

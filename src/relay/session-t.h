@@ -45,6 +45,7 @@ enum sess_end {
     END_HANDSHAKE_TIMEOUT,
     END_HANDSHAKE_ERROR,
     END_RESOLVE_FAILED,
+    END_RESOLVE_LIMIT, /* the resolver refused: too many lookups in flight */
     END_DENIED,
     END_DRAIN,
     END_LOCAL_ERROR,

@@ -41,6 +41,7 @@ static const char *const end_names[] = {
     [END_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [END_HANDSHAKE_ERROR] = "handshake_error",
     [END_RESOLVE_FAILED] = "resolve_failed",
+    [END_RESOLVE_LIMIT] = "resolve_limit",
     [END_DENIED] = "denied",
     [END_DRAIN] = "drain",
     [END_LOCAL_ERROR] = "local_error",

@@ -18,6 +18,11 @@
  * query; the query then lives on, detached, until c-ares lets go. Queries own
  * no loop_io, so they are freed at once (no deferred free needed).
  *
+ * Bounds: nbusy counts queries with ares_busy, ndetached those of them with
+ * cb == NULL. Both change only where those two fields do (resolver_ares_cb,
+ * resolver_query_let_go, resolver_lookup), and resolver_lookup checks them
+ * before handing a query to c-ares (see resolver.h).
+ *
  * User callbacks never run inside c-ares: resolver_ares_cb only records the
  * answer and re-arms the query's timer at "now"; the timer delivers it. So
  * user code may start lookups, cancel, or free the resolver without
@@ -43,6 +48,7 @@
 #define RESOLVER_NEG_TTL_S 5u         /* NXDOMAIN / NODATA */
 #define RESOLVER_NAME_MAX 254         /* 253 + an optional trailing dot */
 #define RESOLVER_CACHE_MAX (1u << 20)
+#define RESOLVER_DEFAULT_MAX_INFLIGHT 1024u
 
 /* Family classes: which records were asked for; also the cache key part. */
 enum { RESOLVER_CLS_ANY = 0, RESOLVER_CLS_V4 = 1, RESOLVER_CLS_V6 = 2 };
@@ -100,6 +106,9 @@ struct resolver {
     int arming;                           /* inside loop_timer_arm(ares_timer) */
     unsigned timeout_ms;
     size_t nqueries;
+    size_t nbusy, ndetached;              /* see "Bounds" above */
+    size_t max_inflight, max_detached;
+    uint64_t refused;
     struct resolver_query *queries;
     struct resolver_sock *socks;
     struct loop_timer ares_timer;
@@ -121,11 +130,19 @@ const char *resolver_strerror(int status)
     case RESOLVER_NOTFOUND: return "host not found";
     case RESOLVER_TIMEOUT: return "DNS timeout";
     case RESOLVER_FAILED: return "DNS failure";
+    case RESOLVER_BUSY: return "too many DNS lookups in flight";
     default: return "unknown resolver status";
     }
 }
 
 size_t resolver_outstanding(const struct resolver *r) { return r->nqueries; }
+
+void resolver_get_stats(const struct resolver *r, struct resolver_stats *out)
+{
+    out->inflight = r->nbusy;
+    out->detached = r->ndetached;
+    out->refused = r->refused;
+}
 
 static int resolver_map_status(int ares_status)
 {
@@ -438,6 +455,14 @@ static void resolver_query_release(struct resolver_query *q)
     free(q);
 }
 
+/* The user side lets go (answered, cancelled, resolver freed). */
+static void resolver_query_let_go(struct resolver_query *q)
+{
+    q->cb = NULL;
+    if (q->ares_busy) q->r->ndetached++;
+    resolver_query_release(q);
+}
+
 /* The query's one timer: first the deadline, then re-armed at "now" when
  * the answer is known. Delivers the answer or RESOLVER_TIMEOUT. */
 static void resolver_query_timer_cb(struct loop *l, struct loop_timer *t)
@@ -456,8 +481,7 @@ static void resolver_query_timer_cb(struct loop *l, struct loop_timer *t)
     void *arg = q->arg;
     if (!q->done) q->ans = (struct resolver_answer){ .status = RESOLVER_TIMEOUT };
     int status = resolver_order(&q->ans, q->fam, q->port, &res);
-    q->cb = NULL;
-    resolver_query_release(q);
+    resolver_query_let_go(q);
     /* Last: the callback may cancel other queries or free the resolver. */
     cb(arg, status, &res);
 }
@@ -475,6 +499,8 @@ static void resolver_ares_cb(void *arg, int status, int timeouts, struct ares_ad
 
     ares_freeaddrinfo(ai);
     q->ares_busy = 0;
+    r->nbusy--;
+    if (!q->cb) r->ndetached--;
     if (!r->destroying) {
         if (a.status == RESOLVER_OK && !a.n4 && !a.n6) a.status = RESOLVER_NOTFOUND;
         if (a.status == RESOLVER_NOTFOUND)     /* a bad name is not worth a slot */
@@ -539,6 +565,11 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *host, uin
     q->fam = fam;
     q->in_lookup = 1;
     q->done = resolver_answer_now(r, q);
+    if (!q->done && (r->nbusy >= r->max_inflight || r->ndetached >= r->max_detached)) {
+        q->ans.status = RESOLVER_BUSY;      /* delivered by the timer like any answer */
+        q->done = 1;
+        r->refused++;
+    }
     uint64_t when = q->done ? loop_now(r->loop) : clock_now_ms() + r->timeout_ms;
     loop_timer_arm(r->loop, &q->timer, when);
     if (!q->fired_in_lookup && !q->done) {
@@ -549,13 +580,13 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *host, uin
             .ai_socktype = SOCK_STREAM,
         };
         q->ares_busy = 1;
+        r->nbusy++;
         ares_getaddrinfo(r->ch, q->name, NULL, &hints, resolver_ares_cb, q);
         resolver_rearm(r);
     }
     q->in_lookup = 0;
     if (q->fired_in_lookup) {               /* timer heap out of memory */
-        q->cb = NULL;
-        resolver_query_release(q);
+        resolver_query_let_go(q);
         errno = ENOMEM;
         return NULL;
     }
@@ -566,8 +597,7 @@ void resolver_cancel(struct resolver_query *q)
 {
     if (!q || !q->cb) return;
     loop_timer_cancel(q->r->loop, &q->timer);
-    q->cb = NULL;
-    resolver_query_release(q);
+    resolver_query_let_go(q);
 }
 
 /* ---- setup ---- */
@@ -718,6 +748,9 @@ struct resolver *resolver_new(struct loop *l, const struct resolver_opts *o,
     }
     r->loop = l;
     r->timeout_ms = o->timeout_ms ? o->timeout_ms : RESOLVER_DEFAULT_TIMEOUT_MS;
+    r->max_inflight = o->max_inflight ? o->max_inflight : RESOLVER_DEFAULT_MAX_INFLIGHT;
+    r->max_detached = o->max_detached ? o->max_detached : r->max_inflight / 4;
+    if (r->max_detached == 0) r->max_detached = 1;
     loop_timer_init(&r->ares_timer, resolver_ares_timer_cb, r);
     if (resolver_cache_init(&r->cache, o->cache_entries) < 0) {
         snprintf(err, errlen, "resolver: out of memory for %u cache entries", o->cache_entries);
@@ -742,8 +775,7 @@ void resolver_free(struct resolver *r)
     for (struct resolver_query *q = r->queries, *next; q; q = next) {
         next = q->next;
         loop_timer_cancel(r->loop, &q->timer);
-        q->cb = NULL;
-        resolver_query_release(q);
+        resolver_query_let_go(q);
     }
     if (r->ch) ares_destroy(r->ch);         /* closes sockets via the state callback */
     /* c-ares is gone; whatever it did not hand back is ours to free. */

@@ -8,6 +8,15 @@
  * its own deadline timer, so a server that never answers still yields
  * RESOLVER_TIMEOUT at timeout_ms.
  *
+ * In-flight bound: c-ares cannot cancel one query (ares_cancel() cancels
+ * them all), so a cancelled or timed-out lookup stays with c-ares until its
+ * own timeout ("detached"). A client that opens connections to unique names
+ * and closes them would keep rate x timeout queries running. So a resolver
+ * refuses a lookup that needs DNS (not a literal, not a cache hit) while
+ * max_inflight queries are with c-ares, or max_detached of them are
+ * detached; the refused lookup answers RESOLVER_BUSY like any other answer
+ * (later, from the loop) and is counted in resolver_stats().refused.
+ *
  * Callback contract (what callers rely on):
  *   - the callback is called exactly once per lookup, unless the lookup is
  *     cancelled or the resolver freed first, and NEVER from inside
@@ -34,6 +43,7 @@ enum resolver_status {
     RESOLVER_NOTFOUND = -1,     /* NXDOMAIN, no address of the wanted family, bad name */
     RESOLVER_TIMEOUT = -2,      /* no answer before timeout_ms */
     RESOLVER_FAILED = -3,       /* SERVFAIL, REFUSED, connection refused, out of memory... */
+    RESOLVER_BUSY = -4,         /* refused: too many lookups in flight (see above) */
 };
 
 enum resolver_family {
@@ -53,6 +63,17 @@ struct resolver_opts {
      * kept for their TTL capped at 300 s (TTL 0 is not cached), NXDOMAIN /
      * NODATA for 5 s, timeouts and failures not at all. */
     unsigned cache_entries;
+    /* Queries with c-ares at once, detached ones included; 0 = 1024. */
+    unsigned max_inflight;
+    /* Of those, detached ones (cancelled or timed out); 0 = max_inflight / 4,
+     * at least 1. Above either, new DNS lookups get RESOLVER_BUSY. */
+    unsigned max_detached;
+};
+
+struct resolver_stats {
+    size_t inflight;            /* queries c-ares holds now, detached ones included */
+    size_t detached;            /* of those, whose user let go (cancelled, timed out) */
+    uint64_t refused;           /* lookups answered RESOLVER_BUSY since resolver_new() */
 };
 
 struct resolved {
@@ -97,5 +118,7 @@ const char *resolver_strerror(int status);
  * (timeout) or cancelled but which c-ares has not released yet. For tests and
  * metrics. */
 size_t resolver_outstanding(const struct resolver *r);
+
+void resolver_get_stats(const struct resolver *r, struct resolver_stats *out);
 
 #endif

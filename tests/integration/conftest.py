@@ -1,7 +1,9 @@
 """Harness for ferry's integration tests.
 
-- FERRY_BIN: absolute path of the binary (default /work/main/build/ferry, else
-  ../../ferry relative to this folder).
+- FERRY_BIN: path of the binary. Unset: this clone's own build, build/ferry,
+  else ./ferry (both relative to the repository root, two folders up). If
+  neither exists, or FERRY_BIN names no executable, pytest stops at once
+  with the reason: a test run never picks up another checkout's binary.
 - `ferry` fixture: a factory.  ferry("relay", "-u", addr) starts the binary
   on a free loopback port (unless the args carry their own -l), waits until it
   listens, and on teardown sends SIGTERM, waits, SIGKILLs if needed, and fails
@@ -34,17 +36,26 @@ sys.path.insert(0, HERE)
 import peers  # noqa: E402
 
 
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
 def _find_bin():
+    """(path, None) or (best guess, reason it cannot be used)."""
     b = os.environ.get("FERRY_BIN")
     if b:
-        return os.path.abspath(b)
-    for cand in ("/work/main/build/ferry", os.path.join(HERE, "..", "..", "ferry")):
-        if os.path.exists(cand):
-            return os.path.abspath(cand)
-    return os.path.abspath(os.path.join(HERE, "..", "..", "ferry"))
+        b = os.path.abspath(b)
+        if not os.access(b, os.X_OK):
+            return b, "FERRY_BIN=%s is not an executable file" % b
+        return b, None
+    cands = [os.path.join(REPO, "build", "ferry"), os.path.join(REPO, "ferry")]
+    for cand in cands:
+        if os.access(cand, os.X_OK):
+            return cand, None
+    return cands[0], ("no ferry binary in this clone (looked for %s); run `make` in %s or set FERRY_BIN"
+                      % (" and ".join(cands), REPO))
 
 
-FERRY_BIN = _find_bin()
+FERRY_BIN, FERRY_BIN_ERROR = _find_bin()
 
 
 def _is_sanitized(path):
@@ -108,6 +119,8 @@ class Deadline(Exception):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "deadline(seconds): fail the test if its body runs longer")
+    if FERRY_BIN_ERROR:
+        pytest.exit(FERRY_BIN_ERROR, returncode=4)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -737,6 +737,67 @@ listeners:
 
 
 @pytest.mark.deadline(40)
+def test_maxconn_refusal_returns_its_global_slot(ferry, identify, workdir, clients):
+    """A client refused by a listener's maxconn took a global-maxconn slot
+    first; it must give it back, or refusals on one listener starve all."""
+    a = identify("A")
+    p1, p2 = free_port(), free_port()
+    path = write(workdir, "global.yaml", """\
+threads: 2
+drain-timeout: 1s
+global-maxconn: 4
+listeners:
+  - {name: one, mode: relay, listen: "127.0.0.1:%d", upstream: "%s", maxconn: 1}
+  - {name: two, mode: relay, listen: "127.0.0.1:%d", upstream: "%s"}
+""" % (p1, a.addr, p2, a.addr))
+    f = ferry("run", "-c", path, listen=("127.0.0.1", p1))
+    assert peers.wait_until(lambda: listening(f.pid, p2), scaled(5)), "ferry does not listen on %d:\n%s" % (
+        p2, f.log())
+    _, o = held(f, clients)
+    assert o == "ID:A", o
+    got1 = collections.Counter(outcome(c) for c in open_many(f, 3, clients, port=p1))
+    assert got1 == {"closed": 3}, "maxconn 1 with one session held: %s" % dict(got1)
+    ss = limit_lines(f, 3, "maxconn")
+    assert len(ss) == 3, "expected 3 lines end=limit limit=maxconn:\n%s" % f.log()
+    got2 = collections.Counter(outcome(c) for c in open_many(f, 3, clients, port=p2))
+    assert got2 == {"ID:A": 3}, "global-maxconn 4 with 1 session: 3 more fit on the other listener " \
+        "(refusals leaked global slots?): %s" % dict(got2)
+
+
+@pytest.mark.deadline(40)
+@pytest.mark.parametrize("limit", ["maxconn", "global_maxconn"])
+def test_refusal_returns_its_per_ip_count(ferry, identify, clients, limit):
+    """A client refused by --maxconn or --global-maxconn was counted for its
+    IP first; the count must be given back, or the IP is locked out."""
+    a = identify("A")
+    src = "127.0.0.9"
+    f = relay(ferry, a.addr, args=["--" + limit.replace("_", "-"), "1", "--maxconn-per-ip", "3",
+                                   "--threads", "2"])
+    holder, o = held(f, clients, source=src)
+    assert o == "ID:A", o
+    got = collections.Counter(outcome(c) for c in open_many(f, 3, clients, source=src))
+    assert got == {"closed": 3}, "--%s 1 with one session held: %s" % (limit, dict(got))
+    # The IP has one session: a refusal that kept its per-IP count would
+    # make the third say maxconn_per_ip (1 held + 2 leaked + itself > 3).
+    ss = limit_lines(f, 3)
+    assert len(ss) == 3 and all(s.get("limit") == limit for s in ss), "expected 3 lines end=limit " \
+        "limit=%s (maxconn_per_ip: a refusal leaked its per-IP count):\n%s" % (limit, f.log())
+    for c in clients:
+        c.close()
+    assert f.wait_sessions(4) and a.wait_active(0, scaled(3)) == 0
+    assert f.wait_sessions(1, pred=lambda s: s.get("end") == "client_closed"), "the held session was not logged"
+    # Sessions one at a time (the limit is 1): a leak of up to 2 would still
+    # let them through, so this catches only a bigger one.
+    for i in range(3):
+        before = len(f.sessions())
+        try:
+            hello_closed(f, before, source=src)
+        except (AssertionError, OSError) as e:
+            raise AssertionError("new session %d of 3 from %s refused after all closed (leaked per-IP "
+                                 "count?): %s\n%s" % (i + 1, src, e, f.log()[-2000:]))
+
+
+@pytest.mark.deadline(40)
 @pytest.mark.parametrize("rate,burst", [(2, 4), (3, None)], ids=["rate2-burst4", "rate3-default-burst"])
 def test_rate_per_ip_with_burst(ferry, identify, clients, rate, burst):
     a = identify("A")

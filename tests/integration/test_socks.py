@@ -477,6 +477,34 @@ def test_reply_04_for_nxdomain(socks, dns, identify):
 
 
 @pytest.mark.deadline(30)
+def test_abandoned_lookups_are_capped(socks, dns, identify):
+    """Finding 7: a client that asks for a stalled name and resets keeps a
+    DNS query running to its timeout. --resolve-max-inflight 4 allows one
+    such abandoned query per thread; the next name is refused at once with
+    0x04 (end=resolve_limit, counted in a warning), a literal still works."""
+    up = identify("A")
+    f = socks("--resolve-max-inflight", "4", "--resolve-timeout", "3s", "--threads", "1")
+    s = f.connect()
+    assert s5_greet(s, (0,)) == 0
+    s.sendall(s5_req(1, "a.stall.ferry.test", up.port))
+    assert peers.wait_until(lambda: any("a.stall" in n for n in dns.names_queried()), scaled(3))
+    peers.set_linger0(s)        # a FIN is a half-close; a reset ends the session
+    s.close()
+    session_for(f, lambda x: x.get("end") == "client_reset", "the abandoned lookup")
+    t0 = time.monotonic()
+    s, rep, _, _ = s5_open(f, "b.stall.ferry.test", up.port)
+    assert rep == 4, "a lookup over the cap should get 0x04 at once, got %#04x" % rep
+    assert time.monotonic() - t0 < scaled(1), "the refusal waited for DNS"
+    expect_closed(s, scaled(3), "after the 0x04 reply")
+    sess = session_for(f, lambda x: "b.stall" in x.get("dest", ""), "the refused lookup")
+    assert sess.get("end") == "resolve_limit", sess["_line"]
+    assert not any("b.stall" in n for n in dns.names_queried()), "the refused name was sent to DNS"
+    assert "DNS lookups refused: 1 so far" in f.log(), f.log()[-2000:]
+    s = s5_connect_ok(f, "127.0.0.1", up.port)
+    echo_ok(s, "A")
+
+
+@pytest.mark.deadline(30)
 def test_stalled_dns_does_not_block_others_and_times_out_with_04(socks, identify):
     up = identify("A")
     f = socks("--resolve-timeout", "1500ms", "--threads", "1")
@@ -639,8 +667,39 @@ def test_allow_anonymous(socks, identify):
 
 
 @pytest.mark.deadline(20)
-@pytest.mark.parametrize("user,pw", [(USER, "wrong"), ("bob", PASS), (USER, PASS + "x"), (USER, "")],
-                         ids=["wrong-pass", "unknown-user", "longer-pass", "empty-pass"])
+def test_allow_anonymous_still_picks_userpass_when_both_offered(socks, identify):
+    """--allow-anonymous must not let a client that offers both methods skip
+    the password: 05 02 00 02 gets 0x02, a good password is logged as the
+    user, a wrong one is refused and closed."""
+    up = identify("A")
+    f = socks("--user", "%s:%s" % (USER, PASS), "--allow-anonymous")
+    s = f.connect()
+    assert s5_greet(s, (0, 2)) == 2, "with users and --allow-anonymous, NO AUTH + USER/PASS must get 0x02"
+    assert s5_auth(s, USER, PASS) == 0, "good credentials refused"
+    s.sendall(s5_req(1, "127.0.0.1", up.port))
+    assert s5_reply(s)[0] == 0
+    echo_ok(s, "A")
+    s.close()
+    line = session_for(f, lambda x: x.get("end") == "client_closed", "the authenticated session")
+    assert line.get("user") == USER, "session not logged as %s: %s" % (USER, line["_line"])
+    s = f.connect()
+    assert s5_greet(s, (0, 2)) == 2
+    assert s5_auth(s, USER, "wrong") != 0, "wrong password accepted after a greeting that also offered NO AUTH"
+    expect_closed(s, scaled(3), "after auth failure")
+    assert up.accepted == 1
+
+
+# Same-length wrong passwords: only the byte compare can refuse them (a
+# length check alone would not).
+SAME_LEN_FIRST = chr(ord(PASS[0]) ^ 1) + PASS[1:]
+SAME_LEN_LAST = PASS[:-1] + chr(ord(PASS[-1]) ^ 1)
+
+
+@pytest.mark.deadline(20)
+@pytest.mark.parametrize("user,pw", [(USER, "wrong"), ("bob", PASS), (USER, PASS + "x"), (USER, ""),
+                                     (USER, SAME_LEN_FIRST), (USER, SAME_LEN_LAST)],
+                         ids=["wrong-pass", "unknown-user", "longer-pass", "empty-pass",
+                              "same-len-first-byte", "same-len-last-byte"])
 def test_bad_credentials_rejected_and_closed(socks, identify, user, pw):
     up = identify("A")
     f = socks("--user", "%s:%s" % (USER, PASS), "--user", "carol:other")

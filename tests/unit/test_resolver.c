@@ -4,7 +4,8 @@
  * Fake zone: v4v6.test (2 A + 2 AAAA), v4.test (A only), v6.test (AAAA
  * only), ttl0.test (A, TTL 0), ttl1.test (A, TTL 1), other.test (A),
  * many.test (10 A + 10 AAAA), tcp.test (A, but truncated over UDP so c-ares
- * retries over TCP on the same port), blackhole.test (never answered);
+ * retries over TCP on the same port), blackhole.test and *.blackhole.test
+ * (never answered);
  * everything else is NXDOMAIN.
  * Every test is bounded by a guard timer; alarm() is the last resort.
  */
@@ -154,7 +155,9 @@ static size_t fake_reply(struct fake_dns *d, const uint8_t *q, size_t len, uint8
     d->total++;
     if (idx < 0) d->nx++;
     else d->hits[idx]++;
-    if (!strcmp(name, "blackhole.test")) return 0;
+    size_t nlen = strlen(name), sfx = sizeof(".blackhole.test") - 1;
+    if (!strcmp(name, "blackhole.test") ||
+        (nlen > sfx && !strcmp(name + nlen - sfx, ".blackhole.test"))) return 0;
     memcpy(out, q, qend + 4);                       /* header + question */
     int truncate = !tcp && !strcmp(name, "tcp.test");
     size_t o = idx >= 0 && !truncate ? fake_answers(name, type, out, qend + 4, &an) : qend + 4;
@@ -843,6 +846,111 @@ static void test_free_from_callback(void **state)
     assert_int_equal(pending[0].calls + pending[1].calls, 0);
 }
 
+static struct resolver *new_capped_resolver(struct fixture *fx, unsigned timeout_ms, unsigned max_inflight,
+                                            unsigned max_detached)
+{
+    struct resolver_opts o = { .servers = fx->servers, .timeout_ms = timeout_ms,
+                               .max_inflight = max_inflight, .max_detached = max_detached };
+    char err[256] = "";
+    struct resolver *r = resolver_new(fx->loop, &o, err, sizeof(err));
+    if (!r) fail_msg("resolver_new: %s", err);
+    return r;
+}
+
+static void assert_stats(const struct resolver *r, size_t inflight, size_t detached, uint64_t refused)
+{
+    struct resolver_stats st;
+    resolver_get_stats(r, &st);
+    assert_int_equal(st.inflight, inflight);
+    assert_int_equal(st.detached, detached);
+    assert_int_equal(st.refused, refused);
+}
+
+/* Finding 7: cancelled lookups of a server that never answers stay with
+ * c-ares until its timeout. N of them fill the detached cap: lookup N+1 is
+ * refused (RESOLVER_BUSY, from the loop, counted), while literals still
+ * answer; what c-ares holds never exceeds the cap; once c-ares lets go,
+ * lookups are accepted again. */
+static void test_detached_lookups_capped(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 4 };
+    struct result rs[N + 2];
+    char name[64];
+    resolver_free(fx->r);
+    fx->r = new_capped_resolver(fx, TIMEOUT_MS, 100, N);
+
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "a%d.blackhole.test", i);
+        resolver_cancel(lookup(fx, name, 80, RESOLVER_PREFER_IPV4, &rs[i]));
+    }
+    assert_stats(fx->r, N, N, 0);
+    lookup(fx, "b.blackhole.test", 80, RESOLVER_PREFER_IPV4, &rs[N]);
+    lookup(fx, "192.0.2.9", 80, RESOLVER_PREFER_IPV4, &rs[N + 1]);
+    assert_stats(fx->r, N, N, 1);
+    run_until(fx, 2, 1000);
+    assert_failed_once(&rs[N], RESOLVER_BUSY);
+    assert_ok_once(&rs[N + 1], 1);
+    for (int i = 0; i < N; i++) assert_int_equal(rs[i].calls, 0);
+    assert_string_equal(resolver_strerror(RESOLVER_BUSY), "too many DNS lookups in flight");
+
+    run_until_idle(fx, 3 * TIMEOUT_MS + SLACK_MS);     /* c-ares times them out */
+    assert_int_equal(resolver_outstanding(fx->r), 0);
+    assert_stats(fx->r, 0, 0, 1);
+    lookup(fx, "v4.test", 80, RESOLVER_PREFER_IPV4, &rs[0]);
+    run_until(fx, fx->done + 1, 2000);
+    assert_ok_once(&rs[0], 1);
+}
+
+/* Lookups a user still waits for count against max_inflight; a timed-out
+ * one becomes detached. Every refusal is counted. */
+static void test_inflight_lookups_capped(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 3 };
+    struct result rs[N + 2];
+    char name[64];
+    resolver_free(fx->r);
+    fx->r = new_capped_resolver(fx, TIMEOUT_MS, N, N);
+
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "c%d.blackhole.test", i);
+        lookup(fx, name, 80, RESOLVER_PREFER_IPV4, &rs[i]);
+    }
+    lookup(fx, "v4.test", 80, RESOLVER_PREFER_IPV4, &rs[N]);
+    lookup(fx, "v6.test", 80, RESOLVER_PREFER_IPV4, &rs[N + 1]);
+    assert_stats(fx->r, N, 0, 2);
+    run_until(fx, 2, 1000);
+    assert_failed_once(&rs[N], RESOLVER_BUSY);
+    assert_failed_once(&rs[N + 1], RESOLVER_BUSY);
+    assert_int_equal(fake_hits(&fx->dns, "v4.test") + fake_hits(&fx->dns, "v6.test"), 0);
+
+    run_until(fx, N + 2, TIMEOUT_MS + SLACK_MS);      /* our deadline: detached now */
+    for (int i = 0; i < N; i++) assert_failed_once(&rs[i], RESOLVER_TIMEOUT);
+    struct resolver_stats st;
+    resolver_get_stats(fx->r, &st);
+    assert_true(st.inflight <= N && st.detached == st.inflight);
+    run_until_idle(fx, 3 * TIMEOUT_MS + SLACK_MS);
+    assert_stats(fx->r, 0, 0, 2);
+}
+
+/* The defaults: 1024 in flight, a quarter of them detached. */
+static void test_default_caps(void **state)
+{
+    struct fixture *fx = *state;
+    enum { N = 1024 / 4 };
+    static struct result rs[N + 1];
+    char name[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "d%d.blackhole.test", i);
+        resolver_cancel(lookup(fx, name, 80, RESOLVER_PREFER_IPV4, &rs[i]));
+    }
+    lookup(fx, "e.blackhole.test", 80, RESOLVER_PREFER_IPV4, &rs[N]);
+    assert_stats(fx->r, N, N, 1);
+    run_until(fx, 1, 1000);
+    assert_failed_once(&rs[N], RESOLVER_BUSY);
+}
+
 static void test_bad_servers(void **state)
 {
     struct fixture *fx = *state;
@@ -904,6 +1012,9 @@ int main(void)
         T(test_free_with_outstanding),
         T(test_free_after_timeout),
         T(test_free_from_callback),
+        T(test_detached_lookups_capped),
+        T(test_inflight_lookups_capped),
+        T(test_default_caps),
         T(test_bad_servers),
         T(test_strerror),
     };
