@@ -223,14 +223,10 @@ static int op_create(void *ctx, const struct api_proxy_req *req, char *err, size
     struct api_ctl *c = ctx;
     struct net_addr la;
     struct host_port up;
-    if (strlen(req->name) >= sizeof(((struct listener_cfg *)0)->name)) {
-        snprintf(err, errlen, "bad request body: name: at most %zu bytes",
-                 sizeof(((struct listener_cfg *)0)->name) - 1);
-        return 400;
-    }
-    /* The name is logged as listener=NAME on every session line. */
-    if (!log_is_clean(req->name)) {
-        snprintf(err, errlen, "bad request body: name: printable ASCII only, without spaces or '='");
+    /* The config file's rule: the name is logged as listener=NAME on every
+     * session line and is one segment of /proxies/NAME. */
+    if (!cfg_name_ok(req->name)) {
+        snprintf(err, errlen, "bad request body: name: use 1-%d letters, digits, '-', '_' or '.'", CFG_NAME_MAX);
         return 400;
     }
     if (parse_listen(req->listen && req->listen[0] ? req->listen : "127.0.0.1:0", &la, err, errlen) < 0 ||

@@ -684,6 +684,17 @@ const struct opt_def opt_table[] = {
     { NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 };
 
+int cfg_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CFG_NAME_MAX) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
+
 int opt_is_secret(const struct opt_def *o)
 {
     return o->parse == parse_user || o->parse == parse_password || o->parse == parse_key;

@@ -37,6 +37,12 @@ struct opt_def {
 
 extern const struct opt_def opt_table[];
 
+/* Listener and group names, in the config file and through the API: 1 to
+ * CFG_NAME_MAX letters, digits, '-', '_' or '.', so a name is one token in
+ * a log line's key=value and one segment of an API path. */
+#define CFG_NAME_MAX 31
+int cfg_name_ok(const char *s);
+
 const struct opt_def *opt_find_long(const char *name);
 /* 1 if the option's value is a password or key (blanked in argv once read). */
 int opt_is_secret(const struct opt_def *o);

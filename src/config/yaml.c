@@ -243,17 +243,6 @@ void yc_unknown_key(struct yc *c, const yaml_node_t *k, const char *key, const c
     else yc_err(c, k, "unknown key '%.80s' in %s", key, where);
 }
 
-int yc_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > YC_NAME_MAX) return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.'))
-            return 0;
-    return 1;
-}
-
 /* ---- applying values ---- */
 
 int yc_opt_repeatable(const struct opt_def *o)

@@ -197,9 +197,9 @@ static void load_group_map(struct yc *c, struct upstream_group_cfg *g, const yam
 static void load_group(struct yc *c, const yaml_node_t *k, const char *name, const yaml_node_t *v,
                        struct upstream_group_cfg *g)
 {
-    if (!yc_name_ok(name) || strchr(name, ':'))
+    if (!cfg_name_ok(name) || strchr(name, ':'))
         yc_err(c, k, "upstream group name '%.80s': use 1-%d letters, digits, '-', '_' or '.'", name,
-               YC_NAME_MAX);
+               CFG_NAME_MAX);
     snprintf(g->name, sizeof(g->name), "%s", name);
     set_defaults(c, yk_group_keys, g);
     if (v->type == YAML_SEQUENCE_NODE || v->type == YAML_SCALAR_NODE) {

@@ -18,7 +18,6 @@
 #define YC_MAX_GROUPS 256
 #define YC_MAX_ERRORS 100          /* stored and printed; more are only counted */
 #define YC_NODE_BUDGET 1000000     /* node visits: aliases can make a small file a huge tree */
-#define YC_NAME_MAX 31             /* listener and group names */
 
 struct yc_diag {
     unsigned long line, col;       /* 1-based */
@@ -98,7 +97,6 @@ const char *yc_suggest(const char *name, const char *const *cands);
 /* "unknown key 'x' in WHERE (did you mean 'y'?)". cands: NULL-terminated. */
 void yc_unknown_key(struct yc *c, const yaml_node_t *k, const char *key, const char *where,
                     const char *const *cands);
-int yc_name_ok(const char *s);
 
 /* Applies a table option from a scalar, or each item of a list when the
  * option is repeatable. l is NULL for global options. */

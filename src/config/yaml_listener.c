@@ -36,8 +36,8 @@ static void listener_name(struct yc *c, const yaml_node_t *map, struct listener_
     if (!v) {
         yc_err(c, map, "listener #%zu: missing 'name'", idx + 1);
     } else if ((s = yc_scalar(c, v, "name"))) {
-        if (yc_name_ok(s)) snprintf(l->name, sizeof(l->name), "%s", s);
-        else yc_err(c, v, "name: '%.80s': use 1-%d letters, digits, '-', '_' or '.'", s, YC_NAME_MAX);
+        if (cfg_name_ok(s)) snprintf(l->name, sizeof(l->name), "%s", s);
+        else yc_err(c, v, "name: '%.80s': use 1-%d letters, digits, '-', '_' or '.'", s, CFG_NAME_MAX);
     }
 }
 

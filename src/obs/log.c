@@ -34,13 +34,6 @@ void log_sanitize(char *dst, size_t dstlen, const char *src)
     dst[i] = '\0';
 }
 
-int log_is_clean(const char *s)
-{
-    for (; *s; s++)
-        if (!log_char_ok((unsigned char)*s)) return 0;
-    return 1;
-}
-
 /* Writes the whole line or gives up: logging must never block the loop for
  * long nor fail the caller. */
 static void write_line(const char *buf, size_t len)

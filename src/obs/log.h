@@ -27,8 +27,6 @@ void log_set_level(int level);
 /* Copies src for a log field: bytes outside printable ASCII, spaces and '='
  * become '?', so a client-supplied name cannot forge fields or lines. */
 void log_sanitize(char *dst, size_t dstlen, const char *src);
-/* 1 if log_sanitize would copy s unchanged (a name safe to log as is). */
-int log_is_clean(const char *s);
 
 /* Timestamped line: "<ISO-8601 UTC> <level> <message>\n". */
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

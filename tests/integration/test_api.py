@@ -97,17 +97,21 @@ def test_proxy_errors_have_toxiproxys_shapes(ferry):
     assert call(f, "DELETE", "/proxies/a")[0] == 404
 
 
-def test_proxy_name_that_would_forge_log_fields_is_refused(ferry):
-    """A proxy's name is logged as listener=NAME on each session line: a
-    newline, space or '=' in it would forge lines or fields (issue #20, 8)."""
+def test_proxy_names_follow_the_config_files_rule(ferry):
+    """A proxy's name is logged as listener=NAME on each session line and is
+    one segment of /proxies/NAME: a newline, space or '=' in it would forge
+    lines or fields, a '/' would make it unreachable. The API takes the
+    config file's rule: 1-31 of [A-Za-z0-9._-] (issues #20 8, #16 2)."""
     f = api_start(ferry)
-    bad = ("a\nX info fake=1", "a b", "a=b")
+    bad = ("a\nX info fake=1", "a b", "a=b", "a/b", "a:b", "", "n" * 32, "caf\u00e9")
     for name in bad:
         st, body = call(f, "POST", "/proxies", {"name": name, "upstream": "127.0.0.1:1"})
-        assert st == 400 and "name" in body["error"], (name, st, body)
+        assert st == 400 and body == {"error": body["error"], "status": 400} and "name" in body["error"], \
+            (name, st, body)
     assert not set(bad) & set(call(f, "GET", "/proxies")[1])
-    st, _ = call(f, "POST", "/proxies", {"name": "a.b-c_d:1", "upstream": "127.0.0.1:1"})
-    assert st == 201
+    for name in ("a.b-c_d", "N" * 31):
+        st, _ = call(f, "POST", "/proxies", {"name": name, "upstream": "127.0.0.1:1"})
+        assert st == 201, name
 
 
 def test_toxic_errors_have_toxiproxys_shapes(ferry):
