@@ -165,15 +165,16 @@ analyze:
 	    > $(BUILD)/clang-tidy.log 2>&1 \
 	  || { grep -v 'warnings\? generated\.$$' $(BUILD)/clang-tidy.log; echo "clang-tidy: findings above"; exit 1; }
 
-# proto/, buf/, crypto/, policy/ and the sans-I/O stage modules are pure:
-# no sockets, no loop.
+# proto/, buf/, crypto/, policy/, the balancer algorithms and the sans-I/O
+# stage modules are pure: no sockets, no loop.
 PURE_STAGE := $(foreach m,pcap_tcp capfilter hexdump toxq toxic,src/stage/$(m).c src/stage/$(m).h)
 SHELL_SCRIPTS := .ci/run scripts/install-deps bench/compare.sh bench/profile.sh bench/peers.sh \
                  tests/unit/vectors/ss_libev_interop.sh
 lint:
 	shellcheck -S warning $(SHELL_SCRIPTS)
 	@! grep -nE '#include <(sys/socket|sys/epoll|netinet/in)\.h>|#include "core/loop\.h"' \
-	    src/proto/*.[ch] src/buf/*.[ch] src/crypto/*.[ch] src/policy/*.[ch] $(PURE_STAGE) 2>/dev/null \
+	    src/proto/*.[ch] src/buf/*.[ch] src/crypto/*.[ch] src/policy/*.[ch] src/upstream/balancer.[ch] \
+	    $(PURE_STAGE) 2>/dev/null \
 	  || (echo "lint: pure module includes I/O headers" && false)
 
 clean:

@@ -140,8 +140,9 @@ void admit_release(struct wlistener *wl, const struct net_addr *peer, int counte
 
 /* A refused SOCKS client is told so in its protocol, which takes its first
  * byte (the version). Usually it is already there; if not, the fd is held
- * for at most REFUSE_WAIT_MS, by at most REFUSE_MAX_HELD per worker so a
- * flood of refused clients costs almost nothing, then closed. */
+ * for at most REFUSE_WAIT_MS, by at most REFUSE_MAX_HELD in the whole
+ * process (one counter for all workers) so a flood of refused clients costs
+ * almost nothing, then closed. */
 #define REFUSE_WAIT_MS 500
 #define REFUSE_MAX_HELD 1024
 

@@ -588,7 +588,7 @@ void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end en
     enter_flushing(s, end);
 }
 
-/* Re-evaluates interest after a state change made outside sess_pump(). */
+/* Re-evaluates interest after a state change made outside sess_pump_ex(). */
 void sess_kick(struct session *s)
 {
     sess_pump_ex(s, 0);
