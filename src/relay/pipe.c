@@ -138,7 +138,7 @@ static int half_transform(struct half *h, struct pump_ctx *c)
     if (h->codec->process(h->codec_state, has_input ? buf_rptr(h->raw) : NULL, has_input ? buf_len(h->raw) : 0, &used,
                           buf_wptr(h->buf), buf_room(h->buf), &made) < 0)
         return -1;
-    if (used) buf_consumed(h->raw, (uint32_t)used);
+    if (has_input) buf_consumed(h->raw, (uint32_t)used);
     buf_produced(h->buf, (uint32_t)made);
     if (h->codec->counts_output) {
         h->bytes += made;
