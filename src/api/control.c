@@ -101,20 +101,12 @@ void api_ctl_free(struct api_ctl *c)
 
 /* ---- parsing what the client sent ---- */
 
-/* "HOST:PORT" with an IP literal, "localhost:PORT" (loopback, as toxiproxy
- * clients write it) or ":PORT"; port 0 picks a free port. 0 or -1. */
+/* What -l takes (net_addr_parse: an IP literal, localhost or ":PORT"); port
+ * 0 picks a free port. 0 or -1. */
 static int parse_listen(const char *s, struct net_addr *a, char *err, size_t errlen)
 {
-    struct host_port hp;
     char e[200];
-    if (host_port_parse(s, &hp, 1, e, sizeof(e)) < 0) goto bad;
-    if (strcmp(hp.host, "localhost") == 0) snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
-    if (net_addr_from_literal(hp.host, hp.port, a) < 0) {
-        snprintf(e, sizeof(e), "'%.100s': the host must be an IP address or localhost", s);
-        goto bad;
-    }
-    return 0;
-bad:
+    if (net_addr_parse(s, a, e, sizeof(e)) == 0) return 0;
     snprintf(err, errlen, "bad request body: listen: %s", e);
     return -1;
 }

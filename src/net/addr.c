@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int parse_port(const char *s, uint16_t *port, int allow0)
 {
@@ -85,8 +86,12 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
 {
     struct host_port hp;
     if (host_port_parse(s, &hp, 1, err, errlen) < 0) return -1;
+    /* Typed by habit (toxiproxy's examples use it). Fixed to 127.0.0.1, not
+     * looked up: a listener must not move with /etc/hosts, and a name that
+     * also means ::1 would be two sockets behind one address. */
+    if (strcasecmp(hp.host, "localhost") == 0) snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
     if (net_addr_from_literal(hp.host, hp.port, out) < 0) {
-        snprintf(err, errlen, "'%.80s': host must be an IP address here", s);
+        snprintf(err, errlen, "'%.80s': host must be an IP address or localhost here", s);
         return -1;
     }
     return 0;

@@ -39,7 +39,8 @@ int host_port_parse(const char *s, struct host_port *out, int allow_port0, char 
  * a literal. Empty host means the IPv4 wildcard. */
 int net_addr_from_literal(const char *host, uint16_t port, struct net_addr *out);
 
-/* HOST:PORT with a literal host only (listen addresses). */
+/* HOST:PORT with a literal host, or localhost (= 127.0.0.1 only, never
+ * resolved): listen and API addresses. */
 int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen);
 
 void net_addr_from_sockaddr(struct net_addr *out, const struct sockaddr *sa, socklen_t len);

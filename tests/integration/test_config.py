@@ -303,3 +303,23 @@ def test_ss_json_errors(workdir):
     assert "%s:2:2: 'plugin': SIP003 plugins are not supported" % path in err, err
     assert "%s:2:28: unknown key 'passwd' in a shadowsocks-libev config (did you mean 'password'?)" % path \
         in err, err
+
+
+# --------------------------------------------------------------------------
+# addresses
+
+
+@pytest.mark.deadline(30)
+def test_localhost_listens_on_127_0_0_1_everywhere(ferry, workdir):
+    """localhost:PORT, as toxiproxy users type it, is 127.0.0.1:PORT for -l,
+    --api and the config file alike (the API's `listen` took it already)."""
+    port, api = free_port(), free_port()
+    f = ferry("socks", "-l", "localhost:%d" % port, "--api", "LOCALHOST:%d" % api, listen=("127.0.0.1", port))
+    assert "socks listening on 127.0.0.1:%d" % port in f.log(), f.log()
+    assert peers.wait_until(lambda: "api listening on 127.0.0.1:%d" % api in f.log(), scaled(5)), f.log()
+    path = write(workdir, "lh.yaml", "api: localhost:%d\nlisteners:\n"
+                 "  - {name: s, mode: socks, listen: \"localhost:%d\"}\n" % (free_port(), free_port()))
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 0, r.stderr.decode()
+    r = run_ferry("socks", "-l", "example.com:1080")
+    assert r.returncode == 2 and b"host must be an IP address or localhost" in r.stderr, r.stderr
