@@ -147,6 +147,20 @@ const struct health_cfg *cfg_effective_health(const struct listener_cfg *l);
 int cfg_socks_front(const struct listener_cfg *l);
 unsigned cfg_effective_balance(const struct listener_cfg *l);
 
+/* The first of l's listen addresses [0, n) that clashes with a
+ * (net_addr_overlap), or NULL. */
+const struct net_addr *cfg_listen_clash(const struct listener_cfg *l, size_t n, const struct net_addr *a);
+/* The one wording for a clash, wherever it is found (-l, the config file,
+ * --api, the HTTP API): "A is listed twice", "A overlaps B, listed before"
+ * (owner NULL: the same listener), "A is also used by OWNER", "A overlaps B
+ * of OWNER" (OWNER e.g. "listener 'web'"). */
+void cfg_clash_text(const struct net_addr *a, const struct net_addr *had, const char *owner, char *err,
+                    size_t errlen);
+/* -1 with "server 'SPEC' is listed twice" when u's host (any case) and
+ * port are in list[0, n): -u and the config file's servers alike. */
+int cfg_upstream_unique(const struct upstream_cfg *list, size_t n, const struct upstream_cfg *u,
+                        const char *spec, char *err, size_t errlen);
+
 void cfg_free(struct ferry_cfg *c);
 /* Checks a listener once all its options are in (CLI or config file):
  * required options, mode-specific defaults (destination policy for public

@@ -129,11 +129,10 @@ static int add_server(struct yc *c, struct upstream_group_cfg *g, const yaml_nod
         return -1;
     }
     const struct upstream_cfg *u = &c->scratch->upstreams[0];
-    for (size_t i = 0; i < g->nservers; i++)
-        if (g->servers[i].hp.port == u->hp.port && strcasecmp(g->servers[i].hp.host, u->hp.host) == 0) {
-            yc_err(c, at, "server '%.80s' is listed twice", spec);
-            return -1;
-        }
+    if (cfg_upstream_unique(g->servers, g->nservers, u, spec, why, sizeof(why)) < 0) {
+        yc_err(c, at, "%s", why);
+        return -1;
+    }
     g->servers[g->nservers++] = *u;
     return 0;
 }

@@ -154,6 +154,22 @@ int net_addr_equal(const struct net_addr *a, const struct net_addr *b)
     return la == lb && memcmp(ia, ib, la) == 0 && net_addr_port(a) == net_addr_port(b);
 }
 
+static int is_wildcard(const struct net_addr *a)
+{
+    size_t n;
+    const uint8_t *ip = net_addr_ip(a, &n);
+    for (size_t i = 0; i < n; i++)
+        if (ip[i]) return 0;
+    return 1;
+}
+
+int net_addr_overlap(const struct net_addr *a, const struct net_addr *b)
+{
+    if (a->u.sa.sa_family != b->u.sa.sa_family || net_addr_port(a) == 0 || net_addr_port(a) != net_addr_port(b))
+        return 0;
+    return net_addr_equal(a, b) || is_wildcard(a) || is_wildcard(b);
+}
+
 void host_port_format(const char *host, uint16_t port, char *out, size_t len)
 {
     snprintf(out, len, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);

@@ -323,3 +323,40 @@ def test_localhost_listens_on_127_0_0_1_everywhere(ferry, workdir):
     assert r.returncode == 0, r.stderr.decode()
     r = run_ferry("socks", "-l", "example.com:1080")
     assert r.returncode == 2 and b"host must be an IP address or localhost" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["relay", "-l", "127.0.0.1:{p}", "-u", "127.0.0.1:1", "-u", "127.0.0.1:1"],
+     "--upstream: server '127.0.0.1:1' is listed twice"),
+    (["relay", "-l", "127.0.0.1:{p}", "-u", "127.0.0.1:1", "-u", "LOCALHOST:1,weight=2", "-u", "localhost:1"],
+     "--upstream: server 'localhost:1' is listed twice"),
+    (["relay", "-l", "127.0.0.1:{p}", "-l", "localhost:{p}", "-u", "127.0.0.1:1"],
+     "--listen: 127.0.0.1:{p} is listed twice"),
+    (["relay", "-l", "0.0.0.0:{p}", "-l", "127.0.0.1:{p}", "-u", "127.0.0.1:1"],
+     "--listen: 127.0.0.1:{p} overlaps 0.0.0.0:{p}, listed before"),
+    (["socks", "-l", "127.0.0.1:{p}", "--api", "127.0.0.1:{p}"],
+     "--api 127.0.0.1:{p} is also used by listener 'socks'"),
+])
+def test_command_line_refuses_what_the_file_refuses(args, msg):
+    """The same server or listen address twice is refused on the command
+    line as in the file (one check, in the option table), naming what
+    already has it, before anything is bound."""
+    p = free_port()
+    r = run_ferry(*[a.format(p=p) for a in args])
+    assert r.returncode == 2, r.stderr.decode()
+    assert r.stderr.decode() == "ferry: %s\n" % msg.format(p=p)
+
+
+def test_check_listen_clashes(workdir):
+    p = free_port()
+    path = write(workdir, "clash.yaml", """\
+listeners:
+  - {name: a, mode: socks, listen: ["127.0.0.1:%d", "localhost:%d"]}
+  - {name: b, mode: relay, listen: "0.0.0.0:%d", upstream: ["127.0.0.1:1", "127.0.0.1:1"], open: true}
+""".replace("open: true}", "}") % (p, p, p))
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1
+    got = [(l, m) for l, _, m in diags(r.stderr, path)]
+    assert got == [(2, "listen: 127.0.0.1:%d is listed twice" % p),
+                   (3, "listen: 0.0.0.0:%d overlaps 127.0.0.1:%d of listener 'a'" % (p, p)),
+                   (3, "server '127.0.0.1:1' is listed twice")], r.stderr.decode()

@@ -312,6 +312,36 @@ static void test_from_sockaddr(void **state)
     assert_int_equal(net_addr_port(&a), 4242);
 }
 
+/* Clashing listen addresses: same port and family, and the same IP or a
+ * wildcard; port 0 never (each picks its own); v4 and v6 never (v6-only). */
+static void test_overlap(void **state)
+{
+    static const struct {
+        const char *a, *b;
+        int clash;
+    } cases[] = {
+        { "127.0.0.1:80", "127.0.0.1:80", 1 },
+        { "127.0.0.1:80", "localhost:80", 1 },
+        { "0.0.0.0:80", "127.0.0.1:80", 1 },
+        { "10.0.0.1:80", ":80", 1 },
+        { "[::]:80", "[::1]:80", 1 },
+        { "127.0.0.1:80", "127.0.0.2:80", 0 },
+        { "127.0.0.1:80", "127.0.0.1:81", 0 },
+        { "0.0.0.0:0", "0.0.0.0:0", 0 },
+        { "0.0.0.0:80", "[::]:80", 0 },
+        { "127.0.0.1:80", "[::1]:80", 0 },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct net_addr a, b;
+        char err[ERRLEN];
+        assert_int_equal(net_addr_parse(cases[i].a, &a, err, sizeof err), 0);
+        assert_int_equal(net_addr_parse(cases[i].b, &b, err, sizeof err), 0);
+        if (net_addr_overlap(&a, &b) != cases[i].clash || net_addr_overlap(&b, &a) != cases[i].clash)
+            fail_msg("%s vs %s: want %d", cases[i].a, cases[i].b, cases[i].clash);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_from_sockaddr),
     };
 
