@@ -360,3 +360,29 @@ listeners:
     assert got == [(2, "listen: 127.0.0.1:%d is listed twice" % p),
                    (3, "listen: 0.0.0.0:%d overlaps 127.0.0.1:%d of listener 'a'" % (p, p)),
                    (3, "server '127.0.0.1:1' is listed twice")], r.stderr.decode()
+
+
+def test_empty_upstream_group_is_an_error_at_the_group(workdir):
+    """`servers: []` is an error where it is written, used or not; the
+    listener naming the group gets no second error with a command-line
+    hint (-u HOST:PORT)."""
+    path = write(workdir, "empty.yaml", """\
+upstreams:
+  web:
+    servers: []
+  db: []
+  unused: {servers: []}
+listeners:
+  - {name: a, mode: relay, listen: "127.0.0.1:%d", upstream: web}
+  - {name: b, mode: relay, listen: "127.0.0.1:%d", upstream: db}
+  - {name: c, mode: relay, listen: "127.0.0.1:%d", upstream: []}
+""" % (free_port(), free_port(), free_port()))
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1
+    assert diags(r.stderr, path) == [
+        (3, 14, "upstream group 'web': no servers"),
+        (4, 7, "upstream group 'db': no servers"),
+        (5, 21, "upstream group 'unused': no servers"),
+        (9, 65, "upstream: no servers"),
+    ], r.stderr.decode()
+    assert b"warning" not in r.stderr and b"-u HOST:PORT" not in r.stderr, r.stderr
