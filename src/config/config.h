@@ -138,6 +138,9 @@ struct ferry_cfg {
     size_t ngroups;
 };
 
+/* Where `ferry socks` listens without -l. */
+#define CFG_SOCKS_LISTEN "127.0.0.1:1080"
+
 extern const char *const cfg_balance_names[];   /* roundrobin, leastconn, source, random2 */
 
 /* What the engine uses for a relay listener: its group's settings when it

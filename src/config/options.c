@@ -603,7 +603,7 @@ unsigned cfg_effective_balance(const struct listener_cfg *l)
 
 const struct opt_def opt_table[] = {
     { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
-      "ADDR", "listen address HOST:PORT, [v6]:PORT or :PORT (repeatable)" },
+      "ADDR", "listen address IP:PORT, [v6]:PORT, :PORT or localhost:PORT (repeatable)" },
     { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_upstream,
       "HOST:PORT[,weight=N][,backup][,maxconn=N]", "upstream server (repeatable)" },
     { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
@@ -872,7 +872,7 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
             snprintf(err, errlen, "%s needs a listen address: -l HOST:PORT", l->name);
             return -1;
         }
-        net_addr_parse("127.0.0.1:1080", &l->listen[l->nlisten++], err, errlen);
+        net_addr_parse(CFG_SOCKS_LISTEN, &l->listen[l->nlisten++], err, errlen);
     }
     if (l->mode == MODE_RELAY && l->nupstreams == 0) {
         snprintf(err, errlen, "relay needs at least one upstream: -u HOST:PORT");

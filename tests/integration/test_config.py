@@ -386,3 +386,35 @@ listeners:
         (9, 65, "upstream: no servers"),
     ], r.stderr.decode()
     assert b"warning" not in r.stderr and b"-u HOST:PORT" not in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------
+# --help
+
+
+def test_help_is_aligned_and_complete():
+    top = run_ferry("--help").stdout.decode()
+    rows = [l for l in top.splitlines() if re.match(r"^  [a-z-]+ +\S", l)]
+    assert len(rows) == 6 and len({re.match(r"^  [a-z-]+ +", l).end() for l in rows}) == 1, top
+    assert "ferry --dump-options" in top, top
+    for mode in ("socks", "relay", "ss-server", "ss-local"):
+        out = run_ferry(mode, "--help").stdout.decode()
+        lines = out.splitlines()
+        assert all(len(l) <= 100 for l in lines), [l for l in lines if len(l) > 100]
+        # option text starts in one column; a flag too long for its column has a line of its own
+        starts = {len(l) - len(l.lstrip()) for l in lines if l.startswith(" " * 41)}
+        assert starts <= {43}, out
+        assert not re.search(r"\) \(default", out), out
+    socks = run_ferry("socks", "--help").stdout.decode()
+    assert re.search(r"--listen ADDR .*\n?.*default 127\.0\.0\.1:1080\)", socks), socks
+    relay = run_ferry("relay", "--help").stdout.decode()
+    assert "(0 =\n" in relay or "(0 = refuse at once; default 1024)" in " ".join(relay.split()), relay
+    assert re.search(r"^  -u, --upstream HOST:PORT\S*\n {43}upstream server", relay, re.M), relay
+
+
+@pytest.mark.parametrize("args,cmd", [(["--bogus"], "socks"), (["relay", "--bogus"], "relay"),
+                                      (["ss-local", "-x"], "ss-local")])
+def test_unknown_option_points_at_the_subcommands_help(args, cmd):
+    r = run_ferry(*args)
+    assert r.returncode == 2
+    assert r.stderr.decode().rstrip().endswith("(see 'ferry %s --help')" % cmd), r.stderr
