@@ -98,9 +98,12 @@ void cli_usage(FILE *out, int mode)
         return;
     }
     if (mode == CLI_HELP_CONFIG) {
-        fprintf(out, "usage: ferry run -c FILE     run the listeners of a YAML config file\n"
-                     "       ferry check -c FILE   validate it: exit 0, or print every error and exit 1\n\n"
-                     "Keys are the long option names; see docs/CONFIG.md or 'ferry --dump-options'.\n");
+        fprintf(out, "usage: ferry run [-c] FILE [OPTIONS]     run the listeners of a YAML config file\n"
+                     "       ferry check [-c] FILE [OPTIONS]   validate it: exit 0, or print every error and exit 1\n\n"
+                     "Keys are the long option names; see docs/CONFIG.md or 'ferry --dump-options'.\n"
+                     "OPTIONS: global options (--log-level, --threads, --api, ...) win over the file's.\n"
+                     "A shadowsocks-libev JSON file is checked as one (run it with ferry ss-server or\n"
+                     "ss-local -c FILE).\n");
         return;
     }
     fprintf(out, "usage: ferry %s [OPTIONS]\n\noptions:\n", mode_name(mode));
@@ -111,7 +114,7 @@ void cli_usage(FILE *out, int mode)
         if (o->modes & mode) usage_option(out, o, mode);
 }
 
-static int add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen)
+int cli_add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen)
 {
     cfg->listeners = calloc(1, sizeof(*cfg->listeners));
     if (!cfg->listeners) {
@@ -128,7 +131,7 @@ static int add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errle
 /* Finds the option for argv[*i] and its value; advances *i past the value.
  * Forms: --name VALUE, --name=VALUE, -x VALUE, -xVALUE. Error messages
  * never quote a value (it may be a password). */
-static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val, int mode,
+static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val, const char *cmd,
                                          char *err, size_t errlen)
 {
     const char *arg = argv[*i];
@@ -145,14 +148,14 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
         }
         if (!o) {
             snprintf(err, errlen, "unknown option '--%.*s' (see 'ferry %s --help')", (int)(n > 40 ? 40 : n), arg + 2,
-                     mode_name(mode));
+                     cmd);
             return NULL;
         }
         if (eq) inline_val = eq + 1;
     } else {
         o = arg[1] ? opt_find_short(arg[1]) : NULL;
         if (!o) {
-            snprintf(err, errlen, "unknown option '-%.1s' (see 'ferry %s --help')", arg + 1, mode_name(mode));
+            snprintf(err, errlen, "unknown option '-%.1s' (see 'ferry %s --help')", arg + 1, cmd);
             return NULL;
         }
         if (arg[2]) inline_val = arg + 2;
@@ -176,7 +179,38 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
     return o;
 }
 
-/* ferry run|check -c FILE: main loads the file (config/check.c). */
+/* A global option after `ferry run|check`: checked now (on a scratch
+ * config) so a bad value fails like any flag, kept to be applied after the
+ * file's options (yaml.c, check.c). */
+static int take_override(int argc, char **argv, int *i, struct ferry_cfg *cfg, const char *cmd, char *err,
+                         size_t errlen)
+{
+    const char *val;
+    char why[400];
+    struct ferry_cfg scratch;
+    const struct opt_def *o = take_option(argc, argv, i, &val, cmd, err, errlen);
+    if (!o) return -1;
+    if (o->scope != SCOPE_GLOBAL) {
+        snprintf(err, errlen, "'--%s' is a listener option: set it in the file (only global options, "
+                 "such as --log-level, go on the command line of 'ferry %s')", o->name, cmd);
+        return -1;
+    }
+    if (cfg->ncli_over == sizeof(cfg->cli_over) / sizeof(cfg->cli_over[0])) {
+        snprintf(err, errlen, "too many options");
+        return -1;
+    }
+    memset(&scratch, 0, sizeof(scratch));
+    if (opt_apply(o, &scratch, NULL, val, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "--%s: %s", o->name, why);
+        return -1;
+    }
+    cfg->cli_over[cfg->ncli_over] = o;
+    cfg->cli_over_val[cfg->ncli_over++] = val;
+    return 0;
+}
+
+/* ferry run|check [-c] FILE [GLOBAL OPTIONS]: main loads the file
+ * (config/check.c). One file: a second one is refused, not merged. */
 static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
                           int *help_mode, char *err, size_t errlen)
 {
@@ -184,20 +218,27 @@ static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli
     *action = strcmp(cmd, "check") == 0 ? CLI_CHECK : CLI_RUN;
     for (int i = 2; i < argc; i++) {
         int n = cfg_config_flag(argv[i]);
+        const char *file = NULL;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             *action = CLI_HELP;
             *help_mode = CLI_HELP_CONFIG;
             return 0;
         }
-        if (n == 0 || (n == 2 && i + 1 == argc)) {
-            snprintf(err, errlen, n ? "option '%s' needs a value (FILE)" : "unexpected argument '%s' "
-                     "(usage: ferry %s -c FILE)", argv[i], cmd);
+        if (n == 2 && i + 1 == argc) {
+            snprintf(err, errlen, "option '%s' needs a value (FILE)", argv[i]);
             return -1;
         }
-        cfg->config_path = n == 1 ? argv[i] + 9 : argv[++i];
+        if (n) file = n == 1 ? argv[i] + 9 : argv[++i];
+        else if (argv[i][0] != '-') file = argv[i];
+        else if (take_override(argc, argv, &i, cfg, cmd, err, errlen) < 0) return -1;
+        if (file && cfg->config_path) {
+            snprintf(err, errlen, "'%s' and '%s': ferry %s takes one config file", cfg->config_path, file, cmd);
+            return -1;
+        }
+        if (file) cfg->config_path = file;
     }
     if (!cfg->config_path || !cfg->config_path[0]) {
-        snprintf(err, errlen, "usage: ferry %s -c FILE", cmd);
+        snprintf(err, errlen, "usage: ferry %s [-c] FILE", cmd);
         return -1;
     }
     return 0;
@@ -222,7 +263,7 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
         *help_mode = mode;
         i++;
     }
-    if (add_listener(cfg, mode, err, errlen) < 0) return -1;
+    if (cli_add_listener(cfg, mode, err, errlen) < 0) return -1;
     struct listener_cfg *l = &cfg->listeners[0];
     if ((mode & MODE_SS) && cfg_ss_argv(argc, argv, i, cfg, l, err, errlen) < 0) return -1;
     for (; i < argc; i++) {
@@ -244,7 +285,7 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
             snprintf(err, errlen, "unexpected argument '%s' (see 'ferry --help')", arg);
             return -1;
         }
-        const struct opt_def *o = take_option(argc, argv, &i, &val, mode, err, errlen);
+        const struct opt_def *o = take_option(argc, argv, &i, &val, mode_name(mode), err, errlen);
         if (!o) return -1;
         if (!(o->modes & mode)) {
             snprintf(err, errlen, "option '--%s' does not apply to '%s'", o->name, mode_name(mode));

@@ -122,6 +122,8 @@ struct listener_cfg {
     size_t ntoxics;
 };
 
+struct opt_def;
+
 struct ferry_cfg {
     unsigned threads;        /* 0 = number of CPUs */
     unsigned global_maxconn; /* sessions of all listeners; 0 = no limit */
@@ -134,6 +136,11 @@ struct ferry_cfg {
     struct listener_cfg *listeners;
     size_t nlisteners;
     const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */
+    /* ferry run/check: global options given on the command line (argv, not
+     * owned), applied after the file's: the command line wins. */
+    const struct opt_def *cli_over[16];
+    const char *cli_over_val[16];
+    size_t ncli_over;
     struct upstream_group_cfg *groups;        /* config file `upstreams:` */
     size_t ngroups;
 };

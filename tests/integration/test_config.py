@@ -143,7 +143,7 @@ def test_check_unreadable_and_usage(workdir):
         assert r.returncode == 2, "ferry %s: rc=%d %s" % (args, r.returncode, r.stderr)
         assert len(r.stderr.decode().splitlines()) == 1, r.stderr
     r = run_ferry("check", "--help")
-    assert r.returncode == 0 and b"ferry check -c FILE" in r.stdout
+    assert r.returncode == 0 and b"ferry check [-c] FILE" in r.stdout
     r = run_ferry("--help")
     assert b"run " in r.stdout and b"check " in r.stdout
 
@@ -155,7 +155,8 @@ def test_run_refuses_bad_config(workdir):
     r = run_ferry("run", "-c", path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.decode().splitlines()
-    assert lines[0].startswith("%s:2:%d: maxconn: 'lots'" % (path, line2.index("lots") + 1)), lines
+    # as every other message of ferry run (check prints them bare, as a compiler)
+    assert lines[0].startswith("ferry: %s:2:%d: maxconn: 'lots'" % (path, line2.index("lots") + 1)), lines
     assert lines[-1] == "ferry: %s: 1 error, not started" % path
 
 
@@ -418,3 +419,69 @@ def test_unknown_option_points_at_the_subcommands_help(args, cmd):
     r = run_ferry(*args)
     assert r.returncode == 2
     assert r.stderr.decode().rstrip().endswith("(see 'ferry %s --help')" % cmd), r.stderr
+
+
+
+# --------------------------------------------------------------------------
+# ferry run|check: the command line
+
+
+SOCKS_YAML = "listeners:\n  - {name: s, mode: socks, listen: \"127.0.0.1:%d\"}\n"
+
+
+@pytest.mark.deadline(30)
+def test_run_takes_a_bare_file_and_global_overrides(ferry, workdir):
+    """`ferry run FILE --log-level debug --threads 1`: FILE as -c FILE, and
+    global options on the command line win over the file's."""
+    port = free_port()
+    path = write(workdir, "g.yaml", "threads: 3\nlog-level: error\n" + SOCKS_YAML % port)
+    f = ferry("run", path, "--log-level", "info", "--threads", "1", listen=("127.0.0.1", port))
+    assert "s listening on 127.0.0.1:%d (1 thread)" % port in f.log(), f.log()
+    r = run_ferry("check", path, "--threads", "2")
+    assert r.returncode == 0 and r.stdout.decode().startswith("%s: ok" % path), r.stderr
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--maxconn", "2"], "'--maxconn' is a listener option: set it in the file"),
+    (["--log-level", "loud"], "--log-level: 'loud': expected quiet"),
+    (["--bogus"], "unknown option '--bogus' (see 'ferry check --help')"),
+    (["-c", "{other}"], "'{path}' and '{other}': ferry check takes one config file"),
+    (["{other}"], "'{path}' and '{other}': ferry check takes one config file"),
+])
+def test_check_command_line_errors(workdir, extra, msg):
+    path = write(workdir, "a.yaml", SOCKS_YAML % free_port())
+    other = write(workdir, "b.yaml", "nonsense: 1\n")
+    r = run_ferry("check", "-c", path, *[a.format(other=other) for a in extra])
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith("ferry: " + msg.format(path=path, other=other)), r.stderr
+
+
+def test_check_recognizes_shadowsocks_libev_json(workdir):
+    """A libev config given to ferry check is checked as one, and says which
+    subcommand runs it; ferry run points there instead of failing on keys."""
+    server = write(workdir, "server.json", json.dumps({
+        "server": "127.0.0.1", "server_port": free_port(), "password": "pw", "method": "aes-256-gcm"}))
+    r = run_ferry("check", "-c", server)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "%s: ok as a shadowsocks-libev config for ss-server (0 warnings): run it with " \
+        "'ferry ss-server -c %s'\n" % (server, server)
+    local = write(workdir, "local.conf", json.dumps({
+        "server": "127.0.0.1", "server_port": 8388, "local_port": free_port(), "password": "pw",
+        "method": "rc4-md5"}))
+    r = run_ferry("check", local)
+    assert r.returncode == 1
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 2 and "method: 'rc4-md5': unknown method" in lines[0], lines
+    assert lines[1] == "%s: 1 error (checked as a shadowsocks-libev config for 'ferry ss-local -c')" % local
+    r = run_ferry("run", server)
+    assert r.returncode == 2
+    assert r.stderr.decode() == "ferry: %s is a shadowsocks-libev config: run it with 'ferry ss-server -c %s'\n" \
+        % (server, server)
+
+
+@pytest.mark.parametrize("args", [["ss-server", "-c"], ["ss-local", "-c"], ["run"], ["run", "-c"]])
+def test_unreadable_file_is_one_line(workdir, args):
+    missing = os.path.join(workdir, "nope.json")
+    r = run_ferry(*args, missing)
+    assert r.returncode == 2
+    assert r.stderr.decode() == "ferry: %s: cannot read: No such file or directory\n" % missing
