@@ -101,20 +101,12 @@ void api_ctl_free(struct api_ctl *c)
 
 /* ---- parsing what the client sent ---- */
 
-/* "HOST:PORT" with an IP literal, "localhost:PORT" (loopback, as toxiproxy
- * clients write it) or ":PORT"; port 0 picks a free port. 0 or -1. */
+/* What -l takes (net_addr_parse: an IP literal, localhost or ":PORT"); port
+ * 0 picks a free port. 0 or -1. */
 static int parse_listen(const char *s, struct net_addr *a, char *err, size_t errlen)
 {
-    struct host_port hp;
     char e[200];
-    if (host_port_parse(s, &hp, 1, e, sizeof(e)) < 0) goto bad;
-    if (strcmp(hp.host, "localhost") == 0) snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
-    if (net_addr_from_literal(hp.host, hp.port, a) < 0) {
-        snprintf(e, sizeof(e), "'%.100s': the host must be an IP address or localhost", s);
-        goto bad;
-    }
-    return 0;
-bad:
+    if (net_addr_parse(s, a, e, sizeof(e)) == 0) return 0;
     snprintf(err, errlen, "bad request body: listen: %s", e);
     return -1;
 }
@@ -130,6 +122,38 @@ static int parse_upstream(const char *s, struct host_port *hp, char *err, size_t
 
 /* ---- starting and stopping ---- */
 
+/* The enabled listener other than p, or the API, that listens where a
+ * would: 0, or -1 with "cannot listen on A: address in use by listener
+ * 'NAME'" in err. Without it the bind check of sock_listen_group would
+ * blame "another process". */
+static int check_own_addr(const struct api_ctl *c, const struct ctl_proxy *p, const struct net_addr *a,
+                          char *err, size_t errlen)
+{
+    char as[NET_ADDR_STRLEN], hs[NET_ADDR_STRLEN], owner[80] = "";
+    const struct net_addr *had = NULL;
+    struct net_addr bound;
+    char e[200];
+    if (c->gcfg->has_api && net_addr_overlap(&c->gcfg->api_addr, a)) {
+        had = &c->gcfg->api_addr;
+        snprintf(owner, sizeof(owner), "the API");
+    }
+    for (size_t i = 0; i < c->n && !had; i++) {
+        const struct ctl_proxy *q = c->p[i];
+        if (q == p || !q->enabled) continue;
+        had = cfg_listen_clash(q->cfg, q->cfg->nlisten, a);
+        /* Port 0 in the config: what was bound is only in the text. */
+        if (!had && net_addr_parse(q->listen, &bound, e, sizeof(e)) == 0 && net_addr_overlap(&bound, a))
+            had = &bound;
+        if (had) snprintf(owner, sizeof(owner), "listener '%s'", q->cfg->name);
+    }
+    if (!had) return 0;
+    net_addr_format(a, as, sizeof(as));
+    net_addr_format(had, hs, sizeof(hs));
+    if (net_addr_equal(a, had)) snprintf(err, errlen, "cannot listen on %s: address in use by %s", as, owner);
+    else snprintf(err, errlen, "cannot listen on %s: address in use by %s (on %s)", as, owner, hs);
+    return -1;
+}
+
 /* Binds every listen address and starts accepting; on failure nothing
  * listens. 0 or 500 with err. */
 static int proxy_start(struct api_ctl *c, struct ctl_proxy *p, char *err, size_t errlen)
@@ -141,7 +165,8 @@ static int proxy_start(struct api_ctl *c, struct ctl_proxy *p, char *err, size_t
         return 500;
     }
     for (size_t j = 0; j < p->cfg->nlisten; j++) {
-        if (sock_listen_group(&p->cfg->listen[j], (int)p->cfg->backlog, c->rt.n, fds, &bound, err, errlen) < 0) {
+        if (check_own_addr(c, p, &p->cfg->listen[j], err, errlen) < 0 ||
+            sock_listen_group(&p->cfg->listen[j], (int)p->cfg->backlog, c->rt.n, fds, &bound, err, errlen) < 0) {
             if (j) rt_stop(&c->rt, p->sh);
             return 500;
         }
@@ -358,6 +383,8 @@ static int op_update(void *ctx, size_t i, const struct api_proxy_req *req, char 
             return 400;
         }
     }
+    /* Refused before anything changes: the listener stays as it was. */
+    if (new_listen && enable && check_own_addr(c, p, &la, err, errlen) < 0) return 500;
     if (new_listen || new_up) {
         int st = retarget(c, p, new_listen ? &la : NULL, new_up ? &up : NULL, req->listen, err, errlen);
         if (st) return st;

@@ -9,11 +9,20 @@
 #include "config/yaml_int.h"
 #include "obs/log.h"
 
-static void emit_stderr(void *arg, int is_error, const char *line)
+/* `ferry check` prints diagnostics bare, as a compiler does; `ferry run`
+ * with the "ferry: " of every other message it prints. */
+static void emit_check(void *arg, int is_error, const char *line)
 {
     (void)arg;
     (void)is_error;
     fprintf(stderr, "%s\n", line);
+}
+
+static void emit_run(void *arg, int is_error, const char *line)
+{
+    (void)arg;
+    (void)is_error;
+    log_plain("%s", line);
 }
 
 static const char *plural(size_t n)
@@ -21,22 +30,72 @@ static const char *plural(size_t n)
     return n == 1 ? "" : "s";
 }
 
+/* A shadowsocks-libev JSON file, checked as `ferry MODE -c FILE` would load
+ * it (plus the command line's global options). 0 or -1; d counts. */
+static int load_ss_json(struct ferry_cfg *cfg, int mode, const char *buf, size_t len, struct cfg_diag *d)
+{
+    char why[512], line[700];
+    const char *key;
+    struct listener_cfg *l;
+    if (cli_add_listener(cfg, mode, why, sizeof(why)) < 0) goto bad;
+    l = &cfg->listeners[0];
+    if (cfg_load_ss_json_buf(cfg->config_path, buf, len, cfg, l, NULL, d) < 0) return -1;
+    if (cfg_listener_finish(l, why, sizeof(why)) < 0 || cfg_global_finish(cfg, &key, why, sizeof(why)) < 0)
+        goto bad;
+    return 0;
+bad:
+    d->errors++;
+    snprintf(line, sizeof(line), "%s: %s", cfg->config_path, why);
+    d->emit(d->arg, 1, line);
+    return -1;
+}
+
+static int check_ss_json(struct ferry_cfg *cfg, int mode, const char *buf, size_t len)
+{
+    struct cfg_diag d = { emit_check, NULL, 0, 0 };
+    const char *path = cfg->config_path, *name = cli_mode_name(mode);
+    if (load_ss_json(cfg, mode, buf, len, &d) == 0)
+        printf("%s: ok as a shadowsocks-libev config for %s (%u warning%s): run it with "
+               "'ferry %s -c %s'\n", path, name, d.warnings, plural(d.warnings), name, path);
+    else
+        fprintf(stderr, "%s: %u error%s (checked as a shadowsocks-libev config for 'ferry %s -c')\n", path,
+                d.errors, plural(d.errors), name);
+    return d.errors ? 1 : 0;
+}
+
 int cfg_file_main(struct ferry_cfg *cfg, int check_only)
 {
-    struct cfg_diag d = { emit_stderr, NULL, 0, 0 };
+    struct cfg_diag d = { check_only ? emit_check : emit_run, NULL, 0, 0 };
     const char *path = cfg->config_path;
-    int rc = cfg_load_file(path, cfg, &d);
-    if (check_only) {
-        if (rc == 0)
+    char why[256];
+    size_t len;
+    char *buf = yc_read_file(path, &len, why, sizeof(why));
+    if (!buf) {      /* one line, no count of errors after it */
+        if (check_only) fprintf(stderr, "%s: cannot read: %s\n", path, why);
+        else log_plain("%s: cannot read: %s", path, why);
+        return check_only ? 1 : 2;
+    }
+    int ss_mode = cfg_ss_json_mode(path, buf, len), rc;
+    if (ss_mode && check_only) {
+        rc = check_ss_json(cfg, ss_mode, buf, len);
+    } else if (ss_mode) {
+        log_plain("%s is a shadowsocks-libev config: run it with 'ferry %s -c %s'", path, cli_mode_name(ss_mode),
+                  path);
+        rc = 2;
+    } else {
+        rc = cfg_load_string(path, buf, len, cfg, &d);
+        if (check_only && rc == 0)
             printf("%s: ok (%zu listener%s, %zu upstream group%s, %u warning%s)\n", path, cfg->nlisteners,
                    plural(cfg->nlisteners), cfg->ngroups, plural(cfg->ngroups), d.warnings, plural(d.warnings));
-        else
+        else if (check_only)
             fprintf(stderr, "%s: %u error%s\n", path, d.errors, plural(d.errors));
-        return rc == 0 ? 0 : 1;
+        else if (rc < 0)
+            log_plain("%s: %u error%s, not started", path, d.errors, plural(d.errors));
+        rc = check_only ? (rc < 0) : rc < 0 ? 2 : -1;
     }
-    if (rc == 0) return -1;
-    log_plain("%s: %u error%s, not started", path, d.errors, plural(d.errors));
-    return 2;
+    explicit_bzero(buf, len);      /* a config may hold passwords */
+    free(buf);
+    return rc;
 }
 
 /* ---- reference tables ---- */

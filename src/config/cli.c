@@ -16,7 +16,7 @@ static const struct {
     int mode;
     const char *summary;
 } subcommands[] = {
-    { "socks", MODE_SOCKS, "SOCKS 4, 4a and 5 server (the default: 127.0.0.1:1080)" },
+    { "socks", MODE_SOCKS, "SOCKS 4, 4a and 5 server (the default: " CFG_SOCKS_LISTEN ")" },
     { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
     { "ss-server", MODE_SS_SERVER, "Shadowsocks AEAD server (wire compatible with shadowsocks-libev)" },
     { "ss-local", MODE_SS_LOCAL, "SOCKS front that tunnels through a Shadowsocks server" },
@@ -29,44 +29,92 @@ static const char *mode_name(int mode)
     return "?";
 }
 
+#define HELP_COL 43       /* where an option's text starts */
+#define HELP_WIDTH 100    /* and the column it wraps before */
+
+/* Prints text from column `col` on, wrapped at spaces before HELP_WIDTH,
+ * continued at HELP_COL; ends the line. */
+static void wrap(FILE *out, const char *text, size_t col)
+{
+    while (*text) {
+        size_t room = HELP_WIDTH > col ? HELP_WIDTH - col : 1, n = strlen(text), cut = n;
+        if (n > room) {
+            for (cut = room; cut > 0 && text[cut] != ' '; cut--) {}
+            if (cut == 0) cut = strcspn(text, " ");    /* one word longer than the room */
+        }
+        fprintf(out, "%.*s\n", (int)cut, text);
+        text += cut;
+        while (*text == ' ') text++;
+        if (*text) fprintf(out, "%*s", HELP_COL, "");
+        col = HELP_COL;
+    }
+}
+
+/* The option's help with its default, folded into a closing parenthesis
+ * when the help ends with one: "(0 = refuse at once; default 1024)". */
+static void help_text(const struct opt_def *o, int mode, char *out, size_t outlen)
+{
+    const char *def = o->defval && strcmp(o->defval, "0") != 0 ? o->defval : NULL;
+    size_t n = strlen(o->help);
+    if (!def && mode == MODE_SOCKS && strcmp(o->name, "listen") == 0) def = CFG_SOCKS_LISTEN;
+    if (!def) snprintf(out, outlen, "%s", o->help);
+    else if (n && o->help[n - 1] == ')') snprintf(out, outlen, "%.*s; default %s)", (int)(n - 1), o->help, def);
+    else snprintf(out, outlen, "%s (default %s)", o->help, def);
+}
+
+static void usage_option(FILE *out, const struct opt_def *o, int mode)
+{
+    char flag[80], shortf[8] = "    ", help[400];
+    if (o->short_name) snprintf(shortf, sizeof(shortf), "-%c, ", o->short_name);
+    snprintf(flag, sizeof(flag), "%s--%s%s%s", shortf, o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+    help_text(o, mode, help, sizeof(help));
+    /* A flag too long for its column gets a line of its own. */
+    if (strlen(flag) >= HELP_COL - 3) fprintf(out, "  %s\n%*s", flag, HELP_COL, "");
+    else fprintf(out, "  %-*s ", HELP_COL - 3, flag);
+    wrap(out, help, HELP_COL);
+}
+
+static void usage_general(FILE *out)
+{
+    fprintf(out, "ferry %s - TCP relay and SOCKS proxy\n\n"
+                 "usage: ferry [SUBCOMMAND] [OPTIONS]\n"
+                 "       ferry SUBCOMMAND --help\n"
+                 "       ferry --dump-options     every option and config key, as Markdown tables\n"
+                 "       ferry --version\n\n"
+                 "subcommands:\n", FERRY_VERSION);
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+        fprintf(out, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "  %-10s %s\n  %-10s %s\n", "run", "many listeners from a YAML config: run -c FILE",
+            "check", "validate a config file and exit: check -c FILE");
+    fprintf(out, "\nWith no subcommand ferry runs 'socks' on %s.\n"
+                 "Addresses: HOST:PORT, [v6]:PORT, :PORT or localhost:PORT. Durations: 250ms, 10s, 5m, 1h.\n",
+            CFG_SOCKS_LISTEN);
+}
+
 void cli_usage(FILE *out, int mode)
 {
     if (!mode) {
-        fprintf(out, "ferry %s - TCP relay and SOCKS proxy\n\n"
-                     "usage: ferry [SUBCOMMAND] [OPTIONS]\n"
-                     "       ferry SUBCOMMAND --help\n"
-                     "       ferry --version\n\n"
-                     "subcommands:\n", FERRY_VERSION);
-        for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-            fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
-        fprintf(out, "  %-8s %s\n  %-8s %s\n", "run", "many listeners from a YAML config: run -c FILE",
-                "check", "validate a config file and exit: check -c FILE");
-        fprintf(out, "\nWith no subcommand ferry runs 'socks' on 127.0.0.1:1080.\n"
-                     "Addresses: HOST:PORT, [v6]:PORT or :PORT. Durations: 250ms, 10s, 5m, 1h.\n");
+        usage_general(out);
         return;
     }
     if (mode == CLI_HELP_CONFIG) {
-        fprintf(out, "usage: ferry run -c FILE     run the listeners of a YAML config file\n"
-                     "       ferry check -c FILE   validate it: exit 0, or print every error and exit 1\n\n"
-                     "Keys are the long option names; see docs/CONFIG.md or 'ferry --dump-options'.\n");
+        fprintf(out, "usage: ferry run [-c] FILE [OPTIONS]     run the listeners of a YAML config file\n"
+                     "       ferry check [-c] FILE [OPTIONS]   validate it: exit 0, or print every error and exit 1\n\n"
+                     "Keys are the long option names; see docs/CONFIG.md or 'ferry --dump-options'.\n"
+                     "OPTIONS: global options (--log-level, --threads, --api, ...) win over the file's.\n"
+                     "A shadowsocks-libev JSON file is checked as one (run it with ferry ss-server or\n"
+                     "ss-local -c FILE).\n");
         return;
     }
     fprintf(out, "usage: ferry %s [OPTIONS]\n\noptions:\n", mode_name(mode));
     if (mode & MODE_SS)
-        fprintf(out, "  %-40s %s\n", "-c, --config FILE", "shadowsocks-libev JSON config (options given here win)");
-    for (const struct opt_def *o = opt_table; o->name; o++) {
-        char flag[64], shortf[8] = "    ";
-        if (!(o->modes & mode)) continue;
-        if (o->short_name) snprintf(shortf, sizeof(shortf), "-%c, ", o->short_name);
-        snprintf(flag, sizeof(flag), "%s--%s%s%s", shortf, o->name, o->metavar ? " " : "",
-                 o->metavar ? o->metavar : "");
-        fprintf(out, "  %-40s %s", flag, o->help);
-        if (o->defval && strcmp(o->defval, "0") != 0) fprintf(out, " (default %s)", o->defval);
-        fputc('\n', out);
-    }
+        fprintf(out, "  %-*s %s\n", HELP_COL - 3, "-c, --config FILE",
+                "shadowsocks-libev JSON config (options given here win)");
+    for (const struct opt_def *o = opt_table; o->name; o++)
+        if (o->modes & mode) usage_option(out, o, mode);
 }
 
-static int add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen)
+int cli_add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen)
 {
     cfg->listeners = calloc(1, sizeof(*cfg->listeners));
     if (!cfg->listeners) {
@@ -80,11 +128,10 @@ static int add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errle
     return opt_defaults(cfg, l, err, errlen);
 }
 
-/* Finds the option for argv[*i] and its value; advances *i past the value. */
 /* Finds the option for argv[*i] and its value; advances *i past the value.
  * Forms: --name VALUE, --name=VALUE, -x VALUE, -xVALUE. Error messages
  * never quote a value (it may be a password). */
-static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val,
+static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val, const char *cmd,
                                          char *err, size_t errlen)
 {
     const char *arg = argv[*i];
@@ -100,14 +147,15 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
             o = opt_find_long(name);
         }
         if (!o) {
-            snprintf(err, errlen, "unknown option '--%.*s' (see 'ferry --help')", (int)(n > 40 ? 40 : n), arg + 2);
+            snprintf(err, errlen, "unknown option '--%.*s' (see 'ferry %s --help')", (int)(n > 40 ? 40 : n), arg + 2,
+                     cmd);
             return NULL;
         }
         if (eq) inline_val = eq + 1;
     } else {
         o = arg[1] ? opt_find_short(arg[1]) : NULL;
         if (!o) {
-            snprintf(err, errlen, "unknown option '-%.1s' (see 'ferry --help')", arg + 1);
+            snprintf(err, errlen, "unknown option '-%.1s' (see 'ferry %s --help')", arg + 1, cmd);
             return NULL;
         }
         if (arg[2]) inline_val = arg + 2;
@@ -131,7 +179,38 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
     return o;
 }
 
-/* ferry run|check -c FILE: main loads the file (config/check.c). */
+/* A global option after `ferry run|check`: checked now (on a scratch
+ * config) so a bad value fails like any flag, kept to be applied after the
+ * file's options (yaml.c, check.c). */
+static int take_override(int argc, char **argv, int *i, struct ferry_cfg *cfg, const char *cmd, char *err,
+                         size_t errlen)
+{
+    const char *val;
+    char why[400];
+    struct ferry_cfg scratch;
+    const struct opt_def *o = take_option(argc, argv, i, &val, cmd, err, errlen);
+    if (!o) return -1;
+    if (o->scope != SCOPE_GLOBAL) {
+        snprintf(err, errlen, "'--%s' is a listener option: set it in the file (only global options, "
+                 "such as --log-level, go on the command line of 'ferry %s')", o->name, cmd);
+        return -1;
+    }
+    if (cfg->ncli_over == sizeof(cfg->cli_over) / sizeof(cfg->cli_over[0])) {
+        snprintf(err, errlen, "too many options");
+        return -1;
+    }
+    memset(&scratch, 0, sizeof(scratch));
+    if (opt_apply(o, &scratch, NULL, val, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "--%s: %s", o->name, why);
+        return -1;
+    }
+    cfg->cli_over[cfg->ncli_over] = o;
+    cfg->cli_over_val[cfg->ncli_over++] = val;
+    return 0;
+}
+
+/* ferry run|check [-c] FILE [GLOBAL OPTIONS]: main loads the file
+ * (config/check.c). One file: a second one is refused, not merged. */
 static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
                           int *help_mode, char *err, size_t errlen)
 {
@@ -139,20 +218,27 @@ static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli
     *action = strcmp(cmd, "check") == 0 ? CLI_CHECK : CLI_RUN;
     for (int i = 2; i < argc; i++) {
         int n = cfg_config_flag(argv[i]);
+        const char *file = NULL;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             *action = CLI_HELP;
             *help_mode = CLI_HELP_CONFIG;
             return 0;
         }
-        if (n == 0 || (n == 2 && i + 1 == argc)) {
-            snprintf(err, errlen, n ? "option '%s' needs a value (FILE)" : "unexpected argument '%s' "
-                     "(usage: ferry %s -c FILE)", argv[i], cmd);
+        if (n == 2 && i + 1 == argc) {
+            snprintf(err, errlen, "option '%s' needs a value (FILE)", argv[i]);
             return -1;
         }
-        cfg->config_path = n == 1 ? argv[i] + 9 : argv[++i];
+        if (n) file = n == 1 ? argv[i] + 9 : argv[++i];
+        else if (argv[i][0] != '-') file = argv[i];
+        else if (take_override(argc, argv, &i, cfg, cmd, err, errlen) < 0) return -1;
+        if (file && cfg->config_path) {
+            snprintf(err, errlen, "'%s' and '%s': ferry %s takes one config file", cfg->config_path, file, cmd);
+            return -1;
+        }
+        if (file) cfg->config_path = file;
     }
     if (!cfg->config_path || !cfg->config_path[0]) {
-        snprintf(err, errlen, "usage: ferry %s -c FILE", cmd);
+        snprintf(err, errlen, "usage: ferry %s [-c] FILE", cmd);
         return -1;
     }
     return 0;
@@ -177,7 +263,7 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
         *help_mode = mode;
         i++;
     }
-    if (add_listener(cfg, mode, err, errlen) < 0) return -1;
+    if (cli_add_listener(cfg, mode, err, errlen) < 0) return -1;
     struct listener_cfg *l = &cfg->listeners[0];
     if ((mode & MODE_SS) && cfg_ss_argv(argc, argv, i, cfg, l, err, errlen) < 0) return -1;
     for (; i < argc; i++) {
@@ -199,7 +285,7 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
             snprintf(err, errlen, "unexpected argument '%s' (see 'ferry --help')", arg);
             return -1;
         }
-        const struct opt_def *o = take_option(argc, argv, &i, &val, err, errlen);
+        const struct opt_def *o = take_option(argc, argv, &i, &val, mode_name(mode), err, errlen);
         if (!o) return -1;
         if (!(o->modes & mode)) {
             snprintf(err, errlen, "option '--%s' does not apply to '%s'", o->name, mode_name(mode));

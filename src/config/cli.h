@@ -20,6 +20,9 @@ enum cli_action { CLI_RUN, CLI_HELP, CLI_VERSION, CLI_CHECK, CLI_DUMP_OPTIONS };
 int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
               int *help_mode, char *err, size_t errlen);
 void cli_usage(FILE *out, int mode);
+/* cfg's one listener, of mode, with the option table's defaults, as a
+ * subcommand starts it. 0, or -1 with err. */
+int cli_add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen);
 
 /* Mode of a subcommand name ("relay"), or 0; and back (NULL if none). */
 int cli_mode_by_name(const char *name);

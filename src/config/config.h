@@ -122,6 +122,8 @@ struct listener_cfg {
     size_t ntoxics;
 };
 
+struct opt_def;
+
 struct ferry_cfg {
     unsigned threads;        /* 0 = number of CPUs */
     unsigned global_maxconn; /* sessions of all listeners; 0 = no limit */
@@ -134,9 +136,17 @@ struct ferry_cfg {
     struct listener_cfg *listeners;
     size_t nlisteners;
     const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */
+    /* ferry run/check: global options given on the command line (argv, not
+     * owned), applied after the file's: the command line wins. */
+    const struct opt_def *cli_over[16];
+    const char *cli_over_val[16];
+    size_t ncli_over;
     struct upstream_group_cfg *groups;        /* config file `upstreams:` */
     size_t ngroups;
 };
+
+/* Where `ferry socks` listens without -l. */
+#define CFG_SOCKS_LISTEN "127.0.0.1:1080"
 
 extern const char *const cfg_balance_names[];   /* roundrobin, leastconn, source, random2 */
 
@@ -146,6 +156,20 @@ const struct health_cfg *cfg_effective_health(const struct listener_cfg *l);
 /* The listener answers SOCKS (socks, and ss-local without --tunnel-to). */
 int cfg_socks_front(const struct listener_cfg *l);
 unsigned cfg_effective_balance(const struct listener_cfg *l);
+
+/* The first of l's listen addresses [0, n) that clashes with a
+ * (net_addr_overlap), or NULL. */
+const struct net_addr *cfg_listen_clash(const struct listener_cfg *l, size_t n, const struct net_addr *a);
+/* The one wording for a clash, wherever it is found (-l, the config file,
+ * --api, the HTTP API): "A is listed twice", "A overlaps B, listed before"
+ * (owner NULL: the same listener), "A is also used by OWNER", "A overlaps B
+ * of OWNER" (OWNER e.g. "listener 'web'"). */
+void cfg_clash_text(const struct net_addr *a, const struct net_addr *had, const char *owner, char *err,
+                    size_t errlen);
+/* -1 with "server 'SPEC' is listed twice" when u's host (any case) and
+ * port are in list[0, n): -u and the config file's servers alike. */
+int cfg_upstream_unique(const struct upstream_cfg *list, size_t n, const struct upstream_cfg *u,
+                        const char *spec, char *err, size_t errlen);
 
 void cfg_free(struct ferry_cfg *c);
 /* Checks a listener once all its options are in (CLI or config file):

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "crypto/replay.h"
@@ -46,14 +47,43 @@ int opt_parse_duration(const char *s, unsigned *ms)
     return 0;
 }
 
+const struct net_addr *cfg_listen_clash(const struct listener_cfg *l, size_t n, const struct net_addr *a)
+{
+    for (size_t i = 0; i < n && i < l->nlisten; i++)
+        if (net_addr_overlap(&l->listen[i], a)) return &l->listen[i];
+    return NULL;
+}
+
+void cfg_clash_text(const struct net_addr *a, const struct net_addr *had, const char *owner, char *err,
+                    size_t errlen)
+{
+    char as[NET_ADDR_STRLEN], hs[NET_ADDR_STRLEN];
+    net_addr_format(a, as, sizeof(as));
+    net_addr_format(had, hs, sizeof(hs));
+    if (!owner && net_addr_equal(a, had)) snprintf(err, errlen, "%s is listed twice", as);
+    else if (!owner) snprintf(err, errlen, "%s overlaps %s, listed before", as, hs);
+    else if (net_addr_equal(a, had)) snprintf(err, errlen, "%s is also used by %s", as, owner);
+    else snprintf(err, errlen, "%s overlaps %s of %s", as, hs, owner);
+}
+
+/* Also refuses an address clashing with one given before: both binds would
+ * succeed (SO_REUSEPORT) and the kernel would split the connections. */
 static int parse_listen(void *base, const char *val, char *err, size_t errlen)
 {
     struct listener_cfg *l = base;
+    struct net_addr a;
+    const struct net_addr *had;
     if (l->nlisten == CFG_MAX_LISTEN) {
         snprintf(err, errlen, "too many listen addresses (max %d)", CFG_MAX_LISTEN);
         return -1;
     }
-    return net_addr_parse(val, &l->listen[l->nlisten++], err, errlen) < 0 ? (l->nlisten--, -1) : 0;
+    if (net_addr_parse(val, &a, err, errlen) < 0) return -1;
+    if ((had = cfg_listen_clash(l, l->nlisten, &a))) {
+        cfg_clash_text(&a, had, NULL, err, errlen);
+        return -1;
+    }
+    l->listen[l->nlisten++] = a;
+    return 0;
 }
 
 /* ",weight=N", ",backup", ",maxconn=N" after an upstream address. */
@@ -80,6 +110,17 @@ static int parse_server_param(struct upstream_cfg *u, const char *p, char *err, 
 bad:
     snprintf(err, errlen, "'%.60s': expected weight=1-1000, backup or maxconn=N", p);
     return -1;
+}
+
+int cfg_upstream_unique(const struct upstream_cfg *list, size_t n, const struct upstream_cfg *u,
+                        const char *spec, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i].hp.port == u->hp.port && strcasecmp(list[i].hp.host, u->hp.host) == 0) {
+            snprintf(err, errlen, "server '%.80s' is listed twice", spec);
+            return -1;
+        }
+    return 0;
 }
 
 /* HOST:PORT[,weight=N][,backup][,maxconn=N] */
@@ -125,6 +166,7 @@ static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
         if (parse_server_param(u, param, err, errlen) < 0) return -1;
         comma = next;
     }
+    if (cfg_upstream_unique(l->upstreams, l->nupstreams, u, hp, err, errlen) < 0) return -1;
     l->nupstreams++;
     return 0;
 }
@@ -561,7 +603,7 @@ unsigned cfg_effective_balance(const struct listener_cfg *l)
 
 const struct opt_def opt_table[] = {
     { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
-      "ADDR", "listen address HOST:PORT, [v6]:PORT or :PORT (repeatable)" },
+      "ADDR", "listen address IP:PORT, [v6]:PORT, :PORT or localhost:PORT (repeatable)" },
     { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_upstream,
       "HOST:PORT[,weight=N][,backup][,maxconn=N]", "upstream server (repeatable)" },
     { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
@@ -841,7 +883,7 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
             snprintf(err, errlen, "%s needs a listen address: -l HOST:PORT", l->name);
             return -1;
         }
-        net_addr_parse("127.0.0.1:1080", &l->listen[l->nlisten++], err, errlen);
+        net_addr_parse(CFG_SOCKS_LISTEN, &l->listen[l->nlisten++], err, errlen);
     }
     if (l->mode == MODE_RELAY && l->nupstreams == 0) {
         snprintf(err, errlen, "relay needs at least one upstream: -u HOST:PORT");
@@ -909,6 +951,18 @@ int cfg_global_finish(const struct ferry_cfg *g, const char **key, char *err, si
         snprintf(err, errlen, "refusing to serve the API on a non-loopback address (it has no authentication): "
                  "use 127.0.0.1:PORT, or add --api-open if that is really what you want");
         return -1;
+    }
+    for (size_t i = 0; g->has_api && i < g->nlisteners; i++) {
+        const struct listener_cfg *l = &g->listeners[i];
+        const struct net_addr *had = cfg_listen_clash(l, l->nlisten, &g->api_addr);
+        if (had) {
+            char owner[64], why[200];
+            *key = "api";
+            snprintf(owner, sizeof(owner), "listener '%s'", l->name);
+            cfg_clash_text(&g->api_addr, had, owner, why, sizeof(why));
+            snprintf(err, errlen, "--api %s", why);
+            return -1;
+        }
     }
     /* Root keeps every capability inside a chroot, and a group change alone
      * leaves root root: neither protects anything. */

@@ -202,19 +202,47 @@ static void walk_ss(struct yc *c, const yaml_node_t *root, void *arg)
         else if (k->action == SS_WARN || k->action == SS_ERROR) warn_or_refuse(c, k, kn, v);
     }
     apply_addresses(c, w, root);
+    yc_apply_cli_overrides(c, root);
+}
+
+int cfg_load_ss_json_buf(const char *name, const void *buf, size_t len, struct ferry_cfg *g,
+                         struct listener_cfg *l, const char *const *given, struct cfg_diag *d)
+{
+    struct ss_walk w = { l, given };
+    return yc_run(name, buf, len, g, d, walk_ss, &w);
 }
 
 int cfg_load_ss_json(const char *path, struct ferry_cfg *g, struct listener_cfg *l,
                      const char *const *given, struct cfg_diag *d)
 {
-    struct ss_walk w = { l, given };
     size_t len;
     char *buf = yc_read_file_or_report(path, &len, d);
     if (!buf) return -1;
-    int rc = yc_run(path, buf, len, g, d, walk_ss, &w);
+    int rc = cfg_load_ss_json_buf(path, buf, len, g, l, given, d);
     explicit_bzero(buf, len);      /* it holds the password */
     free(buf);
     return rc;
+}
+
+/* Keys only a shadowsocks-libev config has at its top level. */
+static void walk_detect(struct yc *c, const yaml_node_t *root, void *arg)
+{
+    static const char *const ss_only[] = { "server", "server_port", "password", "method", "local_port", "key" };
+    int *mode = arg;
+    if (!root || root->type != YAML_MAPPING_NODE || yc_lookup(c, root, "listeners")) return;
+    for (size_t i = 0; i < sizeof(ss_only) / sizeof(ss_only[0]); i++)
+        if (yc_lookup(c, root, ss_only[i]))
+            *mode = yc_lookup(c, root, "local_port") ? MODE_SS_LOCAL : MODE_SS_SERVER;
+}
+
+int cfg_ss_json_mode(const char *name, const void *buf, size_t len)
+{
+    struct ferry_cfg scratch;
+    struct cfg_diag quiet = { NULL, NULL, 0, 0 };
+    int mode = 0;
+    memset(&scratch, 0, sizeof(scratch));
+    yc_run(name, buf, len, &scratch, &quiet, walk_detect, &mode);
+    return mode;
 }
 
 int cfg_config_flag(const char *arg)
@@ -279,9 +307,18 @@ int cfg_ss_argv(int argc, char **argv, int first, struct ferry_cfg *cfg, struct 
     if (scan_argv(argc, argv, first, &path, given, 64, err, errlen) < 0) return -1;
     if (!path) return 0;
     struct cfg_diag d = { emit_plain, NULL, 0, 0 };
-    if (cfg_load_ss_json(path, cfg, l, given, &d) < 0) {
-        snprintf(err, errlen, "%s: %u error%s in the shadowsocks config", path, d.errors, d.errors == 1 ? "" : "s");
+    char why[256];
+    size_t len;
+    /* Unreadable: that one line, with no count of errors after it. */
+    char *buf = yc_read_file(path, &len, why, sizeof(why));
+    if (!buf) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, why);
         return -1;
     }
-    return 0;
+    int rc = cfg_load_ss_json_buf(path, buf, len, cfg, l, given, &d);
+    explicit_bzero(buf, len);      /* it holds the password */
+    free(buf);
+    if (rc < 0)
+        snprintf(err, errlen, "%s: %u error%s in the shadowsocks config", path, d.errors, d.errors == 1 ? "" : "s");
+    return rc;
 }

@@ -403,6 +403,15 @@ static void load_globals(struct yc *c, const yaml_node_t *root)
             yc_err(c, k, "'%s' is a listener option: set it on a listener under 'listeners:'", key);
         else yc_apply_opt(c, o, NULL, v);
     }
+    yc_apply_cli_overrides(c, root);
+}
+
+void yc_apply_cli_overrides(struct yc *c, const yaml_node_t *at)
+{
+    char why[400];
+    for (size_t i = 0; i < c->cfg->ncli_over; i++)
+        if (opt_apply(c->cfg->cli_over[i], c->cfg, NULL, c->cfg->cli_over_val[i], why, sizeof(why)) < 0)
+            yc_err(c, at, "--%s: %s", c->cfg->cli_over[i]->name, why);
 }
 
 static void load_root(struct yc *c, const yaml_node_t *root)

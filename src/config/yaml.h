@@ -39,6 +39,15 @@ int cfg_load_string(const char *name, const void *buf, size_t len, struct ferry_
 int cfg_load_ss_json(const char *path, struct ferry_cfg *g, struct listener_cfg *l,
                      const char *const *given, struct cfg_diag *d);
 
+/* Same from memory (name: for the diagnostics). */
+int cfg_load_ss_json_buf(const char *name, const void *buf, size_t len, struct ferry_cfg *g,
+                         struct listener_cfg *l, const char *const *given, struct cfg_diag *d);
+/* MODE_SS_LOCAL or MODE_SS_SERVER when the text is a shadowsocks-libev
+ * config (a mapping without `listeners:` but with `server`, `server_port`,
+ * `password`, `method`, `key` or `local_port`; ss-local when `local_port`
+ * is there), else 0. Reports nothing. */
+int cfg_ss_json_mode(const char *name, const void *buf, size_t len);
+
 /* Number of argv slots a config-file flag takes: 2 for "-c FILE" and
  * "--config FILE", 1 for "--config=FILE", 0 for any other argument. */
 int cfg_config_flag(const char *arg);

@@ -129,11 +129,10 @@ static int add_server(struct yc *c, struct upstream_group_cfg *g, const yaml_nod
         return -1;
     }
     const struct upstream_cfg *u = &c->scratch->upstreams[0];
-    for (size_t i = 0; i < g->nservers; i++)
-        if (g->servers[i].hp.port == u->hp.port && strcasecmp(g->servers[i].hp.host, u->hp.host) == 0) {
-            yc_err(c, at, "server '%.80s' is listed twice", spec);
-            return -1;
-        }
+    if (cfg_upstream_unique(g->servers, g->nservers, u, spec, why, sizeof(why)) < 0) {
+        yc_err(c, at, "%s", why);
+        return -1;
+    }
     g->servers[g->nservers++] = *u;
     return 0;
 }
@@ -194,20 +193,32 @@ static void load_group_map(struct yc *c, struct upstream_group_cfg *g, const yam
     if (!servers) yc_err(c, v, "upstream group '%s': missing 'servers:'", g->name);
 }
 
+/* A group left without servers, with no error said about them (a server
+ * refused is reported where it is), is an error at its `servers:` (or at
+ * the group): reported once here, not at each listener that names it. */
+static void require_servers(struct yc *c, const struct upstream_group_cfg *g, const yaml_node_t *v,
+                            unsigned before)
+{
+    const yaml_node_t *servers = v->type == YAML_MAPPING_NODE ? yc_lookup(c, v, "servers") : v;
+    if (g->nservers || c->d->errors != before || !servers) return;
+    yc_err(c, servers, "upstream group '%s': no servers", g->name);
+}
+
 static void load_group(struct yc *c, const yaml_node_t *k, const char *name, const yaml_node_t *v,
                        struct upstream_group_cfg *g)
 {
+    unsigned before = c->d->errors;
     if (!cfg_name_ok(name) || strchr(name, ':'))
         yc_err(c, k, "upstream group name '%.80s': use 1-%d letters, digits, '-', '_' or '.'", name,
                CFG_NAME_MAX);
     snprintf(g->name, sizeof(g->name), "%s", name);
     set_defaults(c, yk_group_keys, g);
     if (v->type == YAML_SEQUENCE_NODE || v->type == YAML_SCALAR_NODE) {
-        if (yc_is_null(v)) yc_err(c, v, "upstream group '%s': no servers", g->name);
-        else load_servers(c, g, v);
+        if (!yc_is_null(v)) load_servers(c, g, v);
     } else if (yc_mapping(c, v, "upstream group") == 0) {
         load_group_map(c, g, v);
     }
+    require_servers(c, g, v, before);
     size_t primaries = 0;
     for (size_t i = 0; i < g->nservers; i++) primaries += !g->servers[i].backup;
     if (g->nservers && !primaries) yc_err(c, v, "upstream group '%s': only backup servers", g->name);
@@ -293,10 +304,12 @@ void yc_listener_upstream(struct yc *c, struct listener_cfg *l, const yaml_node_
         yc_err(c, v, "out of memory");
         return;
     }
+    unsigned before = c->d->errors;
     if (yc_is_null(v)) yc_err(c, v, "upstream: expected a group name or servers, got nothing");
     else if (v->type == YAML_MAPPING_NODE) yc_err(c, v, "upstream: define groups under 'upstreams:' and "
                                                   "give the name here, or list servers");
     else load_servers(c, g, v);
+    if (!g->nservers && c->d->errors == before) yc_err(c, v, "upstream: no servers");
     size_t primaries = 0;
     for (size_t i = 0; i < g->nservers; i++) primaries += !g->servers[i].backup;
     if (g->nservers && !primaries) yc_err(c, v, "upstream: only backup servers");
@@ -307,7 +320,7 @@ void yc_listener_upstream(struct yc *c, struct listener_cfg *l, const yaml_node_
 void yc_warn_unused_groups(struct yc *c)
 {
     for (size_t i = 0; i < c->cfg->ngroups && c->groups; i++)
-        if (!c->groups[i].used)
+        if (!c->groups[i].used && c->cfg->groups[i].nservers)   /* an empty one is an error already */
             yc_warn(c, c->groups[i].key, "upstream group '%s' is not used by any listener",
                     c->cfg->groups[i].name);
 }

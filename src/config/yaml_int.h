@@ -120,6 +120,10 @@ char *yc_read_file(const char *path, size_t *len, char *err, size_t errlen);
 /* Same, reporting "PATH: cannot read: why" as an error through d. */
 char *yc_read_file_or_report(const char *path, size_t *len, struct cfg_diag *d);
 
+/* The global options of `ferry run|check FILE --log-level ...`, applied
+ * over the file's (cfg->cli_over); an error is reported at `at`. */
+void yc_apply_cli_overrides(struct yc *c, const yaml_node_t *at);
+
 /* ---- upstream groups (yaml_groups.c) ---- */
 void yc_load_groups(struct yc *c, const yaml_node_t *map);
 /* `upstream:` of a relay listener: a group name, or servers inline. */

@@ -4,8 +4,8 @@
  * Each listener gets the table's defaults for its mode first, then its keys,
  * then the same final check as the command line (cfg_listener_finish).
  * Across listeners: names are unique, and no listen address is used twice
- * (with SO_REUSEPORT both binds would succeed and the kernel would split
- * the connections between the two listeners).
+ * or under a wildcard of another (with SO_REUSEPORT both binds would succeed
+ * and the kernel would split the connections between the two listeners).
  */
 #include "config/yaml_int.h"
 
@@ -87,6 +87,9 @@ static void listener_finish(struct yc *c, struct listener_cfg *l, const yaml_nod
         yc_err(c, map, "listener '%s': a relay needs 'upstream:' (a group name or servers)", l->name);
         return;
     }
+    /* A group without servers is an error at the group already; the final
+     * check would blame the listener, with a command-line hint. */
+    if (l->mode == MODE_RELAY && l->group && !l->group->nservers) return;
     if (c->d->errors == before && cfg_listener_finish(l, why, sizeof(why)) < 0)
         yc_err(c, map, "listener '%s': %s", l->name, why);
 }
@@ -113,14 +116,16 @@ static void load_listener(struct yc *c, const yaml_node_t *map, size_t idx, cons
     listener_finish(c, l, map, before);
 }
 
-/* Listener i's address j, seen before (in i or an earlier listener)? */
-static const struct listener_cfg *addr_seen(const struct ferry_cfg *cfg, size_t i, size_t j)
+/* The earlier listener one of whose addresses clashes with listener i's
+ * address j (net_addr_overlap), and that address; NULL if none. Clashes
+ * within one listener are refused by the `listen` option itself. */
+static const struct listener_cfg *addr_seen(const struct ferry_cfg *cfg, size_t i, size_t j,
+                                            const struct net_addr **had)
 {
     const struct net_addr *a = &cfg->listeners[i].listen[j];
-    for (size_t pi = 0; pi <= i; pi++) {
+    for (size_t pi = 0; pi < i; pi++) {
         const struct listener_cfg *p = &cfg->listeners[pi];
-        for (size_t pj = 0; pj < (pi == i ? j : p->nlisten); pj++)
-            if (net_addr_equal(&p->listen[pj], a)) return p;
+        if ((*had = cfg_listen_clash(p, p->nlisten, a))) return p;
     }
     return NULL;
 }
@@ -138,12 +143,13 @@ static void check_across(struct yc *c)
                 break;
             }
         for (size_t j = 0; j < l->nlisten; j++) {
-            const struct listener_cfg *other = addr_seen(cfg, i, j);
-            char a[NET_ADDR_STRLEN];
+            const struct net_addr *had;
+            const struct listener_cfg *other = addr_seen(cfg, i, j, &had);
+            char owner[64], why[300];
             if (!other) continue;
-            net_addr_format(&l->listen[j], a, sizeof(a));
-            if (other == l) yc_err(c, c->lnodes[i].listen, "listen: %s is listed twice", a);
-            else yc_err(c, c->lnodes[i].listen, "listen: %s is also used by listener '%s'", a, other->name);
+            snprintf(owner, sizeof(owner), "listener '%s'", other->name);
+            cfg_clash_text(&l->listen[j], had, owner, why, sizeof(why));
+            yc_err(c, c->lnodes[i].listen, "listen: %s", why);
         }
     }
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int parse_port(const char *s, uint16_t *port, int allow0)
 {
@@ -85,8 +86,12 @@ int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen
 {
     struct host_port hp;
     if (host_port_parse(s, &hp, 1, err, errlen) < 0) return -1;
+    /* Typed by habit (toxiproxy's examples use it). Fixed to 127.0.0.1, not
+     * looked up: a listener must not move with /etc/hosts, and a name that
+     * also means ::1 would be two sockets behind one address. */
+    if (strcasecmp(hp.host, "localhost") == 0) snprintf(hp.host, sizeof(hp.host), "127.0.0.1");
     if (net_addr_from_literal(hp.host, hp.port, out) < 0) {
-        snprintf(err, errlen, "'%.80s': host must be an IP address here", s);
+        snprintf(err, errlen, "'%.80s': host must be an IP address or localhost here", s);
         return -1;
     }
     return 0;
@@ -147,6 +152,22 @@ int net_addr_equal(const struct net_addr *a, const struct net_addr *b)
     size_t la, lb;
     const uint8_t *ia = net_addr_ip(a, &la), *ib = net_addr_ip(b, &lb);
     return la == lb && memcmp(ia, ib, la) == 0 && net_addr_port(a) == net_addr_port(b);
+}
+
+static int is_wildcard(const struct net_addr *a)
+{
+    size_t n;
+    const uint8_t *ip = net_addr_ip(a, &n);
+    for (size_t i = 0; i < n; i++)
+        if (ip[i]) return 0;
+    return 1;
+}
+
+int net_addr_overlap(const struct net_addr *a, const struct net_addr *b)
+{
+    if (a->u.sa.sa_family != b->u.sa.sa_family || net_addr_port(a) == 0 || net_addr_port(a) != net_addr_port(b))
+        return 0;
+    return net_addr_equal(a, b) || is_wildcard(a) || is_wildcard(b);
 }
 
 void host_port_format(const char *host, uint16_t port, char *out, size_t len)

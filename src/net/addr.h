@@ -39,7 +39,8 @@ int host_port_parse(const char *s, struct host_port *out, int allow_port0, char 
  * a literal. Empty host means the IPv4 wildcard. */
 int net_addr_from_literal(const char *host, uint16_t port, struct net_addr *out);
 
-/* HOST:PORT with a literal host only (listen addresses). */
+/* HOST:PORT with a literal host, or localhost (= 127.0.0.1 only, never
+ * resolved): listen and API addresses. */
 int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen);
 
 void net_addr_from_sockaddr(struct net_addr *out, const struct sockaddr *sa, socklen_t len);
@@ -52,6 +53,10 @@ const uint8_t *net_addr_ip(const struct net_addr *a, size_t *len);
 int net_addr_is_loopback(const struct net_addr *a);
 /* Same family, IP and port (nothing else of the sockaddr). */
 int net_addr_equal(const struct net_addr *a, const struct net_addr *b);
+/* Would listening on both clash: same family and port (not 0, which picks
+ * a free one), and the same IP or either one the wildcard. IPv6 sockets are
+ * IPv6-only (sock_listen), so 0.0.0.0 and [::] never clash. */
+int net_addr_overlap(const struct net_addr *a, const struct net_addr *b);
 /* "host:port", or "[host]:port" when host is an IPv6 literal. */
 void host_port_format(const char *host, uint16_t port, char *out, size_t len);
 

@@ -158,6 +158,24 @@ static int parse_number(const char *s, double *v)
     return errno || *end || end == s ? -1 : 0;
 }
 
+/* "-5" is a number, only one no attribute takes: say that, with the range,
+ * rather than "not a number". */
+static int refuse_negative(const struct toxic_spec *t, const char *key, const char *val, char *err,
+                           size_t errlen)
+{
+    const struct attr_def *a = attr_find(t, key);
+    if (!a && strcmp(key, "toxicity") != 0) {
+        snprintf(err, errlen, "%s has no attribute '%.40s'", toxic_type_name(t->type), key);
+        return -1;
+    }
+    if (!a || a->is_prob)
+        snprintf(err, errlen, "%.40s: '%.40s' must not be negative (a probability from 0 to 1)", key, val);
+    else
+        snprintf(err, errlen, "%.40s: '%.40s' must not be negative (a whole number from 0 to %.0f)", key, val,
+                 ATTR_MAX);
+    return -1;
+}
+
 int toxic_spec_parse(const char *text, struct toxic_spec *t, char *err, size_t errlen)
 {
     char type[32], buf[512];
@@ -203,6 +221,8 @@ int toxic_spec_parse(const char *text, struct toxic_spec *t, char *err, size_t e
                     snprintf(err, errlen, "stream: expected upstream, downstream or both");
                     return -1;
                 }
+            } else if (val[0] == '-' && parse_number(val + 1, &v) == 0) {
+                return refuse_negative(t, kv, val, err, errlen);
             } else if (parse_number(val, &v) < 0) {
                 snprintf(err, errlen, "%.40s: '%.40s' is not a number", kv, val);
                 return -1;

@@ -85,9 +85,17 @@ def test_proxy_errors_have_toxiproxys_shapes(ferry):
     assert st == 201 and body["enabled"] is True and body["toxics"] == []
     assert call(f, "POST", "/proxies", {"name": "a", "upstream": "127.0.0.1:1"}) == \
         (409, {"error": "proxy already exists", "status": 409})
-    # The relay's own port is taken: toxiproxy answers 500 with the bind error.
+    # The relay's own port is taken: toxiproxy answers 500 with the bind error,
+    # ferry names its listener that has the address (not "another process").
     st, body = call(f, "POST", "/proxies", {"name": "b", "listen": "%s" % f.addr, "upstream": "127.0.0.1:1"})
-    assert st == 500 and "in use" in body["error"].lower(), body
+    assert (st, body["error"]) == (500, "cannot listen on %s: address in use by listener 'relay'" % f.addr), body
+    st, body = call(f, "POST", "/proxies", {"name": "b", "listen": f.api[len("http://"):], "upstream": "127.0.0.1:1"})
+    assert (st, body["error"]) == (500, "cannot listen on %s: address in use by the API" % f.api[7:]), body
+    # Moving a to the relay's address is refused and leaves a where it was.
+    before = call(f, "GET", "/proxies/a")[1]["listen"]
+    st, body = call(f, "POST", "/proxies/a", {"listen": "%s" % f.addr})
+    assert (st, body["error"]) == (500, "cannot listen on %s: address in use by listener 'relay'" % f.addr), body
+    assert call(f, "GET", "/proxies/a")[1]["listen"] == before
     assert "b" not in call(f, "GET", "/proxies")[1]
     assert call(f, "GET", "/nothing")[0] == 404
     assert call(f, "DELETE", "/proxies")[0] in (404, 405)   # no such route: either answer is an error

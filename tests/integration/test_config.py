@@ -143,7 +143,7 @@ def test_check_unreadable_and_usage(workdir):
         assert r.returncode == 2, "ferry %s: rc=%d %s" % (args, r.returncode, r.stderr)
         assert len(r.stderr.decode().splitlines()) == 1, r.stderr
     r = run_ferry("check", "--help")
-    assert r.returncode == 0 and b"ferry check -c FILE" in r.stdout
+    assert r.returncode == 0 and b"ferry check [-c] FILE" in r.stdout
     r = run_ferry("--help")
     assert b"run " in r.stdout and b"check " in r.stdout
 
@@ -155,7 +155,8 @@ def test_run_refuses_bad_config(workdir):
     r = run_ferry("run", "-c", path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.decode().splitlines()
-    assert lines[0].startswith("%s:2:%d: maxconn: 'lots'" % (path, line2.index("lots") + 1)), lines
+    # as every other message of ferry run (check prints them bare, as a compiler)
+    assert lines[0].startswith("ferry: %s:2:%d: maxconn: 'lots'" % (path, line2.index("lots") + 1)), lines
     assert lines[-1] == "ferry: %s: 1 error, not started" % path
 
 
@@ -303,3 +304,184 @@ def test_ss_json_errors(workdir):
     assert "%s:2:2: 'plugin': SIP003 plugins are not supported" % path in err, err
     assert "%s:2:28: unknown key 'passwd' in a shadowsocks-libev config (did you mean 'password'?)" % path \
         in err, err
+
+
+# --------------------------------------------------------------------------
+# addresses
+
+
+@pytest.mark.deadline(30)
+def test_localhost_listens_on_127_0_0_1_everywhere(ferry, workdir):
+    """localhost:PORT, as toxiproxy users type it, is 127.0.0.1:PORT for -l,
+    --api and the config file alike (the API's `listen` took it already)."""
+    port, api = free_port(), free_port()
+    f = ferry("socks", "-l", "localhost:%d" % port, "--api", "LOCALHOST:%d" % api, listen=("127.0.0.1", port))
+    assert "socks listening on 127.0.0.1:%d" % port in f.log(), f.log()
+    assert peers.wait_until(lambda: "api listening on 127.0.0.1:%d" % api in f.log(), scaled(5)), f.log()
+    path = write(workdir, "lh.yaml", "api: localhost:%d\nlisteners:\n"
+                 "  - {name: s, mode: socks, listen: \"localhost:%d\"}\n" % (free_port(), free_port()))
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 0, r.stderr.decode()
+    r = run_ferry("socks", "-l", "example.com:1080")
+    assert r.returncode == 2 and b"host must be an IP address or localhost" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["relay", "-l", "127.0.0.1:{p}", "-u", "127.0.0.1:1", "-u", "127.0.0.1:1"],
+     "--upstream: server '127.0.0.1:1' is listed twice"),
+    (["relay", "-l", "127.0.0.1:{p}", "-u", "127.0.0.1:1", "-u", "LOCALHOST:1,weight=2", "-u", "localhost:1"],
+     "--upstream: server 'localhost:1' is listed twice"),
+    (["relay", "-l", "127.0.0.1:{p}", "-l", "localhost:{p}", "-u", "127.0.0.1:1"],
+     "--listen: 127.0.0.1:{p} is listed twice"),
+    (["relay", "-l", "0.0.0.0:{p}", "-l", "127.0.0.1:{p}", "-u", "127.0.0.1:1"],
+     "--listen: 127.0.0.1:{p} overlaps 0.0.0.0:{p}, listed before"),
+    (["socks", "-l", "127.0.0.1:{p}", "--api", "127.0.0.1:{p}"],
+     "--api 127.0.0.1:{p} is also used by listener 'socks'"),
+])
+def test_command_line_refuses_what_the_file_refuses(args, msg):
+    """The same server or listen address twice is refused on the command
+    line as in the file (one check, in the option table), naming what
+    already has it, before anything is bound."""
+    p = free_port()
+    r = run_ferry(*[a.format(p=p) for a in args])
+    assert r.returncode == 2, r.stderr.decode()
+    assert r.stderr.decode() == "ferry: %s\n" % msg.format(p=p)
+
+
+def test_check_listen_clashes(workdir):
+    p = free_port()
+    path = write(workdir, "clash.yaml", """\
+listeners:
+  - {name: a, mode: socks, listen: ["127.0.0.1:%d", "localhost:%d"]}
+  - {name: b, mode: relay, listen: "0.0.0.0:%d", upstream: ["127.0.0.1:1", "127.0.0.1:1"], open: true}
+""".replace("open: true}", "}") % (p, p, p))
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1
+    got = [(l, m) for l, _, m in diags(r.stderr, path)]
+    assert got == [(2, "listen: 127.0.0.1:%d is listed twice" % p),
+                   (3, "listen: 0.0.0.0:%d overlaps 127.0.0.1:%d of listener 'a'" % (p, p)),
+                   (3, "server '127.0.0.1:1' is listed twice")], r.stderr.decode()
+
+
+def test_empty_upstream_group_is_an_error_at_the_group(workdir):
+    """`servers: []` is an error where it is written, used or not; the
+    listener naming the group gets no second error with a command-line
+    hint (-u HOST:PORT)."""
+    path = write(workdir, "empty.yaml", """\
+upstreams:
+  web:
+    servers: []
+  db: []
+  unused: {servers: []}
+listeners:
+  - {name: a, mode: relay, listen: "127.0.0.1:%d", upstream: web}
+  - {name: b, mode: relay, listen: "127.0.0.1:%d", upstream: db}
+  - {name: c, mode: relay, listen: "127.0.0.1:%d", upstream: []}
+""" % (free_port(), free_port(), free_port()))
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1
+    assert diags(r.stderr, path) == [
+        (3, 14, "upstream group 'web': no servers"),
+        (4, 7, "upstream group 'db': no servers"),
+        (5, 21, "upstream group 'unused': no servers"),
+        (9, 65, "upstream: no servers"),
+    ], r.stderr.decode()
+    assert b"warning" not in r.stderr and b"-u HOST:PORT" not in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------
+# --help
+
+
+def test_help_is_aligned_and_complete():
+    top = run_ferry("--help").stdout.decode()
+    rows = [l for l in top.splitlines() if re.match(r"^  [a-z-]+ +\S", l)]
+    assert len(rows) == 6 and len({re.match(r"^  [a-z-]+ +", l).end() for l in rows}) == 1, top
+    assert "ferry --dump-options" in top, top
+    for mode in ("socks", "relay", "ss-server", "ss-local"):
+        out = run_ferry(mode, "--help").stdout.decode()
+        lines = out.splitlines()
+        assert all(len(l) <= 100 for l in lines), [l for l in lines if len(l) > 100]
+        # option text starts in one column; a flag too long for its column has a line of its own
+        starts = {len(l) - len(l.lstrip()) for l in lines if l.startswith(" " * 41)}
+        assert starts <= {43}, out
+        assert not re.search(r"\) \(default", out), out
+    socks = run_ferry("socks", "--help").stdout.decode()
+    assert re.search(r"--listen ADDR .*\n?.*default 127\.0\.0\.1:1080\)", socks), socks
+    relay = run_ferry("relay", "--help").stdout.decode()
+    assert "(0 =\n" in relay or "(0 = refuse at once; default 1024)" in " ".join(relay.split()), relay
+    assert re.search(r"^  -u, --upstream HOST:PORT\S*\n {43}upstream server", relay, re.M), relay
+
+
+@pytest.mark.parametrize("args,cmd", [(["--bogus"], "socks"), (["relay", "--bogus"], "relay"),
+                                      (["ss-local", "-x"], "ss-local")])
+def test_unknown_option_points_at_the_subcommands_help(args, cmd):
+    r = run_ferry(*args)
+    assert r.returncode == 2
+    assert r.stderr.decode().rstrip().endswith("(see 'ferry %s --help')" % cmd), r.stderr
+
+
+
+# --------------------------------------------------------------------------
+# ferry run|check: the command line
+
+
+SOCKS_YAML = "listeners:\n  - {name: s, mode: socks, listen: \"127.0.0.1:%d\"}\n"
+
+
+@pytest.mark.deadline(30)
+def test_run_takes_a_bare_file_and_global_overrides(ferry, workdir):
+    """`ferry run FILE --log-level debug --threads 1`: FILE as -c FILE, and
+    global options on the command line win over the file's."""
+    port = free_port()
+    path = write(workdir, "g.yaml", "threads: 3\nlog-level: error\n" + SOCKS_YAML % port)
+    f = ferry("run", path, "--log-level", "info", "--threads", "1", listen=("127.0.0.1", port))
+    assert "s listening on 127.0.0.1:%d (1 thread)" % port in f.log(), f.log()
+    r = run_ferry("check", path, "--threads", "2")
+    assert r.returncode == 0 and r.stdout.decode().startswith("%s: ok" % path), r.stderr
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--maxconn", "2"], "'--maxconn' is a listener option: set it in the file"),
+    (["--log-level", "loud"], "--log-level: 'loud': expected quiet"),
+    (["--bogus"], "unknown option '--bogus' (see 'ferry check --help')"),
+    (["-c", "{other}"], "'{path}' and '{other}': ferry check takes one config file"),
+    (["{other}"], "'{path}' and '{other}': ferry check takes one config file"),
+])
+def test_check_command_line_errors(workdir, extra, msg):
+    path = write(workdir, "a.yaml", SOCKS_YAML % free_port())
+    other = write(workdir, "b.yaml", "nonsense: 1\n")
+    r = run_ferry("check", "-c", path, *[a.format(other=other) for a in extra])
+    assert r.returncode == 2
+    assert r.stderr.decode().startswith("ferry: " + msg.format(path=path, other=other)), r.stderr
+
+
+def test_check_recognizes_shadowsocks_libev_json(workdir):
+    """A libev config given to ferry check is checked as one, and says which
+    subcommand runs it; ferry run points there instead of failing on keys."""
+    server = write(workdir, "server.json", json.dumps({
+        "server": "127.0.0.1", "server_port": free_port(), "password": "pw", "method": "aes-256-gcm"}))
+    r = run_ferry("check", "-c", server)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == "%s: ok as a shadowsocks-libev config for ss-server (0 warnings): run it with " \
+        "'ferry ss-server -c %s'\n" % (server, server)
+    local = write(workdir, "local.conf", json.dumps({
+        "server": "127.0.0.1", "server_port": 8388, "local_port": free_port(), "password": "pw",
+        "method": "rc4-md5"}))
+    r = run_ferry("check", local)
+    assert r.returncode == 1
+    lines = r.stderr.decode().splitlines()
+    assert len(lines) == 2 and "method: 'rc4-md5': unknown method" in lines[0], lines
+    assert lines[1] == "%s: 1 error (checked as a shadowsocks-libev config for 'ferry ss-local -c')" % local
+    r = run_ferry("run", server)
+    assert r.returncode == 2
+    assert r.stderr.decode() == "ferry: %s is a shadowsocks-libev config: run it with 'ferry ss-server -c %s'\n" \
+        % (server, server)
+
+
+@pytest.mark.parametrize("args", [["ss-server", "-c"], ["ss-local", "-c"], ["run"], ["run", "-c"]])
+def test_unreadable_file_is_one_line(workdir, args):
+    missing = os.path.join(workdir, "nope.json")
+    r = run_ferry(*args, missing)
+    assert r.returncode == 2
+    assert r.stderr.decode() == "ferry: %s: cannot read: No such file or directory\n" % missing

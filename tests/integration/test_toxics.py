@@ -504,6 +504,7 @@ def test_latency_on_fast_streams_is_backpressure_not_memory(ferry, servers):
 
 @pytest.mark.parametrize("bad,why", [
     ("latency:latency=abc", "not a number"),
+    ("latency:latency=-5", "'-5' must not be negative (a whole number from 0 to"),
     ("nosuch", "unknown toxic"),
     ("latency:rate=10", "no attribute"),
     ("latency:stream=sideways", "stream"),

@@ -200,9 +200,15 @@ static void test_parse(void **state)
     assert_int_equal(net_addr_parse("[::]:0", &a, err, sizeof err), 0);
     assert_string_equal(net_addr_format(&a, txt, sizeof txt), "[::]:0");
 
-    assert_int_equal(net_addr_parse("localhost:80", &a, err, sizeof err), -1);
-    assert_non_null(strstr(err, "localhost:80"));
-    assert_non_null(strstr(err, "IP address"));
+    /* localhost is 127.0.0.1 (not ::1), in any case. */
+    assert_int_equal(net_addr_parse("localhost:80", &a, err, sizeof err), 0);
+    assert_string_equal(net_addr_format(&a, txt, sizeof txt), "127.0.0.1:80");
+    assert_int_equal(net_addr_parse("LocalHost:0", &a, err, sizeof err), 0);
+    assert_string_equal(net_addr_format(&a, txt, sizeof txt), "127.0.0.1:0");
+    assert_int_equal(net_addr_parse("example.com:80", &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "example.com:80"));
+    assert_non_null(strstr(err, "IP address or localhost"));
+    assert_int_equal(net_addr_parse("[localhost]:80", &a, err, sizeof err), -1);
     assert_int_equal(net_addr_parse("1.2.3.4", &a, err, sizeof err), -1);
     assert_non_null(strstr(err, "1.2.3.4"));
 }
@@ -306,6 +312,36 @@ static void test_from_sockaddr(void **state)
     assert_int_equal(net_addr_port(&a), 4242);
 }
 
+/* Clashing listen addresses: same port and family, and the same IP or a
+ * wildcard; port 0 never (each picks its own); v4 and v6 never (v6-only). */
+static void test_overlap(void **state)
+{
+    static const struct {
+        const char *a, *b;
+        int clash;
+    } cases[] = {
+        { "127.0.0.1:80", "127.0.0.1:80", 1 },
+        { "127.0.0.1:80", "localhost:80", 1 },
+        { "0.0.0.0:80", "127.0.0.1:80", 1 },
+        { "10.0.0.1:80", ":80", 1 },
+        { "[::]:80", "[::1]:80", 1 },
+        { "127.0.0.1:80", "127.0.0.2:80", 0 },
+        { "127.0.0.1:80", "127.0.0.1:81", 0 },
+        { "0.0.0.0:0", "0.0.0.0:0", 0 },
+        { "0.0.0.0:80", "[::]:80", 0 },
+        { "127.0.0.1:80", "[::1]:80", 0 },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct net_addr a, b;
+        char err[ERRLEN];
+        assert_int_equal(net_addr_parse(cases[i].a, &a, err, sizeof err), 0);
+        assert_int_equal(net_addr_parse(cases[i].b, &b, err, sizeof err), 0);
+        if (net_addr_overlap(&a, &b) != cases[i].clash || net_addr_overlap(&b, &a) != cases[i].clash)
+            fail_msg("%s vs %s: want %d", cases[i].a, cases[i].b, cases[i].clash);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_from_sockaddr),
     };
 

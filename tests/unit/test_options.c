@@ -302,7 +302,7 @@ static void test_bad_values_name_the_flag(void **state)
     bad(parse(state, "--backlog", "0", NULL), "--backlog", "0");
     bad(parse(state, "--retries", "17", NULL), "--retries", "does not apply"); /* socks */
     bad(parse(state, "--log-level", "loud", NULL), "--log-level", "loud");
-    bad(parse(state, "-l", "localhost:80", NULL), "--listen", "localhost:80");
+    bad(parse(state, "-l", "example.com:80", NULL), "--listen", "example.com:80");
     bad(parse(state, "-l", "1.2.3.4", NULL), "--listen", "1.2.3.4");
     bad(parse(state, "relay", "-l", ":1", "-u", "a:1", "--retries", "17", NULL), "--retries", "17");
 }
