@@ -842,6 +842,12 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
                  l->capture_rotate ? "rotate" : "filter");
         return -1;
     }
+    /* Rotating stdout would write files named "-.1", "-.2", ... */
+    if (strcmp(l->capture_path, "-") == 0 && l->capture_rotate) {
+        snprintf(err, errlen, "%s: --capture - writes to stdout, which cannot be rotated: drop --capture-rotate",
+                 l->name);
+        return -1;
+    }
     return cfg_listener_exposure(l, err, errlen);
 }
 
