@@ -56,6 +56,12 @@ static pcap_dumper_t *open_file(struct capture *c, const char *name, char *err, 
 {
     pcap_dumper_t *d;
     if (strcmp(name, "-") == 0) {
+        /* Binary on a terminal garbles it and helps nobody. */
+        if (isatty(STDOUT_FILENO)) {
+            snprintf(err, errlen, "--capture -: stdout is a terminal; pipe it into a reader "
+                     "(ferry ... --capture - | tshark -i -) or name a file");
+            return NULL;
+        }
         d = pcap_dump_open(c->dead, name);
     } else {
         int fd = privfile_open("--capture", name, 0, err, errlen);
