@@ -375,6 +375,9 @@ def test_capture_option_errors(workdir):
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", "a.pcap", "--capture-filter",
           "port=99999"], "'port=99999'"),
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture-filter", "port=80"], "needs --capture"),
+        (["socks", "-l", "127.0.0.1:1", "--user", "a:b", "--capture-secrets"], "needs --capture FILE or --hexdump"),
+        (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", "a.pcap", "--capture-secrets"],
+         "--capture-secrets"),
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", os.path.join(workdir, "no/dir.pcap")],
          "no/dir.pcap"),
     ]
@@ -474,11 +477,11 @@ def test_socks_password_redacted_in_capture_and_hexdump(ferry, http, workdir, mo
         raw = fh.read()
     assert (SOCKS_PASS.encode() in raw) == secrets
     a = client_leg_bytes(cap, f.port)
-    assert a[3:].startswith(want), a[:40]          # after the greeting 05 01 02
+    assert a[2 + a[1]:].startswith(want), a[:40]   # after the greeting 05 NMETHODS METHODS
     assert_clean(cap)
     dump = parse_hexdump(f.log())
     up = bytes(dump[(int(sess["sess"]), "client>upstream")])
-    assert up[3:].startswith(want), up[:40]
+    assert up == a, (up[:40], a[:40])
     assert (SOCKS_PASS in f.log()) == secrets
 
 
@@ -515,6 +518,9 @@ def test_socks_password_split_across_reads_is_redacted(ferry, identify, workdir)
     assert a.startswith(b"\x05\x01\x02" + auth_msg("*" * len(SOCKS_PASS))), a
     dump = parse_hexdump(f.log())
     assert bytes(dump[(int(sess["sess"]), "client>upstream")]).startswith(b"\x05\x01\x02" + msg[:8] + STARS)
+    # each piece was its own read
+    chunks = re.findall(r"sess=%s client>upstream len=(\d+)" % sess["sess"], f.log())
+    assert [int(c) for c in chunks[:4]] == [len(p) for p in pieces], chunks
     assert "cret" not in f.log()
 
 
