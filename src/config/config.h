@@ -114,6 +114,7 @@ struct listener_cfg {
     char capture_path[256];          /* --capture FILE; "" = none */
     uint64_t capture_rotate;         /* bytes; 0 = one file */
     struct capfilter capture_filter; /* no terms: every session */
+    int capture_secrets;             /* SOCKS5 passwords in clear in capture and hexdump */
     int hexdump;
     char hexdump_file[256];          /* "" = stderr */
     struct capture *capture;         /* runtime: tap_global_start(), shared by path */

@@ -680,6 +680,8 @@ const struct opt_def opt_table[] = {
       "SIZE", "start a new capture file when one exceeds SIZE (500k, 10M, 1G): x.pcap, x.1.pcap, ..." },
     { "capture-filter", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_capture_filter,
       "client=CIDR,port=N", "capture only these sessions (terms of a kind OR'ed, kinds AND'ed; port: upstream's)" },
+    { "capture-secrets", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(capture_secrets), 0, 1, NULL, NULL,
+      NULL, "keep SOCKS5 passwords in --capture and --hexdump (by default they are written as stars)" },
     { "hexdump", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(hexdump), 0, 1, NULL, NULL,
       NULL, "log every chunk of every session as an xxd-style dump (stderr unless --hexdump-file)" },
     { "hexdump-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_hexdump_file,
@@ -893,6 +895,16 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
     if (!l->capture_path[0] && (l->capture_rotate || l->capture_filter.nnets || l->capture_filter.nports)) {
         snprintf(err, errlen, "%s: --capture-%s needs --capture FILE", l->name,
                  l->capture_rotate ? "rotate" : "filter");
+        return -1;
+    }
+    if (l->capture_secrets && !l->capture_path[0] && !l->hexdump) {
+        snprintf(err, errlen, "%s: --capture-secrets needs --capture FILE or --hexdump", l->name);
+        return -1;
+    }
+    /* Rotating stdout would write files named "-.1", "-.2", ... */
+    if (strcmp(l->capture_path, "-") == 0 && l->capture_rotate) {
+        snprintf(err, errlen, "%s: --capture - writes to stdout, which cannot be rotated: drop --capture-rotate",
+                 l->name);
         return -1;
     }
     return cfg_listener_exposure(l, err, errlen);

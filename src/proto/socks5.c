@@ -173,6 +173,17 @@ int socks5_parse_userpass(const uint8_t *buf, size_t len, struct socks5_userpass
     return SOCKS_DONE;
 }
 
+int socks5_userpass_secret(const uint8_t *buf, size_t len, size_t *off, size_t *n)
+{
+    if (len < 2 || buf[0] != SOCKS5_USERPASS_VERSION)
+        return 0;
+    if (len < 3 + (size_t)buf[1])
+        return 0;
+    *off = 3 + (size_t)buf[1];
+    *n = buf[*off - 1];
+    return 1;
+}
+
 int socks5_parse_request(const uint8_t *buf, size_t len, struct socks5_request *out, size_t *consumed,
                          uint8_t *reply)
 {

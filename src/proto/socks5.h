@@ -66,6 +66,14 @@ struct socks5_userpass { char user[256]; char pass[256]; uint8_t ulen, plen; };
  * the caller answers socks5_build_auth_reply(SOCKS5_AUTH_FAIL) and closes. */
 int socks5_parse_userpass(const uint8_t *buf, size_t len, struct socks5_userpass *out, size_t *consumed);
 
+/* Where PASSWD lies in an RFC 1929 message that starts at buf, as far as
+ * its first len bytes tell, so that recorders (capture, hexdump) can hide
+ * it: 1 with *off and *n (the span may reach past len: the rest of the
+ * password is still to come), 0 while PLEN has not arrived or VER is not 1.
+ * Answers for malformed messages too (a NUL in UNAME): the bytes at PLEN's
+ * place still say how many follow. */
+int socks5_userpass_secret(const uint8_t *buf, size_t len, size_t *off, size_t *n);
+
 struct socks5_request { uint8_t cmd; struct socks_addr dst; };
 
 /* Request: VER CMD RSV ATYP DST.ADDR DST.PORT.

@@ -128,6 +128,10 @@ static enum front_result on_auth(struct session *s, const uint8_t *buf, size_t l
 {
     struct socks5_userpass up;
     uint8_t out[2];
+    size_t pw_off, pw_len;
+    /* Before parsing, on every call: a message still incomplete, or
+     * malformed, may hold part of a password already. */
+    if (socks5_userpass_secret(buf, len, &pw_off, &pw_len)) sess_secret(s, pw_off, pw_len);
     int r = socks5_parse_userpass(buf, len, &up, used);
     if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
     int ok = r == SOCKS_DONE && authenticate(s, &up);

@@ -145,6 +145,8 @@ struct session {
     uint64_t lb_tried;                /* relay: servers already tried */
     unsigned lb_attempts;
     int last_errno;                   /* last connect error */
+    uint32_t hs_used;                 /* handshake bytes the front-end consumed:
+                                         where up.buf starts in the client's stream */
 
     const struct front_ops *front;
     void *front_state;

@@ -392,6 +392,11 @@ int sess_reply(struct session *s, const void *data, size_t len)
     return sess_push_ready(s, &s->down, data, len);
 }
 
+void sess_secret(struct session *s, size_t off, size_t n)
+{
+    if (s->tap) tap_secret(s->tap, (uint64_t)s->hs_used + off, n);
+}
+
 int sess_push_ready(struct session *s, struct half *h, const void *data, size_t len)
 {
     struct worker *w = s->wl->w;
@@ -440,6 +445,7 @@ static void sess_handshake(struct session *s)
         size_t len = h->buf ? buf_len(h->buf) : 0;
         enum front_result r = s->front->on_data(s, p, len, &used);
         if (used) buf_consumed(h->buf, (uint32_t)used);
+        s->hs_used += (uint32_t)used;
         if (r == FRONT_FAIL || r == FRONT_SILENT_FAIL) {
             s->silent = r == FRONT_SILENT_FAIL;
             enter_flushing(s, s->silent ? END_PROBE : END_HANDSHAKE_ERROR);
@@ -479,13 +485,16 @@ static int handshake_read(struct session *s)
     }
     ssize_t n = recv(s->cio.fd, buf_wptr(h->buf), room, 0);
     if (n > 0) {
+        /* Recorded once the front-end has seen them: it marks secrets. */
         if (s->tap) {
+            tap_hold(s->tap);
             tap_bytes(s->tap, TAP_CLIENT, 1, buf_wptr(h->buf), (size_t)n);
             tap_plain(s->tap, 1, buf_wptr(h->buf), (size_t)n);
         }
         buf_produced(h->buf, (uint32_t)n);
         draw_handshake_deadline(s);
         sess_handshake(s);
+        tap_release(s->tap);      /* NULL if the session closed: tap_close released */
         return (size_t)n == room;
     }
     if (n == 0) {

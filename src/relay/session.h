@@ -21,6 +21,11 @@ void sess_close(struct session *s, enum sess_end why);
 /* For front-ends. sess_reply queues bytes to the client ahead of any relayed
  * data; returns -1 if they do not fit (a front-end bug). */
 int sess_reply(struct session *s, const void *data, size_t len);
+/* For front-ends, from on_data: bytes [off, off + n) of the buffer it was
+ * handed are a secret (a SOCKS5 password), to be starred in captures and
+ * dumps (tap.h). The span may reach past the buffer: the rest is still to
+ * come. */
+void sess_secret(struct session *s, size_t off, size_t n);
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy);
 /* Puts a codec on a direction that has none yet, and takes ownership of
  * `state` (pipe_release frees it); it cannot fail. With pending_is_input,

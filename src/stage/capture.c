@@ -25,8 +25,15 @@ struct capture {
     pcap_t *dead;                 /* the "handle" the dump API needs */
     pcap_dumper_t *d;             /* NULL after a failed rotation */
     struct spool *sp;
-    uint64_t packets, lost;       /* writer thread: written; not written (file error) */
-    int write_failed;
+    /* Writer thread. A packet is "written" once a flush that follows it
+     * succeeded: before that it sits in stdio's buffer, and a failed write
+     * may have taken any part of it. */
+    uint64_t packets;             /* handed to stdio */
+    uint64_t written;             /* of those, flushed to the file */
+    uint64_t lost;                /* not written: the capture had stopped */
+    char stop_why[160];           /* why it stopped; "" while it runs */
+    int stopped;                  /* set once by the writer, read by workers (__atomic) */
+    uint64_t skipped;             /* workers (__atomic): not even queued once stopped */
 };
 
 /* What precedes each packet in the spool. */
@@ -56,6 +63,12 @@ static pcap_dumper_t *open_file(struct capture *c, const char *name, char *err, 
 {
     pcap_dumper_t *d;
     if (strcmp(name, "-") == 0) {
+        /* Binary on a terminal garbles it and helps nobody. */
+        if (isatty(STDOUT_FILENO)) {
+            snprintf(err, errlen, "--capture -: stdout is a terminal; pipe it into a reader "
+                     "(ferry ... --capture - | tshark -i -) or name a file");
+            return NULL;
+        }
         d = pcap_dump_open(c->dead, name);
     } else {
         int fd = privfile_open("--capture", name, 0, err, errlen);
@@ -73,20 +86,55 @@ static pcap_dumper_t *open_file(struct capture *c, const char *name, char *err, 
     return d;
 }
 
+/* Writer thread, once: a write failed (the reader of "-" left, the disk
+ * is full) or the next file cannot be opened. Nothing more goes to the
+ * file: a partly written packet has already made it unreadable from there
+ * on. What stdio still held is counted as not written. The dumper stays
+ * open until capture_close (closing it would close stdout for "-"). */
+static void stop(struct capture *c, const char *why)
+{
+    snprintf(c->stop_why, sizeof(c->stop_why), "%s", why);
+    log_error("capture '%s': %s; capture stopped", c->path, why);
+    c->lost += c->packets - c->written;
+    c->packets = c->written;
+    __atomic_store_n(&c->stopped, 1, __ATOMIC_RELAXED);
+}
+
+static int running(const struct capture *c) { return c->d && !c->stop_why[0]; }
+
+static void write_failed(struct capture *c, int err)
+{
+    char why[128];
+    snprintf(why, sizeof(why), "write failed: %s", strerror(err ? err : EIO));
+    stop(c, why);
+}
+
+/* 0, or -1 when the capture stopped. */
+static int flush(struct capture *c)
+{
+    if (pcap_dump_flush(c->d) < 0) {
+        write_failed(c, errno);
+        return -1;
+    }
+    c->written = c->packets;
+    return 0;
+}
+
 static void rotate(struct capture *c)
 {
     char name[300], err[512];
+    if (flush(c) < 0) return;
     pcap_dump_close(c->d);
     capture_file_name(c->path, ++c->fileno, name, sizeof(name));
     c->d = open_file(c, name, err, sizeof(err));
-    if (!c->d) log_error("%s; capture stopped", err);
+    if (!c->d) stop(c, err);
 }
 
 static void on_record(void *ctx, uint8_t *rec, size_t len)
 {
     struct capture *c = ctx;
     struct cap_rec r;
-    if (!c->d || len < sizeof(r)) {
+    if (!running(c) || len < sizeof(r)) {
         c->lost++;
         return;
     }
@@ -98,18 +146,22 @@ static void on_record(void *ctx, uint8_t *rec, size_t len)
     h.ts.tv_sec = (time_t)(r.ts_us / 1000000);
     h.ts.tv_usec = (suseconds_t)(r.ts_us % 1000000);
     h.caplen = h.len = (bpf_u_int32)plen;
+    errno = 0;
     pcap_dump((u_char *)c->d, &h, pkt);
     c->packets++;
+    /* pcap_dump() says nothing: stdio's error flag tells whether the
+     * write it made when its buffer filled failed. */
+    if (ferror(pcap_dump_file(c->d))) {
+        write_failed(c, errno);
+        return;
+    }
     if (c->rotate && (uint64_t)pcap_dump_ftell64(c->d) >= c->rotate) rotate(c);
 }
 
 static void on_batch_done(void *ctx)
 {
     struct capture *c = ctx;
-    if (c->d && pcap_dump_flush(c->d) < 0 && !c->write_failed) {
-        c->write_failed = 1;   /* once: a full disk would repeat it for every batch */
-        log_error("capture '%s': write failed: %s", c->path, strerror(errno));
-    }
+    if (running(c)) flush(c);
 }
 
 static const struct spool_ops capture_spool_ops = { on_record, on_batch_done };
@@ -149,6 +201,11 @@ fail:
 int capture_put(struct capture *c, int64_t ts_us, const uint8_t *hdr, size_t hlen, const uint8_t *payload,
                 size_t n)
 {
+    /* A stopped capture costs a load, not a copy into the spool. */
+    if (__atomic_load_n(&c->stopped, __ATOMIC_RELAXED)) {
+        __atomic_fetch_add(&c->skipped, 1, __ATOMIC_RELAXED);
+        return -1;
+    }
     struct cap_rec r = { ts_us };
     struct spool_part parts[3] = { { &r, sizeof(r) }, { hdr, hlen }, { payload, n } };
     return spool_put(c->sp, parts, 3);
@@ -159,14 +216,21 @@ void capture_count_drop(struct capture *c) { spool_count_drop(c->sp); }
 void capture_close(struct capture *c)
 {
     if (!c) return;
-    uint64_t dropped = spool_close(c->sp) + c->lost;
+    uint64_t dropped = spool_close(c->sp);
+    if (running(c)) flush(c);
     if (c->d) pcap_dump_close(c->d);
     pcap_close(c->dead);
+    uint64_t lost = c->lost + __atomic_load_n(&c->skipped, __ATOMIC_RELAXED);
+    char files[32], drops[80] = "";
+    snprintf(files, sizeof(files), "%u file%s", c->fileno + 1, c->fileno ? "s" : "");
     if (dropped)
-        log_warn("capture '%s': %llu packets written, %llu dropped (the disk did not keep up)", c->path,
-                 (unsigned long long)c->packets, (unsigned long long)dropped);
+        snprintf(drops, sizeof(drops), ", %llu dropped (the disk did not keep up)", (unsigned long long)dropped);
+    if (c->stop_why[0])
+        log_warn("capture '%s': %llu packets written in %s, then %llu not written (capture stopped)%s", c->path,
+                 (unsigned long long)c->written, files, (unsigned long long)lost, drops);
+    else if (dropped)
+        log_warn("capture '%s': %llu packets written in %s%s", c->path, (unsigned long long)c->written, files, drops);
     else
-        log_info("capture '%s': %llu packets written in %u file%s", c->path, (unsigned long long)c->packets,
-                 c->fileno + 1, c->fileno ? "s" : "");
+        log_info("capture '%s': %llu packets written in %s", c->path, (unsigned long long)c->written, files);
     free(c);
 }

@@ -36,6 +36,22 @@ struct tap {
     uint8_t *pend;                /* [i64 ts][u32 hlen][u32 n][hdr][payload]... */
     size_t pend_len, pend_cap;    /* grown on demand up to TAP_PENDING_MAX */
     uint64_t hex_off[2];          /* bytes dumped: [0] client>upstream, [1] back */
+    uint64_t cin;                 /* client-leg bytes from the client, recorded */
+    uint64_t secret_lo, secret_hi;/* client stream span written as '*' (lo == hi: none) */
+    uint8_t keep_secrets;         /* --capture-secrets */
+    uint8_t holding;              /* tap_hold: events wait in held */
+    uint8_t *held;                /* [struct held_ev][payload]... */
+    size_t held_len, held_cap;
+};
+
+/* An event kept between tap_hold and tap_release. */
+enum { EV_BYTES, EV_PLAIN };
+struct held_ev {
+    int64_t ts_us;
+    uint32_t n;
+    uint8_t kind;
+    uint8_t leg;                  /* EV_BYTES */
+    uint8_t dir;                  /* EV_BYTES: from_peer; EV_PLAIN: up */
 };
 
 static int64_t wall_us(void)
@@ -145,6 +161,123 @@ static int sender(enum tap_leg leg, int from_peer)
     return from_peer ? peer : !peer;
 }
 
+/* ---- secrets: hold, mark, release ---- */
+
+static int overlaps(const struct tap *t, uint64_t off, size_t n)
+{
+    return t->secret_lo < t->secret_hi && off < t->secret_hi && off + n > t->secret_lo;
+}
+
+/* Stars over the secret bytes of a chunk that starts at stream offset off. */
+static void redact(const struct tap *t, uint64_t off, uint8_t *p, size_t n)
+{
+    if (!overlaps(t, off, n)) return;
+    uint64_t lo = off > t->secret_lo ? off : t->secret_lo;
+    uint64_t hi = off + n < t->secret_hi ? off + n : t->secret_hi;
+    memset(p + (lo - off), '*', (size_t)(hi - lo));
+}
+
+/* No memory to keep an event: this session goes unrecorded from here on,
+ * rather than recorded with a secret in clear or a hole in its stream. */
+static void give_up(struct tap *t)
+{
+    if (t->cap) capture_count_drop(t->cap);
+    t->cap = NULL;
+    t->hex = NULL;
+    free(t->held);
+    t->held = NULL;
+    t->held_len = t->held_cap = 0;
+}
+
+static int hold_add(struct tap *t, uint8_t kind, uint8_t leg, uint8_t dir, const void *p, size_t n)
+{
+    struct held_ev ev = { wall_us(), (uint32_t)n, kind, leg, dir };
+    size_t need = t->held_len + sizeof(ev) + n;
+    if (need > t->held_cap) {
+        /* One read and the replies to it, as a rule: a few hundred bytes. */
+        size_t cap = t->held_cap ? t->held_cap : 1024;
+        while (cap < need) cap *= 2;
+        uint8_t *q = realloc(t->held, cap);
+        if (!q) {
+            give_up(t);
+            return -1;
+        }
+        t->held = q;
+        t->held_cap = cap;
+    }
+    memcpy(t->held + t->held_len, &ev, sizeof(ev));
+    memcpy(t->held + t->held_len + sizeof(ev), p, n);
+    t->held_len = need;
+    return 0;
+}
+
+/* One event, its payload a writable copy: the secret span is starred here,
+ * at the offset the event has in its stream. */
+static void deliver(struct tap *t, const struct held_ev *ev, uint8_t *p)
+{
+    if (ev->kind == EV_PLAIN) {
+        if (!t->hex) return;
+        if (ev->dir) redact(t, t->hex_off[0], p, ev->n);
+        hexlog_put(t->hex, ev->ts_us, t->id, ev->dir, &t->hex_off[ev->dir ? 0 : 1], p, ev->n);
+        return;
+    }
+    if (!t->cap || !t->leg_on[ev->leg]) return;
+    if (ev->leg == TAP_CLIENT && ev->dir) {
+        redact(t, t->cin, p, ev->n);
+        t->cin += ev->n;
+    }
+    t->now_us = ev->ts_us;
+    ptcp_data(&t->leg[ev->leg], sender((enum tap_leg)ev->leg, ev->dir), p, ev->n, emit, t);
+}
+
+static void flush_held(struct tap *t)
+{
+    for (size_t off = 0; off < t->held_len;) {
+        struct held_ev ev;
+        memcpy(&ev, t->held + off, sizeof(ev));
+        deliver(t, &ev, t->held + off + sizeof(ev));
+        off += sizeof(ev) + ev.n;
+    }
+    free(t->held);
+    t->held = NULL;
+    t->held_len = t->held_cap = 0;
+}
+
+/* Whether the event was taken into held: while holding, or when it has
+ * secret bytes (they need a writable copy; it goes out at once then). */
+static int kept(struct tap *t, int secret, uint8_t kind, uint8_t leg, uint8_t dir, const void *p, size_t n)
+{
+    if (!t->holding && !secret) return 0;
+    if (hold_add(t, kind, leg, dir, p, n) == 0 && !t->holding) flush_held(t);
+    return 1;
+}
+
+void tap_hold(struct tap *t)
+{
+    if (t && !t->keep_secrets) t->holding = 1;
+}
+
+void tap_release(struct tap *t)
+{
+    if (!t) return;
+    t->holding = 0;
+    flush_held(t);
+}
+
+void tap_secret(struct tap *t, uint64_t off, size_t n)
+{
+    if (!t || t->keep_secrets || n == 0) return;
+    if (t->secret_lo == t->secret_hi) {
+        t->secret_lo = off;
+        t->secret_hi = off + n;
+        return;
+    }
+    if (off < t->secret_lo) t->secret_lo = off;
+    if (off + n > t->secret_hi) t->secret_hi = off + n;
+}
+
+/* ---- sessions ---- */
+
 int tap_enabled(const struct listener_cfg *cfg)
 {
     return cfg->capture || cfg->hexlog;
@@ -179,6 +312,7 @@ struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const str
     t->hex = cfg->hexlog;
     t->filter = &cfg->capture_filter;
     t->id = sess_id;
+    t->keep_secrets = (uint8_t)cfg->capture_secrets;
     t->now_us = wall_us();
     t->pending = cap && cfg->capture_filter.nports;
     if (cap) leg_start(t, TAP_CLIENT, client, local);
@@ -187,7 +321,9 @@ struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const str
 
 void tap_upstream(struct tap *t, const struct net_addr *local, const struct net_addr *remote)
 {
-    if (!t || !t->cap || t->leg_on[TAP_UPSTREAM]) return;
+    if (!t) return;
+    tap_release(t);
+    if (!t->cap || t->leg_on[TAP_UPSTREAM]) return;
     t->now_us = wall_us();
     if (t->pending) pend_settle(t, capfilter_port_ok(t->filter, net_addr_port(remote)));
     if (t->cap) leg_start(t, TAP_UPSTREAM, local, remote);
@@ -196,6 +332,9 @@ void tap_upstream(struct tap *t, const struct net_addr *local, const struct net_
 void tap_bytes(struct tap *t, enum tap_leg leg, int from_peer, const void *p, size_t n)
 {
     if (!t || !t->cap || !t->leg_on[leg] || !n) return;
+    int client_in = leg == TAP_CLIENT && from_peer;
+    if (kept(t, client_in && overlaps(t, t->cin, n), EV_BYTES, (uint8_t)leg, (uint8_t)!!from_peer, p, n)) return;
+    if (client_in) t->cin += n;
     t->now_us = wall_us();
     ptcp_data(&t->leg[leg], sender(leg, from_peer), p, n, emit, t);
 }
@@ -203,12 +342,15 @@ void tap_bytes(struct tap *t, enum tap_leg leg, int from_peer, const void *p, si
 void tap_plain(struct tap *t, int up, const void *p, size_t n)
 {
     if (!t || !t->hex || !n) return;
+    if (kept(t, up && overlaps(t, t->hex_off[0], n), EV_PLAIN, 0, (uint8_t)!!up, p, n)) return;
     hexlog_put(t->hex, wall_us(), t->id, up, &t->hex_off[up ? 0 : 1], p, n);
 }
 
 void tap_fin(struct tap *t, enum tap_leg leg, int from_peer)
 {
-    if (!t || !t->cap || !t->leg_on[leg]) return;
+    if (!t) return;
+    tap_release(t);
+    if (!t->cap || !t->leg_on[leg]) return;
     t->now_us = wall_us();
     ptcp_fin(&t->leg[leg], sender(leg, from_peer), emit, t);
 }
@@ -216,6 +358,7 @@ void tap_fin(struct tap *t, enum tap_leg leg, int from_peer)
 void tap_close(struct tap *t, int rst_client, int rst_upstream)
 {
     if (!t) return;
+    tap_release(t);
     t->now_us = wall_us();
     /* Still undecided: the session never reached an upstream, so no port
      * could match; its packets are dropped (cap goes NULL) before the

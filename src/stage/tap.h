@@ -52,6 +52,26 @@ void tap_bytes(struct tap *t, enum tap_leg leg, int from_peer, const void *p, si
  * plaintext for Shadowsocks), and the replies ferry writes itself (SOCKS),
  * for hexdump. up 1: client -> upstream, 0: upstream -> client. */
 void tap_plain(struct tap *t, int up, const void *p, size_t n);
+
+/* Secrets (SOCKS5 passwords): unless the listener has --capture-secrets,
+ * the bytes a front-end marks secret are written as '*', same length, in
+ * the capture (the client leg, client to ferry) and in the hexdump
+ * (client>upstream). Offsets count the client's stream from its first byte;
+ * front-ends that mark secrets (SOCKS) read it unchanged, so that stream is
+ * both the client leg's and the dump's.
+ *
+ * A recorder must not write a chunk before the front-end has seen it, and
+ * the session reads before it parses: between tap_hold and tap_release the
+ * tap keeps every event (copies, in order) and writes them at the release,
+ * with what was marked meanwhile applied. tap_upstream, tap_fin and
+ * tap_close release first. A secret may reach past the bytes read so far:
+ * the rest is hidden as it comes. */
+void tap_hold(struct tap *t);
+void tap_release(struct tap *t);
+/* Bytes [off, off + n) of the client's stream are secret. The tap keeps
+ * one span: marks are merged into the smallest span covering them. */
+void tap_secret(struct tap *t, uint64_t off, size_t n);
+
 /* FIN on a leg: from_peer 1 = the peer's (EOF read), 0 = ferry's shutdown. */
 void tap_fin(struct tap *t, enum tap_leg leg, int from_peer);
 /* The session is over: ends each leg still open (RST where ferry reset it,

@@ -18,13 +18,16 @@ not captured, ACKed unseen segment, ...) and of bad checksums.
 import glob
 import os
 import re
+import select
+import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
 import peers
-from conftest import curl, free_port, need, run_ferry, scaled
+from conftest import curl, free_port, listening, need, run_ferry, scaled
 
 BODY = os.urandom(300 * 1024 + 77)   # > 64 KiB chunks: several segments per read
 
@@ -372,6 +375,9 @@ def test_capture_option_errors(workdir):
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", "a.pcap", "--capture-filter",
           "port=99999"], "'port=99999'"),
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture-filter", "port=80"], "needs --capture"),
+        (["socks", "-l", "127.0.0.1:1", "--user", "a:b", "--capture-secrets"], "needs --capture FILE or --hexdump"),
+        (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", "a.pcap", "--capture-secrets"],
+         "--capture-secrets"),
         (["relay", "-l", "127.0.0.1:1", "-u", "127.0.0.1:2", "--capture", os.path.join(workdir, "no/dir.pcap")],
          "no/dir.pcap"),
     ]
@@ -425,3 +431,230 @@ def test_symlink_at_capture_or_hexdump_path_is_refused(opt, workdir):
         assert fh.read() == "keep me\n"
     assert os.stat(target).st_mode & 0o7777 == 0o644
     assert os.path.islink(link)
+
+
+# --------------------------------------------------------------------------
+# what a new user met (issue #16)
+
+SOCKS_USER, SOCKS_PASS = "alice", "S3cret"
+STARS = b"*" * len(SOCKS_PASS)
+
+
+def auth_msg(pw=SOCKS_PASS):
+    u, p = SOCKS_USER.encode(), pw.encode()
+    return b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p
+
+
+def socks_listener(ferry, mode, *extra):
+    """A SOCKS front with --user (socks, or ss-local with its ss-server)."""
+    args = ["--user", "%s:%s" % (SOCKS_USER, SOCKS_PASS)] + list(extra)
+    if mode == "socks":
+        return ferry("socks", *args)
+    fs = ferry("ss-server", "-k", "pw", "--drain-timeout", "1s")
+    return ferry("ss-local", "-s", fs.addr, "-k", "pw", "--drain-timeout", "1s", *args)
+
+
+def client_leg_bytes(cap, port):
+    return bytes(leg(streams(cap), port)["a"])
+
+
+@pytest.mark.deadline(90)
+@pytest.mark.parametrize("mode", ["socks", "ss-local"])
+@pytest.mark.parametrize("secrets", [False, True], ids=["redacted", "capture-secrets"])
+def test_socks_password_redacted_in_capture_and_hexdump(ferry, http, workdir, mode, secrets):
+    """The RFC 1929 password is stars of the same length in --capture and
+    --hexdump (stderr), unless --capture-secrets."""
+    need("tshark")
+    srv = http()
+    cap = os.path.join(workdir, "auth.pcap")
+    f = socks_listener(ferry, mode, "--capture", cap, "--hexdump", *(["--capture-secrets"] if secrets else []))
+    fetch("http://127.0.0.1:%d/x" % srv.port, workdir, "--socks5", f.addr,
+          "--proxy-user", "%s:%s" % (SOCKS_USER, SOCKS_PASS))
+    sess = f.wait_sessions(1)[0]
+    stop(f)
+    want = auth_msg() if secrets else auth_msg("*" * len(SOCKS_PASS))
+    with open(cap, "rb") as fh:
+        raw = fh.read()
+    assert (SOCKS_PASS.encode() in raw) == secrets
+    a = client_leg_bytes(cap, f.port)
+    assert a[2 + a[1]:].startswith(want), a[:40]   # after the greeting 05 NMETHODS METHODS
+    assert_clean(cap)
+    dump = parse_hexdump(f.log())
+    up = bytes(dump[(int(sess["sess"]), "client>upstream")])
+    assert up == a, (up[:40], a[:40])
+    assert (SOCKS_PASS in f.log()) == secrets
+
+
+@pytest.mark.deadline(60)
+def test_socks_password_split_across_reads_is_redacted(ferry, identify, workdir):
+    """The password arrives in pieces (each its own read): every piece is
+    redacted, in the capture and in the dump."""
+    need("tshark")
+    up = identify()
+    cap = os.path.join(workdir, "split.pcap")
+    f = socks_listener(ferry, "socks", "--capture", cap, "--hexdump")
+    msg = auth_msg()
+    cut = msg.index(b"S3") + 2                    # "...alice\x06S3" | "cret"
+    pieces = [b"\x05\x01\x02", msg[:6], msg[6:cut], msg[cut:]]
+    s = f.connect()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i, p in enumerate(pieces):
+        s.sendall(p)
+        if i == 0:
+            assert s.recv(2) == b"\x05\x02"
+        time.sleep(0.15)
+    assert s.recv(2) == b"\x01\x00"
+    port = up.port
+    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+    r = s.recv(10)
+    assert r[:2] == b"\x05\x00", r
+    s.close()
+    sess = f.wait_sessions(1)[0]
+    stop(f)
+    with open(cap, "rb") as fh:
+        raw = fh.read()
+    assert SOCKS_PASS.encode() not in raw
+    a = client_leg_bytes(cap, f.port)
+    assert a.startswith(b"\x05\x01\x02" + auth_msg("*" * len(SOCKS_PASS))), a
+    dump = parse_hexdump(f.log())
+    assert bytes(dump[(int(sess["sess"]), "client>upstream")]).startswith(b"\x05\x01\x02" + msg[:8] + STARS)
+    # each piece was its own read
+    chunks = re.findall(r"sess=%s client>upstream len=(\d+)" % sess["sess"], f.log())
+    assert [int(c) for c in chunks[:4]] == [len(p) for p in pieces], chunks
+    assert "cret" not in f.log()
+
+
+def test_capture_stdout_cannot_rotate(workdir):
+    """--capture - with --capture-rotate would write files named -.1, -.2...
+    in the working directory: refused, on the command line and in YAML."""
+    r = run_ferry("relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:2", "--capture", "-",
+                  "--capture-rotate", "1k")
+    err = r.stderr.decode()
+    assert r.returncode != 0 and err.count("\n") == 1, err
+    assert "--capture -" in err and "--capture-rotate" in err, err
+    path = os.path.join(workdir, "rot.yaml")
+    with open(path, "w") as fh:
+        fh.write('listeners:\n  - {name: r, mode: relay, listen: "127.0.0.1:%d", upstream: "127.0.0.1:2",\n'
+                 '     capture: "-", capture-rotate: 1k}\n' % free_port())
+    for cmd in ("check", "run"):
+        r = run_ferry(cmd, "-c", path)
+        err = r.stderr.decode()
+        assert r.returncode != 0 and "--capture -" in err and "--capture-rotate" in err, err
+    assert not glob.glob(os.path.join(workdir, "-*")) and not glob.glob("-.*")
+
+
+def test_capture_to_a_terminal_is_refused(workdir):
+    """pcap is binary: --capture - with stdout on a terminal is refused at
+    start-up, with one line."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        argv = [os.environ.get("FERRY_BIN", "ferry"), "relay", "-l", "127.0.0.1:%d" % free_port(),
+                "-u", "127.0.0.1:2", "--capture", "-"]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
+        try:
+            _, err = p.communicate(timeout=scaled(5))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise AssertionError("ferry ran with its pcap going to a terminal")
+    finally:
+        os.close(slave)
+    os.set_blocking(master, False)
+    try:
+        out = os.read(master, 4096)
+    except OSError:
+        out = b""
+    os.close(master)
+    err = err.decode()
+    assert p.returncode != 0 and err.count("\n") == 1 and "terminal" in err and "--capture -" in err, err
+    assert b"\xd4\xc3\xb2\xa1" not in out and b"\xa1\xb2\xc3\xd4" not in out
+
+
+def pcap_records(data):
+    """Complete records in a pcap byte stream (after its 24-byte header)."""
+    n, off = 0, 24
+    while off + 16 <= len(data):
+        caplen = int.from_bytes(data[off + 8:off + 12], "little")
+        if off + 16 + caplen > len(data):
+            break
+        off += 16 + caplen
+        n += 1
+    return n
+
+
+@pytest.mark.deadline(60)
+def test_capture_pipe_closed_early(ferry, identify, workdir):
+    """`ferry ... --capture - | head -c 100`: once the reader is gone, the
+    capture stops (said once, with the reason), and the final count is of
+    the packets that were written, not of those that were not."""
+    import threading
+    up = identify()
+    port = free_port()
+    rfd, wfd = os.pipe()
+    argv = [os.environ.get("FERRY_BIN", "ferry"), "relay", "-l", "127.0.0.1:%d" % port, "-u", up.addr,
+            "--capture", "-", "--drain-timeout", "1s"]
+    log = os.path.join(workdir, "ferry.stderr")
+    with open(log, "wb") as errf:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=wfd, stderr=errf)
+    os.close(wfd)
+    got = bytearray()
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            if not select.select([rfd], [], [], 0.05)[0]:
+                continue
+            try:
+                d = os.read(rfd, 65536)
+            except OSError:
+                break
+            if not d:
+                break
+            got.extend(d)
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+
+    def session():
+        s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+        s.sendall(b"hello")
+        s.recv(100)
+        s.close()
+
+    def settle():
+        deadline, last = time.monotonic() + scaled(5), -1
+        while time.monotonic() < deadline:
+            if len(got) == last and last > 24:
+                return
+            last = len(got)
+            time.sleep(0.3)
+
+    try:
+        deadline = time.monotonic() + scaled(5)
+        while not listening(p.pid, port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for _ in range(3):
+            session()
+        settle()
+        # the reader leaves: what it read is everything that was written
+        done.set()
+        t.join(scaled(5))
+        os.close(rfd)
+        for _ in range(5):
+            session()
+        time.sleep(0.5)
+        for _ in range(5):
+            session()
+        time.sleep(0.3)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(scaled(10))
+    text = open(log).read()
+    assert p.returncode == 0, (p.returncode, text)
+    lines = [l for l in text.splitlines() if "capture '-'" in l]
+    assert len([l for l in lines if "stopped" in l and "Broken pipe" in l]) == 1, text
+    final = lines[-1]
+    m = re.search(r"(\d+) packets written", final)
+    assert m, text
+    assert int(m.group(1)) == pcap_records(bytes(got)), (len(got), text)
+    assert re.search(r"\d+ not written", final), text

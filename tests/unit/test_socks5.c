@@ -263,6 +263,43 @@ static void test_userpass_valid(void **state)
     assert_int_equal(up.plen, 6);
 }
 
+/* Every prefix of a userpass message: the password's place is known from
+ * the byte after UNAME on, and always covers exactly its bytes. */
+static void test_userpass_secret_every_prefix(void **state)
+{
+    static const uint8_t msg[] = { 0x01, 5, 'a', 'l', 'i', 'c', 'e', 6, 'S', '3', 'c', 'r', 'e', 't' };
+    (void)state;
+    for (size_t len = 0; len <= sizeof msg; len++) {
+        uint8_t *b = malloc(len ? len : 1);
+        size_t off = 99, n = 99;
+        assert_non_null(b);
+        memcpy(b, msg, len);
+        int r = socks5_userpass_secret(b, len, &off, &n);
+        if (len < 8) {
+            assert_int_equal(r, 0);
+            assert_int_equal(off, 99);
+        } else {
+            assert_int_equal(r, 1);
+            assert_int_equal(off, 8);
+            assert_int_equal(n, 6);
+        }
+        free(b);
+    }
+    /* not RFC 1929, or an empty password */
+    static const uint8_t bad[] = { 0x05, 1, 'a', 3, 'x', 'y', 'z' };
+    static const uint8_t empty[] = { 0x01, 1, 'a', 0 };
+    size_t off, n;
+    assert_int_equal(socks5_userpass_secret(bad, sizeof bad, &off, &n), 0);
+    assert_int_equal(socks5_userpass_secret(empty, sizeof empty, &off, &n), 1);
+    assert_int_equal(off, 4);
+    assert_int_equal(n, 0);
+    /* malformed (NUL in UNAME): still says where the password is */
+    static const uint8_t nul[] = { 0x01, 2, 'a', 0, 2, 'p', 'w' };
+    assert_int_equal(socks5_userpass_secret(nul, 5, &off, &n), 1);
+    assert_int_equal(off, 5);
+    assert_int_equal(n, 2);
+}
+
 /* PLEN 0 is accepted (see socks5.h for why): empty password. */
 static void test_userpass_empty_password(void **state)
 {
@@ -868,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_write_addr_unencodable),
         cmocka_unit_test(test_udp_header),
         cmocka_unit_test(test_udp_header_invalid),
+        cmocka_unit_test(test_userpass_secret_every_prefix),
         cmocka_unit_test(test_build_small_replies),
         cmocka_unit_test(test_build_reply),
         cmocka_unit_test(test_format),

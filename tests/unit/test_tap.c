@@ -300,6 +300,73 @@ static void test_hexdump_file(void **state)
     assert_non_null(strstr(text, " sess=6 upstream>client len=20 offset=0\n"));
 }
 
+/* An RFC 1929 exchange read in three pieces, the secret marked while held
+ * (its span reaching past what has come), and a tail read after the hold
+ * (a lingering close): every password byte is a star in the capture and in
+ * the dump, nothing else changes, and the order of events is kept. */
+static void secret_session(uint64_t id)
+{
+    static const char msg[] = "\x01\x05" "alice" "\x06" "S3cret";   /* password at 8..13 */
+    struct net_addr client, local;
+    addr("10.0.0.7", 40000 + (uint16_t)id, &client);
+    addr("127.0.0.1", 1080, &local);
+    struct tap *t = tap_open(&lcfg, id, &client, &local);
+    assert_non_null(t);
+    tap_hold(t);
+    tap_bytes(t, TAP_CLIENT, 1, msg, 6);
+    tap_plain(t, 1, msg, 6);
+    tap_release(t);                        /* no PLEN yet: nothing to mark */
+    tap_hold(t);
+    tap_bytes(t, TAP_CLIENT, 1, msg + 6, 4);
+    tap_plain(t, 1, msg + 6, 4);
+    tap_secret(t, 8, 6);
+    tap_plain(t, 0, "\x01\x00", 2);       /* the reply, held behind the request */
+    tap_bytes(t, TAP_CLIENT, 0, "\x01\x00", 2);
+    tap_release(t);
+    tap_bytes(t, TAP_CLIENT, 1, msg + 10, 4);   /* not held: starred on its own */
+    tap_plain(t, 1, msg + 10, 4);
+    tap_bytes(t, TAP_CLIENT, 1, "xy", 2);
+    tap_plain(t, 1, "xy", 2);
+    tap_close(t, 0, 0);
+}
+
+static void test_secrets_are_starred(void **state)
+{
+    (void)state;
+    snprintf(lcfg.capture_path, sizeof(lcfg.capture_path), "%s/s.pcap", dir);
+    lcfg.hexdump = 1;
+    snprintf(lcfg.hexdump_file, sizeof(lcfg.hexdump_file), "%s/s.txt", dir);
+    start();
+    secret_session(7);
+    lcfg.capture_secrets = 1;
+    secret_session(8);
+    tap_global_stop(&cfg);
+    read_file(lcfg.capture_path);
+    struct flow *f = find("10.0.0.7", 40007, 1080);
+    assert_int_equal(f->len, 16);
+    assert_memory_equal(f->data, "\x01\x05" "alice" "\x06" "******" "xy", 16);
+    f = find("127.0.0.1", 1080, 40007);
+    assert_memory_equal(f->data, "\x01\x00", 2);
+    f = find("10.0.0.7", 40008, 1080);
+    assert_memory_equal(f->data, "\x01\x05" "alice" "\x06" "S3cret" "xy", 16);
+    FILE *fp = fopen(lcfg.hexdump_file, "r");
+    assert_non_null(fp);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof(text) - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    char *s8 = strstr(text, " sess=8 ");
+    assert_non_null(s8);
+    *s8 = '\0';                            /* text: session 7 only */
+    assert_null(strstr(text, "S3"));
+    assert_null(strstr(text, "cret"));
+    assert_non_null(strstr(text, "len=4 offset=6\n00000006: 6506 2a2a"));
+    assert_non_null(strstr(text, "len=4 offset=10\n0000000a: 2a2a 2a2a"));
+    /* the reply comes after the request bytes it answers */
+    assert_true(strstr(text, "upstream>client") > strstr(text, "offset=6\n"));
+    assert_non_null(strstr(s8 + 1, "6506 5333"));   /* --capture-secrets: e, 06, S3 */
+}
+
 static void test_same_file_shared_and_rotate_conflict(void **state)
 {
     (void)state;
@@ -367,6 +434,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_keeps_streams_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hexdump_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secrets_are_starred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_file_shared_and_rotate_conflict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_file, setup, teardown),
         cmocka_unit_test(test_size_parser),
