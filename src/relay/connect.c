@@ -254,6 +254,16 @@ void connect_queue_run(struct loop *l, struct loop_timer *t)
     }
 }
 
+/* Name rules are judged before the name is resolved: a denied name never
+ * reaches a resolver (nor the DNS servers it asks). An address rule ahead
+ * of any matching name rule leaves the verdict to dest_allowed(), once per
+ * resolved address. */
+static int name_denied(const struct session *s)
+{
+    if (!s->target->check_policy) return 0;
+    return acl_check_dest_name(&cfg_of(s)->dest_acl, s->target->host, s->target->port) == ACL_DENY;
+}
+
 /* Resolve (unless literal) and connect to s->target. */
 static void connect_with(struct session *s)
 {
@@ -270,7 +280,12 @@ static void connect_with(struct session *s)
         if (use_pooled(s)) return;
     }
     struct net_addr lit;
-    if (net_addr_from_literal(s->target->host, s->target->port, &lit) == 0) {
+    int literal = net_addr_from_literal(s->target->host, s->target->port, &lit) == 0;
+    if (!literal && name_denied(s)) {
+        sess_connect_failed(s, FAIL_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    if (literal) {
         /* Fast path for IP literals: no resolver round trip. */
         if (!(s->targets = calloc(1, sizeof(*s->targets)))) {
             sess_close(s, END_LOCAL_ERROR);

@@ -398,6 +398,41 @@ def test_reply_02_not_allowed(socks, identify, policy, target):
     assert sess.get("end") == "denied", sess["_line"]
 
 
+@pytest.mark.deadline(20)
+@pytest.mark.parametrize("policy,host", [
+    (["--deny-dest", "www.example.com"], "www.example.com"),
+    (["--deny-dest", "*.example.org"], "deep.sub.example.org"),
+    (["--deny-dest", "*.example.org"], "example.org"),
+    (["--allow-dest", "web.ferry.test"], "other.example.net"),
+], ids=["exact", "wildcard-sub", "wildcard-apex", "not-on-name-allow-list"])
+def test_denied_name_never_reaches_the_resolver(socks, dns, identify, policy, host):
+    """Issue #16, 3: a name rule is checked before resolving. The denied name
+    is not sent to the DNS server (which does not know it: resolving would
+    fail), and the client gets 0x02 with end=denied, not 0x04 and
+    resolve_failed."""
+    up = identify("A")
+    f = socks(*policy)
+    s, rep, _, _ = s5_open(f, host, up.port)
+    assert rep == 2, "%s to %s: expected 0x02 not allowed, got %#04x" % (policy, host, rep)
+    expect_closed(s, scaled(3), "after 0x02")
+    sess = session_for(f, None, "denied name")
+    assert sess.get("end") == "denied", sess["_line"]
+    assert not any(host.split(".")[-2] in n for n in dns.names_queried()), \
+        "a denied name was sent to the resolver: %s" % dns.queries
+
+
+@pytest.mark.deadline(20)
+def test_address_rule_before_a_name_rule_still_decides_after_resolving(socks, dns, identify):
+    """First match wins over the ordered list: an address rule ahead of a
+    name rule can only be judged once the name is resolved, so the name is
+    resolved and the address rule decides (docs/CONFIG.md)."""
+    up = identify("A")
+    f = socks("--allow-dest", "127.0.0.1/32", "--deny-dest", "web.ferry.test")
+    s = s5_connect_ok(f, "web.ferry.test", up.port)
+    echo_ok(s, "A")
+    assert any(n.startswith("web.ferry.test") for n in dns.names_queried()), dns.queries
+
+
 def host_addrs():
     """This host's non-loopback addresses (IPv6 link-local left out: it
     needs a scope id to be reached), from `ip -o addr`."""
