@@ -132,6 +132,7 @@ static void give_up(struct session *s)
     enum sess_fail why;
     enum sess_end end;
     fail_from_errno(s->last_errno, &why, &end);
+    if (s->unresolved) end = END_RESOLVE_FAILED;
     drop_targets(s);
     if (s->lb_idx >= 0) {
         release_server(s, 1);
@@ -179,6 +180,7 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
         log_resolve_failed(s, status);
         if (s->lb_idx >= 0) {
             s->last_errno = EHOSTUNREACH;
+            s->unresolved = 1;
             give_up(s);
             return;
         }
@@ -209,6 +211,9 @@ static int use_server(struct session *s, int idx)
     const struct upstream_cfg *u = &cfg_of(s)->upstreams[idx];
     s->lb_idx = (int8_t)idx;
     s->lb_tried |= 1ULL << idx;
+    /* The log names the last server tried, not an address of an earlier one. */
+    s->unresolved = 0;
+    memset(&s->upstream, 0, sizeof(s->upstream));
     s->lb_attempts++;
     return sess_set_target(s, u->hp.host, u->hp.port, 0);
 }

@@ -145,6 +145,7 @@ struct session {
     uint64_t lb_tried;                /* relay: servers already tried */
     unsigned lb_attempts;
     int last_errno;                   /* last connect error */
+    uint8_t unresolved;               /* relay: the current server's name did not resolve */
 
     const struct front_ops *front;
     void *front_state;

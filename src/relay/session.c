@@ -66,17 +66,31 @@ static void timer_cb(struct loop *l, struct loop_timer *t);
 
 /* ---- logging ---- */
 
+/* upstream=: the address connected to (or last tried). Before there is one,
+ * an upstream the operator named (relay server, ss-server, --tunnel-to) is
+ * logged by name, so a name that does not resolve shows which; a client's
+ * destination is left to the front-end's dest= field. */
+static const char *upstream_field(const struct session *s, char *out, size_t outlen)
+{
+    char host[256];
+    if (s->upstream.len) return net_addr_format(&s->upstream, out, outlen);
+    if (!s->target || s->target->check_policy || !s->target->host[0]) return "-";
+    log_sanitize(host, sizeof(host), s->target->host);
+    snprintf(out, outlen, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, s->target->port);
+    return out;
+}
+
 static void sess_log(const struct session *s)
 {
     /* A session itself only meets one limit: the full wait queue. */
     const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
-    char c[NET_ADDR_STRLEN], u[NET_ADDR_STRLEN], extra[768] = "";
+    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
     if (!log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     uint64_t now = clock_now_ms();
     log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s%s",
             (unsigned long long)s->id, s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)),
-            s->upstream.len ? net_addr_format(&s->upstream, u, sizeof(u)) : "-",
+            upstream_field(s, u, sizeof(u)),
             (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes,
             (unsigned long long)(now - s->start_ms), sess_end_name(s->end), limit, extra[0] ? " " : "", extra);
 }

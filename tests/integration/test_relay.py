@@ -292,6 +292,34 @@ def test_refused_upstream_closes_client_promptly_and_ferry_keeps_serving(ferry, 
 
 
 @pytest.mark.deadline(30)
+def test_unresolvable_upstream_logs_resolve_failed_and_its_name(ferry, fakedns, identify):
+    """Issue #16, 9: an upstream name that does not resolve ends
+    end=resolve_failed upstream=NAME:PORT (not connect_error upstream=-),
+    also after the other server was tried; the name is sanitised."""
+    dns = fakedns(records={})
+    f = relay(ferry, "gone.ferry.invalid:8080", args=["--dns-server", dns.addr, "--retries", "0"])
+    c = f.connect()
+    how, _ = wait_closed(c, scaled(5))
+    assert how in ("eof", "reset"), how
+    s = one(f.wait_sessions(1), "an unresolvable upstream")
+    assert (s.get("end"), s.get("upstream")) == ("resolve_failed", "gone.ferry.invalid:8080"), s["_line"]
+    assert SESSION_LINE.match(s["_line"]), s["_line"]
+
+    # two servers, the refused one tried first, the unresolvable one last
+    port = closed_port()
+    f2 = relay(ferry, "127.0.0.1:%d" % port, "gone2.ferry.invalid:81",
+               args=["--dns-server", dns.addr, "--retries", "1", "--balance", "roundrobin"])
+    ends = set()
+    for _ in range(2):
+        c = f2.connect()
+        wait_closed(c, scaled(5))
+    for s in f2.wait_sessions(2):
+        ends.add((s.get("end"), s.get("upstream")))
+    assert ("resolve_failed", "gone2.ferry.invalid:81") in ends, ends
+    assert all(u != "-" for _, u in ends), ends
+
+
+@pytest.mark.deadline(30)
 def test_connect_timeout(ferry, blackhole):
     bh = blackhole()
     f = relay(ferry, bh.addr, args=["--connect-timeout", "1s"])
