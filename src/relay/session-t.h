@@ -43,7 +43,13 @@ enum sess_end {
     END_CONNECT_ERROR,
     END_IDLE_TIMEOUT,
     END_HANDSHAKE_TIMEOUT,
-    END_HANDSHAKE_ERROR,
+    END_HANDSHAKE_ERROR,   /* malformed handshake */
+    END_UNKNOWN_PROTOCOL,  /* the first bytes are not the listener's protocol */
+    END_NO_METHOD,         /* SOCKS5: no authentication method we accept offered */
+    END_AUTH_FAILED,       /* wrong user name or password */
+    END_SOCKS4_REFUSED,    /* SOCKS4/4a with users configured (no --allow-socks4) */
+    END_BAD_COMMAND,       /* a SOCKS command other than CONNECT */
+    END_BAD_ATYP,          /* a SOCKS5 address type we do not know */
     END_RESOLVE_FAILED,
     END_RESOLVE_LIMIT, /* the resolver refused: too many lookups in flight */
     END_DENIED,

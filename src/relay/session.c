@@ -40,6 +40,12 @@ static const char *const end_names[] = {
     [END_IDLE_TIMEOUT] = "idle_timeout",
     [END_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [END_HANDSHAKE_ERROR] = "handshake_error",
+    [END_UNKNOWN_PROTOCOL] = "unknown_protocol",
+    [END_NO_METHOD] = "no_method",
+    [END_AUTH_FAILED] = "auth_failed",
+    [END_SOCKS4_REFUSED] = "socks4_refused",
+    [END_BAD_COMMAND] = "bad_command",
+    [END_BAD_ATYP] = "bad_atyp",
     [END_RESOLVE_FAILED] = "resolve_failed",
     [END_RESOLVE_LIMIT] = "resolve_limit",
     [END_DENIED] = "denied",
@@ -433,6 +439,11 @@ void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state
     }
 }
 
+void sess_fail_reason(struct session *s, enum sess_end why)
+{
+    if (s->state == SESS_HANDSHAKE) s->end = (uint8_t)why;
+}
+
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy)
 {
     if (!s->target && !(s->target = calloc(1, sizeof(*s->target)))) return -1;
@@ -456,7 +467,7 @@ static void sess_handshake(struct session *s)
         if (used) buf_consumed(h->buf, (uint32_t)used);
         if (r == FRONT_FAIL || r == FRONT_SILENT_FAIL) {
             s->silent = r == FRONT_SILENT_FAIL;
-            enter_flushing(s, s->silent ? END_PROBE : END_HANDSHAKE_ERROR);
+            enter_flushing(s, s->silent ? END_PROBE : s->end != END_NONE ? s->end : END_HANDSHAKE_ERROR);
             return;
         }
         if (r == FRONT_CONNECT) {
