@@ -786,6 +786,57 @@ def test_drain_timeout_cuts_stuck_session_and_exits_0(ferry, identify):
     assert s.get("end") == "drain", s["_line"]
 
 
+@pytest.mark.deadline(30)
+def test_drain_lines_say_how_many_and_until_when(ferry, identify):
+    """Issue #16, 11: the drain line counts the open sessions and gives the
+    deadline; a last line says how the drain ended."""
+    up = identify("A")
+    f = relay(ferry, up.addr, args=["--drain-timeout", "1500ms"])
+    cs = [f.connect() for _ in range(3)]
+    for c in cs:
+        assert recv_line(c) == b"ID:A\n"
+    f.signal(signal.SIGTERM)
+    rc = f.wait(2 + scaled(4))
+    f.expect_exit = True
+    assert rc == 0, rc
+    log = f.log()
+    assert "Terminated: draining 3 sessions, up to 1500ms" in log, log
+    last = [x for x in log.splitlines() if x.strip()][-1]
+    assert re.match(r"^ferry: stopped after a \d+\.\ds drain: 0 sessions finished, 3 closed by the drain$", last), log
+
+
+def test_start_line_says_what_each_listener_does(ferry, identify, workdir):
+    """Issue #16, 11: the start line of a listener names its mode, its
+    upstreams or tunnel, its auth (users counted), filters and toxics, and
+    never a secret."""
+    up = identify("A")
+    f = relay(ferry, up.addr, "backup.ferry.invalid:81",
+              args=["--allow", "127.0.0.0/8", "--deny", "10.0.0.0/8", "--toxic", "latency"])
+    line = next(x for x in f.log().splitlines() if "listening on" in x)
+    for want in ("mode=relay", "upstreams=%s,backup.ferry.invalid:81" % up.addr, "balance=roundrobin",
+                 "clients=allow:1,deny:1", "toxics=latency_downstream(latency,downstream)"):
+        assert want in line, "%r missing: %s" % (want, line)
+
+    secret = "Pw-9d8f7g6h5j4k"
+    users = os.path.join(workdir, "users")
+    with open(users, "w") as u:
+        u.write("bob:%s\n" % secret)
+    port = free_port()
+    g = ferry("socks", "-l", "0.0.0.0:%d" % port, "--user", "alice:%s" % secret, "--users-file", users,
+              "--deny-dest", "www.example.com", listen=("127.0.0.1", port))
+    line = next(x for x in g.log().splitlines() if "listening on" in x)
+    for want in ("mode=socks", "auth=users:2", "clients=any", "dests=allow:0,deny:1+default_denies:"):
+        assert want in line, "%r missing: %s" % (want, line)
+    assert secret not in g.log()
+
+    h = ferry("ss-local", "-s", "ss.ferry.invalid:8388", "-k", secret, "--tunnel-to", "web.ferry.invalid:80")
+    line = next(x for x in h.log().splitlines() if "listening on" in x)
+    for want in ("mode=ss-local", "method=chacha20-ietf-poly1305", "server=ss.ferry.invalid:8388",
+                 "tunnel_to=web.ferry.invalid:80"):
+        assert want in line, "%r missing: %s" % (want, line)
+    assert secret not in h.log() and "auth=" not in line
+
+
 @pytest.mark.deadline(20)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_without_sessions_exits_0_promptly(ferry, identify, sig):
