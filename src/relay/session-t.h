@@ -62,6 +62,7 @@ enum sess_end {
     END_MAX_SESSION_TIME,
     END_TOXIC,
     END_API,           /* its listener was disabled or removed through the API */
+    END_UPSTREAM_SILENT, /* ss-local: the ss-server closed without a byte of answer */
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */

@@ -58,6 +58,7 @@ static const char *const end_names[] = {
     [END_MAX_SESSION_TIME] = "max_session_time",
     [END_TOXIC] = "toxic",
     [END_API] = "api",
+    [END_UPSTREAM_SILENT] = "upstream_closed_silently",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -124,11 +125,32 @@ static void worker_unlink(struct session *s)
     w->nsessions--;
 }
 
+/* ss-local: an ss-server that cannot authenticate the stream (a wrong
+ * password or method on either side) never answers, and closes in its own
+ * time. A plain upstream_closed would hide that; logged at 1, 2, 4, 8...
+ * such sessions, so the hint is seen without filling the log. */
+static enum sess_end upstream_silent(const struct session *s, enum sess_end why)
+{
+    static unsigned seen;   /* all workers, atomic */
+    char host[256];
+    if (s->wl->cfg->mode != MODE_SS_LOCAL || s->state != SESS_RELAYING || s->down.bytes != 0) return why;
+    if (why != END_UPSTREAM_RESET && !(why == END_UPSTREAM_CLOSED && s->first_eof == 2)) return why;
+    unsigned n = __atomic_add_fetch(&seen, 1, __ATOMIC_RELAXED);
+    if ((n & (n - 1)) == 0 && log_enabled(LOG_WARN)) {
+        log_sanitize(host, sizeof(host), s->wl->cfg->ss_server.host);
+        log_warn("listener=%s ss-server %s:%u closed %u session%s without answering: most likely the password or "
+                 "method differs from the server's, else it could not reach the destination "
+                 "(end=upstream_closed_silently)", s->wl->cfg->name, host,
+                 s->wl->cfg->ss_server.port, n, n == 1 ? "" : "s");
+    }
+    return END_UPSTREAM_SILENT;
+}
+
 void sess_close(struct session *s, enum sess_end why)
 {
     struct worker *w = s->wl->w;
     if (s->state == SESS_CLOSED) return;
-    if (s->end == END_NONE) s->end = (uint8_t)why;
+    if (s->end == END_NONE) s->end = (uint8_t)upstream_silent(s, why);
     s->state = SESS_CLOSED;
     sess_log(s);
     connect_cleanup(s);
