@@ -10,6 +10,8 @@
 #include "api/server.h"
 #include "config/check.h"
 #include "config/cli.h"
+#include "config/describe.h"
+#include "core/admit.h"
 #include "core/privdrop.h"
 #include "core/worker.h"
 #include "crypto/replay.h"
@@ -26,16 +28,26 @@ static unsigned thread_count(const struct ferry_cfg *cfg)
 
 static void announce(const struct ferry_cfg *cfg, unsigned threads)
 {
+    char line[2048];
     if (!log_enabled(LOG_ERROR)) return;   /* --log-level quiet means quiet */
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct listener_cfg *l = &cfg->listeners[i];
-        for (size_t j = 0; j < l->nlisten; j++) {
-            char a[NET_ADDR_STRLEN];
-            log_plain("%s listening on %s (%u thread%s)", l->name,
-                      net_addr_format(&l->listen[j], a, sizeof(a)), threads, threads == 1 ? "" : "s");
-        }
+        cfg_describe_listener(&cfg->listeners[i], threads, line, sizeof(line));
+        log_plain("%s", line);
     }
 }
+
+static void format_ms(char *out, size_t outlen, unsigned ms)
+{
+    if (ms % 1000 == 0) snprintf(out, outlen, "%us", ms / 1000);
+    else snprintf(out, outlen, "%ums", ms);
+}
+
+/* What the signals did, for the last line. */
+struct shutdown {
+    int signals;
+    unsigned at_drain;       /* sessions open when the drain began */
+    uint64_t drain_start_ms;
+};
 
 /* ss-server listeners share one salt filter across workers: a replayed
  * stream may arrive on any thread. About 7.6 MiB each for a million salts. */
@@ -50,21 +62,45 @@ static int create_replay_filters(struct ferry_cfg *cfg, char *err, size_t errlen
 }
 
 /* First SIGTERM/SIGINT drains; a second one stops at once. */
-static void wait_for_signals(struct worker *ws, unsigned n)
+static void wait_for_signals(const struct ferry_cfg *cfg, struct worker *ws, unsigned n, struct shutdown *sd)
 {
     sigset_t set;
+    char deadline[32];
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    int signals = 0;
+    format_ms(deadline, sizeof(deadline), cfg->drain_timeout_ms);
     struct timespec tick = { 0, 100 * 1000 * 1000 };
     while (workers_running() > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) continue;
-        signals++;
-        if (log_enabled(LOG_ERROR)) log_plain("%s: %s", strsignal(sig), signals == 1 ? "draining" : "stopping now");
-        workers_request_stop(ws, n, signals == 1 ? 1 : 2);
+        unsigned open = admit_sessions_open();
+        if (++sd->signals == 1) {
+            sd->at_drain = open;
+            sd->drain_start_ms = clock_now_ms();
+        }
+        if (log_enabled(LOG_ERROR) && sd->signals == 1)
+            log_plain("%s: draining %u session%s, up to %s", strsignal(sig), open, open == 1 ? "" : "s", deadline);
+        else if (log_enabled(LOG_ERROR))
+            log_plain("%s: stopping now, closing %u session%s", strsignal(sig), open, open == 1 ? "" : "s");
+        workers_request_stop(ws, n, sd->signals == 1 ? 1 : 2);
     }
+}
+
+/* The last line: how the drain went. Workers have stopped (their counts
+ * are final). */
+static void announce_stop(const struct shutdown *sd, const struct worker *ws, unsigned n)
+{
+    unsigned closed = 0;
+    if (!log_enabled(LOG_ERROR)) return;
+    for (unsigned i = 0; i < n; i++) closed += ws[i].drain_closed;
+    if (!sd->signals) {
+        log_plain("stopped: %u session%s closed", closed, closed == 1 ? "" : "s");
+        return;
+    }
+    unsigned finished = sd->at_drain > closed ? sd->at_drain - closed : 0;
+    log_plain("stopped after a %.1fs drain: %u session%s finished, %u closed by the drain",
+              (double)(clock_now_ms() - sd->drain_start_ms) / 1000.0, finished, finished == 1 ? "" : "s", closed);
 }
 
 /* api_fd: the API's listening socket, bound before root was dropped. */
@@ -142,9 +178,11 @@ static int run(struct ferry_cfg *cfg)
         workers_request_stop(ws, n, 2);
         code = 1;
     }
-    wait_for_signals(ws, n);
+    struct shutdown sd = { 0, 0, 0 };
+    wait_for_signals(cfg, ws, n, &sd);
     api_server_stop(api);           /* before the workers go: it posts commands to them */
     for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
+    announce_stop(&sd, ws, n);
     workers_join_and_free(ws, n);
     api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
     tap_global_stop(cfg);   /* after the workers: no session writes any more */

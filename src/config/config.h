@@ -95,7 +95,8 @@ struct listener_cfg {
     unsigned backlog;
     int no_splice;
     int open;                /* allow an unauthenticated public SOCKS listener */
-    int dest_denies_added;   /* cfg_listener_exposure() appended the default denies */
+    int dest_denies_added;   /* default denies cfg_listener_exposure() appended, the last
+                                rules of dest_acl (0: none) */
 
     /* Shadowsocks (ss-server, ss-local). The password is turned into the
      * master key by cfg_listener_finish() and wiped. */

@@ -920,8 +920,9 @@ int cfg_listener_exposure(struct listener_cfg *l, char *err, size_t errlen)
     }
     /* Once: a listener the API moves between public addresses keeps one set. */
     if ((l->mode & MODE_DEST_POLICY) && !l->dest_denies_added) {
+        size_t before = l->dest_acl.n;
         if (add_default_dest_denies(l, err, errlen) < 0) return -1;
-        l->dest_denies_added = 1;
+        l->dest_denies_added = (int)(l->dest_acl.n - before);
     }
     return 0;
 }

@@ -16,6 +16,11 @@
 
 static unsigned global_sessions;   /* atomic: sessions of every listener */
 
+unsigned admit_sessions_open(void)
+{
+    return __atomic_load_n(&global_sessions, __ATOMIC_ACQUIRE);
+}
+
 int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg, char *err, size_t errlen)
 {
     uint8_t key[LIMITS_KEY_LEN];

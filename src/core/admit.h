@@ -26,6 +26,9 @@ const char *admit_client(struct wlistener *wl, const struct net_addr *peer, int 
 void admit_release(struct wlistener *wl, const struct net_addr *peer, int counted_ip);
 /* Refuses an accepted fd: protocol refusal if possible, log line, close. */
 void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, const char *limit);
+/* Sessions open in the whole process, every listener and thread (a
+ * snapshot: other threads accept and close meanwhile). */
+unsigned admit_sessions_open(void);
 /* Closes refused clients still held for their answer (worker shutdown). */
 void admit_close_all(struct worker *w);
 

@@ -89,6 +89,7 @@ struct worker {
     unsigned nsessions;
 
     int draining;
+    unsigned drain_closed;           /* sessions the drain ended (deadline or second signal) */
     int stop_requested;              /* 1 drain, 2 stop now; set by main via __atomic */
     struct loop_timer drain_timer;
     int exit_code;

@@ -125,6 +125,7 @@ static void close_listen_sockets(struct worker *w)
 static void drain_timeout_cb(struct loop *l, struct loop_timer *t)
 {
     struct worker *w = t->owner;
+    w->drain_closed += w->nsessions;
     sess_close_all(w, END_DRAIN);
     loop_stop(l);
 }
@@ -142,6 +143,7 @@ static void wake_hook(struct loop *l, void *arg)
         loop_timer_arm_in(l, &w->drain_timer, w->cfg->drain_timeout_ms);
     }
     if (mode == 2 || w->nsessions == 0) {
+        w->drain_closed += w->nsessions;
         sess_close_all(w, END_DRAIN);
         loop_stop(l);
     }

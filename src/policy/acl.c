@@ -236,6 +236,17 @@ int acl_check_dest(const struct acl *a, const char *host, int family, const uint
     return verdict_default(a);
 }
 
+enum acl_verdict acl_check_dest_name(const struct acl *a, const char *host, uint16_t port)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        const struct acl_rule *r = &a->rules[i];
+        if (r->port && r->port != port) continue;
+        if (!r->is_host) return ACL_UNDECIDED;
+        if (host_match(r->host, host)) return r->allow ? ACL_ALLOW : ACL_DENY;
+    }
+    return verdict_default(a) ? ACL_ALLOW : ACL_DENY;
+}
+
 /* Cloud metadata services live in link-local (169.254.169.254, fe80::),
  * unique-local (AWS fd00:ec2::254) and shared CGN space (Alibaba
  * 100.100.100.200): all three are denied in every mode, like loopback and

@@ -69,4 +69,11 @@ int acl_check_addr(const struct acl *a, int family, const uint8_t *addr);
 int acl_check_dest(const struct acl *a, const char *host, int family, const uint8_t *addr,
                    uint16_t port);
 
+/* Verdict on a name before it is resolved, so that a denied name is never
+ * sent to a resolver: walks the rules in order like acl_check_dest() and
+ * stops at the first address rule that could match (same port or any),
+ * since only the resolved address can tell whether it does. */
+enum acl_verdict { ACL_DENY = 0, ACL_ALLOW = 1, ACL_UNDECIDED = 2 };
+enum acl_verdict acl_check_dest_name(const struct acl *a, const char *host, uint16_t port);
+
 #endif

@@ -132,6 +132,7 @@ static void give_up(struct session *s)
     enum sess_fail why;
     enum sess_end end;
     fail_from_errno(s->last_errno, &why, &end);
+    if (s->unresolved) end = END_RESOLVE_FAILED;
     drop_targets(s);
     if (s->lb_idx >= 0) {
         release_server(s, 1);
@@ -179,6 +180,7 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
         log_resolve_failed(s, status);
         if (s->lb_idx >= 0) {
             s->last_errno = EHOSTUNREACH;
+            s->unresolved = 1;
             give_up(s);
             return;
         }
@@ -209,6 +211,9 @@ static int use_server(struct session *s, int idx)
     const struct upstream_cfg *u = &cfg_of(s)->upstreams[idx];
     s->lb_idx = (int8_t)idx;
     s->lb_tried |= 1ULL << idx;
+    /* The log names the last server tried, not an address of an earlier one. */
+    s->unresolved = 0;
+    memset(&s->upstream, 0, sizeof(s->upstream));
     s->lb_attempts++;
     return sess_set_target(s, u->hp.host, u->hp.port, 0);
 }
@@ -254,6 +259,16 @@ void connect_queue_run(struct loop *l, struct loop_timer *t)
     }
 }
 
+/* Name rules are judged before the name is resolved: a denied name never
+ * reaches a resolver (nor the DNS servers it asks). An address rule ahead
+ * of any matching name rule leaves the verdict to dest_allowed(), once per
+ * resolved address. */
+static int name_denied(const struct session *s)
+{
+    if (!s->target->check_policy) return 0;
+    return acl_check_dest_name(&cfg_of(s)->dest_acl, s->target->host, s->target->port) == ACL_DENY;
+}
+
 /* Resolve (unless literal) and connect to s->target. */
 static void connect_with(struct session *s)
 {
@@ -270,7 +285,12 @@ static void connect_with(struct session *s)
         if (use_pooled(s)) return;
     }
     struct net_addr lit;
-    if (net_addr_from_literal(s->target->host, s->target->port, &lit) == 0) {
+    int literal = net_addr_from_literal(s->target->host, s->target->port, &lit) == 0;
+    if (!literal && name_denied(s)) {
+        sess_connect_failed(s, FAIL_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    if (literal) {
         /* Fast path for IP literals: no resolver round trip. */
         if (!(s->targets = calloc(1, sizeof(*s->targets)))) {
             sess_close(s, END_LOCAL_ERROR);

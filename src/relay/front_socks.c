@@ -83,6 +83,14 @@ static uint8_t choose_method(const struct session *s, const struct socks5_greeti
     return socks5_greeting_offers(g, SOCKS5_METHOD_NOAUTH) ? SOCKS5_METHOD_NOAUTH : SOCKS5_METHOD_NONE;
 }
 
+/* A refusal the log names (end=), so that tools like fail2ban can tell a
+ * wrong password from a scanner. */
+static enum front_result refuse(struct session *s, enum sess_end why)
+{
+    sess_fail_reason(s, why);
+    return FRONT_FAIL;
+}
+
 static enum front_result reply5(struct session *s, uint8_t rep)
 {
     uint8_t out[SOCKS5_REPLY_MAX];
@@ -98,14 +106,22 @@ static enum front_result reply4_reject(struct session *s)
     return FRONT_FAIL;
 }
 
+/* The requested HOST:PORT, for the log's dest=. 0, or -1 out of memory. */
+static int set_dest(struct session *s, const struct socks_addr *a)
+{
+    char full[SOCKS_ADDR_FMT_MAX];
+    socks_addr_format(a, full, sizeof(full));
+    free(st(s)->dest);
+    st(s)->dest = strdup(full);
+    return st(s)->dest ? 0 : -1;
+}
+
 /* Target -> session; literal addresses are formatted, names passed as is. */
 static enum front_result set_target(struct session *s, const struct socks_addr *a)
 {
-    char host[SOCKS_ADDR_FMT_MAX], full[SOCKS_ADDR_FMT_MAX];
-    socks_addr_format(a, full, sizeof(full));
+    char host[SOCKS_ADDR_FMT_MAX];
     socks_addr_host(a, host, sizeof(host));
-    st(s)->dest = strdup(full);
-    if (!st(s)->dest || sess_set_target(s, host, a->port, 1) < 0) return FRONT_FAIL;
+    if (set_dest(s, a) < 0 || sess_set_target(s, host, a->port, 1) < 0) return FRONT_FAIL;
     st(s)->phase = PH_DONE;
     return FRONT_CONNECT;
 }
@@ -119,7 +135,7 @@ static enum front_result on_greeting(struct session *s, const uint8_t *buf, size
     if (r == SOCKS_INVALID) return FRONT_FAIL;
     uint8_t m = choose_method(s, &g);
     sess_reply(s, out, socks5_build_method_reply(out, m));
-    if (m == SOCKS5_METHOD_NONE) return FRONT_FAIL;
+    if (m == SOCKS5_METHOD_NONE) return refuse(s, END_NO_METHOD);
     st(s)->phase = m == SOCKS5_METHOD_USERPASS ? PH_AUTH : PH_REQUEST;
     return FRONT_AGAIN;
 }
@@ -137,8 +153,10 @@ static enum front_result on_auth(struct session *s, const uint8_t *buf, size_t l
     int ok = r == SOCKS_DONE && authenticate(s, &up);
     OPENSSL_cleanse(up.pass, sizeof(up.pass));
     sess_reply(s, out, socks5_build_auth_reply(out, ok ? SOCKS5_AUTH_OK : SOCKS5_AUTH_FAIL));
-    if (!ok) return FRONT_FAIL;
+    if (r != SOCKS_DONE) return FRONT_FAIL;
+    /* Logged either way: on auth_failed, user= is the name that was tried. */
     st(s)->user = strndup(up.user, up.ulen);
+    if (!ok) return refuse(s, END_AUTH_FAILED);
     st(s)->phase = PH_REQUEST;
     return FRONT_AGAIN;
 }
@@ -149,8 +167,15 @@ static enum front_result on_request5(struct session *s, const uint8_t *buf, size
     uint8_t rep;
     int r = socks5_parse_request(buf, len, &req, used, &rep);
     if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
-    if (r == SOCKS_INVALID) return reply5(s, rep);
-    if (req.cmd != SOCKS5_CMD_CONNECT) return reply5(s, SOCKS5_REP_CMD_UNSUPPORTED);
+    if (r == SOCKS_INVALID) {
+        if (rep == SOCKS5_REP_ATYP_UNSUPPORTED) sess_fail_reason(s, END_BAD_ATYP);
+        return reply5(s, rep);
+    }
+    if (req.cmd != SOCKS5_CMD_CONNECT) {
+        sess_fail_reason(s, END_BAD_COMMAND);
+        set_dest(s, &req.dst);
+        return reply5(s, SOCKS5_REP_CMD_UNSUPPORTED);
+    }
     return set_target(s, &req.dst);
 }
 
@@ -159,12 +184,20 @@ static enum front_result on_request4(struct session *s, const uint8_t *buf, size
     struct socks4_request req;
     /* SOCKS4 carries no password: with users configured it is refused
      * unless the operator opted in. */
-    if (cfg(s)->nusers && !cfg(s)->allow_socks4) return reply4_reject(s);
+    if (cfg(s)->nusers && !cfg(s)->allow_socks4) {
+        sess_fail_reason(s, END_SOCKS4_REFUSED);
+        return reply4_reject(s);
+    }
     int r = socks4_parse_request(buf, len, &req, used);
     if (r == SOCKS_NEED_MORE) return FRONT_AGAIN;
-    if (r == SOCKS_INVALID || req.cmd != SOCKS4_CMD_CONNECT) return reply4_reject(s);
+    if (r == SOCKS_INVALID) return reply4_reject(s);
     st(s)->is4a = req.dst.atyp == SOCKS_ATYP_DOMAIN;
     if (req.userid[0]) st(s)->userid4 = strdup(req.userid);
+    if (req.cmd != SOCKS4_CMD_CONNECT) {
+        sess_fail_reason(s, END_BAD_COMMAND);
+        set_dest(s, &req.dst);
+        return reply4_reject(s);
+    }
     return set_target(s, &req.dst);
 }
 
@@ -175,7 +208,7 @@ static enum front_result socks_on_data(struct session *s, const uint8_t *buf, si
     if (len == 0) return FRONT_AGAIN;
     switch (x->phase) {
     case PH_FIRST:
-        if (buf[0] != 4 && buf[0] != 5) return FRONT_FAIL;   /* not SOCKS: no reply */
+        if (buf[0] != 4 && buf[0] != 5) return refuse(s, END_UNKNOWN_PROTOCOL);   /* not SOCKS: no reply */
         x->version = buf[0];
         x->phase = x->version == 5 ? PH_GREETING : PH_REQUEST;
         return socks_on_data(s, buf, len, used);
@@ -225,22 +258,17 @@ static void socks_on_failed(struct session *s, enum sess_fail why)
     else reply4_reject(s);
 }
 
+/* The same keys on every line, whatever the version and however far the
+ * handshake got, so a line can be parsed without knowing either. */
 static void socks_log_fields(const struct session *s, char *out, size_t outlen)
 {
     const struct socks_state *x = st(s);
-    if (!x || !x->version) {
-        snprintf(out, outlen, "proto=socks");
-        return;
-    }
+    const char *proto = !x || !x->version ? "socks" : x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4";
     char user[256], userid[256], dest[SOCKS_ADDR_FMT_MAX];
-    log_sanitize(user, sizeof(user), x->user ? x->user : "-");
-    log_sanitize(userid, sizeof(userid), x->userid4 ? x->userid4 : "-");
-    log_sanitize(dest, sizeof(dest), x->dest ? x->dest : "-");
-    if (x->version == 5)
-        snprintf(out, outlen, "proto=socks5 user=%s dest=%s", user, dest);
-    else
-        snprintf(out, outlen, "proto=%s user=- socks4_userid=%s dest=%s", x->is4a ? "socks4a" : "socks4", userid,
-                 dest);
+    log_sanitize(user, sizeof(user), x && x->user ? x->user : "-");
+    log_sanitize(userid, sizeof(userid), x && x->userid4 ? x->userid4 : "-");
+    log_sanitize(dest, sizeof(dest), x && x->dest ? x->dest : "-");
+    snprintf(out, outlen, "proto=%s user=%s socks4_userid=%s dest=%s", proto, user, userid, dest);
 }
 
 const struct front_ops front_socks = {

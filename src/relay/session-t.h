@@ -43,7 +43,13 @@ enum sess_end {
     END_CONNECT_ERROR,
     END_IDLE_TIMEOUT,
     END_HANDSHAKE_TIMEOUT,
-    END_HANDSHAKE_ERROR,
+    END_HANDSHAKE_ERROR,   /* malformed handshake */
+    END_UNKNOWN_PROTOCOL,  /* the first bytes are not the listener's protocol */
+    END_NO_METHOD,         /* SOCKS5: no authentication method we accept offered */
+    END_AUTH_FAILED,       /* wrong user name or password */
+    END_SOCKS4_REFUSED,    /* SOCKS4/4a with users configured (no --allow-socks4) */
+    END_BAD_COMMAND,       /* a SOCKS command other than CONNECT */
+    END_BAD_ATYP,          /* a SOCKS5 address type we do not know */
     END_RESOLVE_FAILED,
     END_RESOLVE_LIMIT, /* the resolver refused: too many lookups in flight */
     END_DENIED,
@@ -56,6 +62,7 @@ enum sess_end {
     END_MAX_SESSION_TIME,
     END_TOXIC,
     END_API,           /* its listener was disabled or removed through the API */
+    END_UPSTREAM_SILENT, /* ss-local: the ss-server closed without a byte of answer */
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */
@@ -147,6 +154,7 @@ struct session {
     int last_errno;                   /* last connect error */
     uint32_t hs_used;                 /* handshake bytes the front-end consumed:
                                          where up.buf starts in the client's stream */
+    uint8_t unresolved;               /* relay: the current server's name did not resolve */
 
     const struct front_ops *front;
     void *front_state;

@@ -40,6 +40,12 @@ static const char *const end_names[] = {
     [END_IDLE_TIMEOUT] = "idle_timeout",
     [END_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [END_HANDSHAKE_ERROR] = "handshake_error",
+    [END_UNKNOWN_PROTOCOL] = "unknown_protocol",
+    [END_NO_METHOD] = "no_method",
+    [END_AUTH_FAILED] = "auth_failed",
+    [END_SOCKS4_REFUSED] = "socks4_refused",
+    [END_BAD_COMMAND] = "bad_command",
+    [END_BAD_ATYP] = "bad_atyp",
     [END_RESOLVE_FAILED] = "resolve_failed",
     [END_RESOLVE_LIMIT] = "resolve_limit",
     [END_DENIED] = "denied",
@@ -52,6 +58,7 @@ static const char *const end_names[] = {
     [END_MAX_SESSION_TIME] = "max_session_time",
     [END_TOXIC] = "toxic",
     [END_API] = "api",
+    [END_UPSTREAM_SILENT] = "upstream_closed_silently",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -66,17 +73,31 @@ static void timer_cb(struct loop *l, struct loop_timer *t);
 
 /* ---- logging ---- */
 
+/* upstream=: the address connected to (or last tried). Before there is one,
+ * an upstream the operator named (relay server, ss-server, --tunnel-to) is
+ * logged by name, so a name that does not resolve shows which; a client's
+ * destination is left to the front-end's dest= field. */
+static const char *upstream_field(const struct session *s, char *out, size_t outlen)
+{
+    char host[256];
+    if (s->upstream.len) return net_addr_format(&s->upstream, out, outlen);
+    if (!s->target || s->target->check_policy || !s->target->host[0]) return "-";
+    log_sanitize(host, sizeof(host), s->target->host);
+    snprintf(out, outlen, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, s->target->port);
+    return out;
+}
+
 static void sess_log(const struct session *s)
 {
     /* A session itself only meets one limit: the full wait queue. */
     const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
-    char c[NET_ADDR_STRLEN], u[NET_ADDR_STRLEN], extra[768] = "";
+    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
     if (!log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     uint64_t now = clock_now_ms();
     log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s%s",
             (unsigned long long)s->id, s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)),
-            s->upstream.len ? net_addr_format(&s->upstream, u, sizeof(u)) : "-",
+            upstream_field(s, u, sizeof(u)),
             (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes,
             (unsigned long long)(now - s->start_ms), sess_end_name(s->end), limit, extra[0] ? " " : "", extra);
 }
@@ -104,11 +125,32 @@ static void worker_unlink(struct session *s)
     w->nsessions--;
 }
 
+/* ss-local: an ss-server that cannot authenticate the stream (a wrong
+ * password or method on either side) never answers, and closes in its own
+ * time. A plain upstream_closed would hide that; logged at 1, 2, 4, 8...
+ * such sessions, so the hint is seen without filling the log. */
+static enum sess_end upstream_silent(const struct session *s, enum sess_end why)
+{
+    static unsigned seen;   /* all workers, atomic */
+    char host[256];
+    if (s->wl->cfg->mode != MODE_SS_LOCAL || s->state != SESS_RELAYING || s->down.bytes != 0) return why;
+    if (why != END_UPSTREAM_RESET && !(why == END_UPSTREAM_CLOSED && s->first_eof == 2)) return why;
+    unsigned n = __atomic_add_fetch(&seen, 1, __ATOMIC_RELAXED);
+    if ((n & (n - 1)) == 0 && log_enabled(LOG_WARN)) {
+        log_sanitize(host, sizeof(host), s->wl->cfg->ss_server.host);
+        log_warn("listener=%s ss-server %s:%u closed %u session%s without answering: most likely the password or "
+                 "method differs from the server's, else it could not reach the destination "
+                 "(end=upstream_closed_silently)", s->wl->cfg->name, host,
+                 s->wl->cfg->ss_server.port, n, n == 1 ? "" : "s");
+    }
+    return END_UPSTREAM_SILENT;
+}
+
 void sess_close(struct session *s, enum sess_end why)
 {
     struct worker *w = s->wl->w;
     if (s->state == SESS_CLOSED) return;
-    if (s->end == END_NONE) s->end = (uint8_t)why;
+    if (s->end == END_NONE) s->end = (uint8_t)upstream_silent(s, why);
     s->state = SESS_CLOSED;
     sess_log(s);
     connect_cleanup(s);
@@ -424,6 +466,11 @@ void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state
     }
 }
 
+void sess_fail_reason(struct session *s, enum sess_end why)
+{
+    if (s->state == SESS_HANDSHAKE) s->end = (uint8_t)why;
+}
+
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy)
 {
     if (!s->target && !(s->target = calloc(1, sizeof(*s->target)))) return -1;
@@ -448,7 +495,7 @@ static void sess_handshake(struct session *s)
         s->hs_used += (uint32_t)used;
         if (r == FRONT_FAIL || r == FRONT_SILENT_FAIL) {
             s->silent = r == FRONT_SILENT_FAIL;
-            enter_flushing(s, s->silent ? END_PROBE : END_HANDSHAKE_ERROR);
+            enter_flushing(s, s->silent ? END_PROBE : s->end != END_NONE ? s->end : END_HANDSHAKE_ERROR);
             return;
         }
         if (r == FRONT_CONNECT) {

@@ -27,6 +27,9 @@ int sess_reply(struct session *s, const void *data, size_t len);
  * come. */
 void sess_secret(struct session *s, size_t off, size_t n);
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy);
+/* Before returning FRONT_FAIL: why the handshake failed (the log's end=);
+ * without it the session ends handshake_error. */
+void sess_fail_reason(struct session *s, enum sess_end why);
 /* Puts a codec on a direction that has none yet, and takes ownership of
  * `state` (pipe_release frees it); it cannot fail. With pending_is_input,
  * bytes already waiting in the direction's ready buffer are the codec's

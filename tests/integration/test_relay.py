@@ -292,6 +292,34 @@ def test_refused_upstream_closes_client_promptly_and_ferry_keeps_serving(ferry, 
 
 
 @pytest.mark.deadline(30)
+def test_unresolvable_upstream_logs_resolve_failed_and_its_name(ferry, fakedns, identify):
+    """Issue #16, 9: an upstream name that does not resolve ends
+    end=resolve_failed upstream=NAME:PORT (not connect_error upstream=-),
+    also after the other server was tried; the name is sanitised."""
+    dns = fakedns(records={})
+    f = relay(ferry, "gone.ferry.invalid:8080", args=["--dns-server", dns.addr, "--retries", "0"])
+    c = f.connect()
+    how, _ = wait_closed(c, scaled(5))
+    assert how in ("eof", "reset"), how
+    s = one(f.wait_sessions(1), "an unresolvable upstream")
+    assert (s.get("end"), s.get("upstream")) == ("resolve_failed", "gone.ferry.invalid:8080"), s["_line"]
+    assert SESSION_LINE.match(s["_line"]), s["_line"]
+
+    # two servers, the refused one tried first, the unresolvable one last
+    port = closed_port()
+    f2 = relay(ferry, "127.0.0.1:%d" % port, "gone2.ferry.invalid:81",
+               args=["--dns-server", dns.addr, "--retries", "1", "--balance", "roundrobin"])
+    ends = set()
+    for _ in range(2):
+        c = f2.connect()
+        wait_closed(c, scaled(5))
+    for s in f2.wait_sessions(2):
+        ends.add((s.get("end"), s.get("upstream")))
+    assert ("resolve_failed", "gone2.ferry.invalid:81") in ends, ends
+    assert all(u != "-" for _, u in ends), ends
+
+
+@pytest.mark.deadline(30)
 def test_connect_timeout(ferry, blackhole):
     bh = blackhole()
     f = relay(ferry, bh.addr, args=["--connect-timeout", "1s"])
@@ -756,6 +784,57 @@ def test_drain_timeout_cuts_stuck_session_and_exits_0(ferry, identify):
     assert how in ("eof", "reset"), "stuck client not closed by the drain timeout (%s)" % how
     s = one(f.sessions(), "cut session")
     assert s.get("end") == "drain", s["_line"]
+
+
+@pytest.mark.deadline(30)
+def test_drain_lines_say_how_many_and_until_when(ferry, identify):
+    """Issue #16, 11: the drain line counts the open sessions and gives the
+    deadline; a last line says how the drain ended."""
+    up = identify("A")
+    f = relay(ferry, up.addr, args=["--drain-timeout", "1500ms"])
+    cs = [f.connect() for _ in range(3)]
+    for c in cs:
+        assert recv_line(c) == b"ID:A\n"
+    f.signal(signal.SIGTERM)
+    rc = f.wait(2 + scaled(4))
+    f.expect_exit = True
+    assert rc == 0, rc
+    log = f.log()
+    assert "Terminated: draining 3 sessions, up to 1500ms" in log, log
+    last = [x for x in log.splitlines() if x.strip()][-1]
+    assert re.match(r"^ferry: stopped after a \d+\.\ds drain: 0 sessions finished, 3 closed by the drain$", last), log
+
+
+def test_start_line_says_what_each_listener_does(ferry, identify, workdir):
+    """Issue #16, 11: the start line of a listener names its mode, its
+    upstreams or tunnel, its auth (users counted), filters and toxics, and
+    never a secret."""
+    up = identify("A")
+    f = relay(ferry, up.addr, "backup.ferry.invalid:81",
+              args=["--allow", "127.0.0.0/8", "--deny", "10.0.0.0/8", "--toxic", "latency"])
+    line = next(x for x in f.log().splitlines() if "listening on" in x)
+    for want in ("mode=relay", "upstreams=%s,backup.ferry.invalid:81" % up.addr, "balance=roundrobin",
+                 "clients=allow:1,deny:1", "toxics=latency_downstream(latency,downstream)"):
+        assert want in line, "%r missing: %s" % (want, line)
+
+    secret = "Pw-9d8f7g6h5j4k"
+    users = os.path.join(workdir, "users")
+    with open(users, "w") as u:
+        u.write("bob:%s\n" % secret)
+    port = free_port()
+    g = ferry("socks", "-l", "0.0.0.0:%d" % port, "--user", "alice:%s" % secret, "--users-file", users,
+              "--deny-dest", "www.example.com", listen=("127.0.0.1", port))
+    line = next(x for x in g.log().splitlines() if "listening on" in x)
+    for want in ("mode=socks", "auth=users:2", "clients=any", "dests=allow:0,deny:1+default_denies:"):
+        assert want in line, "%r missing: %s" % (want, line)
+    assert secret not in g.log()
+
+    h = ferry("ss-local", "-s", "ss.ferry.invalid:8388", "-k", secret, "--tunnel-to", "web.ferry.invalid:80")
+    line = next(x for x in h.log().splitlines() if "listening on" in x)
+    for want in ("mode=ss-local", "method=chacha20-ietf-poly1305", "server=ss.ferry.invalid:8388",
+                 "tunnel_to=web.ferry.invalid:80"):
+        assert want in line, "%r missing: %s" % (want, line)
+    assert secret not in h.log() and "auth=" not in line
 
 
 @pytest.mark.deadline(20)

@@ -398,6 +398,41 @@ def test_reply_02_not_allowed(socks, identify, policy, target):
     assert sess.get("end") == "denied", sess["_line"]
 
 
+@pytest.mark.deadline(20)
+@pytest.mark.parametrize("policy,host", [
+    (["--deny-dest", "www.example.com"], "www.example.com"),
+    (["--deny-dest", "*.example.org"], "deep.sub.example.org"),
+    (["--deny-dest", "*.example.org"], "example.org"),
+    (["--allow-dest", "web.ferry.test"], "other.example.net"),
+], ids=["exact", "wildcard-sub", "wildcard-apex", "not-on-name-allow-list"])
+def test_denied_name_never_reaches_the_resolver(socks, dns, identify, policy, host):
+    """Issue #16, 3: a name rule is checked before resolving. The denied name
+    is not sent to the DNS server (which does not know it: resolving would
+    fail), and the client gets 0x02 with end=denied, not 0x04 and
+    resolve_failed."""
+    up = identify("A")
+    f = socks(*policy)
+    s, rep, _, _ = s5_open(f, host, up.port)
+    assert rep == 2, "%s to %s: expected 0x02 not allowed, got %#04x" % (policy, host, rep)
+    expect_closed(s, scaled(3), "after 0x02")
+    sess = session_for(f, None, "denied name")
+    assert sess.get("end") == "denied", sess["_line"]
+    assert not any(host.split(".")[-2] in n for n in dns.names_queried()), \
+        "a denied name was sent to the resolver: %s" % dns.queries
+
+
+@pytest.mark.deadline(20)
+def test_address_rule_before_a_name_rule_still_decides_after_resolving(socks, dns, identify):
+    """First match wins over the ordered list: an address rule ahead of a
+    name rule can only be judged once the name is resolved, so the name is
+    resolved and the address rule decides (docs/CONFIG.md)."""
+    up = identify("A")
+    f = socks("--allow-dest", "127.0.0.1/32", "--deny-dest", "web.ferry.test")
+    s = s5_connect_ok(f, "web.ferry.test", up.port)
+    echo_ok(s, "A")
+    assert any(n.startswith("web.ferry.test") for n in dns.names_queried()), dns.queries
+
+
 def host_addrs():
     """This host's non-loopback addresses (IPv6 link-local left out: it
     needs a scope id to be reached), from `ip -o addr`."""
@@ -980,8 +1015,103 @@ def test_garbage_closed_and_ferry_keeps_serving(socks, identify, name):
     assert recv_exact(bystander, 3) == b"ok?", "an established session broke after garbage on another connection"
     s2 = s5_connect_ok(f, "127.0.0.1", up.port, **({"user": USER, "pw": PASS} if "auth" in name else {}))
     echo_ok(s2, "A")
-    ends = [x.get("end") for x in f.wait_sessions(1, pred=lambda x: x.get("end") == "handshake_error")]
-    assert ends, "garbage should be logged with end=handshake_error:\n" + f.log()[-2000:]
+    want = "unknown_protocol" if name in ("random", "http") else "handshake_error"
+    ends = [x.get("end") for x in f.wait_sessions(1, pred=lambda x: x.get("end") == want)]
+    assert ends, "garbage should be logged with end=%s:\n%s" % (want, f.log()[-2000:])
+
+
+def _refuse_wrong_password(f, up):
+    s = f.connect()
+    assert s5_greet(s, (2,)) == 2
+    assert s5_auth(s, USER, "not-the-password") != 0
+    return s
+
+
+def _refuse_odd_user(f, up):
+    s = f.connect()
+    assert s5_greet(s, (2,)) == 2
+    assert s5_auth(s, "ev il=x\nsess=9", "nope") != 0
+    return s
+
+
+def _refuse_no_method(f, up):
+    s = f.connect()
+    assert s5_greet(s, (0,)) == 0xFF
+    return s
+
+
+def _refuse_socks4(f, up):
+    s = f.connect()
+    s.sendall(s4_req(up.port, user=b"bob"))
+    assert s4_reply(s) == 0x5B
+    return s
+
+
+def _refuse_bind(f, up):
+    s = f.connect()
+    assert s5_greet(s, (2,)) == 2 and s5_auth(s, USER, PASS) == 0
+    s.sendall(s5_req(2, "127.0.0.1", up.port))
+    assert s5_reply(s)[0] == 7
+    return s
+
+
+def _refuse_socks4_bind(f, up):
+    s = f.connect()
+    s.sendall(struct.pack("!BBH", 4, 2, up.port) + b"\x7f\0\0\1" + b"\0")
+    assert s4_reply(s) == 0x5B
+    return s
+
+
+def _refuse_atyp(f, up):
+    s = f.connect()
+    assert s5_greet(s, (2,)) == 2 and s5_auth(s, USER, PASS) == 0
+    s.sendall(b"\x05\x01\x00\x09" + b"\x7f\0\0\1" + struct.pack("!H", up.port))
+    assert s5_reply(s)[0] == 8
+    return s
+
+
+def _refuse_http(f, up):
+    s = f.connect()
+    s.sendall(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    return s
+
+
+REFUSALS = {
+    "wrong-password": (_refuse_wrong_password, "auth_failed", {"user": USER, "proto": "socks5"}, True),
+    "odd-user-name": (_refuse_odd_user, "auth_failed", {"user": "ev?il?x?sess?9"}, True),
+    "no-method": (_refuse_no_method, "no_method", {"user": "-"}, True),
+    "socks4-with-users": (_refuse_socks4, "socks4_refused", {"proto": "socks4", "user": "-"}, True),
+    "bind": (_refuse_bind, "bad_command", {"user": USER, "dest": None}, True),
+    "socks4-bind": (_refuse_socks4_bind, "bad_command", {"proto": "socks4"}, False),
+    "bad-atyp": (_refuse_atyp, "bad_atyp", {"user": USER}, True),
+    "http": (_refuse_http, "unknown_protocol", {"user": "-", "dest": "-"}, True),
+}
+
+
+@pytest.mark.deadline(20)
+@pytest.mark.parametrize("name", list(REFUSALS))
+def test_each_refusal_has_its_own_end_reason(socks, identify, name):
+    """Issue #16, 10: every SOCKS refusal is told apart in the log (a wrong
+    password names the user tried, sanitised), and every session line of
+    the listener carries the same keys."""
+    up = identify("A")
+    how, end, fields, users = REFUSALS[name]
+    f = socks(*(["--user", "%s:%s" % (USER, PASS)] if users else []))
+    s = how(f, up)
+    expect_closed(s, scaled(3), name)
+    assert up.accepted == 0
+    line = session_for(f, None, name)
+    assert line.get("end") == end, line["_line"]
+    for k, v in fields.items():
+        if v is None:
+            v = "127.0.0.1:%d" % up.port
+        assert line.get(k) == v, "%s=%r expected, got: %s" % (k, v, line["_line"])
+    ok = s5_connect_ok(f, "127.0.0.1", up.port, **({"user": USER, "pw": PASS} if users else {}))
+    echo_ok(ok, "A")
+    ok.close()
+    lines = f.wait_sessions(2)
+    keys = [sorted(k for k in x if k != "_line") for x in lines]
+    assert keys[0] == keys[1], "refusal and success lines differ in keys:\n%s" % "\n".join(x["_line"] for x in lines)
 
 
 @pytest.mark.deadline(60)

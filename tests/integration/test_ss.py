@@ -938,6 +938,39 @@ def test_wrong_password_client_to_ferry_server(fsrv, flocal, libev, identify, re
     assert t_good < pc.t_server_end, "no correct client was served while the prober was held"
 
 
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("mismatch", ["password", "method"])
+def test_ss_local_says_the_server_closed_without_answering(fsrv, flocal, identify, mismatch):
+    """Issue #16, 16: behind a wrong password (or method) the ss-server never
+    answers and closes in its own time; ss-local ends such a session
+    end=upstream_closed_silently (not a plain upstream_closed) and warns
+    once that the password or method likely differ."""
+    up = identify("x")
+    srv = fsrv("--handshake-timeout", HS)
+    if mismatch == "password":
+        loc = flocal(srv.addr, "-k", WRONG_PW)
+    else:
+        loc = flocal(srv.addr, method="aes-256-gcm")
+    for _ in range(2):
+        s = s5_connect(loc.addr, "127.0.0.1", up.port)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data, how = read_until_close(s, scaled(HS_S + 5))
+        s.close()
+        assert data == b"" and how in ("eof", "reset"), (data[:40], how)
+    lines = session_for(loc, None, "the unanswered sessions", n=2)
+    assert [x.get("end") for x in lines] == ["upstream_closed_silently"] * 2, [x["_line"] for x in lines]
+    warns = [x for x in loc.log().splitlines() if "without answering" in x]
+    assert len(warns) == 2 and "password or method" in warns[0] and srv.addr in warns[0], loc.log()
+    assert up.accepted == 0
+    # a server that answers and then closes is not "silent"
+    good = flocal(srv.addr)
+    g = s5_connect(good.addr, "127.0.0.1", up.port)
+    identify_echo(g, "x")
+    g.close()
+    line = session_for(good, None, "a good session")[-1]
+    assert line.get("end") != "upstream_closed_silently", line["_line"]
+
+
 @pytest.mark.deadline(40)
 def test_wrong_password_ferry_local_to_libev_server(flocal, libev, http4, tenmb, identify, workdir):
     """libev's ss-server answers a bad client with silence and holds the

@@ -460,6 +460,41 @@ static void test_check_addr_ignores_host_rules(void **state)
  * range holding a cloud metadata address (169.254.169.254, AWS's
  * fd00:ec2::254, Alibaba's 100.100.100.200) in every mode; the private
  * ranges only when asked for (ss-server). */
+/* Issue #16, 3: name rules are judged before resolving, up to the first
+ * address rule that could match; after it only the address can decide. */
+static void test_dest_name_before_resolving(void **state)
+{
+    struct acl *a = *state;
+
+    add_dest(a, 0, "www.example.com");
+    add_dest(a, 0, "*.example.org");
+    add_dest(a, 1, "10.0.0.0/8:22");
+    add_dest(a, 1, "192.168.0.0/16");
+    add_dest(a, 0, "late.example.net");
+    assert_int_equal(acl_check_dest_name(a, "www.example.com", 80), ACL_DENY);
+    assert_int_equal(acl_check_dest_name(a, "WWW.Example.COM.", 80), ACL_DENY);
+    assert_int_equal(acl_check_dest_name(a, "a.b.example.org", 443), ACL_DENY);
+    assert_int_equal(acl_check_dest_name(a, "example.org", 443), ACL_DENY);
+    /* 10/8:22 cannot match port 80, so the walk goes on to 192.168/16 */
+    assert_int_equal(acl_check_dest_name(a, "late.example.net", 80), ACL_UNDECIDED);
+    assert_int_equal(acl_check_dest_name(a, "other.test", 80), ACL_UNDECIDED);
+
+    acl_free(a);
+    add_dest(a, 1, "good.test");
+    assert_int_equal(acl_check_dest_name(a, "good.test", 80), ACL_ALLOW);
+    assert_int_equal(acl_check_dest_name(a, "bad.test", 80), ACL_DENY);     /* allow list */
+
+    acl_free(a);
+    add_dest(a, 0, "bad.test");
+    assert_int_equal(acl_check_dest_name(a, "good.test", 80), ACL_ALLOW);   /* deny list */
+
+    acl_free(a);
+    add_dest(a, 1, "127.0.0.1/32:8080");
+    add_dest(a, 0, "bad.test");
+    assert_int_equal(acl_check_dest_name(a, "bad.test", 80), ACL_DENY);
+    assert_int_equal(acl_check_dest_name(a, "bad.test", 8080), ACL_UNDECIDED);
+}
+
 static void test_default_denies(void **state)
 {
     static const char *const always[] = { "127.0.0.1", "::1", "0.0.0.0", "::", "169.254.169.254", "fe80::1",
@@ -525,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dest_cidr_and_port, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dest_allow_list_first_match, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_addr_ignores_host_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dest_name_before_resolving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_denies, setup, teardown),
     };
 
