@@ -723,39 +723,43 @@ def _v6_sink(servers):
         pytest.skip("no IPv6 loopback: %s" % e)
 
 
-@pytest.mark.deadline(30)
-def test_socks5_domain_v6_literal_with_a_buffer_of_early_data(fsrv, flocal, servers):
-    # ATYP=domain "::1" (10-byte request) becomes a 19-byte IPv6 header.
-    sink = _v6_sink(servers)
-    srv = fsrv()
-    loc = flocal(srv.addr)
-    data = os.urandom(EARLY)
-    s = peers.connect("127.0.0.1", loc.port, timeout=scaled(10))
-    # Greeting, request and a buffer of data in one write, right after the
-    # connect: ferry's first read takes a whole buffer of it.
-    req = bytes([5, 1, 0, 3, 3]) + b"::1" + struct.pack("!H", sink.port)
-    s.sendall(b"\x05\x01\x00" + req + data[:65536])
+def _s5_domain_request(port):
+    # Greeting and request in one go: ATYP=domain "::1" (a 10-byte request)
+    # becomes a 19-byte IPv6 header.
+    return b"\x05\x01\x00" + bytes([5, 1, 0, 3, 3]) + b"::1" + struct.pack("!H", port)
+
+
+def _s5_domain_reply(s):
     assert recv_exact(s, 2, "method selection") == b"\x05\x00"
     assert s5_read_reply(s) == 0
-    _upload_and_check(s, data, "SOCKS5 domain ::1", sent=65536)
-    assert loc.alive(), "ss-local died:\n%s" % loc.log()[-3000:]
-    identify_echo(s5_connect(loc.addr, "127.0.0.1", servers(peers.h_identify, name="after").port), "after")
+
+
+def _s4a_request(port):
+    # SOCKS4a host "::" (3 bytes in the request) becomes a 19-byte header.
+    return struct.pack("!BBH", 4, 1, port) + bytes([0, 0, 0, 1]) + b"\0" + b"::\0"
+
+
+def _s4a_reply(s):
+    r = recv_exact(s, 8, "SOCKS4 reply")
+    assert r[1] == 0x5A, "SOCKS4a request rejected: %r" % r
 
 
 @pytest.mark.deadline(30)
-def test_socks4a_host_v6_literal_with_a_buffer_of_early_data(fsrv, flocal, servers):
-    # SOCKS4a host "::" (the request names it in 3 bytes) becomes a 19-byte header.
+@pytest.mark.parametrize("request_of,read_reply", [(_s5_domain_request, _s5_domain_reply),
+                                                   (_s4a_request, _s4a_reply)], ids=["socks5-domain", "socks4a"])
+def test_v6_literal_name_with_a_buffer_of_early_data(fsrv, flocal, servers, request_of, read_reply):
     sink = _v6_sink(servers)
     srv = fsrv()
     loc = flocal(srv.addr)
     data = os.urandom(EARLY)
     s = peers.connect("127.0.0.1", loc.port, timeout=scaled(10))
-    req = struct.pack("!BBH", 4, 1, sink.port) + bytes([0, 0, 0, 1]) + b"\0" + b"::\0"
-    s.sendall(req + data[:65536])
-    r = recv_exact(s, 8, "SOCKS4 reply")
-    assert r[1] == 0x5A, "SOCKS4a request rejected: %r" % r
-    _upload_and_check(s, data, "SOCKS4a host ::", sent=65536)
+    # The request and a buffer of data in one write, right after the
+    # connect: ferry's first read takes a whole buffer of it.
+    s.sendall(request_of(sink.port) + data[:65536])
+    read_reply(s)
+    _upload_and_check(s, data, request_of.__name__, sent=65536)
     assert loc.alive(), "ss-local died:\n%s" % loc.log()[-3000:]
+    identify_echo(s5_connect(loc.addr, "127.0.0.1", servers(peers.h_identify, name="after").port), "after")
 
 
 @pytest.mark.deadline(30)
