@@ -197,6 +197,16 @@ static void run_session(uint64_t id, const char *cip, const char *sip, uint16_t 
     free(body);
 }
 
+/* The hexdump file as a string (at most len - 1 bytes of it). */
+static void read_hexdump(char *text, size_t len)
+{
+    FILE *fp = fopen(lcfg.hexdump_file, "r");
+    assert_non_null(fp);
+    size_t n = fread(text, 1, len - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+}
+
 static void start(void)
 {
     char err[256] = "";
@@ -289,12 +299,8 @@ static void test_hexdump_file(void **state)
     start();
     run_session(6, "10.0.0.6", "192.0.2.7", 80, 20);
     tap_global_stop(&cfg);
-    FILE *fp = fopen(lcfg.hexdump_file, "r");
-    assert_non_null(fp);
     char text[4096];
-    size_t n = fread(text, 1, sizeof(text) - 1, fp);
-    fclose(fp);
-    text[n] = '\0';
+    read_hexdump(text, sizeof(text));
     assert_non_null(strstr(text, " sess=6 client>upstream len=7 offset=0\n"
                                  "00000000: 4745 5420 2f0d 0a                        GET /..\n"));
     assert_non_null(strstr(text, " sess=6 upstream>client len=20 offset=0\n"));
@@ -349,12 +355,8 @@ static void test_secrets_are_starred(void **state)
     assert_memory_equal(f->data, "\x01\x00", 2);
     f = find("10.0.0.7", 40008, 1080);
     assert_memory_equal(f->data, "\x01\x05" "alice" "\x06" "S3cret" "xy", 16);
-    FILE *fp = fopen(lcfg.hexdump_file, "r");
-    assert_non_null(fp);
     char text[8192];
-    size_t n = fread(text, 1, sizeof(text) - 1, fp);
-    fclose(fp);
-    text[n] = '\0';
+    read_hexdump(text, sizeof(text));
     char *s8 = strstr(text, " sess=8 ");
     assert_non_null(s8);
     *s8 = '\0';                            /* text: session 7 only */
