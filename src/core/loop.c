@@ -295,27 +295,35 @@ void loop_defer_free(struct loop *l, void *p, loop_free_fn *fn)
 
 /* ---- the loop ---- */
 
-int loop_run(struct loop *l)
+int loop_run_once(struct loop *l, int timeout_ms)
 {
     struct epoll_event events[LOOP_BATCH];
-    l->stopping = 0;
-    while (!l->stopping) {
-        if (l->before_sleep) {
-            l->now_ms = clock_now_ms();   /* callbacks may have taken a while */
-            l->before_sleep(l, l->before_sleep_arg);
-        }
-        int n = epoll_wait(l->epfd, events, LOOP_BATCH, next_timeout(l));
-        if (n < 0 && errno != EINTR) return -1;
-        l->now_ms = clock_now_ms();
-        for (int i = 0; i < n; i++) {
-            struct loop_io *io = events[i].data.ptr;
-            /* fd < 0: deleted earlier in this batch; its memory is still
-             * valid (deferred free) and the event is stale. */
-            if (io->fd >= 0) io->cb(l, io, events[i].events);
-        }
-        run_deferred(l);
-        run_timers(l);
-        run_deferred(l);
+    if (l->before_sleep) {
+        l->now_ms = clock_now_ms();   /* callbacks may have taken a while */
+        l->before_sleep(l, l->before_sleep_arg);
     }
+    int wait = next_timeout(l);
+    if (timeout_ms >= 0 && (wait < 0 || wait > timeout_ms)) wait = timeout_ms;
+    int n = epoll_wait(l->epfd, events, LOOP_BATCH, wait);
+    if (n < 0 && errno != EINTR) return -1;
+    if (n < 0) n = 0;
+    l->now_ms = clock_now_ms();
+    for (int i = 0; i < n; i++) {
+        struct loop_io *io = events[i].data.ptr;
+        /* fd < 0: deleted earlier in this batch; its memory is still
+         * valid (deferred free) and the event is stale. */
+        if (io->fd >= 0) io->cb(l, io, events[i].events);
+    }
+    run_deferred(l);
+    run_timers(l);
+    run_deferred(l);
+    return n;
+}
+
+int loop_run(struct loop *l)
+{
+    l->stopping = 0;
+    while (!l->stopping)
+        if (loop_run_once(l, -1) < 0) return -1;
     return 0;
 }

@@ -57,6 +57,15 @@ void loop_free(struct loop *l);
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
 
+/* One iteration of loop_run(): before-sleep hook, one epoll_wait (bounded
+ * by the next timer and by timeout_ms: -1 = by the timer only, 0 = do not
+ * sleep), the I/O batch, expired timers, deferred frees. For callers that
+ * drive the loop themselves (tests, the session fuzzer). loop_stop() ends
+ * nothing here; it only keeps the wait from sleeping until loop_run() is
+ * entered again. Returns the number of I/O events dispatched (0 if none,
+ * or on EINTR), or -1 if epoll_wait failed. */
+int loop_run_once(struct loop *l, int timeout_ms);
+
 /* Thread-safe: interrupts epoll_wait from any thread and runs the wake hook
  * (set with loop_set_wake_hook) on the loop's own thread. */
 void loop_wake(struct loop *l);

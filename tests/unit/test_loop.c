@@ -824,6 +824,118 @@ static void test_stop_from_io(void **state)
     loop_free(l);
 }
 
+/* ---- loop_run_once: one bounded iteration, for callers that drive ---- */
+
+struct once {
+    struct loop_timer t;
+    struct loop_io io;
+    int timer_runs, io_runs;
+};
+
+static void once_timer_cb(struct loop *l, struct loop_timer *t)
+{
+    ((struct once *)t->owner)->timer_runs++;
+}
+
+static void stop_timer_cb(struct loop *l, struct loop_timer *t)
+{
+    ((struct once *)t->owner)->timer_runs++;
+    loop_stop(l);
+}
+
+static void once_io_cb(struct loop *l, struct loop_io *io, uint32_t events)
+{
+    struct once *o = io->owner;
+    char c;
+
+    o->io_runs++;
+    assert_int_equal(read(io->fd, &c, 1), 1);
+}
+
+/* Nothing ready: timeout 0 returns at once, a timeout bounds the wait even
+ * with a later timer armed, and the timer does not fire early. */
+static void test_run_once_bounded(void **state)
+{
+    struct loop *l = new_loop();
+    struct once o;
+    uint64_t t0;
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    loop_timer_init(&o.t, once_timer_cb, &o);
+    loop_timer_arm_in(l, &o.t, 5000);
+    t0 = clock_now_ms();
+    assert_int_equal(loop_run_once(l, 0), 0);
+    assert_true(clock_now_ms() - t0 < 1000);
+    assert_int_equal(loop_run_once(l, 20), 0);
+    assert_true(clock_now_ms() - t0 >= 20);
+    assert_true(clock_now_ms() - t0 < 2000);
+    assert_int_equal(o.timer_runs, 0);
+    assert_true(loop_timer_armed(&o.t));
+    loop_timer_cancel(l, &o.t);
+    loop_free(l);
+}
+
+/* A timer due before the timeout ends the wait and runs in that call; a
+ * timeout of -1 waits for it. */
+static void test_run_once_timer(void **state)
+{
+    struct loop *l = new_loop();
+    struct once o;
+    uint64_t t0;
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    loop_timer_init(&o.t, once_timer_cb, &o);
+    t0 = loop_update_now(l);
+    loop_timer_arm_in(l, &o.t, 30);
+    while (o.timer_runs == 0 && clock_now_ms() - t0 < WATCHDOG_MS)
+        assert_int_equal(loop_run_once(l, 5000), 0);
+    assert_int_equal(o.timer_runs, 1);
+    assert_true(clock_now_ms() - t0 >= 30);
+    assert_true(clock_now_ms() - t0 < 2000);
+    loop_timer_arm(l, &o.t, past(l, 1));
+    assert_int_equal(loop_run_once(l, -1), 0);      /* due: no sleep at all */
+    assert_int_equal(o.timer_runs, 2);
+    loop_free(l);
+}
+
+/* Ready fds: one call dispatches the batch once and counts it; deferred
+ * frees are done before it returns; loop_stop() does not make it sleep
+ * or fail, and loop_run() still stops and can be run again afterwards. */
+static void test_run_once_io_and_defer(void **state)
+{
+    struct loop *l = new_loop();
+    struct once o;
+    int fds[2];
+
+    (void)state;
+    memset(&o, 0, sizeof o);
+    memset(&freed, 0, sizeof freed);
+    nonblocking_pipe(fds);
+    assert_int_equal(loop_io_add(l, &o.io, fds[0], LOOP_READ, once_io_cb, &o), 0);
+    assert_int_equal(write(fds[1], "ab", 2), 2);
+    loop_defer_free(l, malloc(8), record_free);
+    assert_int_equal(loop_run_once(l, 1000), 1);
+    assert_int_equal(o.io_runs, 1);
+    assert_int_equal(freed.calls, 1);
+    assert_int_equal(loop_run_once(l, 1000), 1);    /* level-triggered: the second byte */
+    assert_int_equal(o.io_runs, 2);
+    loop_stop(l);
+    assert_int_equal(loop_run_once(l, 0), 0);
+    assert_int_equal(o.io_runs, 2);
+    assert_int_equal(write(fds[1], "c", 1), 1);
+    loop_timer_init(&o.t, stop_timer_cb, &o);
+    loop_timer_arm(l, &o.t, past(l, 1));
+    run_bounded(l);                                 /* the stop left behind is cleared */
+    assert_int_equal(o.io_runs, 3);
+    assert_int_equal(o.timer_runs, 1);
+    loop_io_del(l, &o.io);
+    close(fds[0]);
+    close(fds[1]);
+    loop_free(l);
+}
+
 static void test_clock(void **state)
 {
     struct loop *l = new_loop();
@@ -869,6 +981,9 @@ int main(void)
         cmocka_unit_test(test_wake_before_run),
         cmocka_unit_test(test_stop_and_run_again),
         cmocka_unit_test(test_stop_from_io),
+        cmocka_unit_test(test_run_once_bounded),
+        cmocka_unit_test(test_run_once_timer),
+        cmocka_unit_test(test_run_once_io_and_defer),
         cmocka_unit_test(test_clock),
     };
 
