@@ -121,6 +121,13 @@ static size_t codec_fill_to(const struct half *h, const struct pump_ctx *c)
     return h->codec->max_input ? h->codec->max_input(h->codec_state, c->bufs->bufsize) : 0;
 }
 
+/* The codec's input has ended: the source said EOF and, for an encoder
+ * behind toxics, the toxics hold none of its input any more. */
+static int codec_input_ended(const struct half *h, const struct pump_ctx *c)
+{
+    return h->eof && (h->codec->counts_output || !c->tox || toxq_empty(c->tox));
+}
+
 /* Runs the codec over raw bytes into the (empty) ready buffer.
  * 1 = made ready bytes, 0 = needs more input, -1 = corrupt, -2 = no memory. */
 static int half_transform(struct half *h, struct pump_ctx *c)
@@ -128,7 +135,7 @@ static int half_transform(struct half *h, struct pump_ctx *c)
     int has_input = h->raw && !buf_empty(h->raw);
     int released = 0;
     if (h->hold != HALF_HOLD_NONE) {
-        if (h->hold == HALF_HOLD_WAIT && !has_input && !h->eof) return 0;   /* keep waiting */
+        if (h->hold == HALF_HOLD_WAIT && !has_input && !codec_input_ended(h, c)) return 0;   /* keep waiting */
         h->hold = HALF_HOLD_NONE;             /* one shot: the held output goes now */
         released = 1;
     }
