@@ -61,29 +61,61 @@ static int create_replay_filters(struct ferry_cfg *cfg, char *err, size_t errlen
     return 0;
 }
 
-/* First SIGTERM/SIGINT drains; a second one stops at once. */
+/* The signals the main thread takes (blocked in every thread, waited for
+ * here). Each catchable one whose default would kill ferry has an action,
+ * so none ends it silently: logrotate's postrotate and `systemctl reload`
+ * send SIGHUP, tools send SIGUSR1/2 by habit. */
+static void ferry_sigset(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGUSR2);
+}
+
+/* SIGHUP, SIGUSR1, SIGUSR2: nothing to do yet, and nothing in flight is
+ * touched. Logged, so an operator sees the reload did not happen. */
+static void log_ignored_signal(int sig)
+{
+    if (!log_enabled(LOG_ERROR)) return;
+    if (sig == SIGHUP)
+        log_plain("%s: ignored: ferry does not reload its configuration yet (restart it to apply changes)",
+                  strsignal(sig));
+    else if (sig == SIGUSR1)
+        log_plain("%s: ignored: logs go to stderr, there is no log file to reopen", strsignal(sig));
+    else
+        log_plain("%s: ignored", strsignal(sig));
+}
+
+/* First SIGTERM/SIGINT drains; a second one, or SIGQUIT, stops at once. */
 static void wait_for_signals(const struct ferry_cfg *cfg, struct worker *ws, unsigned n, struct shutdown *sd)
 {
     sigset_t set;
     char deadline[32];
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
+    ferry_sigset(&set);
     format_ms(deadline, sizeof(deadline), cfg->drain_timeout_ms);
     struct timespec tick = { 0, 100 * 1000 * 1000 };
     while (workers_running() > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) continue;
+        if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
+            log_ignored_signal(sig);
+            continue;
+        }
         unsigned open = admit_sessions_open();
         if (++sd->signals == 1) {
             sd->at_drain = open;
             sd->drain_start_ms = clock_now_ms();
         }
-        if (log_enabled(LOG_ERROR) && sd->signals == 1)
+        int now = sd->signals > 1 || sig == SIGQUIT;
+        if (log_enabled(LOG_ERROR) && !now)
             log_plain("%s: draining %u session%s, up to %s", strsignal(sig), open, open == 1 ? "" : "s", deadline);
         else if (log_enabled(LOG_ERROR))
             log_plain("%s: stopping now, closing %u session%s", strsignal(sig), open, open == 1 ? "" : "s");
-        workers_request_stop(ws, n, sd->signals == 1 ? 1 : 2);
+        workers_request_stop(ws, n, now ? 2 : 1);
     }
 }
 
@@ -134,9 +166,7 @@ static int run(struct ferry_cfg *cfg)
     }
 
     signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
+    ferry_sigset(&set);
     /* Blocked before threads exist, so only the main thread receives them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     sock_raise_nofile();

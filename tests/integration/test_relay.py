@@ -848,6 +848,43 @@ def test_signal_without_sessions_exits_0_promptly(ferry, identify, sig):
     assert rc == 0, "ferry with no open session should exit 0 promptly on %s, got %s" % (sig, rc)
 
 
+@pytest.mark.deadline(20)
+def test_hup_and_usr_signals_are_logged_and_nothing_in_flight_is_touched(ferry, identify):
+    """SIGHUP (logrotate's postrotate, systemctl reload), SIGUSR1 and SIGUSR2
+    killed ferry with every connection (status 129...). Each is now logged as
+    ignored; an open session keeps relaying and new clients are served."""
+    up = identify("A")
+    f = relay(ferry, up.addr)
+    c = f.connect()
+    assert recv_line(c) == b"ID:A\n"
+    for sig, why in ((signal.SIGHUP, "does not reload"), (signal.SIGUSR1, "no log file"),
+                     (signal.SIGUSR2, "ignored")):
+        f.signal(sig)
+        assert peers.wait_until(lambda: why in f.log(), scaled(2)), "no line for %s:\n%s" % (sig, f.log())
+        assert f.alive(), "ferry died of %s:\n%s" % (sig, f.log())
+        m = os.urandom(1000)
+        c.sendall(m)
+        assert recv_exact(c, len(m), "echo after %s" % sig) == m
+        d = f.connect()
+        assert recv_line(d) == b"ID:A\n"
+        d.close()
+    c.close()
+
+
+@pytest.mark.deadline(20)
+def test_sigquit_stops_at_once(ferry, identify):
+    up = identify("A")
+    f = relay(ferry, up.addr, args=["--drain-timeout", "30s"])
+    c = f.connect()
+    assert recv_line(c) == b"ID:A\n"
+    f.signal(signal.SIGQUIT)
+    rc = f.wait(scaled(3))              # not the 30 s drain
+    f.expect_exit = True
+    assert rc == 0, rc
+    assert "stopping now, closing 1 session" in f.log(), f.log()
+    c.close()
+
+
 # --------------------------------------------------------------------------
 # balancing
 
