@@ -1,5 +1,6 @@
 /* main.c - parse the command line, start the workers, wait for a signal. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,8 +77,65 @@ static void ferry_sigset(sigset_t *set)
     sigaddset(set, SIGUSR2);
 }
 
-/* SIGHUP, SIGUSR1, SIGUSR2: nothing to do yet, and nothing in flight is
- * touched. Logged, so an operator sees the reload did not happen. */
+/* --log-file as main sees it: the name given, and the name that opens it
+ * again after the privilege drop ("" when none does: outside the chroot). */
+struct logfile {
+    const char *path;           /* NULL: lines go to stderr */
+    char reopen[PATH_MAX];
+    char why[600];              /* why reopen is "" */
+};
+
+/* Opens --log-file before anything else is logged, so that warnings land
+ * there too. 0, or -1 with the reason on stderr. */
+static int open_log_file(const struct ferry_cfg *cfg, struct logfile *lf)
+{
+    char err[512];
+    lf->path = NULL;
+    lf->reopen[0] = lf->why[0] = '\0';
+    if (!cfg->log_file[0]) return 0;
+    if (log_file_open(cfg->log_file, err, sizeof(err)) < 0) {
+        log_plain("%s", err);
+        return -1;
+    }
+    lf->path = cfg->log_file;
+    return 0;
+}
+
+/* The name SIGUSR1 will open: the same, or the one inside --chroot. A file
+ * outside the chroot cannot be reopened: said once now, and at SIGUSR1. */
+static void log_file_name_after_drop(const struct privdrop *pd, struct logfile *lf)
+{
+    char err[512];
+    if (!lf->path) return;
+    if (privdrop_path_after(pd, lf->path, lf->reopen, sizeof(lf->reopen), err, sizeof(err)) == 0) return;
+    snprintf(lf->why, sizeof(lf->why), "cannot reopen it: %s (rotate it with copytruncate)", err);
+    log_plain("warning: --log-file: %s", lf->why);
+}
+
+/* A failed start, once the log may be a file: the reason goes there and,
+ * so that whoever started ferry sees it, to stderr too. */
+static void start_failed(const struct logfile *lf, const char *err)
+{
+    log_plain("%s", err);
+    if (lf->path) fprintf(stderr, "ferry: %s\n", err);
+}
+
+/* SIGUSR1 with --log-file: logrotate renamed the file (postrotate kill
+ * -USR1); open the name again. On failure the lines keep going to the old
+ * file, and one line says so there. */
+static void reopen_log_file(const struct logfile *lf)
+{
+    char err[700];
+    if (lf->reopen[0] && log_file_reopen(lf->reopen, err, sizeof(err)) == 0) {
+        if (log_enabled(LOG_ERROR)) log_plain("%s: reopened %s", strsignal(SIGUSR1), lf->path);
+        return;
+    }
+    if (!lf->reopen[0]) snprintf(err, sizeof(err), "%s", lf->why);
+    if (log_enabled(LOG_ERROR)) log_plain("%s: %s; still writing to the old file", strsignal(SIGUSR1), err);
+}
+
+/* SIGHUP, SIGUSR2 and SIGUSR1 without --log-file: nothing to do yet, and
+ * nothing in flight is touched. Logged, so an operator sees the reload did not happen. */
 static void log_ignored_signal(int sig)
 {
     if (!log_enabled(LOG_ERROR)) return;
@@ -85,13 +143,16 @@ static void log_ignored_signal(int sig)
         log_plain("%s: ignored: ferry does not reload its configuration yet (restart it to apply changes)",
                   strsignal(sig));
     else if (sig == SIGUSR1)
-        log_plain("%s: ignored: logs go to stderr, there is no log file to reopen", strsignal(sig));
+        log_plain("%s: ignored: logs go to stderr (no --log-file), there is no log file to reopen",
+                  strsignal(sig));
     else
         log_plain("%s: ignored", strsignal(sig));
 }
 
-/* First SIGTERM/SIGINT drains; a second one, or SIGQUIT, stops at once. */
-static void wait_for_signals(const struct ferry_cfg *cfg, struct worker *ws, unsigned n, struct shutdown *sd)
+/* First SIGTERM/SIGINT drains; a second one, or SIGQUIT, stops at once;
+ * SIGUSR1 reopens --log-file. */
+static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *lf, struct worker *ws, unsigned n,
+                             struct shutdown *sd)
 {
     sigset_t set;
     char deadline[32];
@@ -101,6 +162,10 @@ static void wait_for_signals(const struct ferry_cfg *cfg, struct worker *ws, uns
     while (workers_running() > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig < 0) continue;
+        if (sig == SIGUSR1 && lf->path) {
+            reopen_log_file(lf);
+            continue;
+        }
         if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
             log_ignored_signal(sig);
             continue;
@@ -158,12 +223,15 @@ static int run(struct ferry_cfg *cfg)
     char err[512];
     sigset_t set;
     struct privdrop pd;
+    struct logfile lf;
     unsigned n = thread_count(cfg);
 
+    if (open_log_file(cfg, &lf) < 0) return 1;
     if (privdrop_prepare(cfg, &pd, err, sizeof(err)) < 0) {
-        log_plain("%s", err);
+        start_failed(&lf, err);
         return 2;
     }
+    log_file_name_after_drop(&pd, &lf);
 
     signal(SIGPIPE, SIG_IGN);
     ferry_sigset(&set);
@@ -171,32 +239,33 @@ static int run(struct ferry_cfg *cfg)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     sock_raise_nofile();
     if (create_replay_filters(cfg, err, sizeof(err)) < 0) {
-        log_plain("%s", err);
+        start_failed(&lf, err);
         return 1;
     }
 
     if (tap_global_start(cfg, err, sizeof(err)) < 0) {
-        log_plain("%s", err);
+        start_failed(&lf, err);
         return 1;
     }
     struct worker *ws = workers_create(cfg, n, err, sizeof(err));
     if (!ws) {
-        log_plain("%s", err);
+        start_failed(&lf, err);
         tap_global_stop(cfg);
         return 1;
     }
     int api_fd = -1;
     if (cfg->has_api && (api_fd = api_server_listen(&cfg->api_addr, err, sizeof(err))) < 0) {
-        log_plain("%s", err);
+        start_failed(&lf, err);
         return 1;
     }
     /* Sockets are bound and files read; no thread runs yet. */
     if (privdrop_apply(&pd, err, sizeof(err)) < 0) {
-        log_plain("%s", err);
+        start_failed(&lf, err);
         return 1;
     }
     if (workers_start(ws, n) < 0) {
-        log_plain("cannot start worker threads: %s", strerror(errno));
+        snprintf(err, sizeof(err), "cannot start worker threads: %s", strerror(errno));
+        start_failed(&lf, err);
         return 1;
     }
     announce(cfg, n);
@@ -209,7 +278,7 @@ static int run(struct ferry_cfg *cfg)
         code = 1;
     }
     struct shutdown sd = { 0, 0, 0 };
-    wait_for_signals(cfg, ws, n, &sd);
+    wait_for_signals(cfg, &lf, ws, n, &sd);
     api_server_stop(api);           /* before the workers go: it posts commands to them */
     for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
     announce_stop(&sd, ws, n);
@@ -256,6 +325,7 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     int code = run(&cfg);
+    log_file_close();
     cfg_free(&cfg);
     return code;
 }

@@ -562,6 +562,13 @@ static int parse_hours(void *b, const char *v, char *e, size_t n)
     return timewin_parse(v, &((struct listener_cfg *)b)->hours, e, n);
 }
 
+/* Opened at start (main.c), not here: `ferry check` creates no file. */
+static int parse_log_file(void *b, const char *v, char *e, size_t n)
+{
+    struct ferry_cfg *g = b;
+    return parse_file_name(g->log_file, sizeof(g->log_file), v, e, n);
+}
+
 /* Names are looked up at start (core/privdrop.c), not here: parsing stays pure. */
 static int parse_run_as(void *b, const char *v, char *e, size_t n)
 {
@@ -713,6 +720,8 @@ const struct opt_def opt_table[] = {
       "N", "worker threads (0 = one per CPU)" },
     { "log-level", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "info", parse_log_level,
       "LEVEL", "quiet, error, warn, info (one line per session) or debug" },
+    { "log-file", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_log_file,
+      "FILE", "append log lines to FILE instead of stderr; SIGUSR1 reopens it (logrotate)" },
     { "drain-timeout", 0, OPT_DURATION, SCOPE_GLOBAL, MODE_ALL, G(drain_timeout_ms), 0, 3600000,
       "10s", NULL, "DUR", "on SIGTERM/SIGINT, wait this long for sessions to finish" },
     { "run-as", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_run_as,

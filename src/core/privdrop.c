@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -79,6 +81,27 @@ int privdrop_prepare(const struct ferry_cfg *cfg, struct privdrop *p, char *err,
         warn_chroot_dns(cfg);
     }
     p->active = 1;
+    return 0;
+}
+
+int privdrop_path_after(const struct privdrop *p, const char *path, char *out, size_t outlen, char *err,
+                        size_t errlen)
+{
+    char root[PATH_MAX], real[PATH_MAX];
+    if (!p->chroot_dir) {
+        snprintf(out, outlen, "%s", path);
+        return 0;
+    }
+    if (!realpath(p->chroot_dir, root) || !realpath(path, real)) {
+        snprintf(err, errlen, "'%.200s': %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = strcmp(root, "/") == 0 ? 0 : strlen(root);
+    if (strncmp(real, root, n) != 0 || real[n] != '/' || strlen(real + n) >= outlen) {
+        snprintf(err, errlen, "'%.200s' is outside --chroot '%.200s'", path, p->chroot_dir);
+        return -1;
+    }
+    snprintf(out, outlen, "%s", real + n);
     return 0;
 }
 

@@ -27,6 +27,16 @@ struct privdrop {
  * not started as root, --run-as-group or --chroot without --run-as. */
 int privdrop_prepare(const struct ferry_cfg *cfg, struct privdrop *p, char *err, size_t errlen);
 
+/* The name by which path (an existing file) can be opened again once
+ * privdrop_apply() has run: path itself without --chroot; with it, the
+ * part under the chroot directory, both resolved by realpath() first (so
+ * symbolic links in the directories and ".." count): --chroot /srv/ferry
+ * turns /srv/ferry/log/ferry.log into /log/ferry.log. Call before
+ * privdrop_apply(). 0, or -1 with a one-line reason when path lies outside
+ * the chroot (no name inside reaches it) or cannot be resolved. */
+int privdrop_path_after(const struct privdrop *p, const char *path, char *out, size_t outlen, char *err,
+                        size_t errlen);
+
 /* chroot + chdir("/"), setgroups(1, gid), setgid, setuid, then checks that
  * root cannot be regained. The process must still be single-threaded.
  * 0, or -1 with a reason (the caller must then exit). */

@@ -1,9 +1,13 @@
 /* log.c - see log.h. */
 #include "obs/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,12 +38,20 @@ void log_sanitize(char *dst, size_t dstlen, const char *src)
     dst[i] = '\0';
 }
 
+/* Where lines go: stderr, or the --log-file descriptor. It changes once,
+ * in log_file_open(), before any other thread exists; a reopen keeps the
+ * number and swaps the file under it (dup3), so writers never see a
+ * closed descriptor. Atomic all the same, so that a load on another
+ * thread is never a data race, whatever the order of startup becomes. */
+static atomic_int log_fd = STDERR_FILENO;
+
 /* Writes the whole line or gives up: logging must never block the loop for
  * long nor fail the caller. */
 static void write_line(const char *buf, size_t len)
 {
+    int fd = atomic_load_explicit(&log_fd, memory_order_relaxed);
     while (len > 0) {
-        ssize_t n = write(STDERR_FILENO, buf, len);
+        ssize_t n = write(fd, buf, len);
         if (n <= 0) return;
         buf += n;
         len -= (size_t)n;
@@ -126,4 +138,58 @@ void log_plain(const char *fmt, ...)
     line[len++] = '\n';
     log_flush();
     write_line(line, len);
+}
+
+/* O_NOFOLLOW fails with ELOOP on a symlink, but ELOOP also means a loop in
+ * the directories above: lstat tells which one to report (as
+ * stage/privfile.c does for captures). */
+static int open_log(const char *what, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd >= 0) return fd;
+    int e = errno;
+    if (e == ELOOP && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        snprintf(err, errlen, "%s '%.200s': is a symbolic link; refusing to follow it", what, path);
+    else
+        snprintf(err, errlen, "%s '%.200s': %s", what, path, strerror(e));
+    return -1;
+}
+
+int log_file_open(const char *path, char *err, size_t errlen)
+{
+    int fd = open_log("--log-file", path, err, errlen);
+    if (fd < 0) return -1;
+    log_flush();
+    atomic_store_explicit(&log_fd, fd, memory_order_relaxed);
+    return 0;
+}
+
+int log_file_reopen(const char *path, char *err, size_t errlen)
+{
+    int fd = atomic_load_explicit(&log_fd, memory_order_relaxed);
+    if (fd == STDERR_FILENO) {
+        snprintf(err, errlen, "no log file is open");
+        return -1;
+    }
+    int nfd = open_log("cannot reopen", path, err, errlen);
+    if (nfd < 0) return -1;
+    /* dup3 closes the old file and installs the new one under the same
+     * number in one step: a write() already running keeps its reference to
+     * the old file and finishes there, every later one goes to the new
+     * file, none fails with EBADF. dup2 would drop close-on-exec. */
+    int r = dup3(nfd, fd, O_CLOEXEC);
+    int e = errno;
+    close(nfd);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot reopen '%.200s': %s", path, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+void log_file_close(void)
+{
+    int fd = atomic_exchange_explicit(&log_fd, STDERR_FILENO, memory_order_relaxed);
+    if (fd != STDERR_FILENO) close(fd);
 }

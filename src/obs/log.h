@@ -1,4 +1,4 @@
-/* log.h - leveled logging to stderr, whole lines per write().
+/* log.h - leveled logging to stderr or a file, whole lines per write().
  *
  * Lines are formatted into a stack buffer and written whole, so lines from
  * different worker threads never interleave. A worker thread batches its
@@ -40,6 +40,22 @@ void log_vmsg(int level, const char *fmt, va_list ap);
 int log_batch_begin(void);
 void log_flush(void);
 void log_batch_end(void);
+
+/* --log-file. log_file_open() sends every line to path from then on
+ * (appended; created 0640; an existing file keeps its mode; a symbolic
+ * link is refused). Call it while the process has one thread. 0, or -1
+ * with a one-line reason naming the path (lines still go to stderr).
+ *
+ * log_file_reopen() opens path anew (a name rotated away, as logrotate
+ * does) and puts it in place of the open file for every thread at once,
+ * without a lock on the writers' side: each write goes whole to the old or
+ * the new file. Safe while workers log. 0, or -1 with a reason, and lines
+ * keep going to the old file.
+ *
+ * log_file_close(): lines go to stderr again; when no other thread logs. */
+int log_file_open(const char *path, char *err, size_t errlen);
+int log_file_reopen(const char *path, char *err, size_t errlen);
+void log_file_close(void);
 
 /* Operator-facing line without timestamp: "ferry: <message>\n" (startup, fatal config errors). */
 void log_plain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
