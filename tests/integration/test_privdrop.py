@@ -10,6 +10,7 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -17,6 +18,7 @@ import tempfile
 
 import pytest
 
+import peers
 from conftest import FERRY_BIN, SANITIZED, free_port, run_ferry, scaled
 from peers import recv_exact, recv_line
 
@@ -161,6 +163,64 @@ def test_chroot_socks5_literal_ip(ferry, identify, tmp_path, monkeypatch):
         assert recv_exact(s, 10)[:2] == b"\x05\x00"
         echo_ok(s, "S")
     assert "--chroot" not in f.log()  # --dns-server given: nothing to warn about
+
+
+def read(path):
+    with open(path) as fh:
+        return fh.read()
+
+
+def wait_in(path, text):
+    assert peers.wait_until(lambda: os.path.exists(path) and text in read(path), scaled(5)), \
+        "%r not in %s" % (text, path)
+
+
+@pytest.mark.deadline(30)
+def test_log_file_in_the_chroot_is_reopened_inside_it_as_the_user(ferry, identify, tmp_path, monkeypatch):
+    """--log-file opened as root before the drop; SIGUSR1 opens the same
+    file's name inside the chroot, as nobody (its directory is nobody's)."""
+    pw = nobody()
+    no_lsan_in_chroot(monkeypatch)
+    logdir = tmp_path / "root" / "log"
+    logdir.mkdir(parents=True)
+    os.chown(str(logdir), pw.pw_uid, pw.pw_gid)
+    path = str(logdir / "ferry.log")
+    up = identify("L")
+    f = ferry("relay", "-u", up.addr, "--run-as", "nobody", "--chroot", str(tmp_path / "root"),
+              "--dns-server", "127.0.0.1:9", "--log-file", path)
+    assert os.stat(path).st_uid == 0
+    with f.connect() as s:
+        echo_ok(s, "L")
+    wait_in(path, " sess=1 ")
+    os.rename(path, path + ".1")
+    f.signal(signal.SIGUSR1)
+    wait_in(path, "reopened %s" % path)
+    assert os.stat(path).st_uid == pw.pw_uid
+    with f.connect() as s:
+        echo_ok(s, "L")
+    wait_in(path, " sess=2 ")
+    assert " sess=2 " not in read(path + ".1") and f.log() == "", f.log()
+
+
+@pytest.mark.deadline(30)
+def test_log_file_outside_the_chroot_cannot_be_reopened(ferry, identify, tmp_path, monkeypatch):
+    """No name inside the chroot reaches it: a warning at start, one line at
+    SIGUSR1, and lines keep going to the file (copytruncate still works)."""
+    nobody()
+    no_lsan_in_chroot(monkeypatch)
+    root = tmp_path / "root"
+    root.mkdir()
+    path = str(tmp_path / "ferry.log")
+    up = identify("O")
+    f = ferry("relay", "-u", up.addr, "--run-as", "nobody", "--chroot", str(root), "--dns-server", "127.0.0.1:9",
+              "--log-file", path)
+    wait_in(path, "warning: --log-file: cannot reopen it: '%s' is outside --chroot" % path)
+    f.signal(signal.SIGUSR1)
+    wait_in(path, "still writing to the old file")
+    with f.connect() as s:
+        echo_ok(s, "O")
+    wait_in(path, " sess=1 ")
+    assert f.alive() and f.log() == "", f.log()
 
 
 @pytest.mark.parametrize("args,flag", [

@@ -1,0 +1,227 @@
+"""--log-file FILE: every log line goes to FILE; SIGUSR1 reopens it.
+
+Through real signals and, when Debian's logrotate is installed, through
+logrotate itself (rename + create + postrotate kill -USR1).
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+
+import pytest
+
+import peers
+from conftest import free_port, run_ferry, scaled, session_lines
+from peers import recv_exact, recv_line
+
+
+def read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def relay(ferry, up, path, *args, **kw):
+    return ferry("relay", "-u", up.addr, "--log-file", path, *args, **kw)
+
+
+def wait_for(pred, what, timeout=5.0):
+    assert peers.wait_until(pred, scaled(timeout)), what()
+
+
+def sessions_in(*paths):
+    return [s for p in paths for s in session_lines(read(p))]
+
+
+def one_session(f, name="A"):
+    with f.connect() as c:
+        assert recv_line(c) == b"ID:%s\n" % name.encode()
+
+
+class Clients:
+    """Opens and closes sessions one after the other on a thread, until stopped."""
+
+    def __init__(self, f, name="A"):
+        self.f, self.name, self.done, self.error = f, name, 0, None
+        self.stopping = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        try:
+            while not self.stopping.is_set():
+                one_session(self.f, self.name)
+                self.done += 1
+        except Exception as e:   # reported by stop()
+            self.error = e
+
+    def wait(self, n):
+        wait_for(lambda: self.done >= n or self.error, lambda: "only %d sessions" % self.done)
+        assert not self.error, self.error
+
+    def stop(self):
+        self.stopping.set()
+        self.t.join(scaled(5))
+        assert not self.error, "a client failed: %r" % self.error
+        return self.done
+
+
+@pytest.mark.deadline(30)
+def test_lines_go_to_the_file_not_stderr(ferry, identify, workdir):
+    up = identify("A")
+    path = os.path.join(workdir, "ferry.log")
+    f = relay(ferry, up, path)
+    one_session(f)
+    wait_for(lambda: len(sessions_in(path)) == 1, lambda: read(path))
+    text = read(path)
+    assert "relay listening on %s" % f.addr in text, text
+    assert f.log() == "", "stderr should stay empty with --log-file:\n" + f.log()
+    assert os.stat(path).st_mode & 0o777 == 0o640, oct(os.stat(path).st_mode)
+    f.signal(signal.SIGTERM)
+    assert f.wait(scaled(5)) == 0
+    f.expect_exit = True
+    assert read(path).splitlines()[-1].startswith("ferry: stopped"), read(path)
+    assert f.log() == "", f.log()
+
+
+@pytest.mark.deadline(40)
+def test_rename_and_sigusr1_rotate_without_losing_or_repeating_a_line(ferry, identify, workdir):
+    """logrotate without copytruncate: rename, then SIGUSR1. Sessions keep
+    starting and ending across the rotation on two worker threads; every
+    session line is in exactly one of the two files, the renamed file keeps
+    what it had, and a session open across the rotation is untouched."""
+    up = identify("A")
+    path = os.path.join(workdir, "ferry.log")
+    old = path + ".1"
+    f = relay(ferry, up, path, "--threads", "2")
+    keep = f.connect()
+    assert recv_line(keep) == b"ID:A\n"
+    for _ in range(10):
+        one_session(f)
+    wait_for(lambda: len(sessions_in(path)) == 10, lambda: read(path))
+    before = read(path)
+
+    clients = Clients(f)
+    clients.wait(5)
+    os.rename(path, old)
+    f.signal(signal.SIGUSR1)
+    wait_for(lambda: "reopened %s" % path in read(path), lambda: "no reopen line:\n%s" % read(old))
+    at_reopen = clients.done
+    clients.wait(at_reopen + 10)
+    total = 10 + clients.stop() + 1
+
+    m = os.urandom(5000)
+    keep.sendall(m)
+    assert recv_exact(keep, len(m), "echo on the session opened before the rotation") == m
+    keep.close()
+    wait_for(lambda: len(sessions_in(old, path)) >= total,
+             lambda: "%d of %d session lines:\n%s\n---\n%s" % (len(sessions_in(old, path)), total, read(old), read(path)))
+    assert f.alive()
+    ids = sorted(int(s["sess"]) for s in sessions_in(old, path))
+    assert ids == list(range(1, total + 1)), "lost or repeated session lines: %s" % ids
+    assert read(old).startswith(before), "the renamed file lost lines"
+    assert "reopened" not in read(old)
+    new = sessions_in(path)
+    assert len(new) >= 10 and "sess=1 " in read(path), "sessions after the reopen (and the kept one) go to the new file"
+    assert f.log() == "", f.log()
+
+
+@pytest.mark.deadline(30)
+def test_failed_reopen_keeps_the_old_file_and_says_so(ferry, identify, workdir):
+    """A symbolic link planted at the name between the rename and SIGUSR1 is
+    not followed: one line, in the old file, and lines keep going there."""
+    up = identify("A")
+    path = os.path.join(workdir, "ferry.log")
+    old = path + ".1"
+    bait = os.path.join(workdir, "bait")
+    open(bait, "w").close()
+    f = relay(ferry, up, path)
+    os.rename(path, old)
+    os.symlink(bait, path)
+    f.signal(signal.SIGUSR1)
+    wait_for(lambda: "still writing to the old file" in read(old), lambda: read(old))
+    lines = [l for l in read(old).splitlines() if "User defined signal 1" in l]
+    assert len(lines) == 1 and "symbolic link" in lines[0], lines
+    one_session(f)
+    wait_for(lambda: len(sessions_in(old)) == 1, lambda: read(old))
+    assert read(bait) == "" and f.alive()
+
+
+@pytest.mark.deadline(20)
+def test_symlink_at_log_file_is_refused_at_start(workdir):
+    target = os.path.join(workdir, "target")
+    with open(target, "w") as fh:
+        fh.write("precious\n")
+    link = os.path.join(workdir, "ferry.log")
+    os.symlink(target, link)
+    r = run_ferry("relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:9", "--log-file", link)
+    err = r.stderr.decode()
+    assert r.returncode == 1, (r.returncode, err)
+    assert err == "ferry: --log-file '%s': is a symbolic link; refusing to follow it\n" % link, err
+    assert read(target) == "precious\n"
+
+
+@pytest.mark.deadline(20)
+def test_unopenable_log_file_is_one_line_on_stderr(workdir):
+    path = os.path.join(workdir, "no-such-dir", "ferry.log")
+    r = run_ferry("relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:9", "--log-file", path)
+    assert r.returncode == 1
+    assert r.stderr.decode() == "ferry: --log-file '%s': No such file or directory\n" % path, r.stderr
+
+
+@pytest.mark.deadline(30)
+def test_config_file_log_file(ferry, identify, workdir):
+    up = identify("A")
+    path = os.path.join(workdir, "from-yaml.log")
+    port = free_port()
+    conf = os.path.join(workdir, "f.yaml")
+    with open(conf, "w") as fh:
+        fh.write("log-file: %s\ndrain-timeout: 1s\nlisteners:\n"
+                 "  - {name: r, mode: relay, listen: \"127.0.0.1:%d\", upstream: \"%s\"}\n" % (path, port, up.addr))
+    assert run_ferry("check", conf).returncode == 0
+    assert not os.path.exists(path), "ferry check must not create the log file"
+    f = ferry("run", "-c", conf, listen=("127.0.0.1", port))
+    one_session(f)
+    wait_for(lambda: len(sessions_in(path)) == 1, lambda: read(path))
+    assert "r listening on 127.0.0.1:%d" % port in read(path)
+    assert f.log() == "", f.log()
+    f.signal(signal.SIGUSR1)
+    wait_for(lambda: "reopened %s" % path in read(path), lambda: read(path))
+
+
+@pytest.mark.deadline(60)
+def test_real_logrotate_create_and_postrotate(ferry, identify, workdir):
+    """Debian's logrotate, forced twice: rename, create, postrotate kill -USR1."""
+    exe = shutil.which("logrotate")
+    if not exe:
+        pytest.skip("logrotate is not installed")
+    up = identify("A")
+    path = os.path.join(workdir, "ferry.log")
+    f = relay(ferry, up, path)
+    conf = os.path.join(workdir, "logrotate.conf")
+    with open(conf, "w") as fh:
+        fh.write("%s {\n    create 0640\n    rotate 3\n    postrotate\n        kill -USR1 %d\n    endscript\n}\n"
+                 % (path, f.pid))
+    os.chmod(conf, 0o644)
+    state = os.path.join(workdir, "logrotate.state")
+    n = 0
+    for rnd in range(2):
+        for _ in range(3):
+            one_session(f)
+        n += 3
+        wait_for(lambda: len(sessions_in(path)) == 3, lambda: read(path))
+        r = subprocess.run([exe, "-s", state, "-f", conf], capture_output=True, timeout=scaled(20))
+        assert r.returncode == 0, r.stderr.decode()
+        wait_for(lambda: "reopened %s" % path in read(path), lambda: "after logrotate: %r\n%s" % (
+            os.listdir(workdir), read(path + ".1")))
+        assert len(sessions_in(path + ".1")) == 3, read(path + ".1")
+    assert len(sessions_in(path + ".2")) == 3, read(path + ".2")
+    one_session(f)
+    wait_for(lambda: len(sessions_in(path)) == 1, lambda: read(path))
+    ids = sorted(int(s["sess"]) for s in sessions_in(path + ".2", path + ".1", path))
+    assert ids == list(range(1, n + 2)), ids
+    assert f.alive() and f.log() == "", f.log()
