@@ -135,7 +135,8 @@ static void reopen_log_file(const struct logfile *lf)
 }
 
 /* SIGHUP, SIGUSR2 and SIGUSR1 without --log-file: nothing to do yet, and
- * nothing in flight is touched. Logged, so an operator sees the reload did not happen. */
+ * nothing in flight is touched. Logged, so an operator sees the reload did
+ * not happen. */
 static void log_ignored_signal(int sig)
 {
     if (!log_enabled(LOG_ERROR)) return;
