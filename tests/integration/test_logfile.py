@@ -7,6 +7,7 @@ logrotate itself (rename + create + postrotate kill -USR1).
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 
@@ -171,6 +172,21 @@ def test_unopenable_log_file_is_one_line_on_stderr(workdir):
     r = run_ferry("relay", "-l", "127.0.0.1:%d" % free_port(), "-u", "127.0.0.1:9", "--log-file", path)
     assert r.returncode == 1
     assert r.stderr.decode() == "ferry: --log-file '%s': No such file or directory\n" % path, r.stderr
+
+
+@pytest.mark.deadline(20)
+def test_start_failure_after_the_file_is_open_goes_to_both(workdir):
+    """A port already taken: the reason is in the file and on stderr."""
+    path = os.path.join(workdir, "ferry.log")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    addr = "127.0.0.1:%d" % s.getsockname()[1]
+    r = run_ferry("relay", "-l", addr, "-u", "127.0.0.1:9", "--log-file", path)
+    s.close()
+    err = r.stderr.decode()
+    assert r.returncode == 1 and len(err.splitlines()) == 1 and addr in err, (r.returncode, err)
+    assert read(path) == err, read(path)
 
 
 @pytest.mark.deadline(30)
