@@ -265,7 +265,8 @@ def test_completion_files(workdir):
 # make install / make uninstall
 
 def make(*args):
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    drop = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PREFIX", "DESTDIR")     # an outer make's, a shell's
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     # Install the binary under test, never rebuild it: BUILD is its folder, -o keeps make off it.
     bdir = os.path.dirname(FERRY_BIN)
     argv = ["make", "--no-print-directory", "-C", ROOT, "BUILD=" + bdir, "-o", FERRY_BIN] + list(args)
