@@ -12,6 +12,10 @@
 #   make analyze    cppcheck + clang-tidy (.clang-tidy) over src/ (part of make test)
 #   make bench      side-by-side benchmark (see bench/README.md)
 #   make CC=clang   same with clang
+#   make install    ./ferry to $(PREFIX)/bin, the man page, bash completion, docs and examples
+#                   (PREFIX=/usr/local; DESTDIR=/staging/dir for packaging)
+#   make uninstall  remove what make install put there (same PREFIX and DESTDIR)
+#   make man        regenerate the options of docs/ferry.1 from `ferry --dump-options`
 #
 # Every src/**/*.c except src/main.c goes into a static library that ./ferry,
 # the unit tests and the fuzz targets link against, so new files need no edit here.
@@ -40,7 +44,8 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
-.PHONY: all run test unit integration soak asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint analyze valgrind
+.PHONY: all run test unit integration soak asan-test deps clean fuzz fuzz-ci fuzz-build fuzz-smoke bench lint analyze valgrind \
+        install uninstall man
 
 all: ferry
 
@@ -145,6 +150,36 @@ fuzz-run-%:
 	    tail -n 80 $$log; echo "fuzz: $$n FAILED (log: $$log)"; exit 1; \
 	  fi
 
+# Install layout (FHS): a package build runs `make install DESTDIR=... PREFIX=/usr`.
+# The systemd unit (contrib/ferry.service) is not installed: its paths and
+# user are a choice for the administrator (see the comments in it).
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     := $(PREFIX)/bin
+MAN1DIR    := $(PREFIX)/share/man/man1
+BASHCOMPDIR := $(PREFIX)/share/bash-completion/completions
+DOCDIR     := $(PREFIX)/share/doc/ferry
+DOC_FILES  := README.md $(wildcard docs/*.md)
+EXAMPLE_FILES := $(wildcard examples/*.yaml examples/*.json)
+
+install: $(BUILD)/ferry
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MAN1DIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -m 755 $(BUILD)/ferry $(DESTDIR)$(BINDIR)/ferry
+	install -m 644 docs/ferry.1 $(DESTDIR)$(MAN1DIR)/ferry.1
+	install -m 644 contrib/ferry.bash $(DESTDIR)$(BASHCOMPDIR)/ferry
+	install -m 644 $(DOC_FILES) $(DESTDIR)$(DOCDIR)
+	install -m 644 $(EXAMPLE_FILES) $(DESTDIR)$(DOCDIR)/examples
+
+# Removes only the files install wrote (and the doc directory, once empty).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ferry $(DESTDIR)$(MAN1DIR)/ferry.1 $(DESTDIR)$(BASHCOMPDIR)/ferry
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOC_FILES))) \
+	      $(addprefix $(DESTDIR)$(DOCDIR)/examples/,$(notdir $(EXAMPLE_FILES)))
+	rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+man: $(BUILD)/ferry
+	$(PYTHON) scripts/gen-man-options $(BUILD)/ferry docs/ferry.1
+
 bench: ferry
 	@scripts/install-deps --bench
 	$(MAKE) -C bench
@@ -169,7 +204,7 @@ analyze:
 # stage modules are pure: no sockets, no loop.
 PURE_STAGE := $(foreach m,pcap_tcp capfilter hexdump toxq toxic,src/stage/$(m).c src/stage/$(m).h)
 SHELL_SCRIPTS := .ci/run scripts/install-deps bench/compare.sh bench/profile.sh bench/peers.sh \
-                 tests/unit/vectors/ss_libev_interop.sh
+                 tests/unit/vectors/ss_libev_interop.sh contrib/ferry.bash
 lint:
 	shellcheck -S warning $(SHELL_SCRIPTS)
 	@! grep -nE '#include <(sys/socket|sys/epoll|netinet/in)\.h>|#include "core/loop\.h"' \

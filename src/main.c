@@ -13,6 +13,7 @@
 #include "config/cli.h"
 #include "config/describe.h"
 #include "core/admit.h"
+#include "core/notify.h"
 #include "core/privdrop.h"
 #include "core/worker.h"
 #include "crypto/replay.h"
@@ -41,6 +42,32 @@ static void format_ms(char *out, size_t outlen, unsigned ms)
 {
     if (ms % 1000 == 0) snprintf(out, outlen, "%us", ms / 1000);
     else snprintf(out, outlen, "%ums", ms);
+}
+
+/* READY=1 for a service manager (core/notify.h); STATUS= names the listeners. */
+static void notify_ready(const struct ferry_cfg *cfg, unsigned threads)
+{
+    char msg[1024], a[NET_ADDR_STRLEN];
+    size_t used = (size_t)snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%u thread%s, listening:", threads,
+                                   threads == 1 ? "" : "s");
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        for (size_t j = 0; j < cfg->listeners[i].nlisten && used < sizeof(msg); j++)
+            used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s=%s", cfg->listeners[i].name,
+                                     net_addr_format(&cfg->listeners[i].listen[j], a, sizeof(a)));
+    notify_send(msg);
+}
+
+/* STOPPING=1 when a signal starts the drain (deadline) or the stop (NULL). */
+static void notify_stopping(int sig, unsigned open, const char *deadline)
+{
+    char msg[256];
+    if (deadline)
+        snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=%s: draining %u session%s, up to %s", strsignal(sig), open,
+                 open == 1 ? "" : "s", deadline);
+    else
+        snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=%s: stopping now, closing %u session%s", strsignal(sig), open,
+                 open == 1 ? "" : "s");
+    notify_send(msg);
 }
 
 /* What the signals did, for the last line. */
@@ -182,6 +209,7 @@ static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *
         else if (log_enabled(LOG_ERROR))
             log_plain("%s: stopping now, closing %u session%s", strsignal(sig), open, open == 1 ? "" : "s");
         workers_request_stop(ws, n, now ? 2 : 1);
+        notify_stopping(sig, open, now ? NULL : deadline);
     }
 }
 
@@ -259,6 +287,9 @@ static int run(struct ferry_cfg *cfg)
         start_failed(&lf, err);
         return 1;
     }
+    /* Before --chroot hides the service manager's socket. */
+    if (notify_open() < 0)
+        log_plain("warning: NOTIFY_SOCKET: %s: the service manager will not hear that ferry is ready", strerror(errno));
     /* Sockets are bound and files read; no thread runs yet. */
     if (privdrop_apply(&pd, err, sizeof(err)) < 0) {
         start_failed(&lf, err);
@@ -277,6 +308,8 @@ static int run(struct ferry_cfg *cfg)
     if (cfg->has_api && !api) {
         workers_request_stop(ws, n, 2);
         code = 1;
+    } else {
+        notify_ready(cfg, n);
     }
     struct shutdown sd = { 0, 0, 0 };
     wait_for_signals(cfg, &lf, ws, n, &sd);
@@ -286,6 +319,7 @@ static int run(struct ferry_cfg *cfg)
     workers_join_and_free(ws, n);
     api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
     tap_global_stop(cfg);   /* after the workers: no session writes any more */
+    notify_close();
     return code;
 }
 
