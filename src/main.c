@@ -57,16 +57,11 @@ static void notify_ready(const struct ferry_cfg *cfg, unsigned threads)
     notify_send(msg);
 }
 
-/* STOPPING=1 when a signal starts the drain (deadline) or the stop (NULL). */
-static void notify_stopping(int sig, unsigned open, const char *deadline)
+/* STOPPING=1 for a service manager, with the line the log got. */
+static void notify_stopping(const char *status)
 {
-    char msg[256];
-    if (deadline)
-        snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=%s: draining %u session%s, up to %s", strsignal(sig), open,
-                 open == 1 ? "" : "s", deadline);
-    else
-        snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=%s: stopping now, closing %u session%s", strsignal(sig), open,
-                 open == 1 ? "" : "s");
+    char msg[320];
+    snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=%s", status);
     notify_send(msg);
 }
 
@@ -204,12 +199,14 @@ static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *
             sd->drain_start_ms = clock_now_ms();
         }
         int now = sd->signals > 1 || sig == SIGQUIT;
-        if (log_enabled(LOG_ERROR) && !now)
-            log_plain("%s: draining %u session%s, up to %s", strsignal(sig), open, open == 1 ? "" : "s", deadline);
-        else if (log_enabled(LOG_ERROR))
-            log_plain("%s: stopping now, closing %u session%s", strsignal(sig), open, open == 1 ? "" : "s");
+        char status[256];
+        if (now) snprintf(status, sizeof(status), "%s: stopping now, closing %u session%s", strsignal(sig), open,
+                          open == 1 ? "" : "s");
+        else snprintf(status, sizeof(status), "%s: draining %u session%s, up to %s", strsignal(sig), open,
+                      open == 1 ? "" : "s", deadline);
+        if (log_enabled(LOG_ERROR)) log_plain("%s", status);
         workers_request_stop(ws, n, now ? 2 : 1);
-        notify_stopping(sig, open, now ? NULL : deadline);
+        notify_stopping(status);
     }
 }
 
