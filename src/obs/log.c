@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/wfile.h"
+
 int log_level_current = LOG_INFO;
 
 static const char *const level_names[] = { "quiet", "error", "warn", "info", "debug" };
@@ -140,20 +142,11 @@ void log_plain(const char *fmt, ...)
     write_line(line, len);
 }
 
-/* O_NOFOLLOW fails with ELOOP on a symlink, but ELOOP also means a loop in
- * the directories above: lstat tells which one to report (as
- * stage/privfile.c does for captures). */
+/* Appended to, 0640 when created; an existing file keeps its mode
+ * (logrotate's `create` sets it). */
 static int open_log(const char *what, const char *path, char *err, size_t errlen)
 {
-    struct stat st;
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
-    if (fd >= 0) return fd;
-    int e = errno;
-    if (e == ELOOP && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-        snprintf(err, errlen, "%s '%.200s': is a symbolic link; refusing to follow it", what, path);
-    else
-        snprintf(err, errlen, "%s '%.200s': %s", what, path, strerror(e));
-    return -1;
+    return wfile_open(what, path, O_APPEND, 0640, err, errlen);
 }
 
 int log_file_open(const char *path, char *err, size_t errlen)

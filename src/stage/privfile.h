@@ -4,7 +4,8 @@
  * root before dropping privileges: a symbolic link planted at the path
  * would make root truncate or append to the file it points at, and a
  * world-readable mode would hand the plaintext to every local user. So
- * the last path component is never followed and the file is 0600.
+ * the last path component is never followed (core/wfile.h) and the file
+ * is 0600.
  */
 #ifndef FERRY_PRIVFILE_H
 #define FERRY_PRIVFILE_H
