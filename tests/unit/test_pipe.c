@@ -825,6 +825,28 @@ static void test_codec_partial_frames(void **state)
 
 /* ---- 7. hold: a codec's first output waits for its first input ---- */
 
+/* A rig whose encoder holds "ADDR:" (key 0x20) back for its first input,
+ * as ss-local's address header; a SOCK_SEQPACKET sink, so each write is
+ * one record. Returns the codec. */
+static struct tcodec *hold_rig(struct rig *r)
+{
+    codec_frees = 0;
+    rig_init(r, SINK_SEQPACKET, 4 * KiB);
+    struct tcodec *t = tc_new(0x20, "ADDR:");
+    install(r, &enc_ops, t);
+    r->h.hold = HALF_HOLD_WAIT;
+    return t;
+}
+
+/* The next record at the sink is prefix (or none) + in[0, n) XOR 0x20. */
+static void expect_record(struct rig *r, const char *prefix, const char *in, size_t n)
+{
+    uint8_t b[256];
+    size_t want = expect_xor(prefix, (const uint8_t *)in, n, 0x20);
+    assert_int_equal(recv_one(r, b, sizeof(b)), want);
+    assert_memory_equal(b, g_want, want);
+}
+
 /* No output (and no buffer) until input comes; then prefix and input in
  * one write (one SOCK_SEQPACKET record). */
 static void test_hold_until_input(void **state)
@@ -832,11 +854,7 @@ static void test_hold_until_input(void **state)
     (void)state;
     struct rig r;
     uint8_t b[256];
-    codec_frees = 0;
-    rig_init(&r, SINK_SEQPACKET, 4 * KiB);
-    struct tcodec *t = tc_new(0x20, "ADDR:");
-    install(&r, &enc_ops, t);
-    r.h.hold = HALF_HOLD_WAIT;
+    struct tcodec *t = hold_rig(&r);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(pump(&r), PUMP_OK);
         assert_int_equal(recv_one(&r, b, sizeof(b)), -1);
@@ -847,9 +865,7 @@ static void test_hold_until_input(void **state)
 
     feed_all(&r, (const uint8_t *)"hello", 5);
     assert_int_equal(pump(&r), PUMP_OK);
-    size_t want = expect_xor("ADDR:", (const uint8_t *)"hello", 5, 0x20);
-    assert_int_equal(recv_one(&r, b, sizeof(b)), want);
-    assert_memory_equal(b, g_want, want);
+    expect_record(&r, "ADDR:", "hello", 5);
     assert_int_equal(recv_one(&r, b, sizeof(b)), -1);
     assert_int_equal(r.h.hold, HALF_HOLD_NONE);
     assert_int_equal(t->empty_calls, 0);
@@ -857,9 +873,7 @@ static void test_hold_until_input(void **state)
     /* Later input goes on its own, without the prefix. */
     feed_all(&r, (const uint8_t *)"again", 5);
     assert_int_equal(pump(&r), PUMP_OK);
-    want = expect_xor(NULL, (const uint8_t *)"again", 5, 0x20);
-    assert_int_equal(recv_one(&r, b, sizeof(b)), want);
-    assert_memory_equal(b, g_want, want);
+    expect_record(&r, NULL, "again", 5);
     rig_free(&r);
     assert_int_equal(codec_frees, 1);
 }
@@ -870,11 +884,7 @@ static void test_hold_until_eof(void **state)
     (void)state;
     struct rig r;
     uint8_t b[256];
-    codec_frees = 0;
-    rig_init(&r, SINK_SEQPACKET, 4 * KiB);
-    struct tcodec *t = tc_new(0x20, "ADDR:");
-    install(&r, &enc_ops, t);
-    r.h.hold = HALF_HOLD_WAIT;
+    struct tcodec *t = hold_rig(&r);
     assert_int_equal(pump(&r), PUMP_OK);
     assert_int_equal(recv_one(&r, b, sizeof(b)), -1);
     shut_in(&r);
@@ -895,11 +905,7 @@ static void test_hold_release(void **state)
     (void)state;
     struct rig r;
     uint8_t b[256];
-    codec_frees = 0;
-    rig_init(&r, SINK_SEQPACKET, 4 * KiB);
-    struct tcodec *t = tc_new(0x20, "ADDR:");
-    install(&r, &enc_ops, t);
-    r.h.hold = HALF_HOLD_WAIT;
+    struct tcodec *t = hold_rig(&r);
     assert_int_equal(pump(&r), PUMP_OK);
     assert_int_equal(recv_one(&r, b, sizeof(b)), -1);
     r.h.hold = HALF_HOLD_RELEASE;
@@ -912,9 +918,7 @@ static void test_hold_release(void **state)
 
     feed_all(&r, (const uint8_t *)"late", 4);
     assert_int_equal(pump(&r), PUMP_OK);
-    size_t want = expect_xor(NULL, (const uint8_t *)"late", 4, 0x20);
-    assert_int_equal(recv_one(&r, b, sizeof(b)), want);
-    assert_memory_equal(b, g_want, want);
+    expect_record(&r, NULL, "late", 4);
     assert_int_equal(t->empty_calls, 1);
     rig_free(&r);
     assert_int_equal(codec_frees, 1);
@@ -1143,9 +1147,7 @@ static void test_toxic_hold_waits_for_queued_input_at_eof(void **state)
     assert_int_equal(recv_one(&r, b, sizeof(b)), -1);   /* "ADDR:" still waits for "hello" */
     r.c.now_us = 5000;
     assert_int_equal(pump(&r), PUMP_OK);
-    size_t want = expect_xor("ADDR:", (const uint8_t *)"hello", 5, 0x20);
-    assert_int_equal(recv_one(&r, b, sizeof(b)), want);
-    assert_memory_equal(b, g_want, want);
+    expect_record(&r, "ADDR:", "hello", 5);
     assert_int_equal(recv_one(&r, b, sizeof(b)), 0);
     rig_free(&r);
     assert_int_equal(codec_frees, 1);
