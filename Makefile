@@ -29,8 +29,8 @@ SOAK_SECONDS ?= 180
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -pthread -MMD -MP
-LDLIBS  := -lcares -lcrypto -lyaml -lpcap -lhttp_parser -ljansson -lm -pthread
+CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -pthread -MMD -MP
+LDLIBS  := -lcares -lcrypto -lyaml -lpcap -lhttp_parser -ljansson -llua5.4 -lm -pthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -110,7 +110,7 @@ valgrind: $(BUILD)/ferry
 	  $(PYTHON) -m pytest -q $$(sed 's/#.*//' valgrind.txt)
 
 # libFuzzer: clang only. Library objects rebuilt with coverage instrumentation.
-FUZZ_CFLAGS := -O1 -g -std=gnu11 -D_GNU_SOURCE -Isrc -pthread -MMD -MP -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_CFLAGS := -O1 -g -std=gnu11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -pthread -MMD -MP -fsanitize=fuzzer-no-link,address,undefined
 fuzz-build:
 	$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CFLAGS="$(FUZZ_CFLAGS)" SAN= build-fuzz/libferry.a
 	@mkdir -p build-fuzz/fuzz

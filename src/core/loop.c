@@ -47,6 +47,13 @@ uint64_t clock_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 uint64_t loop_now(const struct loop *l) { return l->now_ms; }
 uint64_t loop_update_now(struct loop *l) { return l->now_ms = clock_now_ms(); }
 

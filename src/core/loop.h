@@ -107,5 +107,7 @@ uint64_t loop_now(const struct loop *l);
 uint64_t loop_update_now(struct loop *l);
 /* Reads CLOCK_MONOTONIC directly, in milliseconds. */
 uint64_t clock_now_ms(void);
+/* Reads CLOCK_MONOTONIC directly, in microseconds (stages, toxics). */
+uint64_t clock_now_us(void);
 
 #endif
