@@ -16,6 +16,7 @@
 #include "obs/log.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
+#include "relay/pipe.h"
 #include "relay/session.h"
 #include "relay/ss_codec.h"
 
@@ -38,7 +39,7 @@ static int ss_front_init(struct session *s)
     f->dec = ss_codec_new_decoder(s->wl->cfg, s->wl->cfg->replay);
     f->plain = malloc(FIRST_PLAIN_MAX);
     if (!f->dec || !f->plain) {
-        if (f->dec) ss_dec_codec_ops.free(f->dec);
+        ss_codec_free_decoder(f->dec);
         free(f->plain);
         free(f);
         return -1;
@@ -51,7 +52,7 @@ static void ss_front_free(struct session *s)
 {
     struct ss_front *f = st(s);
     if (!f) return;
-    if (f->dec) ss_dec_codec_ops.free(f->dec);
+    ss_codec_free_decoder(f->dec);
     free(f->dest);
     free(f->plain);
     free(f);
@@ -65,8 +66,7 @@ static enum front_result ss_on_data(struct session *s, const uint8_t *buf, size_
     struct socks_addr a;
     size_t made = 0, n = 0;
     *used = 0;
-    if (ss_dec_codec_ops.process(f->dec, buf, len, used, f->plain + f->plain_len,
-                                 FIRST_PLAIN_MAX - f->plain_len, &made) < 0)
+    if (ss_codec_decrypt(f->dec, buf, len, used, f->plain + f->plain_len, FIRST_PLAIN_MAX - f->plain_len, &made) < 0)
         return FRONT_SILENT_FAIL;
     f->plain_len += made;
     int r = socks5_parse_addr(f->plain, f->plain_len, &a, &n);
@@ -84,22 +84,18 @@ static enum front_result ss_on_data(struct session *s, const uint8_t *buf, size_
     return FRONT_CONNECT;
 }
 
-/* Handshake done: the rest of the client's ciphertext (still in the up
- * buffer) goes through the decoder; plaintext already decrypted after the
- * address is sent to the upstream first. */
+/* Handshake done: the decoder becomes the up direction's first stage. The
+ * rest of the client's ciphertext (still in the head link) is its input;
+ * plaintext already decrypted behind the address is its first output, so
+ * it is counted and passes later stages like any other. */
 static int ss_attach(struct session *s)
 {
     struct ss_front *f = st(s);
-    sess_install_codec(&s->up, &ss_dec_codec_ops, f->dec, 1);
-    f->dec = NULL;           /* the session owns it now */
-    size_t extra = f->plain_len - f->addr_len;
-    /* Application bytes so far: what came with the address; the codec
-     * counts the rest as it decrypts. */
-    s->up.bytes = extra;
-    int r = extra ? sess_push_ready(s, &s->up, f->plain + f->addr_len, extra) : 0;
-    free(f->plain);          /* 16 KiB that an established session does not need */
+    ss_codec_give_early(f->dec, f->plain, f->addr_len, f->plain_len - f->addr_len);
     f->plain = NULL;
-    return r;
+    struct ss_dec_codec *dec = f->dec;
+    f->dec = NULL;           /* the session owns it now, even on failure */
+    return pipe_add_stage(&s->up, &ss_dec_stage_ops, dec, 1);
 }
 
 static void ss_on_connected(struct session *s, const struct net_addr *bound)
@@ -110,7 +106,7 @@ static void ss_on_connected(struct session *s, const struct net_addr *bound)
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
-    sess_install_codec(&s->down, &ss_enc_codec_ops, e, 0);
+    if (pipe_add_stage(&s->down, &ss_enc_stage_ops, e, 0) < 0) sess_close(s, END_LOCAL_ERROR);
 }
 
 static void ss_log_fields(const struct session *s, char *out, size_t outlen)

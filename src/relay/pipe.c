@@ -1,182 +1,283 @@
 /* pipe.c - see pipe.h.
  *
- * Return conventions (docs/ARCHITECTURE.md): the flush/fill helpers return
- * >0 bytes, 0 for "nothing now" / EOF as documented, -1 with errno.
+ * Return conventions (docs/ARCHITECTURE.md): the flush/read helpers return
+ * >0 bytes, 0 for "nothing now" / EOF as documented, -1 with errno; the
+ * pump's own outcomes are enum pump_result, never errno.
  */
 #include "relay/pipe.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/socket.h>
+#include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "stage/tap.h"
-#include "stage/toxq.h"
 
 /* A direction starts by copying; once one read brings this much, it is a
  * bulk transfer and switches to splice. For small messages splice costs
  * more syscalls than it saves copies (two splices vs recv + send). */
 #define SPLICE_THRESHOLD (16u * 1024u)
 
-/* 1 = the half is now empty, 0 = the sink would block, -1 = error. */
-static int half_flush(struct half *h, struct pump_ctx *c)
+static inline struct buf **sink_link(struct half *h) { return &h->link[h->nstages]; }
+
+/* The link where bytes are plaintext: behind the decoder, if any. */
+static unsigned plain_link(const struct half *h)
 {
-    while (h->buf && !buf_empty(h->buf)) {
-        ssize_t n = send(c->dst_fd, buf_rptr(h->buf), buf_len(h->buf), MSG_NOSIGNAL);
+    return h->nstages && h->stage[0].ops->role == STAGE_DECODER ? 1 : 0;
+}
+
+static int link_busy(const struct buf *b) { return b && !buf_empty(b); }
+
+int half_pending(const struct half *h)
+{
+    return link_busy(h->link[h->nstages]) || (h->kp && h->kp->len);
+}
+
+/* The head link takes more while it has room: a stage may leave the tail
+ * of its input there (a partial Shadowsocks chunk) until more comes. Full,
+ * it stops the source: one buffer is all a direction reads ahead. */
+static int head_has_room(const struct half *h)
+{
+    return !h->link[0] || buf_len(h->link[0]) < h->link[0]->cap;
+}
+
+int half_wants_input(const struct half *h)
+{
+    return !h->eof && head_has_room(h) && !half_pending(h);
+}
+
+/* Application bytes arrived at the plaintext link. */
+static void count_plain(struct half *h, struct pump_ctx *c, const uint8_t *p, size_t n)
+{
+    h->bytes += n;
+    if (c->tap && p) tap_plain(c->tap, c->up, p, n);
+}
+
+/* ---- the sink ---- */
+
+enum flush { FLUSH_EMPTY, FLUSH_BLOCKED, FLUSH_ERROR };
+
+static enum flush flush_buffer(struct half *h, struct pump_ctx *c)
+{
+    struct buf **b = sink_link(h);
+    while (link_busy(*b)) {
+        ssize_t n = endpoint_write(c->dst, buf_rptr(*b), buf_len(*b));
         if (n < 0) {
             if (errno == EINTR) continue;
-            return errno == EAGAIN ? 0 : -1;
+            if (errno == EAGAIN) return FLUSH_BLOCKED;
+            c->err = errno;
+            return FLUSH_ERROR;
         }
-        if (c->tap) tap_bytes(c->tap, !c->src_leg, 0, buf_rptr(h->buf), (size_t)n);
-        buf_consumed(h->buf, (uint32_t)n);
+        if (c->tap) tap_bytes(c->tap, !c->src_leg, 0, buf_rptr(*b), (size_t)n);
+        buf_consumed(*b, (uint32_t)n);
         c->progressed = 1;
     }
-    buf_put(c->bufs, h->buf);
-    h->buf = NULL;
+    buf_put(c->bufs, *b);
+    *b = NULL;
+    return FLUSH_EMPTY;
+}
+
+static enum flush flush_kpipe(struct half *h, struct pump_ctx *c)
+{
     while (h->kp && h->kp->len) {
         /* The pipe holds bytes, so EAGAIN here can only mean the socket's
          * send buffer is full. */
-        ssize_t n = splice(h->kp->rfd, NULL, c->dst_fd, NULL, h->kp->len,
+        ssize_t n = splice(h->kp->rfd, NULL, endpoint_fd(c->dst), NULL, h->kp->len,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return errno == EAGAIN ? 0 : -1;
+            if (errno == EAGAIN) return FLUSH_BLOCKED;
+            c->err = errno;
+            return FLUSH_ERROR;
         }
         h->kp->len -= (size_t)n;
         c->progressed = 1;
     }
     kpipe_put(c->pipes, h->kp);
     h->kp = NULL;
+    return FLUSH_EMPTY;
+}
+
+/* Empties what is ready into the sink. BLOCKED also when the sink is not
+ * usable yet (connecting): early data waits. */
+static enum flush flush_sink(struct half *h, struct pump_ctx *c)
+{
+    if (!c->dst) return half_pending(h) ? FLUSH_BLOCKED : FLUSH_EMPTY;
+    enum flush f = flush_buffer(h, c);
+    return f == FLUSH_EMPTY ? flush_kpipe(h, c) : f;
+}
+
+/* The source's EOF has reached the sink: pass the FIN on, unless the
+ * session closes both sockets right after (close() sends it then). */
+static void forward_eof(struct half *h, struct pump_ctx *c)
+{
+    if (!c->close_follows) c->dst->ops->shutdown_write(c->dst);
+    if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
+    h->shut = 1;
+    c->progressed = 1;
+}
+
+/* Whether everything the source will ever give has left the chain. */
+static int chain_ended(const struct half *h)
+{
+    return h->nstages ? h->stage[h->nstages - 1].done : h->eof;
+}
+
+/* ---- the stages ---- */
+
+/* How much output stage i may make: the room of its output, and no more
+ * than the next stage takes in one pass (max_input). */
+static size_t stage_outcap(struct half *h, struct pump_ctx *c, unsigned i)
+{
+    size_t cap = buf_room(h->link[i + 1]);
+    if (i + 1 < h->nstages) {
+        const struct pipe_stage *next = &h->stage[i + 1];
+        if (next->ops->max_input) {
+            size_t m = next->ops->max_input(next->state, c->bufs->bufsize);
+            if (m < cap) cap = m;
+        }
+    }
+    return cap;
+}
+
+enum step { STEP_IDLE, STEP_MADE, STEP_END };
+
+/* Runs stage i once, its output link being empty. */
+static enum step stage_step(struct half *h, struct pump_ctx *c, unsigned i, enum pump_result *res)
+{
+    struct pipe_stage *st = &h->stage[i];
+    struct buf **in = &h->link[i], **out = &h->link[i + 1];
+    if (!*out && !(*out = buf_get(c->bufs))) {
+        *res = PUMP_NOMEM;
+        return STEP_END;
+    }
+    struct stage_io io;
+    memset(&io, 0, sizeof(io));
+    if (link_busy(*in)) {
+        io.in = buf_rptr(*in);
+        io.inlen = buf_len(*in);
+    }
+    io.in_eof = i == 0 ? h->eof : h->stage[i - 1].done;
+    io.out = buf_wptr(*out);
+    io.outcap = stage_outcap(h, c, i);
+    io.now_us = c->now_us;
+    enum stage_status r = st->ops->process(st->state, &io);
+    if (io.used) buf_consumed(*in, (uint32_t)io.used);
+    buf_put_if_empty(c->bufs, in);
+    buf_produced(*out, (uint32_t)io.made);
+    if (io.made && i + 1 == plain_link(h)) count_plain(h, c, io.out, io.made);
+    buf_put_if_empty(c->bufs, out);
+    if (io.used || io.made) c->progressed = 1;
+    if (r != STAGE_OK) {
+        c->stage_role = st->ops->role;
+        if (r == STAGE_CLOSE) {
+            h->closing = (uint8_t)(i + 1);
+            return STEP_MADE;
+        }
+        *res = r == STAGE_RESET ? PUMP_STAGE_RESET : r == STAGE_NOMEM ? PUMP_NOMEM : PUMP_STAGE_ERROR;
+        return STEP_END;
+    }
+    if (io.out_eof && !st->done) {
+        st->done = 1;
+        return STEP_MADE;
+    }
+    return io.made ? STEP_MADE : STEP_IDLE;
+}
+
+/* Gives each stage a turn, nearest the sink first, so bytes move toward the
+ * sink before more come in. A stage runs only into an empty output: what it
+ * made reaches the next link before it makes more. Stops at the first stage
+ * that made something (the caller flushes, then comes back). Stages before
+ * one that asked to close are not run again. */
+static enum step run_stages(struct half *h, struct pump_ctx *c, enum pump_result *res)
+{
+    for (int i = (int)h->nstages - 1; i >= (int)h->closing; i--) {
+        if (link_busy(h->link[i + 1]) || h->stage[i].done) continue;
+        enum step s = stage_step(h, c, (unsigned)i, res);
+        if (s != STEP_IDLE) return s;
+    }
+    return STEP_IDLE;
+}
+
+/* A stage asked to close: done once everything behind it has reached the sink. */
+static int close_delivered(const struct half *h)
+{
+    for (unsigned i = h->closing; i <= h->nstages; i++)
+        if (link_busy(h->link[i])) return 0;
     return 1;
 }
 
-/* Reads once from the source into *slot, a buffer lent by the pool for the
- * call, filling it to at most fill_to bytes (0: its whole room). If nothing
- * was read and the buffer is empty it goes straight back, so a direction
- * never sits on an empty buffer (EOF, EAGAIN).
- * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now; EPROTO: a full
- * buffer, which only a stuck codec can cause). */
-static ssize_t recv_into(struct buf **slot, struct pump_ctx *c, size_t fill_to)
+/* ---- the source ---- */
+
+/* Reads once from the source into the head link (which has room).
+ * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now). */
+static ssize_t read_buffer(struct half *h, struct pump_ctx *c)
 {
-    if (!*slot && !(*slot = buf_get(c->bufs))) {
+    struct buf **b = &h->link[0];
+    if (!*b && !(*b = buf_get(c->bufs))) {
         errno = ENOMEM;
         return -1;
     }
-    c->last_ask = buf_room(*slot);
-    if (fill_to > buf_len(*slot) && fill_to - buf_len(*slot) < c->last_ask)
-        c->last_ask = fill_to - buf_len(*slot);
-    if (c->last_ask == 0) {
-        errno = EPROTO;
-        return -1;
+    c->last_ask = buf_room(*b);
+    if (h->nstages && h->stage[0].ops->max_input) {
+        /* Fill the link up to what the first stage takes in one pass. */
+        size_t m = h->stage[0].ops->max_input(h->stage[0].state, c->bufs->bufsize), len = buf_len(*b);
+        if (m > len && m - len < c->last_ask) c->last_ask = m - len;
     }
-    ssize_t n = recv(c->src_fd, buf_wptr(*slot), c->last_ask, 0);
-    c->last_read = buf_wptr(*slot);
+    ssize_t n = endpoint_read(c->src, buf_wptr(*b), c->last_ask);
     if (n > 0) {
-        if (c->tap) tap_bytes(c->tap, c->src_leg, 1, buf_wptr(*slot), (size_t)n);
-        buf_produced(*slot, (uint32_t)n);
-    } else if (buf_empty(*slot)) {
+        if (c->tap) tap_bytes(c->tap, c->src_leg, 1, buf_wptr(*b), (size_t)n);
+        if (plain_link(h) == 0) count_plain(h, c, buf_wptr(*b), (size_t)n);
+        buf_produced(*b, (uint32_t)n);
+        if (n >= (ssize_t)SPLICE_THRESHOLD) h->bulk = 1;
+    } else {
         int e = errno;
-        buf_put(c->bufs, *slot);
-        *slot = NULL;
+        buf_put_if_empty(c->bufs, b);      /* hold no empty buffer */
         errno = e;
     }
     return n;
 }
 
-/* Reads once from the source into the (empty) half.
- * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now). */
-static ssize_t half_fill(struct half *h, struct pump_ctx *c)
+/* splice() into a pipe returns EAGAIN both when the socket is empty and
+ * when the pipe is full; we only fill an empty pipe, so here it means the
+ * socket is empty. -2: no pipe to be had (copy instead). */
+static ssize_t read_kpipe(struct half *h, struct pump_ctx *c)
 {
-    ssize_t n;
-    if (c->allow_splice && h->bulk && !h->buf) {
-        if (!h->kp) h->kp = kpipe_get(c->pipes);   /* NULL: fall back to copying */
-        if (h->kp) {
-            /* splice() into a pipe returns EAGAIN both when the socket is
-             * empty and when the pipe is full; we only fill an empty pipe,
-             * so here it means the socket is empty. */
-            c->last_ask = h->kp->cap;
-            c->last_read = NULL;
-            n = splice(c->src_fd, NULL, h->kp->wfd, NULL, h->kp->cap,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                h->kp->len += (size_t)n;
-            } else {
-                int e = errno;
-                kpipe_put(c->pipes, h->kp);    /* hold no empty pipe */
-                h->kp = NULL;
-                errno = e;
-            }
-            return n;
-        }
+    if (!h->kp && !(h->kp = kpipe_get(c->pipes))) return -2;
+    c->last_ask = h->kp->cap;
+    ssize_t n = splice(endpoint_fd(c->src), NULL, h->kp->wfd, NULL, h->kp->cap, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+        h->kp->len += (size_t)n;
+        count_plain(h, c, NULL, (size_t)n);
+    } else {
+        int e = errno;
+        kpipe_put(c->pipes, h->kp);    /* hold no empty pipe */
+        h->kp = NULL;
+        errno = e;
     }
-    n = recv_into(&h->buf, c, 0);
-    if (n >= (ssize_t)SPLICE_THRESHOLD) h->bulk = 1;
     return n;
 }
 
-/* How much codec input one read may gather: what one process() call turns
- * into at most a buffer of output (0: no limit). */
-static size_t codec_fill_to(const struct half *h, const struct pump_ctx *c)
+/* Zero copy: nothing needs the bytes, both ends are sockets, and the
+ * direction has shown it is a bulk transfer. */
+static int may_splice(const struct half *h, const struct pump_ctx *c)
 {
-    return h->codec->max_input ? h->codec->max_input(h->codec_state, c->bufs->bufsize) : 0;
+    return c->allow_splice && h->bulk && !h->nstages && endpoint_fd(c->src) >= 0 && endpoint_fd(c->dst) >= 0;
 }
 
-/* The codec's input has ended: the source said EOF and, for an encoder
- * behind toxics, the toxics hold none of its input any more. */
-static int codec_input_ended(const struct half *h, const struct pump_ctx *c)
+static ssize_t read_source(struct half *h, struct pump_ctx *c)
 {
-    return h->eof && (h->codec->counts_output || !c->tox || toxq_empty(c->tox));
-}
-
-/* Runs the codec over raw bytes into the (empty) ready buffer.
- * 1 = made ready bytes, 0 = needs more input, -1 = corrupt, -2 = no memory. */
-static int half_transform(struct half *h, struct pump_ctx *c)
-{
-    int has_input = h->raw && !buf_empty(h->raw);
-    int released = 0;
-    if (h->hold != HALF_HOLD_NONE) {
-        if (h->hold == HALF_HOLD_WAIT && !has_input && !codec_input_ended(h, c)) return 0;   /* keep waiting */
-        h->hold = HALF_HOLD_NONE;             /* one shot: the held output goes now */
-        released = 1;
+    if (may_splice(h, c)) {
+        ssize_t n = read_kpipe(h, c);
+        if (n != -2) return n;
     }
-    if (!has_input && !released) return 0;
-    if (!h->buf && !(h->buf = buf_get(c->bufs))) return -2;
-    size_t used = 0, made = 0;
-    if (h->codec->process(h->codec_state, has_input ? buf_rptr(h->raw) : NULL, has_input ? buf_len(h->raw) : 0, &used,
-                          buf_wptr(h->buf), buf_room(h->buf), &made) < 0)
-        return -1;
-    if (has_input) buf_consumed(h->raw, (uint32_t)used);
-    buf_produced(h->buf, (uint32_t)made);
-    if (h->codec->counts_output) {
-        h->bytes += made;
-        if (c->tap) tap_plain(c->tap, c->up, buf_wptr(h->buf) - made, made);
-    }
-    buf_put_if_empty(c->bufs, &h->raw);
-    if (made) return 1;
-    buf_put(c->bufs, h->buf);
-    h->buf = NULL;
-    return 0;
+    return read_buffer(h, c);
 }
 
-/* First step of both pumps: empty the half into the sink. DRAINED, or the
- * pump's result: PUMP_OK when the sink is full (stop reading: that is the
- * backpressure) or not connected yet (early data waits), PUMP_DST_ERROR. */
-#define DRAINED (-1)
-static int drain_to_sink(struct half *h, struct pump_ctx *c)
-{
-    if (c->dst_fd < 0) return half_pending(h) ? PUMP_OK : DRAINED;
-    int r = half_flush(h, c);
-    if (r < 0) {
-        c->err = errno;
-        return PUMP_DST_ERROR;
-    }
-    return r == 0 ? PUMP_OK : DRAINED;
-}
-
-/* What one read of the source means for the pump: bytes (go on), EOF
- * (go on: the next round forwards it), nothing now (done) or an error. */
-#define READ_GO_ON (-1)
-static int read_outcome(struct half *h, struct pump_ctx *c, ssize_t n)
+/* What one read means for the pump: 1 go on (bytes, or EOF: the next round
+ * forwards it), 0 nothing now (done), -1 an error (*res set). */
+static int read_outcome(struct half *h, struct pump_ctx *c, ssize_t n, enum pump_result *res)
 {
     if (n > 0) {
         /* Less than asked for: the socket is empty now. Level-triggered
@@ -185,166 +286,178 @@ static int read_outcome(struct half *h, struct pump_ctx *c, ssize_t n)
         if ((size_t)n < c->last_ask) c->src_drained = 1;
         c->budget = (size_t)n >= c->budget ? 0 : c->budget - (size_t)n;
         c->progressed = 1;
-        return READ_GO_ON;
+        return 1;
     }
     if (n == 0) {
         h->eof = 1;
         if (c->tap) tap_fin(c->tap, c->src_leg, 1);
         c->progressed = 1;
-        return READ_GO_ON;
+        return 1;
     }
-    if (errno == EAGAIN) return PUMP_OK;
-    if (errno == EINTR) return READ_GO_ON;
+    if (errno == EAGAIN) return 0;
+    if (errno == EINTR) return 1;
     c->err = errno;
-    if (errno == EPROTO) return PUMP_CODEC_ERROR;
-    return errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
+    *res = errno == ENOMEM ? PUMP_NOMEM : PUMP_SRC_ERROR;
+    return -1;
 }
 
-/* The source's EOF has reached the sink: pass the FIN on, unless the
- * session closes both sockets right after (close() sends it then). A failed
- * shutdown only means the sink is already gone; the other direction will
- * see that on its own. */
-static void forward_eof(struct half *h, struct pump_ctx *c)
-{
-    if (!c->close_follows) (void)shutdown(c->dst_fd, SHUT_WR);
-    if (c->tap) tap_fin(c->tap, !c->src_leg, 0);
-    h->shut = 1;
-    c->progressed = 1;
-}
+/* ---- the pump ---- */
 
-int half_wants_input(const struct half *h, const struct toxq *tox)
+enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 {
-    return !h->eof && !half_pending(h) && (!tox || toxq_has_room(tox));
-}
-
-/* Reads the source into the toxics. >0 bytes, 0 EOF, -1 errno. */
-static ssize_t toxic_fill(struct half *h, struct pump_ctx *c)
-{
-    uint8_t tmp[16384];
-    size_t room = toxq_room(c->tox);
-    int decoder = h->codec && h->codec->counts_output;
-    if (decoder) {
-        /* Ciphertext first: the toxics see what the decoder makes. */
-        return recv_into(&h->raw, c, 0);
-    }
-    c->last_ask = room < sizeof(tmp) ? room : sizeof(tmp);
-    ssize_t n = recv(c->src_fd, tmp, c->last_ask, 0);
-    if (n > 0) {
-        if (c->tap) tap_bytes(c->tap, c->src_leg, 1, tmp, (size_t)n);
-        h->bytes += (uint64_t)n;     /* decoders count their output instead */
-        if (c->tap) tap_plain(c->tap, c->up, tmp, (size_t)n);
-        if (toxq_push(c->tox, tmp, (size_t)n, c->now_us) < 0) {
-            errno = ENOMEM;
-            return -1;
+    enum pump_result res = PUMP_OK;
+    for (;;) {
+        enum flush f = flush_sink(h, c);
+        if (f == FLUSH_ERROR) return PUMP_DST_ERROR;
+        if (f == FLUSH_BLOCKED) return PUMP_OK;
+        if (h->nstages) {
+            enum step s = run_stages(h, c, &res);
+            if (s == STEP_END) return res;
+            if (s == STEP_MADE) continue;
         }
+        if (h->closing) {
+            c->stage_role = h->stage[h->closing - 1].ops->role;
+            return close_delivered(h) ? PUMP_STAGE_CLOSE : PUMP_OK;
+        }
+        if (chain_ended(h)) {
+            if (c->dst && !h->shut) forward_eof(h, c);
+            return PUMP_OK;
+        }
+        if (h->eof || !c->src || c->budget == 0 || c->src_drained || !head_has_room(h)) return PUMP_OK;
+        int r = read_outcome(h, c, read_source(h, c), &res);
+        if (r <= 0) return r < 0 ? res : PUMP_OK;
+    }
+}
+
+/* ---- building the chain ---- */
+
+int pipe_add_stage(struct half *h, const struct stage_ops *ops, void *state, int pending_is_input)
+{
+    if (h->nstages == PIPE_MAX_STAGES) {
+        if (ops->free) ops->free(state);
+        return -1;
+    }
+    unsigned at = 0;
+    while (at < h->nstages && h->stage[at].ops->role <= ops->role) at++;
+    /* The new stage's input and output: link[at] stays where it is and is
+     * its input (pending_is_input), or moves up one to be its output. */
+    unsigned from = pending_is_input ? at + 1 : at;
+    memmove(&h->link[from + 1], &h->link[from], (h->nstages + 1 - from) * sizeof(h->link[0]));
+    h->link[from] = NULL;
+    memmove(&h->stage[at + 1], &h->stage[at], (h->nstages - at) * sizeof(h->stage[0]));
+    h->stage[at].ops = ops;
+    h->stage[at].state = state;
+    h->stage[at].done = 0;
+    h->nstages++;
+    return 0;
+}
+
+void *pipe_stage_state(const struct half *h, const struct stage_ops *ops)
+{
+    for (unsigned i = 0; i < h->nstages; i++)
+        if (h->stage[i].ops == ops) return h->stage[i].state;
+    return NULL;
+}
+
+uint64_t pipe_next_wakeup(const struct half *h)
+{
+    uint64_t due = UINT64_MAX;
+    for (unsigned i = h->closing; i < h->nstages; i++) {
+        const struct pipe_stage *st = &h->stage[i];
+        if (st->ops->next_wakeup && !st->done) {
+            uint64_t t = st->ops->next_wakeup(st->state);
+            if (t < due) due = t;
+        }
+    }
+    return due;
+}
+
+/* ---- the head link and replies ---- */
+
+ssize_t pipe_read_head(struct half *h, struct pump_ctx *c)
+{
+    struct buf **b = &h->link[0];
+    if (!*b && !(*b = buf_get(c->bufs))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    uint32_t room = buf_room(*b);
+    if (room == 0) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    ssize_t n = endpoint_read(c->src, buf_wptr(*b), room);
+    c->last_ask = room;
+    if (n > 0) {
+        if (c->tap) tap_bytes(c->tap, c->src_leg, 1, buf_wptr(*b), (size_t)n);
+        buf_produced(*b, (uint32_t)n);
+    } else {
+        int e = errno;
+        buf_put_if_empty(c->bufs, b);
+        errno = e;
     }
     return n;
 }
 
-/* Moves one due piece out of the toxics: into raw for an encoder, else
- * into the ready buffer. 1 moved, 0 nothing due, -1 no memory. */
-static int toxic_release(struct half *h, struct pump_ctx *c)
+const uint8_t *pipe_head(const struct half *h, size_t *len)
 {
-    size_t len;
-    const uint8_t *p = toxq_peek(c->tox, c->now_us, &len);
-    if (!p) return 0;
-    int encoder = h->codec && !h->codec->counts_output;
-    struct buf **slot = encoder ? &h->raw : &h->buf;
-    if (!*slot && !(*slot = buf_get(c->bufs))) return -1;
-    uint32_t n = buf_append(*slot, p, (uint32_t)(len < UINT32_MAX ? len : UINT32_MAX));
-    if (n == 0) return 0;
-    toxq_consume(c->tox, n);
-    return 1;
+    struct buf *b = h->link[0];
+    *len = b ? buf_len(b) : 0;
+    return b ? buf_rptr(b) : NULL;
 }
 
-/* The pump with toxics: source -> [decoder] -> toxics -> [encoder] -> sink.
- * No splice: the toxics hold the bytes. One piece is released per flush,
- * so the slicer's pieces leave in separate writes. */
-static enum pump_result pump_toxic(struct half *h, struct pump_ctx *c)
+void pipe_head_consumed(struct half *h, struct buf_pool *bufs, size_t n)
 {
-    int decoder = h->codec && h->codec->counts_output;
-    for (;;) {
-        int f = drain_to_sink(h, c);
-        if (f != DRAINED) return (enum pump_result)f;
-        enum toxq_action a = toxq_action(c->tox, c->now_us);
-        if (a != TOXQ_NONE) return a == TOXQ_RESET ? PUMP_TOXIC_RESET : PUMP_TOXIC_CLOSE;
-        if (h->codec && !decoder) {          /* encoder: encode what raw holds */
-            int t = half_transform(h, c);
-            if (t == -1) return PUMP_CODEC_ERROR;
-            if (t == -2) return PUMP_NOMEM;
-            if (t == 1) continue;
-        }
-        int m = toxic_release(h, c);
-        if (m < 0) return PUMP_NOMEM;
-        if (m > 0) {
-            c->progressed = 1;
-            continue;
-        }
-        if (decoder && toxq_has_room(c->tox)) {
-            /* Decode into the ready buffer, then hand that to the toxics. */
-            int t = half_transform(h, c);
-            if (t == -1) return PUMP_CODEC_ERROR;
-            if (t == -2) return PUMP_NOMEM;
-            if (t == 1) {
-                int e = toxq_push(c->tox, buf_rptr(h->buf), buf_len(h->buf), c->now_us);
-                buf_put(c->bufs, h->buf);
-                h->buf = NULL;
-                if (e < 0) return PUMP_NOMEM;
-                continue;
-            }
-        }
-        if (h->eof) {
-            /* A decoder still holding ciphertext waits for room to decode
-             * it before the EOF enters the queue behind its output. */
-            if (!(decoder && h->raw && !buf_empty(h->raw) && !toxq_has_room(c->tox)))
-                toxq_push_eof(c->tox, c->now_us);
-            if (c->dst_fd >= 0 && !h->shut && toxq_eof_due(c->tox, c->now_us)) forward_eof(h, c);
-            return PUMP_OK;
-        }
-        if (c->src_fd < 0 || c->budget == 0 || c->src_drained || !toxq_has_room(c->tox)) return PUMP_OK;
-        int r = read_outcome(h, c, toxic_fill(h, c));
-        if (r != READ_GO_ON) return (enum pump_result)r;
-    }
+    if (!h->link[0]) return;
+    buf_consumed(h->link[0], (uint32_t)n);
+    buf_put_if_empty(bufs, &h->link[0]);
 }
 
-enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
+void pipe_head_is_payload(struct half *h)
 {
-    if (c->tox) return pump_toxic(h, c);
-    for (;;) {
-        int f = drain_to_sink(h, c);
-        if (f != DRAINED) return (enum pump_result)f;
-        if (h->codec) {
-            int t = half_transform(h, c);
-            if (t == -1) return PUMP_CODEC_ERROR;
-            if (t == -2) return PUMP_NOMEM;
-            if (t == 1) continue;                /* flush what it made */
-        }
-        if (h->eof) {
-            if (c->dst_fd >= 0 && !h->shut) forward_eof(h, c);
-            return PUMP_OK;
-        }
-        if (c->src_fd < 0 || c->budget == 0 || c->src_drained) return PUMP_OK;
-        /* With a codec, source bytes are its input (raw); else they are ready. */
-        ssize_t n = h->codec ? recv_into(&h->raw, c, codec_fill_to(h, c)) : half_fill(h, c);
-        if (n > 0 && (!h->codec || !h->codec->counts_output)) {
-            h->bytes += (uint64_t)n;
-            /* A tapped session never splices, so its bytes are in a buffer. */
-            if (c->tap && c->last_read) tap_plain(c->tap, c->up, c->last_read, (size_t)n);
-        }
-        int r = read_outcome(h, c, n);
-        if (r != READ_GO_ON) return (enum pump_result)r;
+    if (plain_link(h) == 0) h->bytes = h->link[0] ? buf_len(h->link[0]) : 0;
+}
+
+int pipe_push_ready(struct half *h, struct buf_pool *bufs, const void *data, size_t len)
+{
+    struct buf **b = sink_link(h);
+    if (!*b && !(*b = buf_get(bufs))) return -1;
+    return buf_append(*b, data, (uint32_t)len) == len ? 0 : -1;
+}
+
+/* ---- the end ---- */
+
+static void free_stages(struct half *h)
+{
+    for (unsigned i = 0; i < h->nstages; i++)
+        if (h->stage[i].ops->free) h->stage[i].ops->free(h->stage[i].state);
+    memset(h->stage, 0, sizeof(h->stage));
+}
+
+void pipe_keep_ready_only(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes)
+{
+    (void)pipes;
+    struct buf *ready = *sink_link(h);
+    for (unsigned i = 0; i < h->nstages; i++) {
+        buf_put(bufs, h->link[i]);
+        h->link[i] = NULL;
     }
+    free_stages(h);
+    h->link[h->nstages] = NULL;
+    h->nstages = 0;
+    h->closing = 0;
+    h->link[0] = ready;
 }
 
 void pipe_release(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes)
 {
-    if (h->codec && h->codec->free) h->codec->free(h->codec_state);
-    h->codec = NULL;
-    h->codec_state = NULL;
-    buf_put(bufs, h->raw);
-    h->raw = NULL;
-    buf_put(bufs, h->buf);
-    h->buf = NULL;
+    free_stages(h);
+    for (unsigned i = 0; i <= h->nstages; i++) {
+        buf_put(bufs, h->link[i]);
+        h->link[i] = NULL;
+    }
+    h->nstages = 0;
+    h->closing = 0;
     kpipe_put(pipes, h->kp);
     h->kp = NULL;
 }

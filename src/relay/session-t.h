@@ -9,10 +9,10 @@
 
 #include <stdint.h>
 
-#include "buf/buffer.h"
-#include "buf/kpipe.h"
 #include "core/loop.h"
 #include "net/addr.h"
+#include "relay/endpoint.h"
+#include "relay/pipe-t.h"
 
 struct wlistener;
 struct front_ops;
@@ -63,6 +63,8 @@ enum sess_end {
     END_TOXIC,
     END_API,           /* its listener was disabled or removed through the API */
     END_UPSTREAM_SILENT, /* ss-local: the ss-server closed without a byte of answer */
+    END_FILTER,        /* a filter closed or reset the session (Lua s:close(), s:reset()) */
+    END_FILTER_ERROR,  /* a filter failed: a script error, or over its budget */
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */
@@ -73,47 +75,6 @@ enum sess_fail {
     FAIL_HOST_UNREACH,
     FAIL_REFUSED,
     FAIL_TIMEOUT,
-};
-
-/* A transform on one direction's bytes (Shadowsocks AEAD). process() takes
- * from in, writes to out, reports what it used and made; -1 means the
- * stream is corrupt (authentication failed) and the session must end. */
-struct codec_ops {
-    int (*process)(void *state, const uint8_t *in, size_t inlen, size_t *used,
-                   uint8_t *out, size_t outcap, size_t *made);
-    void (*free)(void *state);
-    /* 1: the output is the application's bytes (a decoder), so the log
-     * counts what it makes; 0: the input is (an encoder). */
-    int counts_output;
-    /* Optional: the most input that one process() call turns into at most
-     * outcap bytes. The pump reads no more than that, so a read is encoded
-     * whole and leaves no tail for a tiny chunk and an extra write. */
-    size_t (*max_input)(const void *state, size_t outcap);
-};
-
-/* One direction. Ready bytes wait either in a user-space buffer or in a
- * kernel pipe (splice), never both: a source is read only when its half is
- * empty. With a codec, source bytes land in `raw` and the codec turns them
- * into ready bytes in `buf`. */
-struct half {
-    struct buf *buf;
-    struct kpipe *kp;
-    struct buf *raw;
-    const struct codec_ops *codec;
-    void *codec_state;
-    uint64_t bytes;        /* application bytes moved (plaintext side) */
-    uint8_t eof;           /* source said EOF */
-    uint8_t shut;          /* EOF forwarded: shutdown(SHUT_WR) on the sink */
-    uint8_t bulk;          /* a read filled SPLICE_THRESHOLD: worth splicing */
-    uint8_t hold;          /* enum half_hold */
-};
-
-/* A codec's first output may wait for its first input: ss-local's address
- * header waits for the client's first data, so both leave in one chunk. */
-enum half_hold {
-    HALF_HOLD_NONE,
-    HALF_HOLD_WAIT,        /* until input or EOF comes */
-    HALF_HOLD_RELEASE,     /* the session gave up waiting: out now, alone */
 };
 
 /* Where to connect: a literal address, or a name to resolve, and whether the
@@ -132,8 +93,10 @@ struct session {
     uint64_t id;
 
     struct loop_io cio, uio;          /* client, upstream */
+    struct endpoint cep, uep;         /* the mover's view of them */
     struct half up, down;             /* up: client -> upstream */
     struct loop_timer timer;          /* one deadline, meaning depends on state */
+    struct loop_timer stage_timer;    /* the earliest time a stage asked for */
     uint64_t start_ms, last_ms;
 
     struct net_addr client, upstream;

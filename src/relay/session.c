@@ -20,6 +20,7 @@
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"
+#include "relay/endpoint.h"
 #include "relay/pipe.h"
 #include "relay/sess_toxics.h"
 #include "relay/ss_codec.h"
@@ -59,6 +60,8 @@ static const char *const end_names[] = {
     [END_TOXIC] = "toxic",
     [END_API] = "api",
     [END_UPSTREAM_SILENT] = "upstream_closed_silently",
+    [END_FILTER] = "filter",
+    [END_FILTER_ERROR] = "filter_error",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -155,6 +158,7 @@ void sess_close(struct session *s, enum sess_end why)
     sess_log(s);
     connect_cleanup(s);
     loop_timer_cancel(w->loop, &s->timer);
+    loop_timer_cancel(w->loop, &s->stage_timer);
     if (s->tap) tap_close(s->tap, s->reset_client, s->reset_upstream);
     s->tap = NULL;
     close_fd(w->loop, &s->cio, s->reset_client);
@@ -184,7 +188,7 @@ static int reading_client_allowed(const struct session *s)
     case SESS_RESOLVING:
     case SESS_CONNECTING:
     case SESS_RELAYING:
-        return half_wants_input(&s->up, sess_toxq(s, &s->up));
+        return half_wants_input(&s->up);
     default:
         return 0;
     }
@@ -215,48 +219,28 @@ static void update_interest(struct session *s)
     if (s->state == SESS_CONNECTING) {
         uw = LOOP_WRITE;
     } else if (s->state == SESS_RELAYING) {
-        if (half_wants_input(&s->down, sess_toxq(s, &s->down))) uw |= LOOP_READ;
+        if (half_wants_input(&s->down)) uw |= LOOP_READ;
         if (half_pending(&s->up)) uw |= LOOP_WRITE;
     }
     if (s->cio.fd >= 0) loop_io_want(l, &s->cio, cw);
     if (s->uio.fd >= 0) loop_io_want(l, &s->uio, uw);
 }
 
-/* Ends a direction error: `client_side` says which socket failed. A reset is
- * propagated as a reset to the other side (SO_LINGER 0). */
-static void end_on_error(struct session *s, int client_side, int err)
-{
-    if (err == ENOMEM) {
-        sess_close(s, END_LOCAL_ERROR);
-        return;
-    }
-    if (err == EPROTO) {
-        /* Corrupt ciphertext: nothing more reaches the other side. */
-        sess_close(s, END_CRYPTO_ERROR);
-        return;
-    }
-    if (client_side) s->reset_upstream = 1;
-    else s->reset_client = 1;
-    sess_close(s, client_side ? END_CLIENT_RESET : END_UPSTREAM_RESET);
-}
-
-static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct half *h, int src, int dst,
-                          int splice_ok)
+/* Fills the mover's context for one direction. src/dst NULL: not usable
+ * now (handshake, connecting, flushing). */
+static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct half *h, struct endpoint *src,
+                          struct endpoint *dst, int splice_ok)
 {
     struct worker *w = s->wl->w;
+    memset(c, 0, sizeof(*c));
     c->bufs = &w->bufs;
     c->pipes = &w->pipes;
-    c->src_fd = src;
-    c->dst_fd = dst;
-    c->allow_splice = splice_ok && s->splice && !h->codec;
+    c->src = src;
+    c->dst = dst;
+    c->allow_splice = splice_ok && s->splice;
     c->budget = PUMP_BUDGET;
-    c->err = 0;
-    c->progressed = 0;
-    c->src_drained = 0;
-    c->last_ask = 0;
+    if (h->nstages) c->now_us = clock_now_us();
     c->tap = s->tap;
-    c->tox = sess_toxq(s, h);
-    if (c->tox) c->now_us = toxics_now_us();
     c->up = h == &s->up;
     c->src_leg = c->up ? TAP_CLIENT : TAP_UPSTREAM;
     c->close_follows = s->state == SESS_RELAYING && (c->up ? s->down.shut : s->up.shut);
@@ -270,8 +254,9 @@ static void linger_client(struct session *s)
 {
     struct pump_ctx c;
     uint8_t junk[4096];
-    pump_ctx_init(s, &c, &s->down, -1, s->cio.fd, 0);
-    if (pipe_pump(&s->down, &c) != PUMP_OK) {
+    pump_ctx_init(s, &c, &s->down, NULL, &s->cep, 0);
+    enum pump_result r = pipe_pump(&s->down, &c);
+    if (r != PUMP_OK && r != PUMP_STAGE_CLOSE) {
         sess_close(s, END_NONE);
         return;
     }
@@ -328,29 +313,78 @@ static void enter_flushing(struct session *s, enum sess_end end)
     linger_client(s);
 }
 
-static void sess_pump_ex(struct session *s, int may_read);
-
-/* A toxic ended the session: reset_peer resets both sides, the others
- * close them. */
-static void end_by_toxic(struct session *s, enum pump_result r)
+/* Why a stage ended the session, for the log's end=. */
+static enum sess_end stage_end(enum pump_result r, uint8_t role)
 {
-    if (r == PUMP_TOXIC_RESET) {
-        s->reset_client = s->reset_upstream = 1;
-        sess_close(s, END_TOXIC);
-        return;
-    }
-    /* A close, not a reset: the client must get every byte let through
-     * (limit_data's exact count), so FIN it and drain its input rather
-     * than close() over unread bytes, which would send RST. */
-    sess_toxics_free(s);
-    if (s->tap && s->uio.fd >= 0) tap_fin(s->tap, TAP_UPSTREAM, 0);
-    close_fd(s->wl->w->loop, &s->uio, 0);
-    enter_flushing(s, END_TOXIC);
+    if (role == STAGE_TOXICS) return END_TOXIC;
+    if (role == STAGE_FILTER) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_FILTER;
+    return END_CRYPTO_ERROR;        /* a decoder or encoder refused the stream */
 }
 
-static int pump_errno(enum pump_result r, const struct pump_ctx *c)
+/* A stage ended the session. A reset resets both sides. A close is not a
+ * reset: the client must get every byte let through (limit_data's exact
+ * count), so it is FINed and drained rather than close()d over unread
+ * bytes, which would send RST. An error forwards nothing more. */
+static void end_by_stage(struct session *s, enum pump_result r, uint8_t role)
 {
-    return r == PUMP_NOMEM ? ENOMEM : r == PUMP_CODEC_ERROR ? EPROTO : c->err;
+    struct worker *w = s->wl->w;
+    if (r == PUMP_STAGE_RESET) {
+        s->reset_client = s->reset_upstream = 1;
+        sess_close(s, stage_end(r, role));
+        return;
+    }
+    if (r == PUMP_STAGE_ERROR) {
+        sess_close(s, stage_end(r, role));
+        return;
+    }
+    sess_toxics_free(s);
+    pipe_keep_ready_only(&s->down, &w->bufs, &w->pipes);
+    if (s->tap && s->uio.fd >= 0) tap_fin(s->tap, TAP_UPSTREAM, 0);
+    close_fd(w->loop, &s->uio, 0);
+    enter_flushing(s, stage_end(r, role));
+}
+
+/* Ends the session on what the pump of one direction reported (not OK). */
+static void end_by_pump(struct session *s, int up, enum pump_result r, const struct pump_ctx *c)
+{
+    switch (r) {
+    case PUMP_STAGE_ERROR:
+    case PUMP_STAGE_CLOSE:
+    case PUMP_STAGE_RESET:
+        end_by_stage(s, r, c->stage_role);
+        return;
+    case PUMP_NOMEM:
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    default:
+        break;
+    }
+    /* A socket failed: the client's if it was up's source or down's sink.
+     * A reset is propagated as a reset to the other side (SO_LINGER 0). */
+    int client_side = up == (r == PUMP_SRC_ERROR);
+    if (c->err == ENOMEM) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    if (client_side) s->reset_upstream = 1;
+    else s->reset_client = 1;
+    sess_close(s, client_side ? END_CLIENT_RESET : END_UPSTREAM_RESET);
+}
+
+/* Wakes the session when the earliest stage asked to run again. */
+static void arm_stage_timer(struct session *s)
+{
+    uint64_t a = pipe_next_wakeup(&s->up), b = pipe_next_wakeup(&s->down);
+    uint64_t due = a < b ? a : b;
+    struct loop *l = s->wl->w->loop;
+    if (due == UINT64_MAX) {
+        if (loop_timer_armed(&s->stage_timer)) loop_timer_cancel(l, &s->stage_timer);
+        return;
+    }
+    /* Microseconds to the loop's milliseconds, rounded up: never early. */
+    uint64_t now_us = clock_now_us(), now_ms = loop_update_now(l);
+    uint64_t wait_us = due > now_us ? due - now_us : 0;
+    loop_timer_arm(l, &s->stage_timer, now_ms + (wait_us + 999) / 1000);
 }
 
 /* Which sources sess_pump_ex() may read. A source is read when its socket
@@ -377,38 +411,24 @@ static void sess_pump_ex(struct session *s, int may_read)
         linger_client(s);
         return;
     }
-    struct pump_ctx c;
-    int relaying = s->state == SESS_RELAYING;
-    int ufd = relaying ? s->uio.fd : -1;
-    int cfd_read = s->state == SESS_HANDSHAKE ? -1 : s->cio.fd;
-
-    pump_ctx_init(s, &c, &s->up, cfd_read, ufd, relaying);
-    c.src_drained = !(may_read & READ_CLIENT);
-    enum pump_result r = pipe_pump(&s->up, &c);
-    if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
-        end_by_toxic(s, r);
-        return;
+    int relaying = s->state == SESS_RELAYING, progressed = 0;
+    for (int up = 1; up >= 0; up--) {
+        struct half *h = up ? &s->up : &s->down;
+        /* The client is read once the handshake is done (early data even
+         * while connecting); the upstream only once relaying. */
+        struct endpoint *client = s->state == SESS_HANDSHAKE ? NULL : &s->cep;
+        struct endpoint *upstream = relaying ? &s->uep : NULL;
+        struct pump_ctx c;
+        pump_ctx_init(s, &c, h, up ? client : upstream, up ? upstream : &s->cep, relaying);
+        c.src_drained = !(may_read & (up ? READ_CLIENT : READ_UPSTREAM));
+        enum pump_result r = pipe_pump(h, &c);
+        if (r != PUMP_OK) {
+            end_by_pump(s, up, r, &c);
+            return;
+        }
+        progressed |= c.progressed;
+        if (h->eof && !s->first_eof) s->first_eof = up ? 1 : 2;
     }
-    if (r != PUMP_OK) {
-        end_on_error(s, r == PUMP_SRC_ERROR, pump_errno(r, &c));
-        return;
-    }
-    int progressed = c.progressed;
-    if (s->up.eof && !s->first_eof) s->first_eof = 1;
-
-    pump_ctx_init(s, &c, &s->down, ufd, s->cio.fd, relaying);
-    c.src_drained = !(may_read & READ_UPSTREAM);
-    r = pipe_pump(&s->down, &c);
-    if (r == PUMP_TOXIC_CLOSE || r == PUMP_TOXIC_RESET) {
-        end_by_toxic(s, r);
-        return;
-    }
-    if (r != PUMP_OK) {
-        end_on_error(s, r == PUMP_DST_ERROR, pump_errno(r, &c));
-        return;
-    }
-    progressed |= c.progressed;
-    if (s->down.eof && !s->first_eof) s->first_eof = 2;
     if (s->state == SESS_QUEUED && s->up.eof && s->up.bytes == 0) {
         /* Gave up waiting before saying anything: nothing to forward, and
          * a server slot must not go to a client that has left. (A client
@@ -422,7 +442,7 @@ static void sess_pump_ex(struct session *s, int may_read)
         sess_close(s, s->first_eof == 2 ? END_UPSTREAM_CLOSED : END_CLIENT_CLOSED);
         return;
     }
-    sess_toxics_arm(s);
+    arm_stage_timer(s);
     update_interest(s);
 }
 
@@ -431,39 +451,12 @@ static void sess_pump_ex(struct session *s, int may_read)
 int sess_reply(struct session *s, const void *data, size_t len)
 {
     if (s->tap) tap_plain(s->tap, 0, data, len);
-    return sess_push_ready(s, &s->down, data, len);
+    return pipe_push_ready(&s->down, &s->wl->w->bufs, data, len);
 }
 
 void sess_secret(struct session *s, size_t off, size_t n)
 {
     if (s->tap) tap_secret(s->tap, (uint64_t)s->hs_used + off, n);
-}
-
-int sess_push_ready(struct session *s, struct half *h, const void *data, size_t len)
-{
-    struct worker *w = s->wl->w;
-    if (!h->buf && !(h->buf = buf_get(&w->bufs))) return -1;
-    return buf_append(h->buf, data, (uint32_t)len) == len ? 0 : -1;
-}
-
-void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state, int pending_is_input)
-{
-    h->codec = ops;                 /* owned from here: pipe_release frees it */
-    h->codec_state = state;
-    /* The ready bytes become the codec's input by handing the buffer over,
-     * not by copying: whatever they amount to, nothing has to fit anywhere,
-     * so nothing can fail. A direction gets at most one codec, so raw is
-     * still empty; and bytes read before a codec is installed wait in
-     * `buf`, never in a kernel pipe (a half is read only when empty, and
-     * the first read of a direction copies). */
-    if (pending_is_input && h->buf) {
-        /* Raw bytes here would mean a second codec on one direction: the
-         * pending bytes would go out untransformed (plaintext). Never
-         * happens; refuse to go on rather than leak. */
-        if (h->raw) abort();
-        h->raw = h->buf;
-        h->buf = NULL;
-    }
 }
 
 void sess_fail_reason(struct session *s, enum sess_end why)
@@ -481,17 +474,17 @@ int sess_set_target(struct session *s, const char *host, uint16_t port, int chec
 }
 
 /* Feeds what the client sent so far to the front-end. Handshake bytes
- * accumulate in the up buffer; whatever follows the handshake stays there
- * as early data for the upstream. */
+ * accumulate in the up direction's head link; whatever follows the
+ * handshake stays there as early data for the upstream. */
 static void sess_handshake(struct session *s)
 {
     struct half *h = &s->up;
+    struct buf_pool *bufs = &s->wl->w->bufs;
     for (;;) {
-        size_t used = 0;
-        const uint8_t *p = h->buf ? buf_rptr(h->buf) : NULL;
-        size_t len = h->buf ? buf_len(h->buf) : 0;
+        size_t used = 0, len;
+        const uint8_t *p = pipe_head(h, &len);
         enum front_result r = s->front->on_data(s, p, len, &used);
-        if (used) buf_consumed(h->buf, (uint32_t)used);
+        pipe_head_consumed(h, bufs, used);
         s->hs_used += (uint32_t)used;
         if (r == FRONT_FAIL || r == FRONT_SILENT_FAIL) {
             s->silent = r == FRONT_SILENT_FAIL;
@@ -499,54 +492,45 @@ static void sess_handshake(struct session *s)
             return;
         }
         if (r == FRONT_CONNECT) {
-            h->bytes = h->buf ? buf_len(h->buf) : 0;   /* early data is payload */
-            buf_put_if_empty(&s->wl->w->bufs, &h->buf);   /* none while connecting */
             if (s->front->attach && s->front->attach(s) < 0) {
                 sess_close(s, END_LOCAL_ERROR);
                 return;
             }
+            pipe_head_is_payload(h);       /* early data */
             connect_start(s);
             return;
         }
         if (used == 0) break;
     }
-    buf_put_if_empty(&s->wl->w->bufs, &h->buf);
 }
 
 /* Reads what the client sent during the handshake. Returns 1 when the read
- * filled the buffer (the socket may hold more), else 0. */
+ * filled what it asked for (the socket may hold more), else 0. */
 static int handshake_read(struct session *s)
 {
-    struct worker *w = s->wl->w;
-    struct half *h = &s->up;
-    if (!h->buf && !(h->buf = buf_get(&w->bufs))) {
-        sess_close(s, END_LOCAL_ERROR);
-        return 0;
-    }
-    uint32_t room = buf_room(h->buf);
-    if (room == 0) {
-        /* Front-ends bound their messages far below a buffer: a full buffer
-         * means a front-end bug, not a slow client. */
-        sess_close(s, END_HANDSHAKE_ERROR);
-        return 0;
-    }
-    ssize_t n = recv(s->cio.fd, buf_wptr(h->buf), room, 0);
+    struct pump_ctx c;
+    pump_ctx_init(s, &c, &s->up, &s->cep, NULL, 0);
+    if (s->tap) tap_hold(s->tap);     /* recorded once the front-end has seen them: it marks secrets */
+    ssize_t n = pipe_read_head(&s->up, &c);
     if (n > 0) {
-        /* Recorded once the front-end has seen them: it marks secrets. */
-        if (s->tap) {
-            tap_hold(s->tap);
-            tap_bytes(s->tap, TAP_CLIENT, 1, buf_wptr(h->buf), (size_t)n);
-            tap_plain(s->tap, 1, buf_wptr(h->buf), (size_t)n);
-        }
-        buf_produced(h->buf, (uint32_t)n);
+        size_t len;
+        const uint8_t *p = pipe_head(&s->up, &len);
+        if (s->tap) tap_plain(s->tap, 1, p + len - (size_t)n, (size_t)n);
         draw_handshake_deadline(s);
         sess_handshake(s);
         tap_release(s->tap);      /* NULL if the session closed: tap_close released */
-        return (size_t)n == room;
+        return (size_t)n == c.last_ask;
     }
+    tap_release(s->tap);
     if (n == 0) {
         if (s->tap) tap_fin(s->tap, TAP_CLIENT, 1);
         sess_close(s, END_CLIENT_CLOSED);
+    } else if (errno == ENOMEM) {
+        sess_close(s, END_LOCAL_ERROR);
+    } else if (errno == ENOBUFS) {
+        /* Front-ends bound their messages far below a buffer: a full buffer
+         * means a front-end bug, not a slow client. */
+        sess_close(s, END_HANDSHAKE_ERROR);
     } else if (errno != EAGAIN && errno != EINTR) {
         sess_close(s, END_CLIENT_RESET);
     }
@@ -611,19 +595,15 @@ void sess_relay_start(struct session *s, int fd)
         s->front->on_connected(s, &bound);
         if (s->state == SESS_CLOSED) return;
     }
-    /* Toxics first: early data is still plaintext in s->up.buf here, before
-     * ss-local's encoder takes it in behind the address header. */
-    if (sess_toxics_attach(s) < 0 || sess_toxics_take_early(s) < 0) {
-        sess_close(s, END_LOCAL_ERROR);
-        return;
-    }
-    if (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0) {
+    /* The chains: each stage goes in at its role's place, and what the
+     * client already sent (early data) is the input of whatever comes
+     * first, so toxics see it as plaintext ahead of ss-local's encoder. */
+    if (sess_toxics_attach(s) < 0 || (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0)) {
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
     s->last_ms = loop_now(w->loop);
-    /* While the ss-local address header waits for data, timer_cb ends the wait. */
-    loop_timer_arm(w->loop, &s->timer, s->up.hold ? s->last_ms + SS_FIRST_DATA_WAIT_MS : relay_deadline(s));
+    loop_timer_arm(w->loop, &s->timer, relay_deadline(s));
     sess_pump_ex(s, 0);
 }
 
@@ -667,12 +647,6 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
         connect_timeout(s);
         break;
     case SESS_RELAYING: {
-        if (s->up.hold == HALF_HOLD_WAIT) {
-            /* The client did not speak first: send the address alone. */
-            s->up.hold = HALF_HOLD_RELEASE;
-            sess_kick(s);
-            if (s->state == SESS_CLOSED) break;
-        }
         uint64_t max = s->wl->cfg->max_session_ms;
         if (max && loop_now(l) >= s->start_ms + max) sess_close(s, END_MAX_SESSION_TIME);
         else if (s->last_ms + s->wl->cfg->idle_timeout_ms > loop_now(l)) loop_timer_arm(l, t, relay_deadline(s));
@@ -683,6 +657,14 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
         sess_close(s, END_NONE);
         break;
     }
+}
+
+/* A stage asked to run at this time (a toxic's due piece, ss-local's
+ * address header that stops waiting for data). */
+static void stage_timer_cb(struct loop *l, struct loop_timer *t)
+{
+    (void)l;
+    sess_kick(t->owner);
 }
 
 int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int counted_ip)
@@ -702,6 +684,9 @@ int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int c
     s->start_ms = s->last_ms = loop_now(w->loop);
     s->splice = !wl->cfg->no_splice;
     loop_timer_init(&s->timer, timer_cb, s);
+    loop_timer_init(&s->stage_timer, stage_timer_cb, s);
+    endpoint_socket(&s->cep, &s->cio);
+    endpoint_socket(&s->uep, &s->uio);
     s->next = w->sessions;
     if (w->sessions) w->sessions->prev = s;
     w->sessions = s;

@@ -30,16 +30,6 @@ int sess_set_target(struct session *s, const char *host, uint16_t port, int chec
 /* Before returning FRONT_FAIL: why the handshake failed (the log's end=);
  * without it the session ends handshake_error. */
 void sess_fail_reason(struct session *s, enum sess_end why);
-/* Puts a codec on a direction that has none yet, and takes ownership of
- * `state` (pipe_release frees it); it cannot fail. With pending_is_input,
- * bytes already waiting in the direction's ready buffer are the codec's
- * first input, else they stay ready as they are. A codec that must say
- * something before its input (ss-local's address header) keeps that in its
- * own state. */
-void sess_install_codec(struct half *h, const struct codec_ops *ops, void *state, int pending_is_input);
-/* Appends bytes ready for the sink of a direction. 0 or -1. */
-int sess_push_ready(struct session *s, struct half *h, const void *data, size_t len);
-
 const char *sess_end_name(enum sess_end e);
 
 /* Internal to relay/ (connect.c drives these). */

@@ -7,15 +7,18 @@
 #include <openssl/rand.h>
 
 #include "config/config.h"
+#include "core/loop.h"
 #include "core/worker-t.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
+#include "relay/pipe.h"
 #include "relay/session.h"
 
 /* The encoder, and what it must send before its first input. */
 struct ss_enc_codec {
     struct ss_enc enc;
+    uint64_t wait_until_us;     /* the prefix waits for input until then */
     uint16_t prefix_len;
     uint8_t prefix[SOCKS5_ADDR_MAX];
 };
@@ -41,10 +44,9 @@ static int enc_first_chunk(struct ss_enc_codec *c, const uint8_t *in, size_t inl
     return 0;
 }
 
-static int enc_process(void *state, const uint8_t *in, size_t inlen, size_t *used,
-                       uint8_t *out, size_t outcap, size_t *made)
+static int enc_encode(struct ss_enc_codec *c, const uint8_t *in, size_t inlen, size_t *used,
+                      uint8_t *out, size_t outcap, size_t *made)
 {
-    struct ss_enc_codec *c = state;
     size_t first = 0, first_made = 0;
     *used = 0;
     *made = 0;
@@ -77,10 +79,26 @@ static void enc_free(void *state)
     free(c);
 }
 
-static int dec_process(void *state, const uint8_t *in, size_t inlen, size_t *used,
-                       uint8_t *out, size_t outcap, size_t *made)
+/* A prefix with no input yet waits, until its deadline or the input's end:
+ * then it leaves alone (server-speaks-first protocols). */
+static enum stage_status enc_process(void *state, struct stage_io *io)
 {
-    struct ss_dec_codec *c = state;
+    struct ss_enc_codec *c = state;
+    if (c->prefix_len && !io->inlen && !io->in_eof && io->now_us < c->wait_until_us) return STAGE_OK;
+    if (enc_encode(c, io->in, io->inlen, &io->used, io->out, io->outcap, &io->made) < 0) return STAGE_ERROR;
+    io->out_eof = io->in_eof && io->used == io->inlen && !c->prefix_len;
+    return STAGE_OK;
+}
+
+static uint64_t enc_next_wakeup(const void *state)
+{
+    const struct ss_enc_codec *c = state;
+    return c->prefix_len ? c->wait_until_us : UINT64_MAX;
+}
+
+int ss_codec_decrypt(struct ss_dec_codec *c, const uint8_t *in, size_t inlen, size_t *used,
+                     uint8_t *out, size_t outcap, size_t *made)
+{
     *used = 0;
     *made = 0;
     /* Whole chunks until input or output runs out. */
@@ -99,15 +117,62 @@ static int dec_process(void *state, const uint8_t *in, size_t inlen, size_t *use
     }
 }
 
-static void dec_free(void *state)
+void ss_codec_free_decoder(struct ss_dec_codec *c)
 {
-    struct ss_dec_codec *c = state;
+    if (!c) return;
     ss_dec_free(&c->dec);
+    free(c->early);
     free(c);
 }
 
-const struct codec_ops ss_enc_codec_ops = { enc_process, enc_free, 0, enc_max_input };
-const struct codec_ops ss_dec_codec_ops = { dec_process, dec_free, 1, NULL };
+static void dec_free(void *state) { ss_codec_free_decoder(state); }
+
+/* Gives out what is left of the early plaintext. */
+static size_t dec_early(struct ss_dec_codec *c, uint8_t *out, size_t outcap)
+{
+    size_t n = c->early_len < outcap ? c->early_len : outcap;
+    memcpy(out, c->early + c->early_off, n);
+    c->early_off += n;
+    c->early_len -= n;
+    if (!c->early_len) {
+        free(c->early);       /* 16 KiB an established session does not need */
+        c->early = NULL;
+    }
+    return n;
+}
+
+static enum stage_status dec_process(void *state, struct stage_io *io)
+{
+    struct ss_dec_codec *c = state;
+    size_t early = c->early_len ? dec_early(c, io->out, io->outcap) : 0;
+    if (c->early_len) {
+        io->made = early;
+        return STAGE_OK;
+    }
+    if (io->inlen && ss_codec_decrypt(c, io->in, io->inlen, &io->used, io->out + early, io->outcap - early,
+                                      &io->made) < 0)
+        return STAGE_ERROR;
+    io->made += early;
+    io->out_eof = io->in_eof && io->used == io->inlen;
+    return STAGE_OK;
+}
+
+void ss_codec_give_early(struct ss_dec_codec *c, uint8_t *buf, size_t off, size_t len)
+{
+    free(c->early);
+    c->early = len ? buf : NULL;
+    c->early_off = off;
+    c->early_len = len;
+    if (!len) free(buf);
+}
+
+const struct stage_ops ss_enc_stage_ops = {
+    .name = "ss-encoder", .role = STAGE_ENCODER, .process = enc_process,
+    .next_wakeup = enc_next_wakeup, .max_input = enc_max_input, .free = enc_free,
+};
+const struct stage_ops ss_dec_stage_ops = {
+    .name = "ss-decoder", .role = STAGE_DECODER, .process = dec_process, .free = dec_free,
+};
 
 int ss_codec_replayed(struct ss_dec_codec *c)
 {
@@ -165,16 +230,17 @@ int ss_tunnel_attach(struct session *s)
     struct ss_dec_codec *d = ss_codec_new_decoder(cfg, NULL);
     if (!e || !d) {
         if (e) enc_free(e);
-        if (d) dec_free(d);
+        ss_codec_free_decoder(d);
         return -1;
     }
     /* What the client already sent is the encoder's first input, behind the
      * address header. If the client has not spoken yet, the header waits
-     * for it (the session ends the wait after SS_FIRST_DATA_WAIT_MS for
-     * server-speaks-first protocols). */
-    int client_spoke = s->up.buf && !buf_empty(s->up.buf);
-    sess_install_codec(&s->up, &ss_enc_codec_ops, e, 1);
-    sess_install_codec(&s->down, &ss_dec_codec_ops, d, 0);
-    if (!client_spoke) s->up.hold = HALF_HOLD_WAIT;
-    return 0;
+     * for it, up to SS_FIRST_DATA_WAIT_US (server-speaks-first protocols).
+     * The SOCKS reply already queued to the client is not the decoder's. */
+    e->wait_until_us = clock_now_us() + SS_FIRST_DATA_WAIT_US;
+    if (pipe_add_stage(&s->up, &ss_enc_stage_ops, e, 1) < 0) {
+        ss_codec_free_decoder(d);
+        return -1;
+    }
+    return pipe_add_stage(&s->down, &ss_dec_stage_ops, d, 0);
 }

@@ -1,6 +1,6 @@
-/* ss_codec.h - Shadowsocks AEAD as session codecs.
+/* ss_codec.h - Shadowsocks AEAD as stages (stage/stage.h).
  *
- * Wraps the pure encoder/decoder (proto/ss_aead.c) in codec_ops so the byte
+ * Wraps the pure encoder/decoder (proto/ss_aead.c) in stage_ops so the byte
  * mover can encrypt or decrypt a direction. Used by the ss-server front-end
  * and by ss-local's tunnel egress.
  */
@@ -9,6 +9,7 @@
 
 #include "proto/ss_aead.h"
 #include "relay/session-t.h"
+#include "stage/stage.h"
 
 struct listener_cfg;
 struct replay;
@@ -17,10 +18,14 @@ struct ss_dec_codec {
     struct ss_dec dec;
     struct replay *replay;      /* NULL: no replay check (client side) */
     int salt_checked;
+    /* Plaintext decrypted before the decoder became a stage (ss-server's
+     * first chunk, behind the address): its first output. Owned. */
+    uint8_t *early;
+    size_t early_off, early_len;
 };
 
-extern const struct codec_ops ss_enc_codec_ops;
-extern const struct codec_ops ss_dec_codec_ops;
+extern const struct stage_ops ss_enc_stage_ops;
+extern const struct stage_ops ss_dec_stage_ops;
 
 struct ss_enc_codec;
 
@@ -32,6 +37,16 @@ struct ss_enc_codec;
 struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay,
                                           const uint8_t *prefix, size_t prefix_len);
 struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct replay *replay);
+/* Frees a decoder that never became a stage. */
+void ss_codec_free_decoder(struct ss_dec_codec *c);
+/* Hands over `buf` (malloc'ed): bytes [off, off + len) are plaintext the
+ * decoder gives out before anything it decrypts from then on. */
+void ss_codec_give_early(struct ss_dec_codec *c, uint8_t *buf, size_t off, size_t len);
+
+/* Decrypts whole chunks from in into out (the front-end's handshake, and
+ * the stage). 0, or -1: the stream is corrupt or replayed. */
+int ss_codec_decrypt(struct ss_dec_codec *c, const uint8_t *in, size_t inlen, size_t *used,
+                     uint8_t *out, size_t outcap, size_t *made);
 
 /* Salt replay check for a decoder whose salt just became available:
  * 1 = replayed (refuse), 0 = fresh or not yet known. */
@@ -40,13 +55,14 @@ int ss_codec_replayed(struct ss_dec_codec *c);
 /* How long the address header waits for the client's first bytes. The
  * client talks to ss-local over loopback or a LAN: its first data follows
  * the SOCKS reply within a millisecond; only server-speaks-first protocols
- * (SMTP, FTP...) wait this long, once per connection. */
-#define SS_FIRST_DATA_WAIT_MS 10
+ * (SMTP, FTP...) wait this long, once per connection. The encoder asks to
+ * be woken then (next_wakeup) and sends the header alone. */
+#define SS_FIRST_DATA_WAIT_US 10000u
 
 /* ss-local: once the tunnel to the ss-server is up, encrypt the client's
  * bytes behind the target address header, and decrypt the server's answer.
- * Returns 0, or -1 (out of memory: nothing was installed, the session
- * should close). */
+ * Returns 0, or -1 (out of memory: the session should close; what was
+ * installed is freed with it). */
 int ss_tunnel_attach(struct session *s);
 
 #endif
