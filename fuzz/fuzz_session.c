@@ -499,7 +499,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (flags & F_SHUT_WR) shutdown(c.fd, SHUT_WR);
 
     /* Ferry answers, relays, ends; or waits for more than the client has. */
-    int quiet = 0, quiet_max = flags & F_PATIENT ? SS_FIRST_DATA_WAIT_MS + 1 : 1;
+    int quiet = 0, quiet_max = flags & F_PATIENT ? SS_FIRST_DATA_WAIT_US / 1000 + 1 : 1;
     t0 = clock_now_ms();
     while (!c.eof && quiet < quiet_max && clock_now_ms() - t0 < SETTLE_MAX_MS) {
         if (step() | client_read(&c)) {
