@@ -1,8 +1,8 @@
 /* test_rewrite.c - unit tests for rewrite rules: the spec parser
  * (stage/rewrite_spec.c) and the filter stage (stage/rewrite.c).
  *
- * The stage is checked against a naive reference (at each position try
- * the rules in order, else copy one byte) over every way of cutting the
+ * The stage is checked against a naive reference (rewrite_ref.h: at each
+ * position try the rules in order, else copy one byte) over every way of cutting the
  * input: at every byte position, one byte at a time, with the end of input
  * given with the last bytes or apart, and with outputs of 1 to 7 bytes.
  * The driver plays the pump's part (stage.h): unused input is offered
@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "stage/rewrite.h"
+#include "rewrite_ref.h"
 
 /* ---- helpers ---- */
 
@@ -55,46 +56,6 @@ static struct rewrite_set make_set(const char *first, ...)
 
 #define SET(...) make_set(__VA_ARGS__, (const char *)NULL)
 
-struct bytes {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void bytes_put(struct bytes *b, const uint8_t *p, size_t n)
-{
-    if (b->n + n > b->cap) {
-        b->cap = (b->n + n) * 2 + 64;
-        b->p = realloc(b->p, b->cap);
-        assert_non_null(b->p);
-    }
-    if (n) memcpy(b->p + b->n, p, n);
-    b->n += n;
-}
-
-/* The reference: leftmost, first rule wins a tie, no overlaps, max counted. */
-static struct bytes reference(const struct rewrite_set *set, int up, const uint8_t *in, size_t n)
-{
-    struct bytes out = { NULL, 0, 0 };
-    uint32_t count[REWRITE_MAX_RULES] = { 0 };
-    uint8_t bit = up ? REWRITE_UPSTREAM : REWRITE_DOWNSTREAM;
-    for (size_t i = 0; i < n;) {
-        size_t r;
-        for (r = 0; r < set->n; r++) {
-            const struct rewrite_rule *x = &set->rules[r];
-            if (!(x->dirs & bit) || (x->max && count[r] == x->max)) continue;
-            if (i + x->match_len <= n && memcmp(in + i, x->match, x->match_len) == 0) break;
-        }
-        if (r == set->n) {
-            bytes_put(&out, in + i++, 1);
-            continue;
-        }
-        bytes_put(&out, set->rules[r].repl, set->rules[r].repl_len);
-        i += set->rules[r].match_len;
-        count[r]++;
-    }
-    return out;
-}
-
 /* How the input reaches the stage: chunks ending at ends[0..nends) (the
  * last is the input's length), outcap bytes of room per call, and the end
  * of input with the last chunk or in a call of its own. */
@@ -105,7 +66,7 @@ struct feed {
     int eof_apart;
 };
 
-static int one_call(const struct stage_ops *ops, void *st, struct stage_io *io, struct bytes *out)
+static int one_call(const struct stage_ops *ops, void *st, struct stage_io *io, struct rw_ref_out *out)
 {
     uint8_t *buf = malloc(io->outcap);
     assert_non_null(buf);
@@ -115,20 +76,20 @@ static int one_call(const struct stage_ops *ops, void *st, struct stage_io *io, 
     assert_true(io->made <= io->outcap);
     /* Input left unused with room in the output would stall the chain. */
     if (io->made < io->outcap) assert_int_equal(io->used, io->inlen);
-    bytes_put(out, buf, io->made);
+    rw_ref_put(out, buf, io->made);
     free(buf);
     return io->out_eof;
 }
 
-static struct bytes drive(const struct rewrite_set *set, int up, const uint8_t *in, size_t n, const struct feed *f)
+static struct rw_ref_out drive(const struct rewrite_set *set, int up, const uint8_t *in, size_t n, const struct feed *f)
 {
     const struct stage_ops *ops;
     void *st;
-    struct bytes out = { NULL, 0, 0 };
+    struct rw_ref_out out = { NULL, 0, 0 };
     size_t pos = 0, ci = 0, idle = 0;
     assert_int_equal(rewrite_stage_new(set, up, &ops, &st), 0);
     if (!st) {                    /* no rule for this direction: no stage, bytes as they are */
-        bytes_put(&out, in, n);
+        rw_ref_put(&out, in, n);
         return out;
     }
     for (;;) {
@@ -152,7 +113,7 @@ static struct bytes drive(const struct rewrite_set *set, int up, const uint8_t *
     return out;
 }
 
-static void expect_same(const struct bytes *want, const struct bytes *got, const char *how, size_t a, size_t b)
+static void expect_same(const struct rw_ref_out *want, const struct rw_ref_out *got, const char *how, size_t a, size_t b)
 {
     if (want->n == got->n && (!want->n || memcmp(want->p, got->p, want->n) == 0)) return;
     fail_msg("%s (%zu, %zu): got %zu bytes '%.*s', want %zu bytes '%.*s'", how, a, b, got->n, (int)got->n,
@@ -162,14 +123,14 @@ static void expect_same(const struct bytes *want, const struct bytes *got, const
 /* Every way of feeding `in` gives the reference's output. */
 static void check_all_feeds(const struct rewrite_set *set, int up, const uint8_t *in, size_t n)
 {
-    struct bytes want = reference(set, up, in, n);
+    struct rw_ref_out want = rw_ref_rewrite(set, up, in, n);
     size_t *ends = malloc((n + 1) * sizeof(*ends));
     assert_non_null(ends);
     for (size_t split = 0; split <= n; split++)
         for (int apart = 0; apart < 2; apart++) {
             size_t two[2] = { split, n };
             struct feed f = { two, 2, 65536, apart };
-            struct bytes got = drive(set, up, in, n, &f);
+            struct rw_ref_out got = drive(set, up, in, n, &f);
             expect_same(&want, &got, "split at", split, (size_t)apart);
             free(got.p);
         }
@@ -180,7 +141,7 @@ static void check_all_feeds(const struct rewrite_set *set, int up, const uint8_t
             size_t whole[1] = { n };
             struct feed oneshot = { whole, 1, cap == 8 ? 65536 : cap, apart };
             if (!n) ends[0] = 0;
-            struct bytes a = drive(set, up, in, n, &bytewise), b = drive(set, up, in, n, &oneshot);
+            struct rw_ref_out a = drive(set, up, in, n, &bytewise), b = drive(set, up, in, n, &oneshot);
             expect_same(&want, &a, "byte at a time, outcap", cap, (size_t)apart);
             expect_same(&want, &b, "one chunk, outcap", cap, (size_t)apart);
             free(a.p);
@@ -192,8 +153,8 @@ static void check_all_feeds(const struct rewrite_set *set, int up, const uint8_t
 
 static void check_text(const struct rewrite_set *set, int up, const char *in, const char *want)
 {
-    struct bytes ref = reference(set, up, (const uint8_t *)in, strlen(in));
-    struct bytes w = { (uint8_t *)want, strlen(want), 0 };
+    struct rw_ref_out ref = rw_ref_rewrite(set, up, (const uint8_t *)in, strlen(in));
+    struct rw_ref_out w = { (uint8_t *)want, strlen(want), 0 };
     expect_same(&w, &ref, "reference", 0, 0);
     free(ref.p);
     check_all_feeds(set, up, (const uint8_t *)in, strlen(in));
