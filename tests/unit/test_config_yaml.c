@@ -693,14 +693,11 @@ static void test_dump_lists_every_option(void **state)
 
 /* rewrite: a list of --rewrite specs; a bad one is reported at its line
  * and column, with the column inside the spec. */
+#define RELAY_P "listeners:\n  - name: p\n    mode: relay\n    listen: 127.0.0.1:1080\n    upstream: 127.0.0.1:80\n"
+
 static void test_rewrite(void **state)
 {
-    struct ferry_cfg *c = ok(load(state,
-        "listeners:\n"
-        "  - name: p\n"
-        "    mode: relay\n"
-        "    listen: 127.0.0.1:1080\n"
-        "    upstream: 127.0.0.1:80\n"
+    struct ferry_cfg *c = ok(load(state, RELAY_P
         "    rewrite:\n"
         "      - 'upstream:Host\\: a:Host\\: b'\n"
         "      - 'downstream:hex:0d0a:'\n"));
@@ -708,12 +705,7 @@ static void test_rewrite(void **state)
     assert_int_equal(l->rewrite.n, 2);
     assert_memory_equal(l->rewrite.rules[0].match, "Host: a", 7);
     assert_int_equal(l->rewrite.rules[1].match_len, 2);
-    bad(load(state,
-        "listeners:\n"
-        "  - name: p\n"
-        "    mode: relay\n"
-        "    listen: 127.0.0.1:1080\n"
-        "    upstream: 127.0.0.1:80\n"
+    bad(load(state, RELAY_P
         "    rewrite:\n"
         "      - upstream:a:b\n"
         "      - 'both:hex:0:b'\n"),
