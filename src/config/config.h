@@ -14,6 +14,7 @@
 #include "policy/acl.h"
 #include "policy/limits.h"
 #include "stage/capfilter.h"
+#include "stage/rewrite.h"
 
 enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LOCAL = 8 };
 #define MODE_ALL (MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER | MODE_SS_LOCAL)
@@ -122,6 +123,7 @@ struct listener_cfg {
     struct hexlog *hexlog;           /* runtime: likewise */
     struct toxic_spec *toxics;       /* --toxic: the listener's initial toxics */
     size_t ntoxics;
+    struct rewrite_set rewrite;      /* --rewrite: search and replace rules, in order */
 };
 
 struct opt_def;

@@ -2,7 +2,7 @@
  *
  * One line per listener, key=value after the listen addresses, so an
  * operator sees at start what the configuration means (upstreams, who may
- * authenticate, filters, toxics) rather than what was typed. Names are
+ * authenticate, filters, toxics, rewrite rules counted by direction) rather than what was typed. Names are
  * sanitised (an API-made listener's hosts come from a client of the API);
  * passwords and keys are never read here, only counted or named by method.
  */
@@ -14,6 +14,7 @@
 
 #include "config/cli.h"
 #include "obs/log.h"
+#include "stage/rewrite.h"
 #include "stage/toxic.h"
 
 struct out {
@@ -132,6 +133,9 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
     if (cfg_socks_front(l)) put_auth(&o, l);
     put_filters(&o, l);
     put_toxics(&o, l);
+    if (l->rewrite.n)
+        put(&o, " rewrite=upstream:%zu,downstream:%zu", rewrite_set_count(&l->rewrite, 1),
+            rewrite_set_count(&l->rewrite, 0));
     if (l->maxconn) put(&o, " maxconn=%u", l->maxconn);
     if (l->capture_path[0]) put(&o, " capture=on");
     if (l->hexdump) put(&o, " hexdump=on");

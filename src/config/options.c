@@ -15,6 +15,7 @@
 #include "crypto/ss_cipher.h"
 #include "obs/log.h"
 #include "resolver/resolver.h"
+#include "stage/rewrite.h"
 #include "stage/toxic.h"
 
 #define G(field) offsetof(struct ferry_cfg, field)
@@ -557,6 +558,16 @@ static int parse_toxic(void *base, const char *val, char *err, size_t errlen)
     return 0;
 }
 
+/* --rewrite DIR:MATCH:REPLACEMENT[:max=N], repeatable: one scan, the
+ * earlier rule winning where two match at the same place (stage/rewrite.h). */
+static int parse_rewrite(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    struct rewrite_rule r;
+    if (rewrite_parse(v, &r, e, n) < 0) return -1;
+    return rewrite_set_add(&l->rewrite, &r, e, n);
+}
+
 static int parse_hours(void *b, const char *v, char *e, size_t n)
 {
     return timewin_parse(v, &((struct listener_cfg *)b)->hours, e, n);
@@ -714,6 +725,10 @@ const struct opt_def opt_table[] = {
     { "toxic", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_toxic,
       "TYPE[:key=value,...]", "inject a fault, as toxiproxy's toxics: latency, bandwidth, slow_close, timeout, "
       "reset_peer, slicer, limit_data, bitflip (repeatable; see docs/TOXICS.md)" },
+    { "rewrite", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_rewrite,
+      "DIR:MATCH:REPLACEMENT[:max=N]", "replace MATCH with REPLACEMENT in the relayed plaintext: DIR upstream "
+      "(client to server), downstream or both; text with \\n \\r \\t \\xHH \\: escapes, or hex:HEX; "
+      "at most N times per session and direction (repeatable, in order; see docs/FILTERS.md)" },
     { "global-maxconn", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(global_maxconn), 0, 10000000, "0", NULL,
       "N", "at most N sessions in the whole process (0 = no limit)" },
     { "threads", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(threads), 0, 256, "0", NULL,
@@ -954,6 +969,7 @@ void cfg_free(struct ferry_cfg *c)
         acl_free(&l->client_acl);
         acl_free(&l->dest_acl);
         free(l->toxics);
+        rewrite_set_free(&l->rewrite);
     }
     free(c->listeners);
     c->listeners = NULL;

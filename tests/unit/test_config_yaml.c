@@ -691,6 +691,27 @@ static void test_dump_lists_every_option(void **state)
     free(buf);
 }
 
+/* rewrite: a list of --rewrite specs; a bad one is reported at its line
+ * and column, with the column inside the spec. */
+#define RELAY_P "listeners:\n  - name: p\n    mode: relay\n    listen: 127.0.0.1:1080\n    upstream: 127.0.0.1:80\n"
+
+static void test_rewrite(void **state)
+{
+    struct ferry_cfg *c = ok(load(state, RELAY_P
+        "    rewrite:\n"
+        "      - 'upstream:Host\\: a:Host\\: b'\n"
+        "      - 'downstream:hex:0d0a:'\n"));
+    const struct listener_cfg *l = &c->listeners[0];
+    assert_int_equal(l->rewrite.n, 2);
+    assert_memory_equal(l->rewrite.rules[0].match, "Host: a", 7);
+    assert_int_equal(l->rewrite.rules[1].match_len, 2);
+    bad(load(state, RELAY_P
+        "    rewrite:\n"
+        "      - upstream:a:b\n"
+        "      - 'both:hex:0:b'\n"),
+        "t.yaml:8:9: ", "rewrite: column 10: match: odd number of hex digits");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -698,6 +719,7 @@ int main(void)
         T(test_defaults),
         T(test_global_defaults),
         T(test_repeatable),
+        T(test_rewrite),
         T(test_shared_groups),
         T(test_balancer_keys_applied),
         T(test_inline_server_mapping),

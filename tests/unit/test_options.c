@@ -743,11 +743,29 @@ static void test_shadowsocks_options(void **state)
     assert_memory_equal(l->ss_key, "\x0c\xc1\x75\xb9\xc0\xf1\xb6\xa8\x31\xc3\x99\xe2\x69\x77\x26\x61", 16);
 }
 
+/* --rewrite: repeatable, kept in order, on every mode; a bad spec names
+ * the flag and the column. */
+static void test_rewrite(void **state)
+{
+    struct listener_cfg *l = ok(parse(state, "relay", "-l", ":1", "-u", "a:1", "--rewrite", "upstream:a\\:b:c",
+                                      "--rewrite=downstream:hex:00ff::max=3", NULL));
+    assert_int_equal(l->rewrite.n, 2);
+    assert_memory_equal(l->rewrite.rules[0].match, "a:b", 3);
+    assert_int_equal(l->rewrite.rules[1].dirs, REWRITE_DOWNSTREAM);
+    assert_int_equal(l->rewrite.rules[1].repl_len, 0);
+    assert_int_equal(l->rewrite.rules[1].max, 3);
+    l = ok(parse(state, "--rewrite", "both:x:y", NULL));     /* socks */
+    assert_int_equal(l->rewrite.n, 1);
+    bad(parse(state, "--rewrite", "upstream::x", NULL), "--rewrite: column 10:", "empty");
+    bad(parse(state, "--rewrite", "sideways:x:y", NULL), "--rewrite: column 1:", "upstream, downstream or both");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_duration),
+        T(test_rewrite),
         T(test_duration_bad),
         T(test_defaults_socks),
         T(test_explicit_socks_subcommand),
