@@ -22,6 +22,7 @@
 #include "relay/connect.h"
 #include "relay/endpoint.h"
 #include "relay/pipe.h"
+#include "relay/sess_filters.h"
 #include "relay/sess_toxics.h"
 #include "relay/ss_codec.h"
 #include "stage/tap.h"
@@ -598,7 +599,8 @@ void sess_relay_start(struct session *s, int fd)
     /* The chains: each stage goes in at its role's place, and what the
      * client already sent (early data) is the input of whatever comes
      * first, so toxics see it as plaintext ahead of ss-local's encoder. */
-    if (sess_toxics_attach(s) < 0 || (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0)) {
+    if (sess_filters_attach(s) < 0 || sess_toxics_attach(s) < 0 ||
+        (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0)) {
         sess_close(s, END_LOCAL_ERROR);
         return;
     }

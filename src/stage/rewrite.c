@@ -2,9 +2,9 @@
  * for all its rules. See rewrite.h for the semantics.
  *
  * What the stage has not decided yet sits in `hold`: bytes that may still
- * be the start of a match whose end has not arrived. A position p is
- * decided once p + longest active match <= bytes seen (or the input has
- * ended), so hold never exceeds the longest match - 1 bytes. Each call
+ * be the start of a match whose end has not arrived (a tail that is a
+ * prefix of an active rule's match), so hold never exceeds the longest
+ * match - 1 bytes, and is empty when the tail cannot become a match. Each call
  * scans the logical stream hold ++ input without joining the two: a match
  * that starts in hold is looked for in `seam`, a copy of hold and the first
  * bytes of input (less than two matches long); later ones in the input
@@ -142,21 +142,54 @@ static int replace(struct rw_call *c, size_t r)
     return drain_carry(st, c->io);
 }
 
-/* Runs the scan until the output is full or nothing more is decided. */
+static uint8_t stream_byte(const struct rw_call *c, size_t p)
+{
+    return p < c->h0 ? c->st->hold[p] : c->io->in[p - c->h0];
+}
+
+/* Whether the bytes from q to the end are the start of an active rule's
+ * match that has not arrived whole. */
+static int may_grow_into_match(const struct rw_call *c, size_t q)
+{
+    size_t len = c->total - q;
+    for (size_t r = 0; r < c->st->n; r++) {
+        const struct rewrite_rule *rule = c->st->rules[r];
+        if (!rule_active(c->st, r) || rule->match_len <= len) continue;
+        size_t i = 0;
+        while (i < len && stream_byte(c, q + i) == rule->match[i]) i++;
+        if (i == len) return 1;
+    }
+    return 0;
+}
+
+/* The first position whose fate waits for more input (c->total: none).
+ * Only a tail that could still become a match is held back, not always
+ * the longest match - 1 bytes: a request/response protocol whose request
+ * ends in a few plain bytes would otherwise wait forever for its answer. */
+static size_t undecided_from(const struct rw_call *c)
+{
+    size_t q = c->total > c->st->maxlen - 1 ? c->total - (c->st->maxlen - 1) : 0;
+    for (q = q > c->pos ? q : c->pos; q < c->total; q++)
+        if (may_grow_into_match(c, q)) return q;
+    return c->total;
+}
+
+/* Runs the scan until the output is full or nothing more is decided. A
+ * whole match is decided once no match that would win over it (one
+ * starting earlier, or an earlier rule at the same place) may still be
+ * arriving. */
 static void scan(struct rw_call *c)
 {
-    struct rw_state *st = c->st;
     int eof = c->io->in_eof;
     for (;;) {
         size_t r = 0, p = leftmost(c, &r);
-        if (p != RW_NONE && (eof || p + st->maxlen <= c->total)) {
+        size_t undecided = eof ? c->total : undecided_from(c);
+        if (p != RW_NONE && (eof || undecided > p)) {
             if (!emit(c, p) || !replace(c, r)) return;
             continue;
         }
-        /* No decided match: every position before `safe` is plain bytes. */
-        size_t safe = c->total;
-        if (!eof) safe = c->total > st->maxlen - 1 ? c->total - (st->maxlen - 1) : 0;
-        emit(c, safe > c->pos ? safe : c->pos);
+        /* No decided match: every position before `undecided` is plain bytes. */
+        emit(c, undecided > c->pos ? undecided : c->pos);
         return;
     }
 }

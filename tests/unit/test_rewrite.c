@@ -432,6 +432,33 @@ static void test_eof(void **unused)
     rewrite_set_free(&set);
 }
 
+/* Without EOF, only a tail that could still become a match waits: a
+ * request that ends in plain bytes goes out whole, or a request/response
+ * protocol would wait forever for its answer. */
+static void test_holds_only_a_possible_match(void **unused)
+{
+    struct rewrite_set set = SET("upstream:Host\\: a:Host\\: b", "upstream:zz:y");
+    const struct stage_ops *ops;
+    void *st;
+    uint8_t out[64];
+    assert_int_equal(rewrite_stage_new(&set, 1, &ops, &st), 0);
+    const char *req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    struct stage_io io = { .in = (const uint8_t *)req, .inlen = strlen(req), .out = out, .outcap = sizeof out };
+    ops->process(st, &io);
+    assert_int_equal(io.used, strlen(req));
+    assert_int_equal(io.made, strlen(req));
+    assert_memory_equal(out, "GET / HTTP/1.1\r\nHost: b\r\n\r\n", io.made);
+    io = (struct stage_io){ .in = (const uint8_t *)"xHost", .inlen = 5, .out = out, .outcap = sizeof out };
+    ops->process(st, &io);
+    assert_int_equal(io.made, 1);      /* "Host" may become "Host: a" */
+    io = (struct stage_io){ .in = (const uint8_t *)"z", .inlen = 1, .out = out, .outcap = sizeof out };
+    ops->process(st, &io);
+    assert_int_equal(io.made, 4);      /* "Hostz" cannot: "Host" goes, "z" may become "zz" */
+    assert_memory_equal(out, "Host", 4);
+    ops->free(st);
+    rewrite_set_free(&set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_eof),
+        cmocka_unit_test(test_holds_only_a_possible_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
