@@ -119,13 +119,14 @@ static int sb_print(lua_State *L)
 static int sb_load(lua_State *L)
 {
     int n = lua_gettop(L);
+    lua_settop(L, 4);                      /* so what is pushed next starts at 5 */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     lua_pushliteral(L, "t");
     if (n >= 4) lua_pushvalue(L, 4);       /* an explicit env, even nil */
     lua_call(L, n >= 4 ? 4 : 3, LUA_MULTRET);
-    return lua_gettop(L) - n;
+    return lua_gettop(L) - 4;
 }
 
 /* No __gc: a finalizer runs whenever the collector does, outside any

@@ -208,7 +208,8 @@ static enum stage_status lf_process(void *state, struct stage_io *io)
     if (ls->reset) return STAGE_RESET;
     if (held_back(d, io->now_us)) return STAGE_OK;
     flush(d, io);
-    if (!lua_buf_len(&d->pend) && !ls->closing && !d->ended) {
+    /* Input only into room: what a hook makes then goes straight out. */
+    if (!lua_buf_len(&d->pend) && !ls->closing && !d->ended && io->made < io->outcap) {
         if (take_input(d, io) < 0) {
             io->made = 0;
             return STAGE_ERROR;
