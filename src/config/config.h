@@ -122,6 +122,7 @@ struct listener_cfg {
     struct hexlog *hexlog;           /* runtime: likewise */
     struct toxic_spec *toxics;       /* --toxic: the listener's initial toxics */
     size_t ntoxics;
+    char filter_path[256];           /* --filter FILE.lua (stage/lua_filter.h); "" = none */
 };
 
 struct opt_def;
