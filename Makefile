@@ -202,7 +202,8 @@ analyze:
 
 # proto/, buf/, crypto/, policy/, the balancer algorithms and the sans-I/O
 # stage modules are pure: no sockets, no loop.
-PURE_STAGE := $(foreach m,pcap_tcp capfilter hexdump toxq toxic,src/stage/$(m).c src/stage/$(m).h)
+PURE_STAGE := $(foreach m,pcap_tcp capfilter hexdump toxq toxic,src/stage/$(m).c src/stage/$(m).h) \
+              $(wildcard src/stage/lua_*.[ch])
 SHELL_SCRIPTS := .ci/run scripts/install-deps bench/compare.sh bench/profile.sh bench/peers.sh \
                  tests/unit/vectors/ss_libev_interop.sh contrib/ferry.bash
 lint:
