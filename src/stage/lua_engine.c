@@ -65,13 +65,26 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
+/* Lua shortens a long file name in messages to "...TAIL" (LUA_IDSIZE):
+ * the operator gets the path as given instead. */
+static void message_text(const struct lua_engine *e, const char *msg, char *err, size_t errlen)
+{
+    const char *colon = strchr(msg, ':');
+    size_t tail = colon ? (size_t)(colon - msg) - 3 : 0, plen = strlen(e->path);
+    if (colon && strncmp(msg, "...", 3) == 0 && colon - msg > 3 && tail <= plen &&
+        strncmp(e->path + plen - tail, msg + 3, tail) == 0)
+        snprintf(err, errlen, "%s%s", e->path, colon);
+    else
+        snprintf(err, errlen, "%s", msg);
+}
+
 static void error_text(struct lua_engine *e, int rc, char *err, size_t errlen)
 {
     lua_State *L = e->L;
     if (rc == LUA_ERRMEM)
         snprintf(err, errlen, "%s: not enough memory (the filter's cap is %zu KiB)", e->path, e->mem_cap >> 10);
     else if (lua_type(L, -1) == LUA_TSTRING)
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        message_text(e, lua_tostring(L, -1), err, errlen);
     else
         snprintf(err, errlen, "%s: error object is a %s value", e->path, luaL_typename(L, -1));
 }
