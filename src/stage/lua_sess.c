@@ -36,7 +36,7 @@ static void text_sanitize(char *dst, size_t dstlen, const char *src, size_t len)
     for (size_t i = 0; i < n; i++) raw[i] = src[i] ? src[i] : '?';
     raw[n] = '\0';
     log_sanitize(dst, dstlen, raw);
-    for (size_t i = 0; dst[i]; i++)
+    for (size_t i = 0; i < n && dst[i]; i++)
         if (raw[i] == ' ') dst[i] = ' ';
 }
 
