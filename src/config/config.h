@@ -124,6 +124,7 @@ struct listener_cfg {
     struct toxic_spec *toxics;       /* --toxic: the listener's initial toxics */
     size_t ntoxics;
     struct rewrite_set rewrite;      /* --rewrite: search and replace rules, in order */
+    char filter_path[256];           /* --filter FILE.lua (stage/lua_filter.h); "" = none */
 };
 
 struct opt_def;

@@ -16,6 +16,7 @@
 #include "obs/log.h"
 #include "resolver/resolver.h"
 #include "stage/rewrite.h"
+#include "stage/lua_filter.h"
 #include "stage/toxic.h"
 
 #define G(field) offsetof(struct ferry_cfg, field)
@@ -525,6 +526,22 @@ static int parse_capture_filter(void *b, const char *v, char *e, size_t n)
     return capfilter_parse(&((struct listener_cfg *)b)->capture_filter, v, e, n);
 }
 
+/* The script is loaded and run once here, in a sandbox of its own, so a
+ * syntax error stops ferry (and `ferry check`) with FILE:LINE: message
+ * instead of failing every session. */
+static int parse_filter(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    if (l->filter_path[0]) {
+        snprintf(e, n, "one filter per listener (already %.200s)", l->filter_path);
+        return -1;
+    }
+    if (parse_file_name(l->filter_path, sizeof(l->filter_path), v, e, n) < 0) return -1;
+    if (lua_filter_check(l->filter_path, e, n) == 0) return 0;
+    l->filter_path[0] = '\0';
+    return -1;
+}
+
 /* A file for the dump implies --hexdump. */
 static int parse_hexdump_file(void *b, const char *v, char *e, size_t n)
 {
@@ -729,6 +746,8 @@ const struct opt_def opt_table[] = {
       "DIR:MATCH:REPLACEMENT[:max=N]", "replace MATCH with REPLACEMENT in the relayed plaintext: DIR upstream "
       "(client to server), downstream or both; text with \\n \\r \\t \\xHH \\: escapes, or hex:HEX; "
       "at most N times per session and direction (repeatable, in order; see docs/FILTERS.md)" },
+    { "filter", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_filter,
+      "FILE.lua", "run every session's bytes through this Lua 5.4 script's hooks (sandboxed; see docs/FILTERS.md)" },
     { "global-maxconn", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(global_maxconn), 0, 10000000, "0", NULL,
       "N", "at most N sessions in the whole process (0 = no limit)" },
     { "threads", 0, OPT_UINT, SCOPE_GLOBAL, MODE_ALL, G(threads), 0, 256, "0", NULL,
