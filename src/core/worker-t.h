@@ -50,6 +50,8 @@ struct listener_shared {
 };
 
 /* A configured listener as seen by one worker. */
+struct lua_engine;
+
 struct wlistener {
     struct worker *w;
     const struct listener_cfg *cfg;
@@ -62,6 +64,7 @@ struct wlistener {
     unsigned hc_seen[CFG_MAX_UPSTREAMS];   /* health generations applied to lb */
     struct health_checker *hc;       /* worker 0 only */
     struct ss_pool *pool;            /* ss-local --pool */
+    struct lua_engine *lua;          /* --filter: this worker's Lua state */
     /* Clients waiting for a server slot (every server at maxconn), FIFO. */
     struct session *qhead, *qtail;
     unsigned qlen;

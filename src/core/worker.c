@@ -13,6 +13,7 @@
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"
+#include "relay/sess_filters.h"
 #include "relay/session.h"
 #include "relay/ss_pool.h"
 #include "resolver/resolver.h"
@@ -216,7 +217,7 @@ int worker_listener_setup(struct worker *w, struct wlistener *wl, const struct l
     loop_timer_init(&wl->queue_timer, connect_queue_run, wl);
     if (lc->mode == MODE_RELAY && worker_listener_rebalance(wl, err, errlen) < 0) return -1;
     wl->pool = ss_pool_new(wl);
-    return 0;
+    return sess_filters_listener_start(wl, err, errlen);
 }
 
 int worker_listener_add_socket(struct wlistener *wl, int fd)
@@ -248,6 +249,7 @@ void worker_listener_release(struct wlistener *wl)
     loop_timer_cancel(wl->w->loop, &wl->queue_timer);
     if (wl->resolver) resolver_free(wl->resolver);
     wl->resolver = NULL;
+    sess_filters_listener_stop(wl);
 }
 
 /* The listening sockets bind_listeners() made: for listener i, address j

@@ -38,6 +38,9 @@ struct front_ops {
     void (*on_failed)(struct session *s, enum sess_fail why);
     /* Extra "key=value ..." for the session log line (no secrets). */
     void (*log_fields)(const struct session *s, char *out, size_t outlen);
+    /* Optional: the user the client authenticated as, or NULL (filters'
+     * s.user). */
+    const char *(*user)(const struct session *s);
     void (*free)(struct session *s);
     /* 1: a client is judged only by what it sends (Shadowsocks), so every
      * ending before authentication must look alike to a prober: at the

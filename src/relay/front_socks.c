@@ -271,6 +271,11 @@ static void socks_log_fields(const struct session *s, char *out, size_t outlen)
     snprintf(out, outlen, "proto=%s user=%s socks4_userid=%s dest=%s", proto, user, userid, dest);
 }
 
+static const char *socks_user(const struct session *s)
+{
+    return st(s) ? st(s)->user : NULL;
+}
+
 const struct front_ops front_socks = {
     .name = "socks",
     .init = socks_init,
@@ -279,5 +284,6 @@ const struct front_ops front_socks = {
     .needs_bound = 1,          /* BND.ADDR / DSTIP of the reply */
     .on_failed = socks_on_failed,
     .log_fields = socks_log_fields,
+    .user = socks_user,
     .free = socks_free,
 };

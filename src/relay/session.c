@@ -599,9 +599,9 @@ void sess_relay_start(struct session *s, int fd)
     /* The chains: each stage goes in at its role's place, and what the
      * client already sent (early data) is the input of whatever comes
      * first, so toxics see it as plaintext ahead of ss-local's encoder. */
-    if (sess_filters_attach(s) < 0 || sess_toxics_attach(s) < 0 ||
-        (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0)) {
-        sess_close(s, END_LOCAL_ERROR);
+    int f = sess_filters_attach(s);
+    if (f < 0 || sess_toxics_attach(s) < 0 || (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0)) {
+        sess_close(s, f == -2 ? END_FILTER_ERROR : END_LOCAL_ERROR);
         return;
     }
     s->last_ms = loop_now(w->loop);
