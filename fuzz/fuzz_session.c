@@ -51,7 +51,7 @@
 
 #include "config/cli.h"
 #include "core/loop.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "net/sock.h"

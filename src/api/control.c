@@ -8,7 +8,7 @@
 
 #include "config/cli.h"
 #include "config/options.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 

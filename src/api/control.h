@@ -2,13 +2,13 @@
  *
  * Every configured listener is a proxy named by its listener name; POST
  * /proxies adds relay listeners at run time. Changes reach the workers
- * through core/runtime.c. Used from one thread only (the API's).
+ * through server/runtime.c. Used from one thread only (the API's).
  */
 #ifndef FERRY_API_CONTROL_H
 #define FERRY_API_CONTROL_H
 
 #include "api/router.h"
-#include "core/runtime.h"
+#include "server/runtime.h"
 
 struct api_ctl;
 

@@ -2,7 +2,7 @@
 #include "core/wcmd.h"
 
 #include "core/loop.h"
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 
 /* What the poster waits on: one per wcmd_run_all() call, on its stack. */
 struct wcmd_wait {

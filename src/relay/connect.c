@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "policy/acl.h"

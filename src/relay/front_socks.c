@@ -12,7 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "obs/log.h"
 #include "proto/socks4.h"
 #include "proto/socks5.h"

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "crypto/replay.h"
 #include "obs/log.h"
 #include "proto/socks5.h"

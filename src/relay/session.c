@@ -16,7 +16,7 @@
 
 #include <openssl/rand.h>
 
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "relay/front.h"
 #include "relay/session-t.h"
 

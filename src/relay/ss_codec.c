@@ -7,7 +7,7 @@
 #include <openssl/rand.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
 #include "relay/front.h"

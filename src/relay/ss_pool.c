@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "resolver/resolver.h"

@@ -10,7 +10,7 @@
 #ifndef FERRY_SS_POOL_H
 #define FERRY_SS_POOL_H
 
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "net/addr.h"
 
 struct ss_pool;

@@ -1,5 +1,5 @@
 /* admit.c - see admit.h. */
-#include "core/admit.h"
+#include "server/admit.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* worker.c - see worker.h. */
-#include "core/worker.h"
+#include "server/worker.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/admit.h"
+#include "server/admit.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"

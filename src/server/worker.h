@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 
 /* Binds every listen address once per worker (SO_REUSEPORT; a port 0 is
  * replaced in cfg by the port picked), then creates the workers. Returns
@@ -26,7 +26,7 @@ unsigned workers_running(void);
 void workers_join_and_free(struct worker *ws, unsigned n);
 
 /* Listener building blocks, for workers_create() and for listeners added
- * or removed at run time (core/runtime.c), on the worker's own thread.
+ * or removed at run time (server/runtime.c), on the worker's own thread.
  * setup: balancer and per-thread state, no sockets; 0 or -1 with err.
  * rebalance: the balancer again, from wl->cfg's servers (relay only).
  * add_socket: takes a bound, listening, non-blocking fd (0, or -1 with

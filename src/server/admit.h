@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "net/addr.h"
 
 int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg, char *err, size_t errlen);

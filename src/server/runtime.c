@@ -1,5 +1,5 @@
 /* runtime.c - see runtime.h. Every *_cmd function runs on a worker's thread. */
-#include "core/runtime.h"
+#include "server/runtime.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "core/wcmd.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/session.h"

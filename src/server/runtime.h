@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "net/addr.h"
 
 struct rt {
