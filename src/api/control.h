@@ -14,7 +14,7 @@ struct api_ctl;
 
 /* NULL when out of memory. ws[0..n) must be created (not necessarily
  * running yet). */
-struct api_ctl *api_ctl_new(struct worker *ws, unsigned n, const struct ferry_cfg *cfg);
+struct api_ctl *api_ctl_new(struct server_worker *ws, unsigned n, const struct ferry_cfg *cfg);
 /* The router's view of it. */
 void api_ctl_backend(struct api_ctl *c, struct api_backend *b);
 /* After the workers are freed: configs and shared state it made. */

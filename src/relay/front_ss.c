@@ -11,11 +11,11 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "server/worker-t.h"
 #include "crypto/replay.h"
 #include "obs/log.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 #include "relay/ss_codec.h"
 

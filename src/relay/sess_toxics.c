@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "server/worker.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 
 uint64_t toxics_now_us(void)

@@ -14,7 +14,7 @@
 #include "core/loop.h"
 #include "net/addr.h"
 
-struct wlistener;
+struct relay_listener;
 struct front_ops;
 struct resolver_query;
 struct resolved;
@@ -128,7 +128,7 @@ struct sess_target {
 struct session {
     struct session *prev, *next;
     struct session *qprev, *qnext;    /* listener's wait queue */
-    struct wlistener *wl;
+    struct relay_listener *wl;
     uint64_t id;
 
     struct loop_io cio, uio;          /* client, upstream */

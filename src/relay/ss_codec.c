@@ -7,10 +7,10 @@
 #include <openssl/rand.h>
 
 #include "config/config.h"
-#include "server/worker-t.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 
 /* The encoder, and what it must send before its first input. */

@@ -30,6 +30,6 @@ void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, con
  * snapshot: other threads accept and close meanwhile). */
 unsigned admit_sessions_open(void);
 /* Closes refused clients still held for their answer (worker shutdown). */
-void admit_close_all(struct worker *w);
+void admit_close_all(struct server_worker *w);
 
 #endif
