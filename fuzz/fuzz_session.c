@@ -355,7 +355,7 @@ static int step(void)
 {
     int progress = 0;
     for (int i = 0; i < NPROXIES; i++) {
-        int n = loop_run_once(proxies[i].w->loop, 0);
+        int n = loop_run_once(proxies[i].w->rw.loop, 0);
         CHECK(n >= 0);
         progress |= n > 0;
     }
@@ -367,7 +367,7 @@ static int step(void)
 static unsigned sessions_open(void)
 {
     unsigned n = 0;
-    for (int i = 0; i < NPROXIES; i++) n += proxies[i].w->nsessions;
+    for (int i = 0; i < NPROXIES; i++) n += proxies[i].w->rw.nsessions;
     return n;
 }
 
@@ -531,7 +531,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned left = sessions_open();
     for (int i = 0; i < NPROXIES; i++) {
         worker_close_sessions(proxies[i].w);
-        CHECK(loop_run_once(proxies[i].w->loop, 0) >= 0);   /* the deferred frees */
+        CHECK(loop_run_once(proxies[i].w->rw.loop, 0) >= 0);   /* the deferred frees */
     }
     sink_close_all();
     (void)dns_service();
