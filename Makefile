@@ -39,6 +39,7 @@ endif
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path src/main.c | sort)
 ALL_SRCS  := $(LIB_SRCS) src/main.c
+ALL_HDRS  := $(shell find src -name '*.h' | sort)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -204,10 +205,12 @@ analyze:
 	  || { grep -v 'warnings\? generated\.$$' $(BUILD)/clang-tidy.log; echo "clang-tidy: findings above"; exit 1; }
 
 # proto/, buf/, crypto/, policy/, the balancer algorithms and the sans-I/O
-# stage modules are pure: no sockets, no loop.
+# stage modules are pure: no sockets, no loop. Layers: core/ names nothing
+# above it; nothing below the server includes it; the server includes only
+# relay's accept hook (relay/handler.h). config/ has no include cycle.
 PURE_STAGE := $(foreach m,pcap_tcp capfilter hexdump toxq toxic rewrite,src/stage/$(m).c src/stage/$(m).h) src/stage/rewrite_spec.c \
               $(wildcard src/stage/lua_*.[ch])
-SHELL_SCRIPTS := .ci/run scripts/install-deps bench/compare.sh bench/profile.sh bench/peers.sh \
+SHELL_SCRIPTS := .ci/run scripts/install-deps scripts/check-include-cycles bench/compare.sh bench/profile.sh bench/peers.sh \
                  tests/unit/vectors/ss_libev_interop.sh contrib/ferry.bash
 lint:
 	shellcheck -S warning $(SHELL_SCRIPTS)
@@ -215,6 +218,13 @@ lint:
 	    src/proto/*.[ch] src/buf/*.[ch] src/crypto/*.[ch] src/policy/*.[ch] src/upstream/balancer.[ch] \
 	    $(PURE_STAGE) 2>/dev/null \
 	  || (echo "lint: pure module includes I/O headers" && false)
+	@! grep -nE '#include "(relay|upstream|resolver|server)/' src/core/*.[ch] \
+	  || (echo "lint: core/ includes a layer above it" && false)
+	@! grep -nE '#include "server/' $(filter-out src/server/% src/api/% src/main.c,$(ALL_SRCS) $(ALL_HDRS)) \
+	  || (echo "lint: only main.c and api/ may include server/ (relay is below it)" && false)
+	@! grep -nE '#include "relay/' src/server/*.[ch] | grep -v '"relay/handler.h"' \
+	  || (echo "lint: server/ reaches relay only through relay/handler.h" && false)
+	scripts/check-include-cycles src/config
 
 clean:
 	rm -rf build build-asan build-fuzz build-clang ferry

@@ -112,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf[n] = '\0';
     argc = split_args(buf, n, argv);
     for (int i = 1; i < argc; i++)
-        if (cfg_config_flag(argv[i])) {      /* ss-server -c FILE reads a path, like users-file */
+        if (cli_config_flag(argv[i])) {      /* ss-server -c FILE reads a path, like users-file */
             free(buf);
             return 0;
         }

@@ -35,7 +35,7 @@ static void check_line(void *arg, int is_error, const char *line)
 
 static void check_listener(const struct ferry_cfg *cfg, const struct listener_cfg *l)
 {
-    CHECK(l->name[0] != '\0' && cli_mode_name(l->mode) != NULL);
+    CHECK(l->name[0] != '\0' && opt_mode_name(l->mode) != NULL);
     CHECK(l->nlisten >= 1 && l->nlisten <= CFG_MAX_LISTEN);
     CHECK(l->nupstreams <= CFG_MAX_UPSTREAMS);
     CHECK(l->mode != MODE_RELAY || l->nupstreams >= 1);

@@ -28,7 +28,7 @@
  * as soon as it takes more). Then the client may shut down its write side,
  * reads (and drops) what comes back until EOF or until nothing moves, and
  * closes. The harness runs the loops until every session has ended (bounded:
- * what is left is closed with sess_close_all(), the drain path).
+ * what is left is closed with worker_close_sessions(), the drain path).
  *
  * Invariants (abort() on violation) after every input: no session left,
  * no admission count held, every pool buffer and kernel pipe given back.
@@ -51,7 +51,7 @@
 
 #include "config/cli.h"
 #include "core/loop.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "net/sock.h"
@@ -96,7 +96,7 @@ static const struct {
 
 struct proxy {
     struct ferry_cfg cfg;
-    struct worker *w;              /* one, never started */
+    struct server_worker *w;              /* one, never started */
     struct net_addr addr;
 };
 
@@ -355,7 +355,7 @@ static int step(void)
 {
     int progress = 0;
     for (int i = 0; i < NPROXIES; i++) {
-        int n = loop_run_once(proxies[i].w->loop, 0);
+        int n = loop_run_once(proxies[i].w->rw.loop, 0);
         CHECK(n >= 0);
         progress |= n > 0;
     }
@@ -367,7 +367,7 @@ static int step(void)
 static unsigned sessions_open(void)
 {
     unsigned n = 0;
-    for (int i = 0; i < NPROXIES; i++) n += proxies[i].w->nsessions;
+    for (int i = 0; i < NPROXIES; i++) n += proxies[i].w->rw.nsessions;
     return n;
 }
 
@@ -382,11 +382,11 @@ static void idle_wait(void)
 static void check_quiet(void)
 {
     for (int i = 0; i < NPROXIES; i++) {
-        struct worker *w = proxies[i].w;
-        CHECK(w->nsessions == 0 && w->sessions == NULL);
+        struct server_worker *w = proxies[i].w;
+        CHECK(w->rw.nsessions == 0 && w->rw.sessions == NULL);
         CHECK(__atomic_load_n(&w->shared[0].sessions, __ATOMIC_RELAXED) == 0);
-        CHECK(w->bufs.in_use == 0);
-        CHECK(w->pipes.in_use == 0);
+        CHECK(w->rw.bufs.in_use == 0);
+        CHECK(w->rw.pipes.in_use == 0);
     }
 }
 
@@ -530,8 +530,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * the client's close did not reach) ends as a drain would end it. */
     unsigned left = sessions_open();
     for (int i = 0; i < NPROXIES; i++) {
-        sess_close_all(proxies[i].w, END_DRAIN);
-        CHECK(loop_run_once(proxies[i].w->loop, 0) >= 0);   /* the deferred frees */
+        worker_close_sessions(proxies[i].w);
+        CHECK(loop_run_once(proxies[i].w->rw.loop, 0) >= 0);   /* the deferred frees */
     }
     sink_close_all();
     (void)dns_service();

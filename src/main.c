@@ -12,10 +12,10 @@
 #include "config/check.h"
 #include "config/cli.h"
 #include "config/describe.h"
-#include "core/admit.h"
+#include "server/admit.h"
 #include "core/notify.h"
 #include "core/privdrop.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "crypto/replay.h"
 #include "net/sock.h"
 #include "obs/log.h"
@@ -174,7 +174,7 @@ static void log_ignored_signal(int sig)
 
 /* First SIGTERM/SIGINT drains; a second one, or SIGQUIT, stops at once;
  * SIGUSR1 reopens --log-file. */
-static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *lf, struct worker *ws, unsigned n,
+static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *lf, struct server_worker *ws, unsigned n,
                              struct shutdown *sd)
 {
     sigset_t set;
@@ -212,7 +212,7 @@ static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *
 
 /* The last line: how the drain went. Workers have stopped (their counts
  * are final). */
-static void announce_stop(const struct shutdown *sd, const struct worker *ws, unsigned n)
+static void announce_stop(const struct shutdown *sd, const struct server_worker *ws, unsigned n)
 {
     unsigned closed = 0;
     if (!log_enabled(LOG_ERROR)) return;
@@ -227,7 +227,7 @@ static void announce_stop(const struct shutdown *sd, const struct worker *ws, un
 }
 
 /* api_fd: the API's listening socket, bound before root was dropped. */
-static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, struct worker *ws, unsigned n,
+static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, struct server_worker *ws, unsigned n,
                                     struct api_ctl **ctl, struct api_backend *b)
 {
     char err[512], a[NET_ADDR_STRLEN];
@@ -273,7 +273,7 @@ static int run(struct ferry_cfg *cfg)
         start_failed(&lf, err);
         return 1;
     }
-    struct worker *ws = workers_create(cfg, n, err, sizeof(err));
+    struct server_worker *ws = workers_create(cfg, n, err, sizeof(err));
     if (!ws) {
         start_failed(&lf, err);
         tap_global_stop(cfg);

@@ -8,7 +8,7 @@
 
 #include "config/cli.h"
 #include "config/options.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 
@@ -67,7 +67,7 @@ static void proxy_free(struct ctl_proxy *p)
     free(p);
 }
 
-struct api_ctl *api_ctl_new(struct worker *ws, unsigned n, const struct ferry_cfg *cfg)
+struct api_ctl *api_ctl_new(struct server_worker *ws, unsigned n, const struct ferry_cfg *cfg)
 {
     struct api_ctl *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
@@ -204,7 +204,7 @@ static int op_get(void *ctx, size_t i, struct api_proxy *out)
         host_port_format(hp->host, hp->port, out->upstream, sizeof(out->upstream));
     }
     out->enabled = p->enabled;
-    out->toxics = &p->sh->toxics;
+    out->toxics = &p->sh->relay.toxics;
     return 0;
 }
 

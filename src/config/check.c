@@ -5,8 +5,10 @@
 
 #include "config/cli.h"
 #include "config/options.h"
+#include "config/ssjson.h"
 #include "config/yaml.h"
-#include "config/yaml_int.h"
+#include "config/yaml_groups.h"
+#include "config/yaml_node.h"
 #include "obs/log.h"
 
 /* `ferry check` prints diagnostics bare, as a compiler does; `ferry run`
@@ -53,7 +55,7 @@ bad:
 static int check_ss_json(struct ferry_cfg *cfg, int mode, const char *buf, size_t len)
 {
     struct cfg_diag d = { emit_check, NULL, 0, 0 };
-    const char *path = cfg->config_path, *name = cli_mode_name(mode);
+    const char *path = cfg->config_path, *name = opt_mode_name(mode);
     if (load_ss_json(cfg, mode, buf, len, &d) == 0)
         printf("%s: ok as a shadowsocks-libev config for %s (%u warning%s): run it with "
                "'ferry %s -c %s'\n", path, name, d.warnings, plural(d.warnings), name, path);
@@ -79,7 +81,7 @@ int cfg_file_main(struct ferry_cfg *cfg, int check_only)
     if (ss_mode && check_only) {
         rc = check_ss_json(cfg, ss_mode, buf, len);
     } else if (ss_mode) {
-        log_plain("%s is a shadowsocks-libev config: run it with 'ferry %s -c %s'", path, cli_mode_name(ss_mode),
+        log_plain("%s is a shadowsocks-libev config: run it with 'ferry %s -c %s'", path, opt_mode_name(ss_mode),
                   path);
         rc = 2;
     } else {
@@ -117,14 +119,14 @@ static void modes_text(int modes, char *out, size_t outlen)
     int all = 1;
     out[0] = '\0';
     for (int bit = 1; bit < (1 << 16); bit <<= 1)
-        if (cli_mode_name(bit) && !(modes & bit)) all = 0;
+        if (opt_mode_name(bit) && !(modes & bit)) all = 0;
     if (all) {
         snprintf(out, outlen, "all");
         return;
     }
     for (int bit = 1; bit < (1 << 16) && used < outlen; bit <<= 1)
-        if ((modes & bit) && cli_mode_name(bit))
-            used += (size_t)snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", cli_mode_name(bit));
+        if ((modes & bit) && opt_mode_name(bit))
+            used += (size_t)snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", opt_mode_name(bit));
 }
 
 /* 3600000 -> "1h", 300000 -> "5m", 1500 -> "1500ms". */

@@ -9,24 +9,13 @@
 #include <string.h>
 
 #include "config/options.h"
-#include "config/yaml.h"
+#include "config/ssjson.h"
 
-static const struct {
-    const char *name;
-    int mode;
-    const char *summary;
-} subcommands[] = {
-    { "socks", MODE_SOCKS, "SOCKS 4, 4a and 5 server (the default: " CFG_SOCKS_LISTEN ")" },
-    { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
-    { "ss-server", MODE_SS_SERVER, "Shadowsocks AEAD server (wire compatible with shadowsocks-libev)" },
-    { "ss-local", MODE_SS_LOCAL, "SOCKS front that tunnels through a Shadowsocks server" },
-};
-
+/* A mode's name for messages; "?" for none. */
 static const char *mode_name(int mode)
 {
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (subcommands[i].mode == mode) return subcommands[i].name;
-    return "?";
+    const char *n = opt_mode_name(mode);
+    return n ? n : "?";
 }
 
 #define HELP_COL 43       /* where an option's text starts */
@@ -82,8 +71,8 @@ static void usage_general(FILE *out)
                  "       ferry --dump-options     every option and config key, as Markdown tables\n"
                  "       ferry --version\n\n"
                  "subcommands:\n", FERRY_VERSION);
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        fprintf(out, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+    for (size_t i = 0; i < OPT_NMODES; i++)
+        fprintf(out, "  %-10s %s\n", opt_modes[i].name, opt_modes[i].summary);
     fprintf(out, "  %-10s %s\n  %-10s %s\n", "run", "many listeners from a YAML config: run -c FILE",
             "check", "validate a config file and exit: check -c FILE");
     fprintf(out, "\nWith no subcommand ferry runs 'socks' on %s.\n"
@@ -211,6 +200,67 @@ static int take_override(int argc, char **argv, int *i, struct ferry_cfg *cfg, c
     return 0;
 }
 
+/* ---- argv scanning for `-c FILE` ---- */
+
+int cli_config_flag(const char *arg)
+{
+    if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) return 2;
+    return strncmp(arg, "--config=", 9) == 0 ? 1 : 0;
+}
+
+/* The option an argument names, and whether its value is in the same
+ * argument; NULL when it is no table option (cli_parse reports those). */
+static const struct opt_def *arg_option(const char *arg, int *inline_val)
+{
+    char name[64];
+    *inline_val = 0;
+    if (arg[0] != '-') return NULL;
+    if (arg[1] != '-') return arg[1] && !arg[2] ? opt_find_short(arg[1]) : NULL;
+    const char *eq = strchr(arg, '=');
+    size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    if (n >= sizeof(name)) return NULL;
+    memcpy(name, arg + 2, n);
+    name[n] = '\0';
+    *inline_val = eq != NULL;
+    return opt_find_long(name);
+}
+
+/* Finds -c FILE and the options given in argv[first..]. */
+static int scan_argv(int argc, char **argv, int first, const char **path, const char **given, size_t cap,
+                     char *err, size_t errlen)
+{
+    size_t ng = 0;
+    int inl;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        int cf = cli_config_flag(arg);
+        const struct opt_def *o = cf ? NULL : arg_option(arg, &inl);
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h") || !strcmp(arg, "--version") || !strcmp(arg, "-V"))
+            return *path = NULL, 0;
+        if (cf && (*path || (cf == 2 && i + 1 == argc))) {
+            snprintf(err, errlen, *path ? "option '%s' given twice" : "option '%s' needs a value (FILE)", arg);
+            return -1;
+        }
+        if (cf) *path = cf == 1 ? arg + 9 : argv[++i];
+        if (!o) continue;
+        if (ng + 1 < cap) given[ng++] = o->name;
+        if (o->type != OPT_FLAG && !inl) i++;
+    }
+    given[ng] = NULL;
+    return 0;
+}
+
+/* ss-server and ss-local: a shadowsocks-libev JSON file given with -c is
+ * loaded before the flags are applied, skipping what the flags set, so
+ * that the command line wins (as with ss-server). 0 also without -c. */
+static int ss_config(int argc, char **argv, int first, struct ferry_cfg *cfg, struct listener_cfg *l,
+                     char *err, size_t errlen)
+{
+    const char *given[64], *path = NULL;
+    if (scan_argv(argc, argv, first, &path, given, 64, err, errlen) < 0) return -1;
+    return path ? cfg_ss_json_file(path, cfg, l, given, err, errlen) : 0;
+}
+
 /* ferry run|check [-c] FILE [GLOBAL OPTIONS]: main loads the file
  * (config/check.c). One file: a second one is refused, not merged. */
 static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *action,
@@ -219,7 +269,7 @@ static int parse_file_cmd(int argc, char **argv, struct ferry_cfg *cfg, enum cli
     const char *cmd = argv[1];
     *action = strcmp(cmd, "check") == 0 ? CLI_CHECK : CLI_RUN;
     for (int i = 2; i < argc; i++) {
-        int n = cfg_config_flag(argv[i]);
+        int n = cli_config_flag(argv[i]);
         const char *file = NULL;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             *action = CLI_HELP;
@@ -255,32 +305,32 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
     if (i < argc && (strcmp(argv[i], "run") == 0 || strcmp(argv[i], "check") == 0))
         return parse_file_cmd(argc, argv, cfg, action, help_mode, err, errlen);
     if (i < argc && argv[i][0] != '-') {
-        size_t k, n = sizeof(subcommands) / sizeof(subcommands[0]);
-        for (k = 0; k < n && strcmp(argv[i], subcommands[k].name) != 0; k++) {}
+        size_t k, n = OPT_NMODES;
+        for (k = 0; k < n && strcmp(argv[i], opt_modes[k].name) != 0; k++) {}
         if (k == n) {
             snprintf(err, errlen, "unknown subcommand '%s' (see 'ferry --help')", argv[i]);
             return -1;
         }
-        mode = subcommands[k].mode;
+        mode = opt_modes[k].mode;
         *help_mode = mode;
         i++;
     }
     if (cli_add_listener(cfg, mode, err, errlen) < 0) return -1;
     struct listener_cfg *l = &cfg->listeners[0];
-    if ((mode & MODE_SS) && cfg_ss_argv(argc, argv, i, cfg, l, err, errlen) < 0) return -1;
+    if ((mode & MODE_SS) && ss_config(argc, argv, i, cfg, l, err, errlen) < 0) return -1;
     for (; i < argc; i++) {
         const char *val, *arg = argv[i];
         char why[400];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) { *action = CLI_HELP; return 0; }
         if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) { *action = CLI_VERSION; return 0; }
         if (strcmp(arg, "--dump-options") == 0) { *action = CLI_DUMP_OPTIONS; return 0; }
-        if (cfg_config_flag(arg)) {     /* -c FILE: loaded above */
+        if (cli_config_flag(arg)) {     /* -c FILE: loaded above */
             if (!(mode & MODE_SS)) {
                 snprintf(err, errlen, "'%s' applies to ss-server and ss-local only "
                          "(for YAML: ferry run -c FILE)", arg);
                 return -1;
             }
-            i += cfg_config_flag(arg) - 1;
+            i += cli_config_flag(arg) - 1;
             continue;
         }
         if (arg[0] != '-') {
@@ -306,17 +356,4 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
     if (cfg_listener_finish(l, err, errlen) < 0) return -1;
     const char *key;
     return cfg_global_finish(cfg, &key, err, errlen);
-}
-
-int cli_mode_by_name(const char *name)
-{
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (strcmp(subcommands[i].name, name) == 0) return subcommands[i].mode;
-    return 0;
-}
-
-const char *cli_mode_name(int mode)
-{
-    const char *n = mode_name(mode);
-    return strcmp(n, "?") == 0 ? NULL : n;
 }

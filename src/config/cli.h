@@ -24,8 +24,8 @@ void cli_usage(FILE *out, int mode);
  * subcommand starts it. 0, or -1 with err. */
 int cli_add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen);
 
-/* Mode of a subcommand name ("relay"), or 0; and back (NULL if none). */
-int cli_mode_by_name(const char *name);
-const char *cli_mode_name(int mode);
+/* Number of argv slots a config-file flag takes: 2 for "-c FILE" and
+ * "--config FILE", 1 for "--config=FILE", 0 for any other argument. */
+int cli_config_flag(const char *arg);
 
 #endif

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config/cli.h"
+#include "config/options.h"
 #include "obs/log.h"
 #include "stage/rewrite.h"
 #include "stage/toxic.h"
@@ -118,7 +118,7 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
     put(&o, "%s listening on ", l->name);
     for (size_t j = 0; j < l->nlisten; j++)
         put(&o, "%s%s", j ? "," : "", net_addr_format(&l->listen[j], a, sizeof(a)));
-    put(&o, " (%u thread%s): mode=%s", threads, threads == 1 ? "" : "s", cli_mode_name(l->mode));
+    put(&o, " (%u thread%s): mode=%s", threads, threads == 1 ? "" : "s", opt_mode_name(l->mode));
     if (l->mode == MODE_RELAY) put_upstreams(&o, l);
     if (l->mode & MODE_SS) put(&o, " method=%s", l->ss_method);
     if (l->mode == MODE_SS_LOCAL) {

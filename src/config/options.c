@@ -420,6 +420,29 @@ static int parse_tunnel_to(void *b, const char *v, char *e, size_t n)
     return parse_target(&l->tunnel_to, &l->has_tunnel_to, v, e, n);
 }
 
+/* The listener modes: subcommand names (`ferry relay`), the config file's
+ * `mode:` values and what `ferry --help` says of each. */
+const struct opt_mode opt_modes[OPT_NMODES] = {
+    { "socks", MODE_SOCKS, "SOCKS 4, 4a and 5 server (the default: " CFG_SOCKS_LISTEN ")" },
+    { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
+    { "ss-server", MODE_SS_SERVER, "Shadowsocks AEAD server (wire compatible with shadowsocks-libev)" },
+    { "ss-local", MODE_SS_LOCAL, "SOCKS front that tunnels through a Shadowsocks server" },
+};
+
+int opt_mode_by_name(const char *name)
+{
+    for (size_t i = 0; i < OPT_NMODES; i++)
+        if (strcmp(opt_modes[i].name, name) == 0) return opt_modes[i].mode;
+    return 0;
+}
+
+const char *opt_mode_name(int mode)
+{
+    for (size_t i = 0; i < OPT_NMODES; i++)
+        if (opt_modes[i].mode == mode) return opt_modes[i].name;
+    return NULL;
+}
+
 const char *const cfg_balance_names[] = { "roundrobin", "leastconn", "source", "random2", NULL };
 
 static int parse_balance(void *base, const char *val, char *err, size_t errlen)

@@ -37,6 +37,18 @@ struct opt_def {
 
 extern const struct opt_def opt_table[];
 
+/* The listener modes, by subcommand name ("relay"), in --help order. */
+struct opt_mode {
+    const char *name;
+    int mode;                     /* MODE_* */
+    const char *summary;
+};
+#define OPT_NMODES 4
+extern const struct opt_mode opt_modes[OPT_NMODES];
+/* Mode of a name, or 0; and back (NULL if none). */
+int opt_mode_by_name(const char *name);
+const char *opt_mode_name(int mode);
+
 /* Listener and group names, in the config file and through the API: 1 to
  * CFG_NAME_MAX letters, digits, '-', '_' or '.', so a name is one token in
  * a log line's key=value and one segment of an API path. */

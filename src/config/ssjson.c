@@ -7,12 +7,14 @@
  * warning when ignoring them is harmless, and are errors when it is not
  * (plugins, ACL files, several ports): ferry would not do what the file asks.
  */
-#include "config/yaml_int.h"
+#include "config/ssjson.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/options.h"
+#include "config/yaml_node.h"
 #include "obs/log.h"
 
 enum ss_action {
@@ -245,29 +247,6 @@ int cfg_ss_json_mode(const char *name, const void *buf, size_t len)
     return mode;
 }
 
-int cfg_config_flag(const char *arg)
-{
-    if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) return 2;
-    return strncmp(arg, "--config=", 9) == 0 ? 1 : 0;
-}
-
-/* The option an argument names, and whether its value is in the same
- * argument; NULL when it is no table option (cli_parse reports those). */
-static const struct opt_def *arg_option(const char *arg, int *inline_val)
-{
-    char name[64];
-    *inline_val = 0;
-    if (arg[0] != '-') return NULL;
-    if (arg[1] != '-') return arg[1] && !arg[2] ? opt_find_short(arg[1]) : NULL;
-    const char *eq = strchr(arg, '=');
-    size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-    if (n >= sizeof(name)) return NULL;
-    memcpy(name, arg + 2, n);
-    name[n] = '\0';
-    *inline_val = eq != NULL;
-    return opt_find_long(name);
-}
-
 static void emit_plain(void *arg, int is_error, const char *line)
 {
     (void)arg;
@@ -275,37 +254,9 @@ static void emit_plain(void *arg, int is_error, const char *line)
     log_plain("%s", line);
 }
 
-/* Finds -c FILE and the options given in argv[first..]. */
-static int scan_argv(int argc, char **argv, int first, const char **path, const char **given, size_t cap,
+int cfg_ss_json_file(const char *path, struct ferry_cfg *cfg, struct listener_cfg *l, const char *const *given,
                      char *err, size_t errlen)
 {
-    size_t ng = 0;
-    int inl;
-    for (int i = first; i < argc; i++) {
-        const char *arg = argv[i];
-        int cf = cfg_config_flag(arg);
-        const struct opt_def *o = cf ? NULL : arg_option(arg, &inl);
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h") || !strcmp(arg, "--version") || !strcmp(arg, "-V"))
-            return *path = NULL, 0;
-        if (cf && (*path || (cf == 2 && i + 1 == argc))) {
-            snprintf(err, errlen, *path ? "option '%s' given twice" : "option '%s' needs a value (FILE)", arg);
-            return -1;
-        }
-        if (cf) *path = cf == 1 ? arg + 9 : argv[++i];
-        if (!o) continue;
-        if (ng + 1 < cap) given[ng++] = o->name;
-        if (o->type != OPT_FLAG && !inl) i++;
-    }
-    given[ng] = NULL;
-    return 0;
-}
-
-int cfg_ss_argv(int argc, char **argv, int first, struct ferry_cfg *cfg, struct listener_cfg *l,
-                char *err, size_t errlen)
-{
-    const char *given[64], *path = NULL;
-    if (scan_argv(argc, argv, first, &path, given, 64, err, errlen) < 0) return -1;
-    if (!path) return 0;
     struct cfg_diag d = { emit_plain, NULL, 0, 0 };
     char why[256];
     size_t len;

@@ -8,7 +8,7 @@
  * unless the listener sets the option itself. Keys the engine does not
  * enforce yet are stored, and reported with a warning where they are set.
  */
-#include "config/yaml_int.h"
+#include "config/yaml_groups.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,13 +7,15 @@
  * or under a wildcard of another (with SO_REUSEPORT both binds would succeed
  * and the kernel would split the connections between the two listeners).
  */
-#include "config/yaml_int.h"
+#include "config/yaml_listener.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/cli.h"
+#include "config/options.h"
+#include "config/yaml_groups.h"
+#include "config/yaml_node.h"
 
 #define MAX_CANDS 128
 
@@ -22,7 +24,7 @@ static void mode_list(char *out, size_t outlen)
     size_t used = 0;
     out[0] = '\0';
     for (int bit = 1; bit < (1 << 16) && used < outlen; bit <<= 1) {
-        const char *name = cli_mode_name(bit);
+        const char *name = opt_mode_name(bit);
         if (name) used += (size_t)snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", name);
     }
 }
@@ -53,7 +55,7 @@ static int listener_mode(struct yc *c, const yaml_node_t *map, const struct list
         return 0;
     }
     if (!(s = yc_scalar(c, v, "mode"))) return 0;
-    if (!(mode = cli_mode_by_name(s))) yc_err(c, v, "mode: '%.80s': expected one of %s", s, modes);
+    if (!(mode = opt_mode_by_name(s))) yc_err(c, v, "mode: '%.80s': expected one of %s", s, modes);
     return mode;
 }
 
@@ -66,7 +68,7 @@ static void listener_key(struct yc *c, struct listener_cfg *l, const yaml_node_t
     } else if (o->scope == SCOPE_GLOBAL) {
         yc_err(c, k, "'%s' is a global option: set it at the top level, not in a listener", key);
     } else if (!(o->modes & l->mode)) {
-        yc_err(c, k, "'%s' does not apply to %s listeners", key, cli_mode_name(l->mode));
+        yc_err(c, k, "'%s' does not apply to %s listeners", key, opt_mode_name(l->mode));
     } else if (strcmp(key, "upstream") == 0) {
         yc_listener_upstream(c, l, map, v);
     } else {

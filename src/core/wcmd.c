@@ -2,7 +2,6 @@
 #include "core/wcmd.h"
 
 #include "core/loop.h"
-#include "core/worker-t.h"
 
 /* What the poster waits on: one per wcmd_run_all() call, on its stack. */
 struct wcmd_wait {
@@ -11,9 +10,11 @@ struct wcmd_wait {
     unsigned pending;
 };
 
-void wcmd_queue_init(struct wcmd_queue *q)
+void wcmd_queue_init(struct wcmd_queue *q, struct loop *loop, void *owner)
 {
     pthread_mutex_init(&q->lock, NULL);
+    q->loop = loop;
+    q->owner = owner;
     q->head = q->tail = NULL;
     q->closed = 0;
 }
@@ -43,20 +44,20 @@ static struct wcmd *take_all(struct wcmd_queue *q, int close)
     return c;
 }
 
-void wcmd_run(struct worker *w)
+void wcmd_run(struct wcmd_queue *q)
 {
-    struct wcmd *c = take_all(&w->cmdq, 0);
+    struct wcmd *c = take_all(q, 0);
     while (c) {
         struct wcmd *next = c->next;   /* c is the queue's node: the next poster's after complete() */
-        c->fn(w, c->arg);
+        c->fn(q->owner, c->arg);
         complete(c);
         c = next;
     }
 }
 
-void wcmd_close(struct worker *w)
+void wcmd_close(struct wcmd_queue *q)
 {
-    struct wcmd *c = take_all(&w->cmdq, 1);
+    struct wcmd *c = take_all(q, 1);
     while (c) {
         struct wcmd *next = c->next;
         complete(c);
@@ -66,14 +67,14 @@ void wcmd_close(struct worker *w)
 
 static pthread_mutex_t posting = PTHREAD_MUTEX_INITIALIZER;
 
-void wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
+void wcmd_run_all(wcmd_queue_at *at, void *set, unsigned n, wcmd_fn *fn, void *arg)
 {
     struct wcmd_wait wt = { .pending = n };
     pthread_mutex_lock(&posting);
     pthread_mutex_init(&wt.lock, NULL);
     pthread_cond_init(&wt.cond, NULL);
     for (unsigned i = 0; i < n; i++) {
-        struct wcmd_queue *q = &ws[i].cmdq;
+        struct wcmd_queue *q = at(set, i);
         struct wcmd *c = &q->node;
         c->next = NULL;
         c->fn = fn;
@@ -88,7 +89,7 @@ void wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg)
         }
         pthread_mutex_unlock(&q->lock);
         if (closed) complete(c);
-        else loop_wake(ws[i].loop);
+        else loop_wake(q->loop);
     }
     pthread_mutex_lock(&wt.lock);
     while (wt.pending) pthread_cond_wait(&wt.cond, &wt.lock);

@@ -17,9 +17,11 @@
 
 #include <pthread.h>
 
-struct worker;
+struct loop;
 
-typedef void wcmd_fn(struct worker *w, void *arg);
+/* Runs on the queue's thread; owner is what the queue was made for (the
+ * worker: wcmd itself knows nothing of workers). */
+typedef void wcmd_fn(void *owner, void *arg);
 
 struct wcmd_wait;
 
@@ -35,24 +37,28 @@ struct wcmd {
  * own node, and posting never allocates or fails. */
 struct wcmd_queue {
     pthread_mutex_t lock;
+    struct loop *loop;             /* poked with loop_wake() after a post */
+    void *owner;                   /* passed to every command */
     struct wcmd *head, *tail;
     struct wcmd node;
     int closed;
 };
 
-void wcmd_queue_init(struct wcmd_queue *q);
+void wcmd_queue_init(struct wcmd_queue *q, struct loop *loop, void *owner);
 /* The queue must be empty (closed and drained). */
 void wcmd_queue_destroy(struct wcmd_queue *q);
 
 /* Worker thread: runs every queued command (the wake hook calls this). */
-void wcmd_run(struct worker *w);
+void wcmd_run(struct wcmd_queue *q);
 /* Worker thread, after its loop ended: completes queued and future commands
  * without running them. */
-void wcmd_close(struct worker *w);
+void wcmd_close(struct wcmd_queue *q);
 
-/* Any thread but a worker's: runs fn(w, arg) on each of the n workers, on
- * their threads, concurrently, and returns once all have run or dropped it.
- * fn learns which worker it is from w->id. */
-void wcmd_run_all(struct worker *ws, unsigned n, wcmd_fn *fn, void *arg);
+/* The i-th of a set of queues (the caller's array of workers, say). */
+typedef struct wcmd_queue *wcmd_queue_at(void *set, unsigned i);
+
+/* Any thread but a worker's: runs fn(owner, arg) on each of the n queues'
+ * threads, concurrently, and returns once all have run or dropped it. */
+void wcmd_run_all(wcmd_queue_at *at, void *set, unsigned n, wcmd_fn *fn, void *arg);
 
 #endif

@@ -6,10 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "policy/acl.h"
+#include "relay/rlistener.h"
 #include "relay/session.h"
 #include "relay/ss_pool.h"
 #include "resolver/resolver.h"
@@ -57,7 +57,7 @@ static void fail_from_errno(int err, enum sess_fail *why, enum sess_end *end)
 
 static void queue_remove(struct session *s)
 {
-    struct wlistener *wl = s->wl;
+    struct relay_listener *wl = s->wl;
     if (s->qprev) s->qprev->qnext = s->qnext;
     else if (wl->qhead == s) wl->qhead = s->qnext;
     else return;                                   /* not queued */
@@ -70,7 +70,7 @@ static void queue_remove(struct session *s)
 /* 0 queued, -1 queue full. */
 static int queue_add(struct session *s)
 {
-    struct wlistener *wl = s->wl;
+    struct relay_listener *wl = s->wl;
     if (wl->qlen >= wl->cfg->queue_size) return -1;
     s->qprev = wl->qtail;
     s->qnext = NULL;
@@ -85,7 +85,7 @@ static int queue_add(struct session *s)
 
 /* An upstream host may come from the API (a client of its own): sanitised
  * like every other name that reaches the log. */
-static void log_ejected(const struct wlistener *wl, int idx)
+static void log_ejected(const struct relay_listener *wl, int idx)
 {
     char host[256];
     if (!log_enabled(LOG_WARN)) return;
@@ -97,7 +97,7 @@ static void log_ejected(const struct wlistener *wl, int idx)
 
 static void release_server(struct session *s, int failed)
 {
-    struct wlistener *wl = s->wl;
+    struct relay_listener *wl = s->wl;
     if (s->lb_idx < 0) return;
     if (lb_release(&wl->lb, s->lb_idx, failed) == 1) log_ejected(wl, s->lb_idx);
     s->lb_idx = -1;
@@ -160,7 +160,7 @@ static void log_resolve_failed(const struct session *s, int status)
 static void resolve_refused(struct session *s)
 {
     struct resolver_stats st;
-    resolver_get_stats(worker_resolver(s->wl), &st);
+    resolver_get_stats(rlistener_resolver(s->wl), &st);
     if ((st.refused & (st.refused - 1)) == 0)
         log_warn("listener=%s worker=%d DNS lookups refused: %llu so far (%zu in flight, %zu abandoned; "
                  "--resolve-max-inflight %u)", cfg_of(s)->name, s->wl->w->id, (unsigned long long)st.refused,
@@ -198,7 +198,7 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
 
 static int choose_server(struct session *s)
 {
-    struct wlistener *wl = s->wl;
+    struct relay_listener *wl = s->wl;
     size_t iplen;
     const uint8_t *ip = net_addr_ip(&s->client, &iplen);
     if (wl->sh->checks_on) health_sync(wl->sh->health, wl->hc_seen, &wl->lb);
@@ -244,7 +244,7 @@ void connect_start(struct session *s)
  * slots are free. */
 void connect_queue_run(struct loop *l, struct loop_timer *t)
 {
-    struct wlistener *wl = t->owner;
+    struct relay_listener *wl = t->owner;
     (void)l;
     while (wl->qhead) {
         struct session *s = wl->qhead;
@@ -303,7 +303,7 @@ static void connect_with(struct session *s)
         connect_next(s);
         return;
     }
-    struct resolver *r = worker_resolver(s->wl);
+    struct resolver *r = rlistener_resolver(s->wl);
     enum resolver_family fam = cfg_of(s)->prefer_ipv6 ? RESOLVER_PREFER_IPV6 : RESOLVER_PREFER_IPV4;
     s->state = SESS_RESOLVING;
     /* Backstop only: the resolver answers RESOLVER_TIMEOUT by its deadline. */

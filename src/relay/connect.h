@@ -13,7 +13,7 @@
 #include "relay/session-t.h"
 
 void connect_start(struct session *s);
-/* Timer callback (owner: the wlistener): serves the wait queue. */
+/* Timer callback (owner: the relay_listener): serves the wait queue. */
 void connect_queue_run(struct loop *l, struct loop_timer *t);
 /* Upstream socket readiness while CONNECTING. */
 void connect_ready(struct session *s, uint32_t events);

@@ -12,11 +12,11 @@
 #include <openssl/crypto.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
 #include "obs/log.h"
 #include "proto/socks4.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 
 enum socks_phase { PH_FIRST, PH_GREETING, PH_AUTH, PH_REQUEST, PH_DONE };

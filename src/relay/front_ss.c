@@ -11,12 +11,12 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
 #include "crypto/replay.h"
 #include "obs/log.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
 #include "relay/pipe.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 #include "relay/ss_codec.h"
 

@@ -5,21 +5,21 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "core/worker-t.h"
+#include "relay/rlistener-t.h"
 #include "obs/log.h"
 #include "relay/front.h"
 #include "relay/pipe.h"
 #include "stage/lua_filter.h"
 #include "stage/rewrite.h"
 
-int sess_filters_listener_start(struct wlistener *wl, char *err, size_t errlen)
+int sess_filters_listener_start(struct relay_listener *wl, char *err, size_t errlen)
 {
     if (!wl->cfg->filter_path[0]) return 0;
     wl->lua = lua_engine_new(wl->cfg->filter_path, 0, err, errlen);
     return wl->lua ? 0 : -1;
 }
 
-void sess_filters_listener_stop(struct wlistener *wl)
+void sess_filters_listener_stop(struct relay_listener *wl)
 {
     lua_engine_free(wl->lua);      /* waits for sessions still holding it */
     wl->lua = NULL;

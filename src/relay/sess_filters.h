@@ -10,12 +10,12 @@
 
 #include "relay/session-t.h"
 
-struct wlistener;
+struct relay_listener;
 
 /* A worker's listener starts: its Lua state is made and the script run
  * (before privileges are dropped, so the path resolves). 0, or -1 with err. */
-int sess_filters_listener_start(struct wlistener *wl, char *err, size_t errlen);
-void sess_filters_listener_stop(struct wlistener *wl);
+int sess_filters_listener_start(struct relay_listener *wl, char *err, size_t errlen);
+void sess_filters_listener_stop(struct relay_listener *wl);
 
 /* 0; -1 when out of memory, -2 when the filter refused the session (its
  * on_connect failed, already logged). What was added goes with the session. */

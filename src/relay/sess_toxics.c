@@ -4,8 +4,8 @@
 #include <stdlib.h>
 
 #include "core/loop.h"
-#include "core/worker.h"
 #include "relay/pipe.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 #include "stage/toxq_stage.h"
 

@@ -14,7 +14,7 @@
 #include "relay/endpoint.h"
 #include "relay/pipe-t.h"
 
-struct wlistener;
+struct relay_listener;
 struct front_ops;
 struct resolver_query;
 struct resolved;
@@ -89,7 +89,7 @@ struct sess_target {
 struct session {
     struct session *prev, *next;
     struct session *qprev, *qnext;    /* listener's wait queue */
-    struct wlistener *wl;
+    struct relay_listener *wl;
     uint64_t id;
 
     struct loop_io cio, uio;          /* client, upstream */

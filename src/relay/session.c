@@ -16,13 +16,13 @@
 
 #include <openssl/rand.h>
 
-#include "core/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"
 #include "relay/endpoint.h"
 #include "relay/pipe.h"
 #include "relay/sess_filters.h"
+#include "relay/rlistener.h"
 #include "relay/sess_toxics.h"
 #include "relay/ss_codec.h"
 #include "stage/tap.h"
@@ -170,12 +170,7 @@ void sess_close(struct session *s, enum sess_end why)
     if (s->front && s->front->free) s->front->free(s);
     worker_unlink(s);
     loop_defer_free(w->loop, s, sess_free);
-    worker_session_closed(s->wl, &s->client, s->counted_ip);
-}
-
-void sess_close_all(struct worker *w, enum sess_end why)
-{
-    while (w->sessions) sess_close(w->sessions, why);
+    rlistener_session_closed(s->wl, &s->client, s->counted_ip);
 }
 
 /* ---- interest and completion ---- */
@@ -669,7 +664,7 @@ static void stage_timer_cb(struct loop *l, struct loop_timer *t)
     sess_kick(t->owner);
 }
 
-int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int counted_ip)
+int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, int counted_ip)
 {
     struct worker *w = wl->w;
     struct session *s = calloc(1, sizeof(*s));

@@ -1,18 +1,19 @@
-/* session.h - session lifecycle, used by the worker and by front-ends. */
+/* session.h - session lifecycle, used by the listener handlers (rlistener.c)
+ * and by front-ends. */
 #ifndef FERRY_SESSION_H
 #define FERRY_SESSION_H
 
 #include <stddef.h>
 
-#include "core/worker-t.h"
 #include "relay/front.h"
+#include "relay/rlistener-t.h"
 #include "relay/session-t.h"
 
 /* Takes ownership of the accepted, non-blocking fd and of the admission
  * counts (given back when the session closes). Returns 0, or -1 if no
  * session could be created: the fd is closed and the counts are the
  * caller's to give back. */
-int sess_accept(struct wlistener *wl, int fd, const struct net_addr *peer, int counted_ip);
+int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, int counted_ip);
 
 /* Ends the session: logs its line, closes both sides, frees it after the
  * current epoll batch. Safe to call twice (the first end reason wins). */
@@ -40,8 +41,5 @@ void sess_kick(struct session *s);
 /* The listener's toxics changed (API): apply the new set to this session.
  * On the session's worker thread. */
 void sess_toxics_refresh(struct session *s);
-
-/* Worker-wide. */
-void sess_close_all(struct worker *w, enum sess_end why);
 
 #endif

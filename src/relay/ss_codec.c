@@ -8,11 +8,11 @@
 
 #include "config/config.h"
 #include "core/loop.h"
-#include "core/worker-t.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
 #include "relay/pipe.h"
+#include "relay/rlistener-t.h"
 #include "relay/session.h"
 
 /* The encoder, and what it must send before its first input. */

@@ -7,9 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
+#include "relay/rlistener.h"
 #include "resolver/resolver.h"
 
 #define POOL_TICK_MS 1000          /* age check and retry after failures */
@@ -24,7 +24,7 @@ struct pool_slot {
 };
 
 struct ss_pool {
-    struct wlistener *wl;
+    struct relay_listener *wl;
     struct loop_timer tick;
     struct loop_timer refill;      /* after a take, once the epoll batch is over */
     struct resolver_query *rq;
@@ -96,7 +96,7 @@ static void tick_cb(struct loop *l, struct loop_timer *t)
     for (size_t i = 0; i < p->n; i++)
         if (p->slots[i].state != SLOT_EMPTY && loop_now(l) - p->slots[i].born_ms >= max_age)
             slot_close(&p->slots[i]);
-    struct resolver *r = worker_resolver(p->wl);
+    struct resolver *r = rlistener_resolver(p->wl);
     const struct host_port *hp = &p->wl->cfg->ss_server;
     if (!p->rq && r) p->rq = resolver_lookup(r, hp->host, hp->port, p->wl->cfg->prefer_ipv6 ?
                                              RESOLVER_PREFER_IPV6 : RESOLVER_PREFER_IPV4, resolved, p);
@@ -104,7 +104,7 @@ static void tick_cb(struct loop *l, struct loop_timer *t)
     loop_timer_arm_in(l, t, POOL_TICK_MS);
 }
 
-struct ss_pool *ss_pool_new(struct wlistener *wl)
+struct ss_pool *ss_pool_new(struct relay_listener *wl)
 {
     const struct listener_cfg *cfg = wl->cfg;
     if (cfg->mode != MODE_SS_LOCAL || cfg->pool == 0) return NULL;

@@ -10,14 +10,14 @@
 #ifndef FERRY_SS_POOL_H
 #define FERRY_SS_POOL_H
 
-#include "core/worker-t.h"
 #include "net/addr.h"
+#include "relay/rlistener-t.h"
 
 struct ss_pool;
 
 /* NULL if the listener has no pool (or out of memory: clients then connect
  * normally). Starts filling at once. */
-struct ss_pool *ss_pool_new(struct wlistener *wl);
+struct ss_pool *ss_pool_new(struct relay_listener *wl);
 void ss_pool_free(struct ss_pool *p);
 /* A connected socket to the ss-server, or -1 if none is ready. */
 int ss_pool_take(struct ss_pool *p, struct net_addr *peer);

@@ -20,6 +20,7 @@
 #include "config/check.h"
 #include "config/cli.h"
 #include "config/options.h"
+#include "config/ssjson.h"
 #include "config/yaml.h"
 #include "obs/log.h"
 
@@ -593,7 +594,7 @@ static struct listener_cfg *ss_listener(struct res *r, int mode)
     assert_non_null(r->cfg.listeners);
     r->cfg.nlisteners = 1;
     r->cfg.listeners[0].mode = mode;
-    snprintf(r->cfg.listeners[0].name, sizeof r->cfg.listeners[0].name, "%s", cli_mode_name(mode));
+    snprintf(r->cfg.listeners[0].name, sizeof r->cfg.listeners[0].name, "%s", opt_mode_name(mode));
     assert_int_equal(opt_defaults(&r->cfg, &r->cfg.listeners[0], err, sizeof err), 0);
     return &r->cfg.listeners[0];
 }

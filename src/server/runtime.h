@@ -16,11 +16,11 @@
 
 #include <stddef.h>
 
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "net/addr.h"
 
 struct rt {
-    struct worker *ws;
+    struct server_worker *ws;
     unsigned n;
 };
 
@@ -40,7 +40,7 @@ int rt_retarget(const struct rt *rt, struct listener_shared *sh, const struct li
                 char *err, size_t errlen);
 /* Stops a listener made by rt_attach() and frees it on every worker. */
 void rt_detach(const struct rt *rt, struct listener_shared *sh);
-/* Tells the listener's sessions its toxic set changed (sess_toxics_refresh). */
+/* Tells the listener's sessions its toxic set changed (through the listener handler's refresh_toxics). */
 void rt_refresh_toxics(const struct rt *rt, struct listener_shared *sh);
 
 #endif

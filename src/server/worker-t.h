@@ -1,7 +1,8 @@
 /* worker-t.h - types of the per-thread hub: a worker and its listeners.
  *
  * A worker owns one loop, its own SO_REUSEPORT listening socket for every
- * configured listen address, per-thread pools and the sessions it accepted.
+ * configured listen address, per-thread pools and the sessions it accepted
+ * (the last three lent to relay as `struct worker`, relay/handler.h).
  * Nothing here is shared between threads except `cfg` (read-only),
  * `stop_requested` (atomic) and `cmdq` (commands from the API thread).
  */
@@ -11,21 +12,14 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "buf/buffer.h"
-#include "buf/kpipe.h"
 #include "config/config.h"
 #include "core/loop.h"
 #include "core/wcmd.h"
 #include "policy/limits.h"
-#include "stage/toxic.h"
-#include "upstream/balancer.h"
-#include "upstream/health.h"
+#include "relay/handler.h"
 
-struct session;
 struct refusal;
-struct ss_pool;
-struct resolver;
-struct worker;
+struct server_worker;
 
 /* One listen socket of one listener, on one worker. */
 struct wsocket {
@@ -36,60 +30,44 @@ struct wsocket {
 };
 
 /* State of one listener shared by all workers: exact limits need shared
- * counters (SO_REUSEPORT spreads one client's connections over threads),
- * and health is checked once, read by everyone. */
+ * counters (SO_REUSEPORT spreads one client's connections over threads);
+ * relay's part holds health and the toxic slot. */
 struct listener_shared {
     unsigned sessions;               /* atomic */
     pthread_mutex_t lock;            /* guards ipc and rate */
     struct ipcount ipc;
     struct ratelimit rate;
     int has_ipc, has_rate;
-    struct health_shared health[CFG_MAX_UPSTREAMS];
-    int checks_on;
-    struct toxic_slot toxics;        /* --toxic and the API; sessions read it */
+    const struct listener_handler *handler;   /* the listener mode's (relay/handler.h) */
+    struct relay_shared relay;
 };
 
-/* A configured listener as seen by one worker. */
-struct lua_engine;
-
+/* A configured listener as seen by one worker: its sockets and admission
+ * here, everything else in its mode's relay state, reached only through
+ * `handler` (nginx's ls->handler). */
 struct wlistener {
-    struct worker *w;
+    struct server_worker *w;
     const struct listener_cfg *cfg;
     struct wsocket socks[CFG_MAX_LISTEN];
     size_t nsocks;
-    struct lb_group lb;              /* per-thread balancer state */
-    struct lb_server lb_servers[CFG_MAX_UPSTREAMS];
-    struct resolver *resolver;       /* created on first use */
     struct listener_shared *sh;
-    unsigned hc_seen[CFG_MAX_UPSTREAMS];   /* health generations applied to lb */
-    struct health_checker *hc;       /* worker 0 only */
-    struct ss_pool *pool;            /* ss-local --pool */
-    struct lua_engine *lua;          /* --filter: this worker's Lua state */
-    /* Clients waiting for a server slot (every server at maxconn), FIFO. */
-    struct session *qhead, *qtail;
-    unsigned qlen;
-    struct loop_timer queue_timer;   /* runs the queue after a slot frees */
+    const struct listener_handler *handler;
+    struct relay_listener *rl;       /* opaque: the handler's */
     /* Listeners added at run time (HTTP API) are allocated one by one and
-     * linked here, so sessions' `wl` pointers never move. */
+     * linked here, so that their sockets' loop_io never move. */
     struct wlistener *dyn_next;
 };
 
-struct worker {
-    int id;
+struct server_worker {
+    struct worker rw;                /* loop, pools, sessions: lent to relay */
     pthread_t thread;
-    struct loop *loop;
     const struct ferry_cfg *cfg;
     struct wlistener *listeners;     /* configured at start */
     size_t nlisteners;
     struct wlistener *dyn;           /* added at run time, linked by dyn_next */
     struct listener_shared *shared;  /* [nlisteners], owned by worker 0 */
 
-    struct buf_pool bufs;
-    struct kpipe_pool pipes;
-
-    struct session *sessions;        /* doubly linked, for drain */
     struct refusal *refusals;        /* refused SOCKS clients awaiting their answer */
-    unsigned nsessions;
 
     int draining;
     unsigned drain_closed;           /* sessions the drain ended (deadline or second signal) */

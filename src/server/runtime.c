@@ -1,5 +1,5 @@
 /* runtime.c - see runtime.h. Every *_cmd function runs on a worker's thread. */
-#include "core/runtime.h"
+#include "server/runtime.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,12 +8,11 @@
 #include <unistd.h>
 
 #include "core/wcmd.h"
-#include "core/worker.h"
+#include "server/worker.h"
 #include "net/sock.h"
 #include "obs/log.h"
-#include "relay/session.h"
 
-static struct wlistener *find_wl(struct worker *w, const struct listener_shared *sh)
+static struct wlistener *find_wl(struct server_worker *w, const struct listener_shared *sh)
 {
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i].sh == sh) return &w->listeners[i];
@@ -36,8 +35,9 @@ static void op_fail(struct rt_op *op, const char *why)
     if (!__atomic_exchange_n(&op->failed, 1, __ATOMIC_ACQ_REL)) snprintf(op->err, sizeof(op->err), "%s", why);
 }
 
-static void attach_cmd(struct worker *w, void *arg)
+static void attach_cmd(void *owner, void *arg)
 {
+    struct server_worker *w = owner;
     struct rt_op *op = arg;
     char err[256];
     struct wlistener *wl = calloc(1, sizeof(*wl));
@@ -55,84 +55,75 @@ static void attach_cmd(struct worker *w, void *arg)
     w->dyn = wl;
 }
 
-static void start_cmd(struct worker *w, void *arg)
+static void start_cmd(void *owner, void *arg)
 {
+    struct server_worker *w = owner;
     struct rt_op *op = arg;
     struct wlistener *wl = find_wl(w, op->sh);
-    int fd = op->fds[w->id];
+    int fd = op->fds[w->rw.id];
     /* A draining worker has closed its listening sockets for good. */
     if (!wl || w->draining) return;
     if (worker_listener_add_socket(wl, fd) < 0) {
-        log_error("listener=%s worker %d: cannot listen: %s", wl->cfg->name, w->id, strerror(errno));
+        log_error("listener=%s worker %d: cannot listen: %s", wl->cfg->name, w->rw.id, strerror(errno));
         return;
     }
-    op->fds[w->id] = -1;
+    op->fds[w->rw.id] = -1;
 }
 
-static void close_sessions(struct worker *w, struct wlistener *wl)
+static void stop_cmd(void *owner, void *arg)
 {
-    struct session *s = w->sessions, *next;
-    for (; s; s = next) {
-        next = s->next;   /* sess_close unlinks s, and only s */
-        if (s->wl == wl) sess_close(s, END_API);
-    }
-    /* Closing released server slots, which may have armed the queue run. */
-    loop_timer_cancel(w->loop, &wl->queue_timer);
-}
-
-static void stop_cmd(struct worker *w, void *arg)
-{
+    struct server_worker *w = owner;
     struct rt_op *op = arg;
     struct wlistener *wl = find_wl(w, op->sh);
     if (!wl) return;
     worker_listener_close_sockets(wl);
-    close_sessions(w, wl);
+    wl->handler->close_sessions(wl->rl, RLISTENER_CLOSE_API);
 }
 
-static void detach_cmd(struct worker *w, void *arg)
+static void detach_cmd(void *owner, void *arg)
 {
+    struct server_worker *w = owner;
     struct rt_op *op = arg;
     struct wlistener **pp = &w->dyn;
     while (*pp && (*pp)->sh != op->sh) pp = &(*pp)->dyn_next;
     struct wlistener *wl = *pp;
     if (!wl) return;
     worker_listener_close_sockets(wl);
-    close_sessions(w, wl);
+    wl->handler->close_sessions(wl->rl, RLISTENER_CLOSE_API);
     worker_listener_release(wl);
     *pp = wl->dyn_next;
     /* Its sockets' loop_io live inside it: events of this batch may still
      * point there. */
-    loop_defer_free(w->loop, wl, free);
+    loop_defer_free(w->rw.loop, wl, free);
 }
 
-static void retarget_cmd(struct worker *w, void *arg)
+static void retarget_cmd(void *owner, void *arg)
 {
+    struct server_worker *w = owner;
     struct rt_op *op = arg;
     struct wlistener *wl = find_wl(w, op->sh);
     char err[256];
     if (!wl) return;
-    const struct listener_cfg *old = wl->cfg;
-    wl->cfg = op->lc;
-    /* The balancer reads the server list: build it again (the listener is
-     * stopped, so no session holds a server slot). Nothing else of the
-     * listener depends on the config's addresses. */
-    if (op->lc->mode == MODE_RELAY && worker_listener_rebalance(wl, err, sizeof(err)) < 0) {
-        op_fail(op, err);
-        wl->cfg = old;
-        (void)worker_listener_rebalance(wl, err, sizeof(err));
-    }
+    if (worker_listener_retarget(wl, op->lc, err, sizeof(err)) < 0) op_fail(op, err);
 }
 
-static void refresh_cmd(struct worker *w, void *arg)
+static void refresh_cmd(void *owner, void *arg)
 {
+    struct server_worker *w = owner;
     struct rt_op *op = arg;
     struct wlistener *wl = find_wl(w, op->sh);
-    if (!wl) return;
-    struct session *s = w->sessions, *next;
-    for (; s; s = next) {
-        next = s->next;   /* a refresh may close s (out of memory) */
-        if (s->wl == wl) sess_toxics_refresh(s);
-    }
+    if (wl) wl->handler->refresh_toxics(wl->rl);
+}
+
+static struct wcmd_queue *queue_at(void *set, unsigned i)
+{
+    struct server_worker *ws = set;
+    return &ws[i].cmdq;
+}
+
+static void run_all(const struct rt *rt, wcmd_fn *fn, struct rt_op *op)
+{
+    wcmd_run_all(queue_at, rt->ws, rt->n, fn, op);
 }
 
 /* Runs fn on every worker; 0, or -1 with the first failure's reason. */
@@ -140,7 +131,7 @@ static int run(const struct rt *rt, wcmd_fn *fn, struct rt_op *op, char *err, si
 {
     op->failed = 0;
     op->err[0] = '\0';
-    wcmd_run_all(rt->ws, rt->n, fn, op);
+    run_all(rt, fn, op);
     if (!op->failed) return 0;   /* wcmd_run_all's lock orders the workers' writes before this */
     snprintf(err, errlen, "%s", op->err);
     return -1;
@@ -158,14 +149,14 @@ int rt_attach(const struct rt *rt, const struct listener_cfg *lc, struct listene
 void rt_start(const struct rt *rt, struct listener_shared *sh, int *fds)
 {
     struct rt_op op = { .sh = sh, .fds = fds };
-    wcmd_run_all(rt->ws, rt->n, start_cmd, &op);   /* cannot fail */
+    run_all(rt, start_cmd, &op);   /* cannot fail */
     sock_close_fds(fds, rt->n);   /* the ones no worker took */
 }
 
 void rt_stop(const struct rt *rt, struct listener_shared *sh)
 {
     struct rt_op op = { .sh = sh };
-    wcmd_run_all(rt->ws, rt->n, stop_cmd, &op);   /* cannot fail */
+    run_all(rt, stop_cmd, &op);   /* cannot fail */
 }
 
 int rt_retarget(const struct rt *rt, struct listener_shared *sh, const struct listener_cfg *lc,
@@ -178,11 +169,11 @@ int rt_retarget(const struct rt *rt, struct listener_shared *sh, const struct li
 void rt_detach(const struct rt *rt, struct listener_shared *sh)
 {
     struct rt_op op = { .sh = sh };
-    wcmd_run_all(rt->ws, rt->n, detach_cmd, &op);   /* cannot fail */
+    run_all(rt, detach_cmd, &op);   /* cannot fail */
 }
 
 void rt_refresh_toxics(const struct rt *rt, struct listener_shared *sh)
 {
     struct rt_op op = { .sh = sh };
-    wcmd_run_all(rt->ws, rt->n, refresh_cmd, &op);   /* cannot fail */
+    run_all(rt, refresh_cmd, &op);   /* cannot fail */
 }

@@ -1,5 +1,5 @@
 /* admit.c - see admit.h. */
-#include "core/admit.h"
+#include "server/admit.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -154,7 +154,7 @@ void admit_release(struct wlistener *wl, const struct net_addr *peer, int counte
 struct refusal {
     struct loop_io io;
     struct loop_timer timer;
-    struct worker *w;
+    struct server_worker *w;
     struct refusal *prev, *next;     /* worker's list, closed at shutdown */
 };
 
@@ -199,7 +199,7 @@ static void refusal_timeout(struct loop *l, struct loop_timer *t)
 /* Holds fd until its first byte arrives; 0, or -1 if it could not. */
 static int hold_for_refusal(struct wlistener *wl, int fd)
 {
-    struct loop *l = wl->w->loop;
+    struct loop *l = wl->w->rw.loop;
     if (__atomic_add_fetch(&refusals_held, 1, __ATOMIC_RELAXED) > REFUSE_MAX_HELD) goto no;
     struct refusal *r = calloc(1, sizeof(*r));
     if (!r) goto no;
@@ -230,7 +230,7 @@ void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, con
             acl ? "" : " limit=", acl ? "" : limit);
 }
 
-void admit_close_all(struct worker *w)
+void admit_close_all(struct server_worker *w)
 {
-    while (w->refusals) refusal_end(w->loop, w->refusals);
+    while (w->refusals) refusal_end(w->rw.loop, w->refusals);
 }

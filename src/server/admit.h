@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "core/worker-t.h"
+#include "server/worker-t.h"
 #include "net/addr.h"
 
 int admit_shared_init(struct listener_shared *sh, const struct listener_cfg *cfg, char *err, size_t errlen);
@@ -30,6 +30,6 @@ void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, con
  * snapshot: other threads accept and close meanwhile). */
 unsigned admit_sessions_open(void);
 /* Closes refused clients still held for their answer (worker shutdown). */
-void admit_close_all(struct worker *w);
+void admit_close_all(struct server_worker *w);
 
 #endif

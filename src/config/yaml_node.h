@@ -1,18 +1,19 @@
-/* yaml_int.h - shared by the config-file loader's files (yaml*.c, ssjson.c).
+/* yaml_node.h - the config loaders' toolkit (yaml_node.c), shared by
+ * yaml.c, yaml_listener.c, yaml_groups.c and ssjson.c.
  *
  * struct yc is one load: the libyaml document, the config being filled and
  * the diagnostics gathered so far. Helpers report into it and return -1 (or
  * NULL) so that callers skip the bad part and go on with the next key.
  */
-#ifndef FERRY_CFG_YAML_INT_H
-#define FERRY_CFG_YAML_INT_H
+#ifndef FERRY_CFG_YAML_NODE_H
+#define FERRY_CFG_YAML_NODE_H
 
 #include <stddef.h>
 #include <yaml.h>
 
 #include "config/config.h"
+#include "config/diag.h"
 #include "config/options.h"
-#include "config/yaml.h"
 
 #define YC_MAX_LISTENERS 256
 #define YC_MAX_GROUPS 256
@@ -69,10 +70,7 @@ struct yk_def {
     const char *metavar, *help;
 };
 
-extern const struct yk_def yk_group_keys[], yk_server_keys[], yk_health_keys[];
-extern const char *const yk_balance_names[];
-
-/* ---- diagnostics and nodes (yaml.c) ---- */
+/* ---- diagnostics and nodes ---- */
 void yc_report(struct yc *c, int is_error, const yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define yc_err(c, n, ...) yc_report((c), 1, (n), __VA_ARGS__)
@@ -123,15 +121,5 @@ char *yc_read_file_or_report(const char *path, size_t *len, struct cfg_diag *d);
 /* The global options of `ferry run|check FILE --log-level ...`, applied
  * over the file's (cfg->cli_over); an error is reported at `at`. */
 void yc_apply_cli_overrides(struct yc *c, const yaml_node_t *at);
-
-/* ---- upstream groups (yaml_groups.c) ---- */
-void yc_load_groups(struct yc *c, const yaml_node_t *map);
-/* `upstream:` of a relay listener: a group name, or servers inline. */
-void yc_listener_upstream(struct yc *c, struct listener_cfg *l, const yaml_node_t *lmap,
-                          const yaml_node_t *v);
-void yc_warn_unused_groups(struct yc *c);
-
-/* ---- listeners (yaml_listener.c) ---- */
-void yc_load_listeners(struct yc *c, const yaml_node_t *seq);
 
 #endif

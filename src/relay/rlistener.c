@@ -1,0 +1,231 @@
+/* rlistener.c - see rlistener.h and handler.h: the listener handlers. */
+#include "relay/rlistener.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/loop.h"
+#include "obs/log.h"
+#include "relay/connect.h"
+#include "relay/sess_filters.h"
+#include "relay/session.h"
+#include "relay/ss_pool.h"
+#include "resolver/resolver.h"
+
+struct resolver *rlistener_resolver(struct relay_listener *rl)
+{
+    if (rl->resolver) return rl->resolver;
+    char err[256];
+    struct resolver_opts o = {
+        .servers = rl->cfg->dns_servers[0] ? rl->cfg->dns_servers : NULL,
+        .timeout_ms = rl->cfg->resolve_timeout_ms,
+        .cache_entries = 1024,
+        .max_inflight = rl->cfg->resolve_max_inflight,
+    };
+    rl->resolver = resolver_new(rl->w->loop, &o, err, sizeof(err));
+    if (!rl->resolver) log_error("listener=%s resolver: %s", rl->cfg->name, err);
+    return rl->resolver;
+}
+
+void rlistener_session_closed(struct relay_listener *rl, const struct net_addr *client, int counted_ip)
+{
+    rl->closed(rl->owner, client, counted_ip);
+}
+
+/* ---- shared state ---- */
+
+static int shared_init(struct relay_shared *sh, const struct listener_cfg *lc, char *err, size_t errlen)
+{
+    toxic_slot_init(&sh->toxics);
+    if (!lc->ntoxics) return 0;
+    struct toxic_set *set = toxic_set_new(lc->toxics, lc->ntoxics);
+    if (!set) {
+        snprintf(err, errlen, "out of memory");
+        toxic_slot_destroy(&sh->toxics);
+        return -1;
+    }
+    toxic_slot_publish(&sh->toxics, set);
+    return 0;
+}
+
+static void shared_free(struct relay_shared *sh)
+{
+    toxic_slot_destroy(&sh->toxics);
+}
+
+/* ---- the balancer (relay mode) ---- */
+
+/* Per-worker balancer state over the listener's servers. With active checks
+ * on, connect failures also count (passive ejection), since checks are what
+ * bring a server back. */
+static int rebalance(struct relay_listener *rl, char *err, size_t errlen)
+{
+    const struct listener_cfg *lc = rl->cfg;
+    const struct health_cfg *hc = cfg_effective_health(lc);
+    for (size_t i = 0; i < lc->nupstreams; i++) {
+        char name[300];
+        const struct upstream_cfg *u = &lc->upstreams[i];
+        struct lb_server *s = &rl->lb_servers[i];
+        s->weight = u->weight;
+        s->backup = (uint8_t)u->backup;
+        s->maxconn = u->maxconn;
+        snprintf(name, sizeof(name), "%s:%u", u->hp.host, u->hp.port);
+        s->key = lb_key(name);
+    }
+    if (lb_group_init(&rl->lb, rl->lb_servers, lc->nupstreams, cfg_balance_names[cfg_effective_balance(lc)],
+                      err, errlen) < 0)
+        return -1;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) seed = clock_now_ms() ^ (uint64_t)rl->w->id;
+    lb_group_seed(&rl->lb, seed);
+    rl->lb.rise = hc->rise ? hc->rise : 2;
+    rl->lb.fall = hc->fall ? hc->fall : 3;
+    rl->lb.passive = hc->interval_ms != 0;
+    return 0;
+}
+
+/* The listener is stopped, so no session holds a server slot: the balancer
+ * is built again from the new server list. Nothing else of the listener
+ * depends on the config's addresses. */
+static int retarget_relay(struct relay_listener *rl, const struct listener_cfg *lc, char *err, size_t errlen)
+{
+    const struct listener_cfg *old = rl->cfg;
+    char ignored[256];
+    rl->cfg = lc;
+    if (rebalance(rl, err, errlen) == 0) return 0;
+    rl->cfg = old;
+    (void)rebalance(rl, ignored, sizeof(ignored));
+    return -1;
+}
+
+static int retarget_plain(struct relay_listener *rl, const struct listener_cfg *lc, char *err, size_t errlen)
+{
+    rl->cfg = lc;
+    return 0;
+}
+
+/* One checker per listener, on worker 0; results reach every worker
+ * through the shared array (health_sync before each pick). */
+static int start_relay(struct relay_listener *rl, char *err, size_t errlen)
+{
+    const struct listener_cfg *lc = rl->cfg;
+    const struct health_cfg *hc = cfg_effective_health(lc);
+    struct host_port hp[CFG_MAX_UPSTREAMS];
+    struct resolver *r;
+    if (hc->interval_ms == 0) return 0;
+    rl->sh->checks_on = 1;
+    if (rl->w->id != 0) return 0;
+    if (!(r = rlistener_resolver(rl))) {
+        snprintf(err, errlen, "listener %s: cannot create a resolver for health checks", lc->name);
+        return -1;
+    }
+    for (size_t i = 0; i < lc->nupstreams; i++) hp[i] = lc->upstreams[i].hp;
+    struct health_opts o = {
+        .interval_ms = hc->interval_ms, .timeout_ms = hc->timeout_ms, .rise = hc->rise, .fall = hc->fall,
+        .send = hc->send[0] ? hc->send : NULL, .send_len = strlen(hc->send),
+        .expect = hc->expect[0] ? hc->expect : NULL, .prefer_ipv6 = lc->prefer_ipv6,
+    };
+    rl->hc = health_start(rl->w->loop, r, lc->group ? lc->group->name : lc->name, hp, lc->nupstreams,
+                          rl->sh->health, &o, err, errlen);
+    return rl->hc ? 0 : -1;
+}
+
+static int start_plain(struct relay_listener *rl, char *err, size_t errlen)
+{
+    return 0;
+}
+
+/* ---- attach, detach ---- */
+
+static void detach(struct relay_listener *rl)
+{
+    health_stop(rl->hc);          /* before its resolver goes */
+    ss_pool_free(rl->pool);
+    sess_filters_listener_stop(rl);
+    loop_timer_cancel(rl->w->loop, &rl->queue_timer);
+    if (rl->resolver) resolver_free(rl->resolver);
+    /* Sessions closed in this batch are freed after it, and point here. */
+    loop_defer_free(rl->w->loop, rl, free);
+}
+
+static struct relay_listener *attach(struct worker *w, const struct listener_cfg *lc, struct relay_shared *sh,
+                                     rlistener_closed_fn *closed, void *owner, char *err, size_t errlen)
+{
+    struct relay_listener *rl = calloc(1, sizeof(*rl));
+    if (!rl) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rl->w = w;
+    rl->cfg = lc;
+    rl->sh = sh;
+    rl->closed = closed;
+    rl->owner = owner;
+    loop_timer_init(&rl->queue_timer, connect_queue_run, rl);
+    if (lc->mode == MODE_RELAY && rebalance(rl, err, errlen) < 0) {
+        free(rl);
+        return NULL;
+    }
+    rl->pool = ss_pool_new(rl);
+    if (sess_filters_listener_start(rl, err, errlen) < 0) {
+        ss_pool_free(rl->pool);
+        free(rl);
+        return NULL;
+    }
+    return rl;
+}
+
+/* ---- sessions ---- */
+
+static int accept_session(struct relay_listener *rl, int fd, const struct net_addr *peer, int counted_ip)
+{
+    return sess_accept(rl, fd, peer, counted_ip);
+}
+
+static void close_sessions(struct relay_listener *rl, enum rlistener_close why)
+{
+    struct session *s = rl->w->sessions, *next;
+    for (; s; s = next) {
+        next = s->next;   /* sess_close unlinks s, and only s */
+        if (s->wl == rl) sess_close(s, why == RLISTENER_CLOSE_API ? END_API : END_DRAIN);
+    }
+    /* Closing released server slots, which may have armed the queue run. */
+    loop_timer_cancel(rl->w->loop, &rl->queue_timer);
+}
+
+static void refresh_toxics(struct relay_listener *rl)
+{
+    struct session *s = rl->w->sessions, *next;
+    for (; s; s = next) {
+        next = s->next;   /* a refresh may close s (out of memory) */
+        if (s->wl == rl) sess_toxics_refresh(s);
+    }
+}
+
+/* Every mode accepts the same way: the session picks its front-end from
+ * the config (SOCKS, Shadowsocks, none). Relay listeners add a balancer
+ * and health checks. */
+static const struct listener_handler plain_handler = {
+    .shared_init = shared_init, .shared_free = shared_free,
+    .attach = attach, .start = start_plain, .accept = accept_session, .retarget = retarget_plain,
+    .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .detach = detach,
+};
+
+static const struct listener_handler relay_mode_handler = {
+    .shared_init = shared_init, .shared_free = shared_free,
+    .attach = attach, .start = start_relay, .accept = accept_session, .retarget = retarget_relay,
+    .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .detach = detach,
+};
+
+const struct listener_handler *relay_handler(enum ferry_mode mode)
+{
+    switch (mode) {
+    case MODE_SOCKS:
+    case MODE_SS_SERVER:
+    case MODE_SS_LOCAL: return &plain_handler;
+    case MODE_RELAY: return &relay_mode_handler;
+    }
+    return NULL;
+}
