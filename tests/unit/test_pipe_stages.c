@@ -159,6 +159,37 @@ static void test_max_input_read(void **state)
     rig_free(&r);
 }
 
+/* Also while stage 0 cannot run (the stage after it holds its output): the
+ * head link is filled up to one pass of stage 0 and no further, so no pass
+ * is left a short tail (a tiny chunk and an extra write). */
+static void test_max_input_read_while_blocked(void **state)
+{
+    (void)state;
+    struct rig r;
+    const size_t n = 50000;
+    rig_init(&r, SINK_STREAM, 4 * KiB);
+    struct tstage *first = add_ts(&r, STAGE_FILTER, 0x33, NULL);
+    struct tstage *last = add_ts(&r, STAGE_ENCODER, 0x44, NULL);
+    first->max_in = 1000;
+    last->hold = 1;
+    pattern(g_in, n, 17);
+    feed_all(&r, g_in, n);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pump(&r), PUMP_OK);
+        assert_true(r.c.last_ask <= 1000);
+        assert_true(buf_len(r.h.link[0]) <= 1000);
+    }
+    assert_int_equal(inq(r.src), n - 2000);  /* one pass made, one waiting */
+    assert_false(half_wants_input(&r.h));
+    last->hold = 0;
+    size_t want = expect_xor(NULL, g_in, n, 0x33 ^ 0x44);
+    assert_int_equal(transfer(&r, g_in, 0, 0, g_out, want), want);
+    assert_memory_equal(g_out, g_want, want);
+    assert_int_equal(first->max_inlen, 1000);
+    assert_int_equal(last->max_inlen, 1000);
+    rig_free(&r);
+}
+
 /* A stage makes no more than the next stage takes in one pass. */
 static void test_max_input_between_stages(void **state)
 {
@@ -970,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_stage_filter),
         cmocka_unit_test(test_stage_partial_frames),
         cmocka_unit_test(test_max_input_read),
+        cmocka_unit_test(test_max_input_read_while_blocked),
         cmocka_unit_test(test_max_input_between_stages),
         cmocka_unit_test(test_hold_stops_source),
         cmocka_unit_test(test_hold_second_stage_bounded),
