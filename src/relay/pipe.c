@@ -36,10 +36,20 @@ int half_pending(const struct half *h)
 
 /* The head link takes more while it has room: a stage may leave the tail
  * of its input there (a partial Shadowsocks chunk) until more comes. Full,
- * it stops the source: one buffer is all a direction reads ahead. */
+ * it stops the source: one buffer is all a direction reads ahead. With a
+ * first stage that takes at most max_input a pass, it is full at that: read
+ * further (while that stage cannot run) and its passes end in a short tail,
+ * a tiny chunk and an extra write, which max_input is there to prevent. */
 static int head_has_room(const struct half *h)
 {
-    return !h->link[0] || buf_len(h->link[0]) < h->link[0]->cap;
+    const struct buf *b = h->link[0];
+    if (!b) return 1;
+    size_t full = b->cap;
+    if (h->nstages && h->stage[0].ops->max_input) {
+        size_t m = h->stage[0].ops->max_input(h->stage[0].state, b->cap);
+        if (m < full) full = m;
+    }
+    return buf_len(b) < full;
 }
 
 int half_wants_input(const struct half *h)
