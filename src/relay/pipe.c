@@ -273,7 +273,8 @@ static ssize_t read_kpipe(struct half *h, struct pump_ctx *c)
  * direction has shown it is a bulk transfer. */
 static int may_splice(const struct half *h, const struct pump_ctx *c)
 {
-    return c->allow_splice && h->bulk && !h->nstages && endpoint_fd(c->src) >= 0 && endpoint_fd(c->dst) >= 0;
+    return c->allow_splice && h->bulk && !h->nstages && c->src && c->dst && endpoint_fd(c->src) >= 0 &&
+           endpoint_fd(c->dst) >= 0;
 }
 
 static ssize_t read_source(struct half *h, struct pump_ctx *c)
