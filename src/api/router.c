@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stage/lua_filter.h"
 
 const char *api_status_text(int status)
 {
@@ -69,6 +70,7 @@ static json_t *toxic_json(const struct toxic_spec *t)
 {
     json_t *attrs = json_object();
     toxic_attr_each(t, attr_to_json, attrs);
+    if (t->type == TOXIC_LUA) json_object_set_new(attrs, "file", json_string(t->file));
     return json_pack("{s:s, s:s, s:s, s:f, s:o}", "name", t->name, "type", toxic_type_name(t->type),
                      "stream", toxic_stream_name(t->streams), "toxicity", t->toxicity, "attributes", attrs);
 }
@@ -308,6 +310,13 @@ static int toxic_apply_json(struct toxic_spec *t, json_t *o, struct api_response
             return -1;
         }
         json_object_foreach(attrs, key, v) {
+            if (json_is_string(v)) {
+                if (toxic_attr_set_text(t, key, json_string_value(v), err, sizeof(err)) < 0) {
+                    bad_body(out, err);
+                    return -1;
+                }
+                continue;
+            }
             if (!json_is_number(v)) {
                 snprintf(err, sizeof(err), "%.60s: expected a number", key);
                 bad_body(out, err);
@@ -320,6 +329,12 @@ static int toxic_apply_json(struct toxic_spec *t, json_t *o, struct api_response
         }
     }
     if (toxic_spec_check(t, err, sizeof(err)) < 0) {
+        bad_body(out, err);
+        return -1;
+    }
+    /* A lua toxic's script is loaded here, on the API thread: a syntax
+     * error is the caller's 400, never a worker's surprise. */
+    if (t->type == TOXIC_LUA && lua_filter_check(t->file, err, sizeof(err)) < 0) {
         bad_body(out, err);
         return -1;
     }

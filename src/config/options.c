@@ -580,6 +580,7 @@ static int parse_toxic(void *base, const char *val, char *err, size_t errlen)
     struct listener_cfg *l = base;
     struct toxic_spec t;
     if (toxic_spec_parse(val, &t, err, errlen) < 0) return -1;
+    if (t.type == TOXIC_LUA && lua_filter_check(t.file, err, errlen) < 0) return -1;
     if (toxic_find(l->toxics, l->ntoxics, t.name) >= 0) {
         snprintf(err, errlen, "two toxics named '%s' (add name=...)", t.name);
         return -1;
@@ -764,7 +765,7 @@ const struct opt_def opt_table[] = {
       NULL, "allow a SOCKS listener on a public address without users or --allow rules" },
     { "toxic", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_toxic,
       "TYPE[:key=value,...]", "inject a fault, as toxiproxy's toxics: latency, bandwidth, slow_close, timeout, "
-      "reset_peer, slicer, limit_data, bitflip (repeatable; see docs/TOXICS.md)" },
+      "reset_peer, slicer, limit_data, bitflip, lua (repeatable; see docs/TOXICS.md)" },
     { "rewrite", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_rewrite,
       "DIR:MATCH:REPLACEMENT[:max=N]", "replace MATCH with REPLACEMENT in the relayed plaintext: DIR upstream "
       "(client to server), downstream or both; text with \\n \\r \\t \\xHH \\: escapes, or hex:HEX; "

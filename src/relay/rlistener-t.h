@@ -18,6 +18,9 @@ struct ss_pool;
 struct resolver;
 struct lua_engine;
 
+/* Distinct lua toxic scripts a listener runs at once, per worker. */
+#define RLISTENER_LUA_TOXICS 4
+
 /* A configured listener's relay state on one worker. */
 struct relay_listener {
     struct worker *w;
@@ -30,6 +33,10 @@ struct relay_listener {
     struct health_checker *hc;       /* worker 0 only */
     struct ss_pool *pool;            /* ss-local --pool */
     struct lua_engine *lua;          /* --filter: this worker's Lua state */
+    struct {                         /* lua toxics' states, made on first use */
+        char file[256];
+        struct lua_engine *e;
+    } lua_toxics[RLISTENER_LUA_TOXICS];
     /* Clients waiting for a server slot (every server at maxconn), FIFO. */
     struct session *qhead, *qtail;
     unsigned qlen;

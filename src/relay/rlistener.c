@@ -10,6 +10,7 @@
 #include "obs/log.h"
 #include "relay/connect.h"
 #include "relay/sess_filters.h"
+#include "relay/sess_toxics.h"
 #include "relay/session.h"
 #include "relay/ss_pool.h"
 #include "resolver/resolver.h"
@@ -144,6 +145,7 @@ static void detach(struct relay_listener *rl)
     health_stop(rl->hc);          /* before its resolver goes */
     ss_pool_free(rl->pool);
     sess_filters_listener_stop(rl);
+    sess_toxics_listener_stop(rl);
     loop_timer_cancel(rl->w->loop, &rl->queue_timer);
     if (rl->resolver) resolver_free(rl->resolver);
     /* Sessions closed in this batch are freed after it, and point here. */

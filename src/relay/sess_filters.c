@@ -45,7 +45,7 @@ static void format_host_port(char *out, size_t outlen, const char *host, uint16_
 }
 
 /* What the script's `s` shows (sanitised: a script may log it as is). */
-static void describe(const struct session *s, struct stage_session *info)
+void sess_describe(const struct session *s, struct stage_session *info)
 {
     const struct sess_target *dest = s->dest ? s->dest : s->target;
     memset(info, 0, sizeof(*info));
@@ -66,7 +66,7 @@ static int add_lua(struct session *s)
     char err[512];
     const struct stage_ops *ops;
     void *up, *down;
-    describe(s, &info);
+    sess_describe(s, &info);
     struct lua_sess *ls = lua_sess_new(s->wl->lua, &info, err, sizeof(err));
     if (!ls) return -2;
     lua_sess_stages(ls, &ops, &up, &down);

@@ -21,4 +21,8 @@ void sess_filters_listener_stop(struct relay_listener *wl);
  * on_connect failed, already logged). What was added goes with the session. */
 int sess_filters_attach(struct session *s);
 
+/* What a script's `s` shows of a relaying session (sanitised). */
+struct stage_session;
+void sess_describe(const struct session *s, struct stage_session *info);
+
 #endif

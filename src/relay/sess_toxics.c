@@ -1,12 +1,17 @@
 /* sess_toxics.c - see sess_toxics.h. */
 #include "relay/sess_toxics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/loop.h"
 #include "relay/pipe.h"
 #include "relay/rlistener-t.h"
+#include "obs/log.h"
+#include "relay/sess_filters.h"
 #include "relay/session.h"
+#include "stage/lua_filter.h"
 #include "stage/toxq_stage.h"
 
 static int configure(struct session *s, struct toxic_set *set, unsigned gen)
@@ -36,6 +41,50 @@ static int add_stages(struct session *s)
     return 0;
 }
 
+/* This worker's Lua state for a lua toxic's script, made on first use
+ * (the API has loaded the script once already, so it is known to be
+ * good); NULL, logged, if it cannot be had. */
+static struct lua_engine *toxic_engine(struct session *s, const char *file)
+{
+    struct relay_listener *rl = s->wl;
+    char err[512];
+    for (size_t i = 0; i < RLISTENER_LUA_TOXICS; i++) {
+        if (rl->lua_toxics[i].e && strcmp(rl->lua_toxics[i].file, file) == 0) return rl->lua_toxics[i].e;
+        if (rl->lua_toxics[i].e) continue;
+        if (!(rl->lua_toxics[i].e = lua_engine_new(file, 0, err, sizeof(err)))) {
+            log_warn("listener=%s lua toxic: %s", rl->cfg->name, err);
+            return NULL;
+        }
+        snprintf(rl->lua_toxics[i].file, sizeof(rl->lua_toxics[i].file), "%s", file);
+        return rl->lua_toxics[i].e;
+    }
+    log_warn("listener=%s lua toxic %s not applied: at most %d scripts per listener", rl->cfg->name, file,
+             RLISTENER_LUA_TOXICS);
+    return NULL;
+}
+
+/* A lua toxic, if its toxicity roll comes up: the script's stages on the
+ * toxic's streams, behind the queue's (a Lua filter of role toxics). */
+static int add_lua_toxic(struct session *s, const struct toxic_spec *t, uint64_t roll)
+{
+    if ((double)(roll >> 11) / 9007199254740992.0 >= t->toxicity) return 0;
+    struct lua_engine *e = toxic_engine(s, t->file);
+    if (!e) return 0;
+    struct stage_session info;
+    char err[512];
+    sess_describe(s, &info);
+    struct lua_sess *ls = lua_sess_new(e, &info, err, sizeof(err));
+    if (!ls) return -2;
+    void *up = NULL, *down = NULL;
+    const struct stage_ops *ops;
+    lua_sess_stages(ls, &ops, t->streams & TOXIC_UPSTREAM ? &up : NULL, t->streams & TOXIC_DOWNSTREAM ? &down : NULL);
+    lua_sess_release(ls);
+    /* Each call owns its state whatever it returns. */
+    int r = up ? pipe_add_stage(&s->up, &lua_toxic_stage_ops, up, 1) : 0;
+    if (down && pipe_add_stage(&s->down, &lua_toxic_stage_ops, down, 0) < 0) r = -1;
+    return r;
+}
+
 int sess_toxics_attach(struct session *s)
 {
     struct toxic_slot *slot = &s->wl->sh->toxics;
@@ -47,8 +96,21 @@ int sess_toxics_attach(struct session *s)
     if (!set) return 0;
     int r = add_stages(s);
     if (r == 0) r = configure(s, set, gen);
+    uint64_t roll = s->id * 0xBF58476D1CE4E5B9ULL ^ clock_now_us();
+    for (size_t i = 0; r == 0 && i < set->n; i++) {
+        roll = roll * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (set->t[i].type == TOXIC_LUA) r = add_lua_toxic(s, &set->t[i], roll);
+    }
     toxic_set_unref(set);
     return r;
+}
+
+void sess_toxics_listener_stop(struct relay_listener *rl)
+{
+    for (size_t i = 0; i < RLISTENER_LUA_TOXICS; i++) {
+        lua_engine_free(rl->lua_toxics[i].e);    /* waits for sessions still holding it */
+        rl->lua_toxics[i].e = NULL;
+    }
 }
 
 void sess_toxics_free(struct session *s)

@@ -17,10 +17,17 @@ struct sess_toxics {
 };
 
 /* At relay start: the listener's current toxics, if any, as a stage on
- * each direction; what the client already sent goes through them. 0, or
- * -1 when out of memory. */
+ * each direction; what the client already sent goes through them. A lua
+ * toxic is a Lua filter stage of role toxics on its streams, for sessions
+ * that start relaying while it exists (the queue's toxics also change
+ * sessions already relaying). 0, -1 when out of memory, -2 when a lua
+ * toxic's on_connect failed (logged). */
 int sess_toxics_attach(struct session *s);
 /* Forgets the stages (they go with their chains). */
 void sess_toxics_free(struct session *s);
+
+/* The listener goes: its lua toxics' Lua states with it. */
+struct relay_listener;
+void sess_toxics_listener_stop(struct relay_listener *rl);
 
 #endif

@@ -312,7 +312,8 @@ static void enter_flushing(struct session *s, enum sess_end end)
 /* Why a stage ended the session, for the log's end=. */
 static enum sess_end stage_end(enum pump_result r, uint8_t role)
 {
-    if (role == STAGE_TOXICS) return END_TOXIC;
+    /* Only a lua toxic's script fails: the toxic queue never does. */
+    if (role == STAGE_TOXICS) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_TOXIC;
     if (role == STAGE_FILTER) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_FILTER;
     return END_CRYPTO_ERROR;        /* a decoder or encoder refused the stream */
 }
@@ -595,8 +596,10 @@ void sess_relay_start(struct session *s, int fd)
      * client already sent (early data) is the input of whatever comes
      * first, so toxics see it as plaintext ahead of ss-local's encoder. */
     int f = sess_filters_attach(s);
-    if (f < 0 || sess_toxics_attach(s) < 0 || (s->wl->cfg->mode == MODE_SS_LOCAL && ss_tunnel_attach(s) < 0)) {
-        sess_close(s, f == -2 ? END_FILTER_ERROR : END_LOCAL_ERROR);
+    if (f == 0) f = sess_toxics_attach(s);
+    if (f == 0 && s->wl->cfg->mode == MODE_SS_LOCAL) f = ss_tunnel_attach(s);
+    if (f < 0) {
+        sess_close(s, f == -2 ? END_FILTER_ERROR : END_LOCAL_ERROR);   /* -2: a script refused it */
         return;
     }
     s->last_ms = loop_now(w->loop);

@@ -252,3 +252,13 @@ const struct stage_ops lua_filter_stage_ops = {
     .max_input = NULL,
     .free = lf_free,
 };
+
+/* The same script as a toxic: after the filters, with the toxics. */
+const struct stage_ops lua_toxic_stage_ops = {
+    .name = "lua-toxic",
+    .role = STAGE_TOXICS,
+    .process = lf_process,
+    .next_wakeup = lf_next_wakeup,
+    .max_input = NULL,
+    .free = lf_free,
+};

@@ -61,6 +61,9 @@ struct lua_sess *lua_sess_new(struct lua_engine *e, const struct stage_session *
  * given (non-NULL) receives a state holding one reference, to be freed
  * with (*ops)->free exactly once. Call once per session. */
 void lua_sess_stages(struct lua_sess *ls, const struct stage_ops **ops, void **up_state, void **down_state);
+/* The ops for states of lua_sess_stages() run as a toxic (role
+ * STAGE_TOXICS: behind the filters, in front of an encoder). */
+extern const struct stage_ops lua_toxic_stage_ops;
 /* Drops the caller's reference (from lua_sess_new). */
 void lua_sess_release(struct lua_sess *ls);
 

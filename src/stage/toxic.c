@@ -12,6 +12,7 @@ static const char *const type_names[TOXIC_NTYPES] = {
     [TOXIC_SLOW_CLOSE] = "slow_close", [TOXIC_TIMEOUT] = "timeout",
     [TOXIC_RESET_PEER] = "reset_peer", [TOXIC_SLICER] = "slicer",
     [TOXIC_LIMIT_DATA] = "limit_data", [TOXIC_BITFLIP] = "bitflip",
+    [TOXIC_LUA] = "lua",
 };
 
 /* One attribute: its JSON name, the types that have it, where it lives.
@@ -114,6 +115,20 @@ int toxic_attr_set(struct toxic_spec *t, const char *key, double value, char *er
     return 0;
 }
 
+int toxic_attr_set_text(struct toxic_spec *t, const char *key, const char *value, char *err, size_t errlen)
+{
+    if (t->type != TOXIC_LUA || strcmp(key, "file") != 0) {
+        snprintf(err, errlen, "%s has no attribute '%.40s'", toxic_type_name(t->type), key);
+        return -1;
+    }
+    if (!value[0] || strlen(value) >= sizeof(t->file)) {
+        snprintf(err, errlen, "file: 1 to %zu characters", sizeof(t->file) - 1);
+        return -1;
+    }
+    snprintf(t->file, sizeof(t->file), "%s", value);
+    return 0;
+}
+
 void toxic_attr_each(const struct toxic_spec *t, void (*fn)(void *arg, const char *key, double value), void *arg)
 {
     for (size_t i = 0; i < NATTRS; i++) {
@@ -143,6 +158,10 @@ int toxic_spec_check(const struct toxic_spec *t, char *err, size_t errlen)
     }
     if (t->type == TOXIC_SLICER && (t->average_size == 0 || t->size_variation >= t->average_size)) {
         snprintf(err, errlen, "slicer: needs average_size >= 1 and size_variation < average_size");
+        return -1;
+    }
+    if (t->type == TOXIC_LUA && !t->file[0]) {
+        snprintf(err, errlen, "lua: needs file=SCRIPT.lua");
         return -1;
     }
     return 0;
@@ -216,6 +235,8 @@ int toxic_spec_parse(const char *text, struct toxic_spec *t, char *err, size_t e
                 }
                 snprintf(t->name, sizeof(t->name), "%s", val);
                 named = 1;
+            } else if (strcmp(kv, "file") == 0) {
+                if (toxic_attr_set_text(t, kv, val, err, errlen) < 0) return -1;
             } else if (strcmp(kv, "stream") == 0) {
                 if (toxic_stream_from_name(val, &t->streams) < 0) {
                     snprintf(err, errlen, "stream: expected upstream, downstream or both");

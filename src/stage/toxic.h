@@ -30,6 +30,7 @@ enum toxic_type {
     TOXIC_SLICER,       /* average_size, size_variation bytes; delay us between slices */
     TOXIC_LIMIT_DATA,   /* bytes: close once this many have passed */
     TOXIC_BITFLIP,      /* probability per byte, or every Nth byte: flip one bit */
+    TOXIC_LUA,          /* file: a Lua filter script (docs/FILTERS.md) on the stream */
     TOXIC_NTYPES
 };
 
@@ -50,6 +51,7 @@ struct toxic_spec {
     uint64_t bytes;
     double probability;         /* bitflip, per byte */
     uint64_t every;             /* bitflip: every Nth byte (0 = use probability) */
+    char file[256];             /* lua: the script */
 };
 
 const char *toxic_type_name(enum toxic_type t);
@@ -70,7 +72,9 @@ void toxic_spec_default_name(struct toxic_spec *t);
  * toxic_attr_set: 0, or -1 with a reason in err (unknown attribute for the
  * type, value out of range). Integer attributes reject fractions. */
 int toxic_attr_set(struct toxic_spec *t, const char *key, double value, char *err, size_t errlen);
-/* Calls fn for each attribute of the spec's type, in toxiproxy's order. */
+/* The text attribute (lua's `file`): 0, or -1 with a reason. */
+int toxic_attr_set_text(struct toxic_spec *t, const char *key, const char *value, char *err, size_t errlen);
+/* Calls fn for each numeric attribute of the spec's type, in toxiproxy's order. */
 void toxic_attr_each(const struct toxic_spec *t,
                      void (*fn)(void *arg, const char *key, double value), void *arg);
 /* Checks cross-attribute rules (slicer: size_variation < average_size...).

@@ -76,18 +76,25 @@ static void run_start(struct toxq *q, struct toxq_run *r, uint64_t now)
         r->action_us = now + r->spec.timeout * 1000;
 }
 
+/* Whether the queue runs this toxic on this stream. A lua toxic is a
+ * stage of its own (relay/sess_toxics.c), not a queue toxic. */
+static int toxq_takes(const struct toxic_spec *t, uint8_t stream)
+{
+    return (t->streams & stream) && t->type != TOXIC_LUA;
+}
+
 int toxq_configure(struct toxq *q, const struct toxic_set *set, uint8_t stream, uint64_t now)
 {
     size_t n = 0;
     for (size_t i = 0; set && i < set->n; i++)
-        if (set->t[i].streams & stream) n++;
+        if (toxq_takes(&set->t[i], stream)) n++;
     if (n > TOXQ_MAX_TOXICS) n = TOXQ_MAX_TOXICS;
     struct toxq_run *runs = n ? calloc(n, sizeof(*runs)) : NULL;
     if (n && !runs) return -1;
     size_t k = 0;
     for (size_t i = 0; set && i < set->n && k < n; i++) {
         const struct toxic_spec *t = &set->t[i];
-        if (!(t->streams & stream)) continue;
+        if (!toxq_takes(t, stream)) continue;
         struct toxq_run *r = &runs[k++];
         const struct toxq_run *old = NULL;
         for (size_t j = 0; j < q->nruns; j++)

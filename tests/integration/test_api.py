@@ -319,3 +319,49 @@ def test_drain_with_runtime_listeners_and_open_sessions(ferry, servers):
     assert not problems, problems + [f.log()[-3000:]]
     for s in socks:
         s.close()
+
+
+SHOUT = """
+function on_data(s, dir, chunk, eof)
+  return chunk:upper()
+end
+"""
+
+
+@pytest.mark.deadline(60)
+def test_lua_toxic_through_toxiproxy_node_client(ferry, servers, node_client, workdir):
+    """A protocol-aware toxic without a recompile: type lua, attribute file."""
+    echo = servers(peers.h_echo)
+    script = os.path.join(workdir, "shout.lua")
+    with open(script, "w") as fh:
+        fh.write(SHOUT)
+    f = api_start(ferry)
+    r = subprocess.run([node_client, os.path.join(NODE_DIR, "lua_toxic.js"), f.api, echo.addr, script],
+                       capture_output=True, timeout=scaled(40))
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    assert r.returncode == 0, out + f.log()[-2000:]
+    assert "ALL OK" in out
+
+
+def test_lua_toxic_on_the_command_line(ferry, servers, workdir):
+    echo = servers(peers.h_echo)
+    script = os.path.join(workdir, "shout.lua")
+    with open(script, "w") as fh:
+        fh.write(SHOUT)
+    f = ferry("relay", "-u", echo.addr, "--toxic", "lua:file=%s,stream=upstream" % script)
+    s = f.connect()
+    s.sendall(b"quiet please")
+    s.shutdown(socket.SHUT_WR)
+    assert peers.read_until_close(s, scaled(5)) == (b"QUIET PLEASE", "eof")
+    s.close()
+
+
+def test_lua_toxic_with_a_bad_script_is_a_flag_error(ferry, workdir):
+    script = os.path.join(workdir, "bad.lua")
+    with open(script, "w") as fh:
+        fh.write("function on_data(\n")
+    r = run_ferry("relay", "-u", "127.0.0.1:9", "--toxic", "lua:file=%s" % script)
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "--toxic" in err and "bad.lua:2:" in err, err
+    assert len(err.strip().splitlines()) == 1, err
