@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh - ferry side by side with its peers, one at a time, on loopback.
 #
-#   bench/compare.sh [--quick] [--threads N] [--only relay,socks,ss]
+#   bench/compare.sh [--quick] [--threads N] [--only relay,socks,ss,filter]
 #                    [--duration S] [--idle-conns N] [--no-netns] [--keep]
 #
 # Each implementation runs alone in its own network namespace (fresh
@@ -17,7 +17,7 @@ ROOT=$(dirname "$HERE")
 LOADGEN=$HERE/loadgen
 FERRY=${FERRY:-$ROOT/ferry}
 
-QUICK=0 THREADS=1 ONLY=relay,socks,ss DUR="" IDLE_N="" NETNS=auto KEEP=0
+QUICK=0 THREADS=1 ONLY=relay,socks,ss,filter DUR="" IDLE_N="" NETNS=auto KEEP=0
 
 log()  { printf '%s\n' "$*" >&2; }
 die()  { log "compare.sh: $*"; exit 1; }
@@ -40,9 +40,9 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    : "${DUR:=2}" "${IDLE_N:=2000}"; BUDGET=105
+    : "${DUR:=2}" "${IDLE_N:=2000}"; BUDGET=135
 else
-    : "${DUR:=8}" "${IDLE_N:=9900}"; BUDGET=590
+    : "${DUR:=8}" "${IDLE_N:=9900}"; BUDGET=700
 fi
 [[ $DUR =~ ^[0-9]+([.][0-9]+)?$ ]] || die "bad --duration '$DUR'"
 [[ $IDLE_N =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ ]] || die "bad --idle-conns or --threads"
@@ -279,6 +279,8 @@ label() {
     danted)     echo "dante (danted)" ;;
     sschain)    echo "ss-local → ss-server (libev, chacha20-ietf-poly1305)" ;;
     ferry_ss)   echo "ferry ss-local → ferry ss-server" ;;
+    ferry_lua)  echo "ferry relay + identity Lua filter" ;;
+    ferry_rewrite) echo "ferry relay + 1 rewrite rule" ;;
     sslibev)    echo "ss-libev ss-local → ss-server" ;;
     *)          echo "$1" ;;
     esac
@@ -292,6 +294,8 @@ settings_of() {
     microsocks)     echo "thread per connection" ;;
     danted)         echo "process pool (default)" ;;
     sschain|sslibev) echo "single thread each" ;;
+    ferry_lua)      echo "--threads $THREADS --filter identity.lua" ;;
+    ferry_rewrite)  echo "--threads $THREADS --rewrite (1 rule, no match)" ;;
     direct)         echo "-" ;;
     esac
 }
@@ -321,6 +325,25 @@ table() {
         *)  case $p in ferry*) row+=" ferry: ${r#NA } |" ;; *) row+=" ${r#NA } |" ;; esac ;;
         esac
         printf '%s\n' "$row"
+    done
+}
+
+# ftable SCENARIO TITLE KEY: the filter group, each row as ratios to plain
+# ferry and to haproxy from the same run.
+ftable() {
+    local sc=$1 title=$2 k=$3 p r v fv hv
+    printf '\n### %s\n\n| implementation | settings | %s | vs plain ferry | vs haproxy |\n|---|---|---:|---:|---:|\n' \
+        "$title" "$k"
+    r=${RES[filter/$sc/ferry]-}; fv=""; case $r in RESULT*) fv=$(kv "$r" "$k") ;; esac
+    r=${RES[filter/$sc/haproxy]-}; hv=""; case $r in RESULT*) hv=$(kv "$r" "$k") ;; esac
+    for p in ferry ferry_lua ferry_rewrite haproxy; do
+        r=${RES[filter/$sc/$p]-"NA not run"}
+        case $r in
+        RESULT*) v=$(kv "$r" "$k")
+                 printf '| %s | %s | %s | %s | %s |\n' "$(label "$p")" "$(settings_of "$p")" "$v" \
+                     "$(ratio "$v" "$fv")" "$(ratio "$v" "$hv")" ;;
+        *) printf '| %s | %s | %s | - | - |\n' "$(label "$p")" "$(settings_of "$p")" "${r#NA }" ;;
+        esac
     done
 }
 
@@ -382,6 +405,12 @@ print_tables() {
                 gbit_per_s:Gbit/s errors:errors
         done
     fi
+    if [[ ,$ONLY, == *,filter,* ]]; then
+        printf '\n## filters (relay with a Lua filter or a rewrite rule)\n'
+        ftable pingpong "filters: 64 B ping-pong on $PP_N connections" req_per_s
+        ftable bulk_up "filters: bulk, 1 stream, client → sink" gbit_per_s
+        ftable bulk_down "filters: bulk, 1 stream, source → client" gbit_per_s
+    fi
     printf '\nraw RESULT lines: %s\n' "$( [ "$KEEP" = 1 ] && echo "$RAW" || echo "use --keep to keep $RAW")"
 }
 
@@ -413,6 +442,20 @@ run_socks() {
     run_peer socks microsocks socks5 start_microsocks "" $SOCKS_SC
     run_peer socks danted socks5 start_danted "" $SOCKS_SC
     run_peer socks sschain socks5 start_sschain chacha20-ietf-poly1305 $SOCKS_SC
+}
+
+# Filters: what a Lua filter and a rewrite rule cost a relay (no splice).
+FILTER_SC="pingpong bulk_up bulk_down"
+
+run_filter() {
+    if ferry_has relay; then
+        run_peer filter ferry tcp start_ferry_relay "" $FILTER_SC
+        run_peer filter ferry_lua tcp start_ferry_lua "" $FILTER_SC
+        run_peer filter ferry_rewrite tcp start_ferry_rewrite "" $FILTER_SC
+    else
+        mark_all filter ferry "not available" $FILTER_SC
+    fi
+    run_peer filter haproxy tcp start_haproxy "" $FILTER_SC
 }
 
 # Shadowsocks: connection rate and bulk through the ss-local -> ss-server
@@ -462,5 +505,6 @@ log "ferrybench: $( [ "$QUICK" = 1 ] && echo quick || echo full ) run, ${DUR}s p
 [[ ,$ONLY, == *,relay,* ]] && run_relay
 [[ ,$ONLY, == *,socks,* ]] && run_socks
 [[ ,$ONLY, == *,ss,* ]] && run_ss
+[[ ,$ONLY, == *,filter,* ]] && run_filter
 print_tables
 log "ferrybench: done in $((SECONDS - T0)) s"

@@ -35,6 +35,22 @@ start_ferry_relay() {
     PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
 }
 
+# The filter group: the same relay with an identity Lua filter, or with one
+# rewrite rule (a pattern the load generator's bytes never contain, so it
+# costs the scan and no replacement).
+start_ferry_lua() {
+    printf 'function on_data(s, dir, chunk, eof)\n  return chunk\nend\n' >"$TMP/identity.lua"
+    spawn ferry-lua "$FERRY" relay -l "127.0.0.1:$1" -u "127.0.0.1:$2" \
+        --threads "$THREADS" --log-level error --filter "$TMP/identity.lua"
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_ferry_rewrite() {
+    spawn ferry-rewrite "$FERRY" relay -l "127.0.0.1:$1" -u "127.0.0.1:$2" \
+        --threads "$THREADS" --log-level error --rewrite 'both:hex:fe11a5e1fe11a5e1:hex:00'
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
 start_haproxy() {
     cat >"$TMP/haproxy.cfg" <<EOF
 global

@@ -30,6 +30,7 @@ struct rw_state {
     uint8_t *seam;                 /* 2 * holdcap bytes */
     const uint8_t *carry;          /* rest of a replacement still to go out */
     size_t carrylen;
+    uint64_t held_since_us;        /* when hold last took bytes (0: empty) */
     int ended;                     /* out_eof was given */
 };
 
@@ -40,6 +41,7 @@ struct rw_call {
     struct stage_io *io;
     size_t h0, total;              /* hold's length at the start; hold + input */
     size_t pos;                    /* bytes of that stream dealt with */
+    int decide_all;                /* the input ended, or hold waited too long */
 };
 
 static int rule_active(const struct rw_state *st, size_t r)
@@ -180,7 +182,7 @@ static size_t undecided_from(const struct rw_call *c)
  * arriving. */
 static void scan(struct rw_call *c)
 {
-    int eof = c->io->in_eof;
+    int eof = c->decide_all;
     for (;;) {
         size_t r = 0, p = leftmost(c, &r);
         size_t undecided = eof ? c->total : undecided_from(c);
@@ -215,18 +217,36 @@ static void settle(struct rw_call *c)
     }
 }
 
+/* Held bytes wait for the rest of a match only this long: a peer that
+ * sends a request ending in the first bytes of a match and then waits for
+ * the answer would otherwise wait forever. The parts of one write arrive
+ * within microseconds; a match split across writes further apart than
+ * this is not found. */
+static int hold_expired(const struct rw_state *st, const struct stage_io *io)
+{
+    return st->hlen && !io->inlen && io->now_us >= st->held_since_us + REWRITE_HOLD_MAX_US;
+}
+
 static enum stage_status rw_process(void *state, struct stage_io *io)
 {
     struct rw_state *st = state;
     io->used = io->made = 0;
     io->out_eof = st->ended;
     if (st->ended || !drain_carry(st, io)) return STAGE_OK;
-    struct rw_call c = { st, io, st->hlen, st->hlen + io->inlen, 0 };
+    struct rw_call c = { st, io, st->hlen, st->hlen + io->inlen, 0, io->in_eof || hold_expired(st, io) };
     for (size_t r = 0; r < st->n; r++) st->next[r] = RW_UNKNOWN;
     scan(&c);
     settle(&c);
+    if (!st->hlen) st->held_since_us = 0;
+    else if (io->used) st->held_since_us = io->now_us;
     if (io->in_eof && io->used == io->inlen && !st->hlen && !st->carrylen) st->ended = io->out_eof = 1;
     return STAGE_OK;
+}
+
+static uint64_t rw_next_wakeup(const void *state)
+{
+    const struct rw_state *st = state;
+    return st->hlen && !st->ended ? st->held_since_us + REWRITE_HOLD_MAX_US : UINT64_MAX;
 }
 
 static void rw_free(void *state)
@@ -238,7 +258,7 @@ static const struct stage_ops rewrite_ops = {
     .name = "rewrite",
     .role = STAGE_FILTER,
     .process = rw_process,
-    .next_wakeup = NULL,      /* only input or its end changes anything */
+    .next_wakeup = rw_next_wakeup,   /* held bytes stop waiting (REWRITE_HOLD_MAX_US) */
     .max_input = NULL,        /* a replacement may be longer than its match: no bound to give */
     .free = rw_free,
 };

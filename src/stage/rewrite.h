@@ -31,6 +31,9 @@
 
 #define REWRITE_MAX_LEN 4096      /* bytes of a match, and of a replacement */
 #define REWRITE_MAX_RULES 32      /* per listener */
+/* How long bytes that may start a match wait for the rest (see rewrite.c):
+ * then they go on as they are. */
+#define REWRITE_HOLD_MAX_US 20000u
 
 enum { REWRITE_UPSTREAM = 1, REWRITE_DOWNSTREAM = 2 };
 

@@ -459,6 +459,37 @@ static void test_holds_only_a_possible_match(void **unused)
     rewrite_set_free(&set);
 }
 
+/* A tail that may start a match waits REWRITE_HOLD_MAX_US for the rest,
+ * and asks to be woken then; after that it goes on unmatched. */
+static void test_hold_expires(void **unused)
+{
+    struct rewrite_set set = SET("upstream:abc:X");
+    const struct stage_ops *ops;
+    void *st;
+    uint8_t out[16];
+    assert_int_equal(rewrite_stage_new(&set, 1, &ops, &st), 0);
+    struct stage_io io = { .in = (const uint8_t *)"xxab", .inlen = 4, .out = out, .outcap = sizeof out,
+                           .now_us = 1000 };
+    ops->process(st, &io);
+    assert_int_equal(io.made, 2);
+    assert_int_equal(ops->next_wakeup(st), 1000 + REWRITE_HOLD_MAX_US);
+    io = (struct stage_io){ .out = out, .outcap = sizeof out, .now_us = 1000 + REWRITE_HOLD_MAX_US - 1 };
+    ops->process(st, &io);
+    assert_int_equal(io.made, 0);      /* still waiting */
+    io = (struct stage_io){ .out = out, .outcap = sizeof out, .now_us = 1000 + REWRITE_HOLD_MAX_US };
+    ops->process(st, &io);
+    assert_int_equal(io.made, 2);
+    assert_memory_equal(out, "ab", 2);
+    assert_int_equal(ops->next_wakeup(st), UINT64_MAX);
+    io = (struct stage_io){ .in = (const uint8_t *)"c", .inlen = 1, .out = out, .outcap = sizeof out,
+                            .now_us = 30000 };
+    ops->process(st, &io);
+    assert_int_equal(io.made, 1);      /* "ab" + "c" arrived too far apart: no match */
+    assert_int_equal(out[0], 'c');
+    ops->free(st);
+    rewrite_set_free(&set);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +505,7 @@ int main(void)
         cmocka_unit_test(test_random),
         cmocka_unit_test(test_eof),
         cmocka_unit_test(test_holds_only_a_possible_match),
+        cmocka_unit_test(test_hold_expires),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
