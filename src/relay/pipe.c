@@ -353,7 +353,7 @@ int pipe_add_stage(struct half *h, const struct stage_ops *ops, void *state, int
     /* The new stage's input and output: link[at] stays where it is and is
      * its input (pending_is_input), or moves up one to be its output. */
     unsigned from = pending_is_input ? at + 1 : at;
-    memmove(&h->link[from + 1], &h->link[from], (h->nstages + 1 - from) * sizeof(h->link[0]));
+    memmove(&h->link[from + 1], &h->link[from], (h->nstages + 1 - from) * sizeof(struct buf *));
     h->link[from] = NULL;
     memmove(&h->stage[at + 1], &h->stage[at], (h->nstages - at) * sizeof(h->stage[0]));
     h->stage[at].ops = ops;
