@@ -130,7 +130,9 @@ enum yamux_ev_type {
     YAMUX_EV_NONE = 0,  /* all of buf used, nothing to report: feed more */
     YAMUX_EV_OPENED,    /* the peer opened stream id: answer with an ACK soon
                          * (yamux_build_window_update(c, id, 0, ...) sends it;
-                         * Go's yamux aborts a session whose SYN goes unacked) */
+                         * Go's yamux aborts a session whose SYN goes unacked).
+                         * If the same frame carried RST, the RST event follows
+                         * and id is already forgotten (builders: E_NOSTREAM). */
     YAMUX_EV_REFUSED,   /* the peer tried to open id while the table was full or
                          * after our go-away: not admitted; send yamux_build_rst(id).
                          * Its later frames are skipped. */
