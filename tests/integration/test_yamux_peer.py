@@ -1,7 +1,11 @@
 """The Go yamux reference peer against itself: proves the harness that the
-multiplexing feature's tests use (tests/yamux_peer, yamuxpeer.py) works."""
+multiplexing feature's tests use (tests/yamux_peer, yamuxpeer.py) works.
+Then ferry's codec (proto/yamux.c, through tests/yamux_peer/c/ferry_client.c)
+against the Go server: the two implementations agree on the wire."""
 
+import os
 import socket
+import subprocess
 
 import pytest
 
@@ -40,3 +44,29 @@ def test_echo_server(yamux_server):
         s.sendall(b"ping")
         s.shutdown(socket.SHUT_WR)
         assert s.recv(100) == b"ping"
+
+
+def _libferry():
+    from conftest import FERRY_BIN, REPO
+    for cand in (os.path.join(os.path.dirname(FERRY_BIN), "libferry.a"), os.path.join(REPO, "build", "libferry.a")):
+        if os.path.exists(cand):
+            return cand
+    pytest.fail("no libferry.a next to %s: run `make`" % FERRY_BIN, pytrace=False)
+
+
+@pytest.mark.deadline(120)
+def test_ferry_codec_against_go_server(yamux_server, tmp_path):
+    """Cross check: ferry's proto/yamux.c as a client of hashicorp/yamux, with
+    more than a window per stream and a half-close on each."""
+    from conftest import REPO, SANITIZED
+    exe = str(tmp_path / "ferry_client")
+    # The library of an ASan build (make asan-test) links only with ASan.
+    san = ["-fsanitize=address,undefined"] if SANITIZED else []
+    cc = subprocess.run(["cc", "-O1", "-g"] + san + ["-I" + os.path.join(REPO, "src"), "-o", exe,
+                         os.path.join(REPO, "tests", "yamux_peer", "c", "ferry_client.c"), _libferry()],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    srv = yamux_server()
+    r = subprocess.run([exe, str(srv.port), "16", str(1 << 20)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr + srv.stop()
+    assert r.stdout.startswith("ok: 16 streams"), r.stdout
