@@ -211,7 +211,7 @@ analyze:
 PURE_STAGE := $(foreach m,pcap_tcp capfilter hexdump toxq toxic rewrite,src/stage/$(m).c src/stage/$(m).h) src/stage/rewrite_spec.c \
               $(wildcard src/stage/lua_*.[ch])
 SHELL_SCRIPTS := .ci/run scripts/install-deps scripts/check-include-cycles bench/compare.sh bench/profile.sh bench/peers.sh \
-                 tests/unit/vectors/ss_libev_interop.sh contrib/ferry.bash
+                 tests/unit/vectors/ss_libev_interop.sh contrib/ferry.bash tests/yamux_peer/build.sh
 lint:
 	shellcheck -S warning $(SHELL_SCRIPTS)
 	@! grep -nE '#include <(sys/socket|sys/epoll|netinet/in)\.h>|#include "core/loop\.h"' \

@@ -670,3 +670,33 @@ def file_sha256(path):
                 break
             h.update(b)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# the Go yamux reference peer (tests/yamux_peer, yamuxpeer.py)
+
+
+@pytest.fixture(scope="session")
+def yamux_peer(tmp_path_factory):
+    """Path of the built yamux_peer. No Go: the test fails, saying what to install."""
+    import yamuxpeer
+    try:
+        return yamuxpeer.build(tmp_path_factory.mktemp("yamux_peer"))
+    except yamuxpeer.PeerBuildError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture
+def yamux_server(yamux_peer):
+    """Factory: yamux_server(mode="server"|"echo", args=[...]) -> yamuxpeer.Server, stopped at teardown."""
+    import yamuxpeer
+    made = []
+
+    def make(mode="server", args=(), host="127.0.0.1"):
+        s = yamuxpeer.Server(yamux_peer, mode, args, host)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
