@@ -293,7 +293,7 @@ void metrics_dns_lookup(enum metrics_dns result, uint64_t latency_us)
     if (!reg.g || (unsigned)result >= MDNS_N) return;
     struct gblock *g = &reg.g[slot()];
     add(&g->dns[result], 1);
-    if (result != MDNS_CACHED && result != MDNS_BUSY) metrics_hist_observe(&g->dns_latency, &metrics_latency_us, latency_us);
+    if (latency_us) metrics_hist_observe(&g->dns_latency, &metrics_latency_us, latency_us);
 }
 
 /* ---- rendering ---- */

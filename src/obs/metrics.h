@@ -129,7 +129,8 @@ void metrics_server_connected(struct metrics_listener *m, size_t i, uint64_t con
 void metrics_server_closed(struct metrics_listener *m, size_t i);
 void metrics_server_failed(struct metrics_listener *m, size_t i);
 
-/* A DNS lookup finished (latency_us: 0 for cache hits and refusals). */
+/* A DNS lookup finished; latency_us 0: it never went to DNS (cache hit,
+ * refusal), so the latency histogram leaves it out. */
 void metrics_dns_lookup(enum metrics_dns result, uint64_t latency_us);
 
 /* ---- rendering ---- */
