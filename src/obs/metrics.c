@@ -331,7 +331,7 @@ void metrics_escape_label(struct metrics_out *o, const char *s)
 {
     char tmp[128 * 2 + 1];
     size_t j = 0;
-    for (size_t i = 0; s[i] && i < 128; i++) {
+    for (size_t i = 0; i < 128 && s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '\\' || c == '"') {
             tmp[j++] = '\\';
@@ -571,8 +571,39 @@ static void render_servers(struct metrics_out *o)
     }
 }
 
-/* --metrics-users: sessions and bytes per authenticated user, merged over
- * the workers by name. */
+/* Users are named by the worker that met them first; the scrape merges
+ * the workers' tables by name. */
+static unsigned users_n(const struct user_table *t)
+{
+    return t ? __atomic_load_n(&t->n, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* 1 when a worker before w already named this user. */
+static int user_seen_before(const struct metrics_listener *m, unsigned w, const char *name)
+{
+    for (unsigned pw = 0; pw < w; pw++) {
+        const struct user_table *t = m->lb[pw].users;
+        for (unsigned j = 0; j < users_n(t); j++)
+            if (strcmp(t->u[j].name, name) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Field f (0 sessions, 1 up, 2 down) of the user, summed from worker w on. */
+static uint64_t user_sum(const struct metrics_listener *m, unsigned w, const char *name, int f)
+{
+    uint64_t v = 0;
+    for (; w < reg.nslots; w++) {
+        const struct user_table *t = m->lb[w].users;
+        for (unsigned j = 0; j < users_n(t); j++) {
+            if (strcmp(t->u[j].name, name) != 0) continue;
+            v += metrics_ctr_get(f == 0 ? &t->u[j].sessions : f == 1 ? &t->u[j].up : &t->u[j].down);
+        }
+    }
+    return v;
+}
+
+/* --metrics-users: sessions and bytes per authenticated user. */
 static void render_users(struct metrics_out *o)
 {
     static const char *const fams[3] = { "ferry_user_sessions_total", "ferry_user_received_bytes_total",
@@ -586,33 +617,15 @@ static void render_users(struct metrics_out *o)
     for (int f = 0; f < 3; f++) {
         family(o, fams[f], "counter", helps[f]);
         for (const struct metrics_listener *m = reg.head; m; m = m->next) {
-            /* Each name once: summed over every worker that saw it. */
             for (unsigned w = 0; w < reg.nslots; w++) {
                 const struct user_table *t = m->lb[w].users;
-                unsigned n = t ? __atomic_load_n(&t->n, __ATOMIC_ACQUIRE) : 0;
-                for (unsigned i = 0; i < n; i++) {
-                    int seen = 0;
-                    for (unsigned pw = 0; pw < w && !seen; pw++) {
-                        const struct user_table *pt = m->lb[pw].users;
-                        unsigned pn = __atomic_load_n(&pt->n, __ATOMIC_ACQUIRE);
-                        for (unsigned j = 0; j < pn && !seen; j++) seen = !strcmp(pt->u[j].name, t->u[i].name);
-                    }
-                    if (seen) continue;
-                    uint64_t v = 0;
-                    for (unsigned sw = w; sw < reg.nslots; sw++) {
-                        const struct user_table *st = m->lb[sw].users;
-                        unsigned sn = __atomic_load_n(&st->n, __ATOMIC_ACQUIRE);
-                        for (unsigned j = 0; j < sn; j++) {
-                            if (strcmp(st->u[j].name, t->u[i].name)) continue;
-                            const uint64_t *c = f == 0 ? &st->u[j].sessions : f == 1 ? &st->u[j].up : &st->u[j].down;
-                            v += metrics_ctr_get(c);
-                        }
-                    }
+                for (unsigned i = 0; i < users_n(t); i++) {
+                    if (user_seen_before(m, w, t->u[i].name)) continue;
                     metrics_printf(o, "%s{listener=\"", fams[f]);
                     metrics_escape_label(o, m->name);
                     metrics_printf(o, "\",user=\"");
                     metrics_escape_label(o, t->u[i].name);
-                    metrics_printf(o, "\"} %llu\n", (unsigned long long)v);
+                    metrics_printf(o, "\"} %llu\n", (unsigned long long)user_sum(m, w, t->u[i].name, f));
                 }
             }
         }
@@ -651,9 +664,15 @@ static void render_process(struct metrics_out *o)
 {
     long fds = count_fds(), pages = 0, rss = 0;
     struct rlimit rl;
+    char line[128];
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+        /* "size resident shared ...", in pages */
+        if (fgets(line, sizeof(line), f)) {
+            char *end;
+            pages = strtol(line, &end, 10);
+            rss = strtol(end, NULL, 10);
+        }
         fclose(f);
     }
     if (fds >= 0) {
