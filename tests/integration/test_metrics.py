@@ -14,13 +14,13 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-import peers
-from conftest import free_port, need, scaled
+from conftest import closed_port, free_port, need, run_ferry, scaled
 from peers import recv_exact, recv_line
 
 USER, PASS = "alice", "s3cr3t-Pa55"
@@ -28,9 +28,18 @@ SS_PW = "ss-Very-Secret-Key-9"
 
 
 def scrape(addr):
-    with urllib.request.urlopen("http://%s/metrics" % addr, timeout=scaled(5)) as r:
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return r.read().decode()
+    """The text at addr's /metrics; waits for the socket (ferry binds it
+    after its listeners, which is what the harness waits for)."""
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        try:
+            with urllib.request.urlopen("http://%s/metrics" % addr, timeout=scaled(5)) as r:
+                assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                return r.read().decode()
+        except urllib.error.URLError as e:
+            if not isinstance(e.reason, ConnectionRefusedError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def value(text, name, **labels):
@@ -92,7 +101,7 @@ def test_socks_scrape_valid_counts_and_no_secret(ferry, identify):
     assert recv_exact(s, 1000) == b"x" * 1000
     s.close()
     assert s5_open(f, up.port, USER, "wrong-" + PASS) == "auth"
-    assert s5_open(f, peers_closed_port(), USER, PASS) == 5       # connection refused
+    assert s5_open(f, closed_port(), USER, PASS) == 5       # connection refused
     f.wait_sessions(3)
 
     wait_value(maddr, "ferry_listener_current_connections", 0, listener="socks")
@@ -114,11 +123,6 @@ def test_socks_scrape_valid_counts_and_no_secret(ferry, identify):
     assert value(text, "process_resident_memory_bytes") > 0
 
 
-def peers_closed_port():
-    from conftest import closed_port
-    return closed_port()
-
-
 def test_ss_server_probe_counted_key_never_shown(ferry):
     maddr = "127.0.0.1:%d" % free_port()
     f = ferry("ss-server", "-k", SS_PW, "-m", "aes-128-gcm", "--handshake-timeout", "400ms",
@@ -133,11 +137,11 @@ def test_ss_server_probe_counted_key_never_shown(ferry):
 
 
 def test_metrics_refuses_public_address_and_other_paths(ferry):
-    from conftest import run_ferry
     r = run_ferry("socks", "-l", "127.0.0.1:%d" % free_port(), "--metrics", "0.0.0.0:%d" % free_port())
     assert r.returncode != 0 and b"--metrics-open" in r.stderr
     maddr = "127.0.0.1:%d" % free_port()
     ferry("socks", "--metrics", maddr)
+    scrape(maddr)
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen("http://%s/proxies" % maddr, timeout=scaled(5))
     assert e.value.code == 404
@@ -218,7 +222,9 @@ def test_prometheus_scrapes_known_counts(ferry, identify, prometheus):
         c.sendall(b"y" * 100)
         assert recv_exact(c, 100) == b"y" * 100
         c.close()
-    # Refused: one by the ACL (source 127.0.0.2), one over --maxconn 2.
+    # Refused: one by the ACL (source 127.0.0.2), one over --maxconn 2
+    # once the sessions above have given their slots back.
+    wait_value(maddr, "ferry_listener_current_connections", 0, listener="relay")
     c = f.connect(source="127.0.0.2")
     assert c.recv(16) == b""
     c.close()
