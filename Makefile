@@ -220,6 +220,8 @@ lint:
 	  || (echo "lint: pure module includes I/O headers" && false)
 	@! grep -nE '#include "(relay|upstream|resolver|server)/' src/core/*.[ch] \
 	  || (echo "lint: core/ includes a layer above it" && false)
+	@! grep -nE '#include "(relay|upstream|resolver|server|api)/' src/obs/*.[ch] \
+	  || (echo "lint: obs/ includes a layer above it (metrics take names and callbacks)" && false)
 	@! grep -nE '#include "server/' $(filter-out src/server/% src/api/% src/main.c,$(ALL_SRCS) $(ALL_HDRS)) \
 	  || (echo "lint: only main.c and api/ may include server/ (relay is below it)" && false)
 	@! grep -nE '#include "relay/' src/server/*.[ch] | grep -v '"relay/handler.h"' \

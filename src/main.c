@@ -19,6 +19,7 @@
 #include "crypto/replay.h"
 #include "net/sock.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "stage/tap.h"
 
 static unsigned thread_count(const struct ferry_cfg *cfg)
@@ -226,21 +227,29 @@ static void announce_stop(const struct shutdown *sd, const struct server_worker 
               (double)(clock_now_ms() - sd->drain_start_ms) / 1000.0, finished, finished == 1 ? "" : "s", closed);
 }
 
-/* api_fd: the API's listening socket, bound before root was dropped. */
-static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, struct server_worker *ws, unsigned n,
-                                    struct api_ctl **ctl, struct api_backend *b)
+/* api_fd, metrics_fd: the API's and --metrics' listening sockets (-1:
+ * none), bound before root was dropped. Both are served by one thread. */
+static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, int metrics_fd, struct server_worker *ws,
+                                    unsigned n, struct api_ctl **ctl, struct api_backend *b)
 {
     char err[512], a[NET_ADDR_STRLEN];
-    if (api_fd < 0) return NULL;
-    if (!(*ctl = api_ctl_new(ws, n, cfg))) {
+    if (api_fd < 0 && metrics_fd < 0) return NULL;
+    if (api_fd >= 0 && !(*ctl = api_ctl_new(ws, n, cfg))) {
         log_plain("api: out of memory");
         close(api_fd);
+        if (metrics_fd >= 0) close(metrics_fd);
         return NULL;
     }
-    api_ctl_backend(*ctl, b);
-    struct api_server *s = api_server_start(api_fd, b, err, sizeof(err));
-    if (!s) log_plain("%s", err);
-    else if (log_enabled(LOG_ERROR)) log_plain("api listening on %s", net_addr_format(&cfg->api_addr, a, sizeof(a)));
+    if (api_fd >= 0) api_ctl_backend(*ctl, b);
+    struct api_server *s = api_server_start(api_fd, api_fd >= 0 ? b : NULL, metrics_fd, err, sizeof(err));
+    if (!s) {
+        log_plain("%s", err);
+        return NULL;
+    }
+    if (api_fd >= 0 && log_enabled(LOG_ERROR))
+        log_plain("api listening on %s", net_addr_format(&cfg->api_addr, a, sizeof(a)));
+    if (metrics_fd >= 0 && log_enabled(LOG_ERROR))
+        log_plain("metrics at http://%s/metrics", net_addr_format(&cfg->metrics_addr, a, sizeof(a)));
     return s;
 }
 
@@ -273,6 +282,12 @@ static int run(struct ferry_cfg *cfg)
         start_failed(&lf, err);
         return 1;
     }
+    /* Counted whenever they can be read: --metrics or the API's /metrics. */
+    metrics_set_users(cfg->metrics_users);
+    if ((cfg->has_metrics || cfg->has_api) && metrics_init(n) < 0) {
+        start_failed(&lf, "metrics: out of memory");
+        return 1;
+    }
     struct server_worker *ws = workers_create(cfg, n, err, sizeof(err));
     if (!ws) {
         start_failed(&lf, err);
@@ -281,6 +296,11 @@ static int run(struct ferry_cfg *cfg)
     }
     int api_fd = -1;
     if (cfg->has_api && (api_fd = api_server_listen(&cfg->api_addr, err, sizeof(err))) < 0) {
+        start_failed(&lf, err);
+        return 1;
+    }
+    int metrics_fd = -1;
+    if (cfg->has_metrics && (metrics_fd = api_server_listen(&cfg->metrics_addr, err, sizeof(err))) < 0) {
         start_failed(&lf, err);
         return 1;
     }
@@ -300,9 +320,9 @@ static int run(struct ferry_cfg *cfg)
     announce(cfg, n);
     struct api_ctl *ctl = NULL;
     struct api_backend backend;
-    struct api_server *api = start_api(cfg, api_fd, ws, n, &ctl, &backend);
+    struct api_server *api = start_api(cfg, api_fd, metrics_fd, ws, n, &ctl, &backend);
     int code = 0;
-    if (cfg->has_api && !api) {
+    if ((cfg->has_api || cfg->has_metrics) && !api) {
         workers_request_stop(ws, n, 2);
         code = 1;
     } else {
@@ -316,6 +336,7 @@ static int run(struct ferry_cfg *cfg)
     workers_join_and_free(ws, n);
     api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
     tap_global_stop(cfg);   /* after the workers: no session writes any more */
+    metrics_shutdown();     /* after the workers and the API: nothing counts or reads */
     notify_close();
     return code;
 }

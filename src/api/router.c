@@ -39,6 +39,7 @@ void api_response_free(struct api_response *r)
 static void reply_json(struct api_response *out, int status, json_t *j)
 {
     out->status = status;
+    out->content_type = NULL;
     out->body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     out->len = out->body ? strlen(out->body) : 0;
     json_decref(j);

@@ -50,6 +50,7 @@ struct api_response {
     int status;
     char *body;        /* malloc'd JSON, or NULL (204) */
     size_t len;
+    const char *content_type;   /* NULL: JSON (sent with a final "\n") */
 };
 
 /* url may carry a query string (ignored). body may be NULL. */

@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "api/http.h"
+#include "config/cli.h"
 #include "core/loop.h"
 #include "net/sock.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 #define READ_CHUNK 16384
 
@@ -25,16 +27,24 @@ struct api_conn {
     char *out;                 /* response being written */
     size_t out_len, out_off;
     int close_after;
+    int metrics_only;          /* came in on --metrics' socket */
     struct net_addr local;     /* where the client connected (len 0: unknown) */
     size_t in_len;             /* bytes in `in` not yet fed to the parser */
     char in[READ_CHUNK];
 };
 
+/* A listening socket: the API's or the metrics'. */
+struct api_lsock {
+    struct api_server *srv;
+    struct loop_io io;
+    int fd;
+    int metrics_only;
+};
+
 struct api_server {
     struct loop *loop;
     pthread_t thread;
-    struct loop_io lio;
-    int lfd;
+    struct api_lsock ls[2];    /* API, metrics (fd -1: none) */
     const struct api_backend *b;
     struct api_conn *conns;
     unsigned nconns;
@@ -61,27 +71,52 @@ static int queue_response(struct api_conn *c, const struct api_response *r)
 {
     char head[256];
     int keep = !c->close_after;
+    /* JSON ends with "\n", as toxiproxy ends its bodies; text is sent as made. */
+    size_t body = r->status == 204 ? 0 : r->len + !r->content_type;
     int n = r->status == 204
         ? snprintf(head, sizeof(head), "HTTP/1.1 204 No Content\r\n%s\r\n", keep ? "" : "Connection: close\r\n")
         : snprintf(head, sizeof(head),
-                   "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
-                   r->status, api_status_text(r->status), r->len + 1, keep ? "" : "Connection: close\r\n");
-    size_t body = r->status == 204 ? 0 : r->len + 1;     /* + "\n", as toxiproxy ends its bodies */
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
+                   r->status, api_status_text(r->status), r->content_type ? r->content_type : "application/json",
+                   body, keep ? "" : "Connection: close\r\n");
     c->out = malloc((size_t)n + body);
     if (!c->out) return -1;
     memcpy(c->out, head, (size_t)n);
     if (body) {
         memcpy(c->out + n, r->body ? r->body : "", r->len);
-        c->out[(size_t)n + r->len] = '\n';
+        if (!r->content_type) c->out[(size_t)n + r->len] = '\n';
     }
     c->out_len = (size_t)n + body;
     c->out_off = 0;
     return 0;
 }
 
+/* GET /metrics (any query string): the exposition text, or NULL for
+ * another request. */
+static int is_metrics(const struct api_req *q)
+{
+    const char *u = q->url ? q->url : "/";
+    size_t n = strcspn(u, "?");
+    return (strcmp(q->method, "GET") == 0) && n == 8 && strncmp(u, "/metrics", 8) == 0;
+}
+
+static void answer_metrics(struct api_response *r)
+{
+    struct metrics_out o;
+    if (metrics_render(&o, FERRY_VERSION) < 0) {
+        api_error(r, 500, "out of memory");
+        return;
+    }
+    memset(r, 0, sizeof(*r));
+    r->status = 200;
+    r->body = o.buf;
+    r->len = o.len;
+    r->content_type = METRICS_CONTENT_TYPE;
+}
+
 static void answer(struct api_conn *c)
 {
-    struct api_response r;
+    struct api_response r = { 0 };
     struct api_req *q = &c->req;
     const char *why;
     if (q->error_status) {
@@ -91,6 +126,10 @@ static void answer(struct api_conn *c)
     } else if ((why = api_req_refusal(q, &c->local))) {
         log_info("api: request refused (403): %s", why);
         api_error(&r, 403, why);
+    } else if (is_metrics(q)) {
+        answer_metrics(&r);
+    } else if (c->metrics_only) {
+        api_error(&r, 404, "not found: only GET /metrics here");
     } else {
         api_route(c->srv->b, q->method, q->url ? q->url : "/", q->body, q->body_len, &r);
         if (log_enabled(LOG_DEBUG)) {
@@ -198,11 +237,12 @@ static void local_addr(int fd, struct net_addr *a)
 
 static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
 {
-    struct api_server *s = io->owner;
+    struct api_lsock *ls = io->owner;
+    struct api_server *s = ls->srv;
     (void)events;
     for (int i = 0; i < 16; i++) {
         /* cppcheck-suppress nullPointer ; accept4 takes NULL when the peer address is not wanted */
-        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;
         struct api_conn *c = s->nconns < API_MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
         if (!c) {
@@ -210,6 +250,7 @@ static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
             continue;
         }
         c->srv = s;
+        c->metrics_only = ls->metrics_only;
         c->io.fd = -1;
         local_addr(fd, &c->local);
         api_req_init(&c->req);
@@ -245,25 +286,34 @@ int api_server_listen(const struct net_addr *addr, char *err, size_t errlen)
     return sock_listen(addr, 0, 64, err, errlen);
 }
 
-struct api_server *api_server_start(int lfd, const struct api_backend *b, char *err, size_t errlen)
+struct api_server *api_server_start(int lfd, const struct api_backend *b, int metrics_fd, char *err,
+                                    size_t errlen)
 {
     struct api_server *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(err, errlen, "out of memory");
-        close(lfd);
+        if (lfd >= 0) close(lfd);
+        if (metrics_fd >= 0) close(metrics_fd);
         return NULL;
     }
     s->b = b;
-    s->lfd = lfd;
-    s->lio.fd = -1;
+    s->ls[0].fd = lfd;
+    s->ls[1].fd = metrics_fd;
+    for (int i = 0; i < 2; i++) {
+        s->ls[i].srv = s;
+        s->ls[i].io.fd = -1;
+        s->ls[i].metrics_only = i == 1;
+    }
     if (!(s->loop = loop_new())) {
         snprintf(err, errlen, "api: cannot create event loop: %s", strerror(errno));
         goto fail;
     }
     loop_set_wake_hook(s->loop, wake_hook, s);
-    if (loop_io_add(s->loop, &s->lio, s->lfd, LOOP_READ, accept_cb, s) < 0) {
-        snprintf(err, errlen, "api: epoll: %s", strerror(errno));
-        goto fail;
+    for (int i = 0; i < 2; i++) {
+        if (s->ls[i].fd >= 0 && loop_io_add(s->loop, &s->ls[i].io, s->ls[i].fd, LOOP_READ, accept_cb, &s->ls[i]) < 0) {
+            snprintf(err, errlen, "api: epoll: %s", strerror(errno));
+            goto fail;
+        }
     }
     int e = pthread_create(&s->thread, NULL, server_main, s);
     if (e) {
@@ -272,7 +322,10 @@ struct api_server *api_server_start(int lfd, const struct api_backend *b, char *
     }
     return s;
 fail:
-    if (s->lfd >= 0) close(s->lfd);
+    for (int i = 0; i < 2; i++) {
+        if (s->loop && s->ls[i].io.fd >= 0) loop_io_del(s->loop, &s->ls[i].io);
+        if (s->ls[i].fd >= 0) close(s->ls[i].fd);
+    }
     if (s->loop) loop_free(s->loop);
     free(s);
     return NULL;
@@ -285,8 +338,11 @@ void api_server_stop(struct api_server *s)
     loop_wake(s->loop);
     pthread_join(s->thread, NULL);
     while (s->conns) conn_close(s->conns);
-    loop_io_del(s->loop, &s->lio);
-    close(s->lfd);
+    for (int i = 0; i < 2; i++) {
+        if (s->ls[i].fd < 0) continue;
+        loop_io_del(s->loop, &s->ls[i].io);
+        close(s->ls[i].fd);
+    }
     loop_free(s->loop);     /* runs the deferred frees */
     free(s);
 }

@@ -4,6 +4,11 @@
  * It is a control plane for the local operator: at most API_MAX_CONNS
  * connections, idle ones closed after API_IDLE_MS, one request at a time
  * per connection, browsers refused (see http.h).
+ *
+ * The same thread serves Prometheus metrics (obs/metrics.h): GET /metrics
+ * on the API's socket, and on --metrics' own socket, which answers nothing
+ * else. A scrape reads the workers' counters with relaxed loads: it never
+ * waits for a worker, nor a worker for it.
  */
 #ifndef FERRY_API_SERVER_H
 #define FERRY_API_SERVER_H
@@ -21,9 +26,12 @@ struct api_server;
 /* The API's listening socket: bound by main before root is dropped, so a
  * privileged port works with --run-as. The fd, or -1 with a reason in err. */
 int api_server_listen(const struct net_addr *addr, char *err, size_t errlen);
-/* Starts the thread serving lfd (taken: closed on failure too). The backend
- * must stay valid until api_server_stop() returns. NULL with a reason in err. */
-struct api_server *api_server_start(int lfd, const struct api_backend *b, char *err, size_t errlen);
+/* Starts the thread serving the API on lfd and metrics alone on
+ * metrics_fd (either may be -1, not both; both taken: closed on failure
+ * too). The backend (NULL without lfd) must stay valid until
+ * api_server_stop() returns. NULL with a reason in err. */
+struct api_server *api_server_start(int lfd, const struct api_backend *b, int metrics_fd, char *err,
+                                    size_t errlen);
 /* Stops the thread (a request being answered completes first) and frees. */
 void api_server_stop(struct api_server *s);
 

@@ -139,6 +139,8 @@ struct ferry_cfg {
     char chroot_dir[256];
     struct net_addr api_addr;                 /* --api: toxiproxy-compatible HTTP API */
     int has_api, api_open;
+    struct net_addr metrics_addr;             /* --metrics: Prometheus text at /metrics */
+    int has_metrics, metrics_open, metrics_users;
     struct listener_cfg *listeners;
     size_t nlisteners;
     const char *config_path;                  /* ferry run/check -c FILE (argv, not owned) */

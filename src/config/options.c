@@ -303,6 +303,14 @@ static int parse_api(void *base, const char *val, char *err, size_t errlen)
     return 0;
 }
 
+static int parse_metrics(void *base, const char *val, char *err, size_t errlen)
+{
+    struct ferry_cfg *g = base;
+    if (net_addr_parse(val, &g->metrics_addr, err, errlen) < 0) return -1;
+    g->has_metrics = 1;
+    return 0;
+}
+
 /* "IP", "IP:PORT", "v6", "[v6]" or "[v6]:PORT" -> "IP:PORT" / "[v6]:PORT"
  * appended to the comma-separated list c-ares takes. */
 static int parse_dns(void *base, const char *val, char *err, size_t errlen)
@@ -792,6 +800,14 @@ const struct opt_def opt_table[] = {
       "ADDR", "serve toxiproxy's HTTP API (proxies, toxics) here; loopback only unless --api-open" },
     { "api-open", 0, OPT_FLAG, SCOPE_GLOBAL, MODE_ALL, G(api_open), 0, 1, NULL, NULL,
       NULL, "allow --api on a non-loopback address: whoever reaches it can open relays and break traffic" },
+    { "metrics", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_metrics,
+      "ADDR", "serve Prometheus metrics at http://ADDR/metrics (see docs/METRICS.md); loopback only unless "
+      "--metrics-open" },
+    { "metrics-open", 0, OPT_FLAG, SCOPE_GLOBAL, MODE_ALL, G(metrics_open), 0, 1, NULL, NULL,
+      NULL, "allow --metrics on a non-loopback address: whoever reaches it sees listener names, upstream "
+      "servers and traffic volumes" },
+    { "metrics-users", 0, OPT_FLAG, SCOPE_GLOBAL, MODE_ALL, G(metrics_users), 0, 1, NULL, NULL,
+      NULL, "with --metrics: also count sessions and bytes per authenticated user (a user label)" },
     { NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL },
 };
 
@@ -1032,6 +1048,30 @@ int cfg_global_finish(const struct ferry_cfg *g, const char **key, char *err, si
         snprintf(err, errlen, "refusing to serve the API on a non-loopback address (it has no authentication): "
                  "use 127.0.0.1:PORT, or add --api-open if that is really what you want");
         return -1;
+    }
+    if (g->has_metrics && !g->metrics_open && !net_addr_is_loopback(&g->metrics_addr)) {
+        *key = "metrics";
+        snprintf(err, errlen, "refusing to serve metrics on a non-loopback address (no authentication): "
+                 "use 127.0.0.1:PORT, or add --metrics-open if that is really what you want");
+        return -1;
+    }
+    if (g->has_metrics && g->has_api && net_addr_overlap(&g->metrics_addr, &g->api_addr)) {
+        *key = "metrics";
+        snprintf(err, errlen, "--metrics: the API already serves /metrics: leave --metrics out, or give it "
+                 "another address");
+        return -1;
+    }
+    for (size_t i = 0; g->has_metrics && i < g->nlisteners; i++) {
+        const struct listener_cfg *l = &g->listeners[i];
+        const struct net_addr *had = cfg_listen_clash(l, l->nlisten, &g->metrics_addr);
+        if (had) {
+            char owner[64], why[200];
+            *key = "metrics";
+            snprintf(owner, sizeof(owner), "listener '%s'", l->name);
+            cfg_clash_text(&g->metrics_addr, had, owner, why, sizeof(why));
+            snprintf(err, errlen, "--metrics %s", why);
+            return -1;
+        }
     }
     for (size_t i = 0; g->has_api && i < g->nlisteners; i++) {
         const struct listener_cfg *l = &g->listeners[i];

@@ -12,6 +12,7 @@
 #include "relay/rlistener.h"
 #include "relay/session.h"
 #include "relay/ss_pool.h"
+#include "relay/sess_metrics.h"
 #include "resolver/resolver.h"
 #include "upstream/health.h"
 
@@ -99,8 +100,10 @@ static void release_server(struct session *s, int failed)
 {
     struct relay_listener *wl = s->wl;
     if (s->lb_idx < 0) return;
+    sess_metrics_server_released(s, s->lb_idx, failed, s->lb_connected);
     if (lb_release(&wl->lb, s->lb_idx, failed) == 1) log_ejected(wl, s->lb_idx);
     s->lb_idx = -1;
+    s->lb_connected = 0;
     /* A slot freed: let waiting clients try, after this callback (no
      * re-entry into connect code from inside a close). */
     if (wl->qhead) loop_timer_arm_in(wl->w->loop, &wl->queue_timer, 0);
@@ -211,6 +214,7 @@ static int use_server(struct session *s, int idx)
     const struct upstream_cfg *u = &cfg_of(s)->upstreams[idx];
     s->lb_idx = (int8_t)idx;
     s->lb_tried |= 1ULL << idx;
+    s->lb_start_us = clock_now_us();
     /* The log names the last server tried, not an address of an earlier one. */
     s->unresolved = 0;
     memset(&s->upstream, 0, sizeof(s->upstream));
@@ -372,7 +376,11 @@ void connect_ready(struct session *s, uint32_t events)
         abandon_attempt(s, err);
         return;
     }
-    if (s->lb_idx >= 0) lb_connected(&s->wl->lb, s->lb_idx);
+    if (s->lb_idx >= 0) {
+        lb_connected(&s->wl->lb, s->lb_idx);
+        sess_metrics_server_connected(s, s->lb_start_us);
+        s->lb_connected = 1;
+    }
     drop_targets(s);
     sess_relay_start(s, s->uio.fd);
 }

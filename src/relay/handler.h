@@ -24,6 +24,7 @@
 #include "upstream/health.h"
 
 struct loop;
+struct metrics_listener;
 struct net_addr;
 struct session;
 struct relay_listener;
@@ -47,6 +48,10 @@ struct relay_shared {
     struct health_shared health[CFG_MAX_UPSTREAMS];
     int checks_on;
     struct toxic_slot toxics;        /* --toxic and the API */
+    /* The listener's counters (obs/metrics.h), NULL without --metrics;
+     * the server counts its refusals there too. */
+    struct metrics_listener *metrics;
+    const struct listener_cfg *cfg;  /* as at shared_init: server names for the scrape */
 };
 
 /* Called when a session of the listener has closed, with what was given to

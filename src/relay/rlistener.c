@@ -8,6 +8,7 @@
 
 #include "core/loop.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "relay/connect.h"
 #include "relay/sess_filters.h"
 #include "relay/sess_toxics.h"
@@ -37,14 +38,50 @@ void rlistener_session_closed(struct relay_listener *rl, const struct net_addr *
 
 /* ---- shared state ---- */
 
+/* The scrape's view of a relay listener's servers (API thread). */
+static size_t servers_count(void *ctx)
+{
+    const struct relay_shared *sh = ctx;
+    return sh->cfg->nupstreams;
+}
+
+static void server_name(void *ctx, size_t i, char *out, size_t outlen)
+{
+    const struct relay_shared *sh = ctx;
+    const struct host_port *hp = &sh->cfg->upstreams[i].hp;
+    snprintf(out, outlen, strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u", hp->host, hp->port);
+}
+
+/* Without checks a server counts as up (passive ejection is per worker). */
+static int server_up(void *ctx, size_t i)
+{
+    const struct relay_shared *sh = ctx;
+    return __atomic_load_n(&sh->checks_on, __ATOMIC_ACQUIRE) ? health_is_up(&sh->health[i]) : 1;
+}
+
+static uint64_t server_transitions(void *ctx, size_t i)
+{
+    const struct relay_shared *sh = ctx;
+    return health_transitions(&sh->health[i]);
+}
+
+static const struct metrics_server_ops server_ops = {
+    servers_count, server_name, server_up, server_transitions,
+};
+
 static int shared_init(struct relay_shared *sh, const struct listener_cfg *lc, char *err, size_t errlen)
 {
     toxic_slot_init(&sh->toxics);
+    sh->cfg = lc;
+    sh->metrics = metrics_listener_new(lc->name);
+    if (lc->mode == MODE_RELAY) metrics_listener_servers(sh->metrics, &server_ops, sh);
     if (!lc->ntoxics) return 0;
     struct toxic_set *set = toxic_set_new(lc->toxics, lc->ntoxics);
     if (!set) {
         snprintf(err, errlen, "out of memory");
         toxic_slot_destroy(&sh->toxics);
+        metrics_listener_free(sh->metrics);
+        sh->metrics = NULL;
         return -1;
     }
     toxic_slot_publish(&sh->toxics, set);
@@ -54,6 +91,8 @@ static int shared_init(struct relay_shared *sh, const struct listener_cfg *lc, c
 static void shared_free(struct relay_shared *sh)
 {
     toxic_slot_destroy(&sh->toxics);
+    metrics_listener_free(sh->metrics);
+    sh->metrics = NULL;
 }
 
 /* ---- the balancer (relay mode) ---- */
@@ -119,7 +158,7 @@ static int start_relay(struct relay_listener *rl, char *err, size_t errlen)
     struct host_port hp[CFG_MAX_UPSTREAMS];
     struct resolver *r;
     if (hc->interval_ms == 0) return 0;
-    rl->sh->checks_on = 1;
+    __atomic_store_n(&rl->sh->checks_on, 1, __ATOMIC_RELEASE);   /* the scrape reads it */
     if (rl->w->id != 0) return 0;
     if (!(r = rlistener_resolver(rl))) {
         snprintf(err, errlen, "listener %s: cannot create a resolver for health checks", lc->name);

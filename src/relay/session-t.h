@@ -114,6 +114,8 @@ struct session {
     int8_t lb_idx;                    /* relay: server in use, -1 none */
     uint64_t lb_tried;                /* relay: servers already tried */
     unsigned lb_attempts;
+    uint64_t lb_start_us;             /* relay: when trying lb_idx began (metrics) */
+    uint8_t lb_connected;             /* relay: connected to lb_idx */
     int last_errno;                   /* last connect error */
     uint32_t hs_used;                 /* handshake bytes the front-end consumed:
                                          where up.buf starts in the client's stream */

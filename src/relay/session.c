@@ -22,6 +22,7 @@
 #include "relay/endpoint.h"
 #include "relay/pipe.h"
 #include "relay/sess_filters.h"
+#include "relay/sess_metrics.h"
 #include "relay/rlistener.h"
 #include "relay/sess_toxics.h"
 #include "relay/ss_codec.h"
@@ -157,6 +158,7 @@ void sess_close(struct session *s, enum sess_end why)
     if (s->end == END_NONE) s->end = (uint8_t)upstream_silent(s, why);
     s->state = SESS_CLOSED;
     sess_log(s);
+    sess_metrics_closed(s);
     connect_cleanup(s);
     loop_timer_cancel(w->loop, &s->timer);
     loop_timer_cancel(w->loop, &s->stage_timer);
@@ -682,6 +684,7 @@ int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, 
     s->cio.fd = s->uio.fd = -1;
     s->lb_idx = -1;
     s->start_ms = s->last_ms = loop_now(w->loop);
+    sess_metrics_accepted(s);
     s->splice = !wl->cfg->no_splice;
     loop_timer_init(&s->timer, timer_cb, s);
     loop_timer_init(&s->stage_timer, stage_timer_cb, s);

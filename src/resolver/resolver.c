@@ -32,6 +32,7 @@
 #include "resolver/resolver.h"
 
 #include "core/loop.h"
+#include "obs/metrics.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
@@ -92,6 +93,8 @@ struct resolver_query {
     int ares_busy;                        /* c-ares holds a pointer to us */
     int done;                             /* ans is final; timer delivers it */
     int in_lookup, fired_in_lookup;       /* see resolver_query_timer_cb */
+    uint8_t answered_by;                  /* ANSWER_*: where the answer came from */
+    uint64_t start_us;                    /* lookups that went to DNS (metrics) */
     uint16_t port;
     enum resolver_family fam;
     struct loop_timer timer;              /* deadline, then "deliver now" */
@@ -463,6 +466,22 @@ static void resolver_query_let_go(struct resolver_query *q)
     resolver_query_release(q);
 }
 
+enum { ANSWER_DNS, ANSWER_LITERAL, ANSWER_CACHE };
+
+/* Counts a delivered answer (literals are no lookup). */
+static void resolver_count(const struct resolver_query *q, int status)
+{
+    static const enum metrics_dns by_status[] = { MDNS_OK, MDNS_NOTFOUND, MDNS_TIMEOUT, MDNS_FAILED, MDNS_BUSY };
+    if (q->answered_by == ANSWER_LITERAL) return;
+    if (q->answered_by == ANSWER_CACHE) {
+        metrics_dns_lookup(MDNS_CACHED, 0);
+        return;
+    }
+    unsigned i = status <= 0 && status >= RESOLVER_BUSY ? (unsigned)-status : 3;
+    uint64_t now = clock_now_us();
+    metrics_dns_lookup(by_status[i], q->start_us && now > q->start_us ? now - q->start_us : 0);
+}
+
 /* The query's one timer: first the deadline, then re-armed at "now" when
  * the answer is known. Delivers the answer or RESOLVER_TIMEOUT. */
 static void resolver_query_timer_cb(struct loop *l, struct loop_timer *t)
@@ -481,6 +500,7 @@ static void resolver_query_timer_cb(struct loop *l, struct loop_timer *t)
     void *arg = q->arg;
     if (!q->done) q->ans = (struct resolver_answer){ .status = RESOLVER_TIMEOUT };
     int status = resolver_order(&q->ans, q->fam, q->port, &res);
+    resolver_count(q, status);
     resolver_query_let_go(q);
     /* Last: the callback may cancel other queries or free the resolver. */
     cb(arg, status, &res);
@@ -525,7 +545,10 @@ static int resolver_answer_now(struct resolver *r, struct resolver_query *q)
     size_t len = strlen(q->name);
     const struct resolver_answer *hit;
 
-    if (resolver_answer_literal(&q->ans, q->name)) return 1;
+    if (resolver_answer_literal(&q->ans, q->name)) {
+        q->answered_by = ANSWER_LITERAL;
+        return 1;
+    }
     if (len == 0 || len > RESOLVER_NAME_MAX) {
         q->ans.status = RESOLVER_NOTFOUND;
         return 1;
@@ -533,6 +556,7 @@ static int resolver_answer_now(struct resolver *r, struct resolver_query *q)
     hit = resolver_cache_get(&r->cache, q->name, resolver_family_class(q->fam), clock_now_ms());
     if (!hit) return 0;
     q->ans = *hit;
+    q->answered_by = ANSWER_CACHE;
     return 1;
 }
 
@@ -580,6 +604,7 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *host, uin
             .ai_socktype = SOCK_STREAM,
         };
         q->ares_busy = 1;
+        q->start_us = clock_now_us();
         r->nbusy++;
         ares_getaddrinfo(r->ch, q->name, NULL, &hints, resolver_ares_cb, q);
         resolver_rearm(r);

@@ -13,6 +13,7 @@
 
 #include "core/loop.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 static unsigned global_sessions;   /* atomic: sessions of every listener */
 
@@ -219,9 +220,19 @@ no:
     return -1;
 }
 
+/* admit_client()'s reason as the metrics' refusal reason. */
+static enum metrics_refuse refuse_reason(const char *limit)
+{
+    if (strcmp(limit, "denied") == 0) return MREF_ACL;
+    if (strcmp(limit, "hours") == 0) return MREF_TIME_WINDOW;
+    if (strcmp(limit, "rate_per_ip") == 0) return MREF_RATE;
+    return MREF_LIMIT;
+}
+
 void admit_refuse(struct wlistener *wl, int fd, const struct net_addr *peer, const char *limit)
 {
     char c[NET_ADDR_STRLEN];
+    metrics_refused(wl->sh->relay.metrics, refuse_reason(limit));
     if (!cfg_socks_front(wl->cfg) || socks_refusal(fd) || hold_for_refusal(wl, fd) < 0) close(fd);
     if (!log_enabled(LOG_INFO)) return;
     int acl = strcmp(limit, "denied") == 0;

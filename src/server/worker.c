@@ -10,6 +10,7 @@
 
 #include "net/sock.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "server/admit.h"
 
 #define ACCEPT_BATCH 64          /* accepts per wakeup per socket */
@@ -348,6 +349,7 @@ static void flush_logs(struct loop *l, void *arg)
 static void *worker_main(void *arg)
 {
     struct server_worker *w = arg;
+    metrics_thread_slot(w->rw.id);     /* this thread's own counter blocks */
     /* Session lines go out once per loop iteration, not one write each. */
     if (log_batch_begin() == 0) loop_set_before_sleep(w->rw.loop, flush_logs, NULL);
     if (loop_run(w->rw.loop) < 0) {

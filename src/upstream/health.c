@@ -186,6 +186,7 @@ static void health_done(struct health_server *s, enum health_fail why, int err)
     if (lb_health_result(&hc->lb, s->idx, ok)) {
         int up = lb_is_up(&hc->lb, s->idx);
         __atomic_store_n(&sh->up, up, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&sh->transitions, 1, __ATOMIC_RELAXED);
         health_log_change(hc, s, up, why, err);
     } else if (log_enabled(LOG_DEBUG)) {
         char label[sizeof(s->hp.host) + 16], buf[160];

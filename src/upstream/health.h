@@ -46,7 +46,13 @@ struct health_shared {
     int last_ok;        /* the latest check passed; written before gen */
     unsigned gen;       /* bumped (atomic, RELEASE) after every completed check,
                          * after `up` was written */
+    unsigned transitions;   /* up<->down changes (atomic; metrics) */
 };
+
+static inline unsigned health_transitions(const struct health_shared *s)
+{
+    return __atomic_load_n(&s->transitions, __ATOMIC_RELAXED);
+}
 
 struct health_opts {
     unsigned interval_ms;       /* between checks of one server; 0 = 2000 */

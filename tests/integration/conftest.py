@@ -634,7 +634,8 @@ def fakedns():
 
 
 PACKAGE_OF = {"curl": "curl", "ncat": "ncat", "proxychains4": "proxychains4", "socks": "python3-socks",
-              "tshark": "tshark", "mergecap": "wireshark-common"}
+              "tshark": "tshark", "mergecap": "wireshark-common", "promtool": "prometheus",
+              "prometheus": "prometheus"}
 
 
 def need(tool):
