@@ -291,6 +291,7 @@ static void test_spec_defaults_and_names(void **state)
     static const char *const expect[TOXIC_NTYPES] = {
         "latency_downstream", "bandwidth_downstream", "slow_close_downstream", "timeout_downstream",
         "reset_peer_downstream", "slicer_downstream", "limit_data_downstream", "bitflip_downstream",
+        "lua_downstream",
     };
     for (int ty = 0; ty < TOXIC_NTYPES; ty++) {
         struct toxic_spec t;
@@ -305,6 +306,16 @@ static void test_spec_defaults_and_names(void **state)
     assert_int_equal(toxic_stream_from_name("both", &st), 0);
     assert_string_equal(toxic_stream_name(st), "both");
     assert_int_equal(toxic_stream_from_name("Upstream", &st), -1);
+
+    /* lua: a text attribute, required, and no numeric ones. */
+    struct toxic_spec lt = spec("lua:file=/etc/ferry/x.lua,stream=upstream");
+    assert_string_equal(lt.file, "/etc/ferry/x.lua");
+    assert_int_equal(lt.streams, TOXIC_UPSTREAM);
+    char err[200];
+    assert_int_equal(toxic_spec_parse("lua", &lt, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "file="));
+    assert_int_equal(toxic_spec_parse("lua:latency=1", &lt, err, sizeof(err)), -1);
+    assert_int_equal(toxic_spec_parse("latency:file=x.lua", &lt, err, sizeof(err)), -1);
 
     char out[256] = "";
     struct toxic_spec t = spec("latency:latency=100,jitter=10");
