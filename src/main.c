@@ -377,6 +377,7 @@ int main(int argc, char **argv)
         }
     }
     log_set_level(cfg.log_level);
+    log_set_format(cfg.log_format);
     int code = run(&cfg);
     log_file_close();
     cfg_free(&cfg);

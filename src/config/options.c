@@ -284,6 +284,17 @@ static int parse_deny_dest(void *b, const char *v, char *e, size_t n)
     return acl_add_dest(&((struct listener_cfg *)b)->dest_acl, 0, v, e, n);
 }
 
+static int parse_log_format(void *base, const char *val, char *err, size_t errlen)
+{
+    int f = log_format_parse(val);
+    if (f < 0) {
+        snprintf(err, errlen, "'%s': expected text or json", val);
+        return -1;
+    }
+    ((struct ferry_cfg *)base)->log_format = f;
+    return 0;
+}
+
 static int parse_log_level(void *base, const char *val, char *err, size_t errlen)
 {
     int lv = log_level_parse(val);
@@ -786,6 +797,8 @@ const struct opt_def opt_table[] = {
       "N", "worker threads (0 = one per CPU)" },
     { "log-level", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "info", parse_log_level,
       "LEVEL", "quiet, error, warn, info (one line per session) or debug" },
+    { "log-format", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "text", parse_log_format,
+      "FORMAT", "text (TIME LEVEL key=value ...) or json (one object per line, the key=value pairs as fields)" },
     { "log-file", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_log_file,
       "FILE", "append log lines to FILE instead of stderr; SIGUSR1 reopens it (logrotate)" },
     { "drain-timeout", 0, OPT_DURATION, SCOPE_GLOBAL, MODE_ALL, G(drain_timeout_ms), 0, 3600000,

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "core/wfile.h"
 
 int log_level_current = LOG_INFO;
@@ -26,6 +28,18 @@ int log_level_parse(const char *name)
 }
 
 void log_set_level(int level) { log_level_current = level; }
+
+/* Set once at start, before any worker exists. */
+static int log_format = LOG_TEXT;
+
+int log_format_parse(const char *name)
+{
+    if (strcmp(name, "text") == 0) return LOG_TEXT;
+    if (strcmp(name, "json") == 0) return LOG_JSON;
+    return -1;
+}
+
+void log_set_format(int format) { log_format = format; }
 
 static int log_char_ok(unsigned char c) { return c > 0x20 && c < 0x7f && c != '='; }
 
@@ -102,16 +116,87 @@ static void emit(int level, const char *line, size_t len)
     write_line(line, len);
 }
 
-void log_vmsg(int level, const char *fmt, va_list ap)
+static void format_time(char *out, size_t outlen)
 {
-    char line[LOG_LINE_MAX];
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[level]);
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+}
+
+/* A key=value token at p (key: lower case letters, digits, '_'); its
+ * lengths, or 0 if p does not start one. Values are sanitised where they
+ * are written (no space, no '='), so a token ends at the next space. */
+static size_t kv_token(const char *p, size_t *klen)
+{
+    size_t k = 0, n;
+    while ((p[k] >= 'a' && p[k] <= 'z') || (p[k] >= '0' && p[k] <= '9') || p[k] == '_') k++;
+    if (k == 0 || p[k] != '=') return 0;
+    for (n = k + 1; p[n] && p[n] != ' '; n++) {}
+    *klen = k;
+    return n;
+}
+
+static json_t *json_value(const char *v, size_t len)
+{
+    size_t i = 0;
+    while (i < len && v[i] >= '0' && v[i] <= '9') i++;
+    if (i == len && len > 0 && len < 19 && (len == 1 || v[0] != '0')) return json_integer(strtoll(v, NULL, 10));
+    return json_stringn(v, len);
+}
+
+/* time, level, the leading key=value tokens as fields, the rest as msg.
+ * 0, or -1 when the JSON could not be made (the text line goes instead). */
+static int format_json(char *line, size_t cap, size_t *len, int level, const char *text)
+{
+    char when[64], key[64];
+    json_t *o = json_object();
+    if (!o) return -1;
+    format_time(when, sizeof(when));
+    json_object_set_new(o, "time", json_string(when));
+    json_object_set_new(o, "level", json_string(level_names[level]));
+    const char *p = text;
+    size_t klen, n;
+    while ((n = kv_token(p, &klen)) && klen < sizeof(key)) {
+        memcpy(key, p, klen);
+        key[klen] = '\0';
+        json_object_set_new(o, key, json_value(p + klen + 1, n - klen - 1));
+        p += n;
+        while (*p == ' ') p++;
+    }
+    if (*p) json_object_set_new(o, "msg", json_string(p));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (!s) return -1;
+    size_t sl = strlen(s);
+    int ok = sl + 2 <= cap;
+    if (ok) {
+        memcpy(line, s, sl);
+        line[sl] = '\n';
+        *len = sl + 1;
+    }
+    free(s);
+    return ok ? 0 : -1;
+}
+
+void log_vmsg(int level, const char *fmt, va_list ap)
+{
+    char line[LOG_LINE_MAX], when[64];
+    if (log_format == LOG_JSON) {
+        char text[LOG_LINE_MAX];
+        size_t len;
+        (void)vsnprintf(text, sizeof(text), fmt, ap);
+        if (format_json(line, sizeof(line), &len, level, text) == 0) {
+            emit(level, line, len);
+            return;
+        }
+        log_plain("%s", text);    /* a line too long for JSON: never lost */
+        return;
+    }
+    format_time(when, sizeof(when));
+    int n = snprintf(line, sizeof(line), "%s %s ", when, level_names[level]);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;
@@ -134,6 +219,13 @@ void log_plain(const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(line + 7, sizeof(line) - 8, fmt, ap);
     va_end(ap);
+    size_t jlen;
+    char json[LOG_LINE_MAX];
+    if (log_format == LOG_JSON && format_json(json, sizeof(json), &jlen, LOG_INFO, line + 7) == 0) {
+        log_flush();
+        write_line(json, jlen);
+        return;
+    }
     memcpy(line, "ferry: ", 7);   /* a prefix; vsnprintf terminated the line. NOLINT(bugprone-not-null-terminated-result) */
     size_t len = 7 + (n < 0 ? 0 : (size_t)n);
     if (len > sizeof(line) - 2) len = sizeof(line) - 2;

@@ -23,6 +23,12 @@ static inline int log_enabled(int level) { return level <= log_level_current; }
 /* "quiet", "error", "warn", "info", "debug" -> level, or -1. */
 int log_level_parse(const char *name);
 void log_set_level(int level);
+/* Line format: LOG_TEXT ("TIME LEVEL key=value ... text") or LOG_JSON (one
+ * JSON object per line: time, level, each leading key=value as a field,
+ * numbers as numbers, and the rest of the line as msg). */
+enum { LOG_TEXT, LOG_JSON };
+int log_format_parse(const char *name);
+void log_set_format(int format);
 
 /* Copies src for a log field: bytes outside printable ASCII, spaces and '='
  * become '?', so a client-supplied name cannot forge fields or lines. */

@@ -1,14 +1,16 @@
-"""--log-file FILE: every log line goes to FILE; SIGUSR1 reopens it.
+"""--log-file FILE: every log line goes to FILE; SIGUSR1 reopens it; --log-format json.
 
 Through real signals and, when Debian's logrotate is installed, through
 logrotate itself (rename + create + postrotate kill -USR1).
 """
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -241,3 +243,37 @@ def test_real_logrotate_create_and_postrotate(ferry, identify, workdir):
     ids = sorted(int(s["sess"]) for s in sessions_in(path + ".2", path + ".1", path))
     assert ids == list(range(1, n + 2)), ids
     assert f.alive() and f.log() == "", f.log()
+
+
+def test_json_log_lines_parse_and_carry_the_fields(ferry, servers, workdir):
+    """--log-format json: every line a JSON object (python3 -m json.tool
+    takes it), the session line's key=value pairs as fields, numbers as
+    numbers, and a client-chosen name still sanitised."""
+    echo = servers(peers.h_echo)
+    f = ferry("relay", "-u", echo.addr, "--log-format", "json")
+    s = f.connect()
+    s.sendall(b"ping")
+    assert peers.recv_exact(s, 4, "echo") == b"ping"
+    s.close()
+    peers.wait_until(lambda: '"sess"' in f.log(), scaled(5))
+    lines = [ln for ln in f.log().splitlines() if ln.strip()]
+    assert lines, f.log()
+    for ln in lines:
+        r = subprocess.run([sys.executable, "-m", "json.tool"], input=ln.encode(), capture_output=True)
+        assert r.returncode == 0, (ln, r.stderr)
+    objs = [json.loads(ln) for ln in lines]
+    sess = [o for o in objs if "sess" in o]
+    assert len(sess) == 1, objs
+    o = sess[0]
+    assert o["level"] == "info" and o["listener"] and o["end"] == "client_closed", o
+    assert o["up"] == 4 and o["down"] == 4 and isinstance(o["dur_ms"], int), o
+    assert o["time"].endswith("Z"), o
+    start = [o for o in objs if "listening on" in o.get("msg", "")]
+    assert start, objs
+
+
+def test_bad_log_format_is_a_flag_error():
+    r = run_ferry("relay", "-u", "127.0.0.1:9", "--log-format", "xml")
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert "--log-format" in err and "text or json" in err, err
