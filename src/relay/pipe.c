@@ -375,6 +375,11 @@ uint64_t pipe_next_wakeup(const struct half *h)
     uint64_t due = UINT64_MAX;
     for (unsigned i = h->closing; i < h->nstages; i++) {
         const struct pipe_stage *st = &h->stage[i];
+        /* A stage whose output still waits cannot run, whatever time it
+         * asks for: the link ahead frees when the sink drains (an I/O
+         * event) or the next stage runs (its own wakeup). Waking it now
+         * would spin the loop while a slow client reads nothing. */
+        if (link_busy(h->link[i + 1])) continue;
         if (st->ops->next_wakeup && !st->done) {
             uint64_t t = st->ops->next_wakeup(st->state);
             if (t < due) due = t;

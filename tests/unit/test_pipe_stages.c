@@ -673,6 +673,12 @@ static void test_next_wakeup(void **state)
     assert_int_equal(pipe_next_wakeup(&r.h), 5000);
     b->wait_until_us = 9000;
     assert_int_equal(pipe_next_wakeup(&r.h), 7000);
+    /* A stage whose output waits for the next link is not woken: only the
+     * stage that can run counts. */
+    assert_int_equal(pipe_push_ready(&r.h, &r.bufs, "x", 1), 0);
+    assert_int_equal(pipe_next_wakeup(&r.h), 7000);      /* b's output busy: b skipped */
+    a->wait_until_us = UINT64_MAX;
+    assert_int_equal(pipe_next_wakeup(&r.h), UINT64_MAX);
     rig_free(&r);
 }
 
