@@ -174,7 +174,7 @@ enum pp_status pp_parse(const uint8_t *buf, size_t len, struct pp_header *out, s
                         enum pp_error *err)
 {
     if (len == 0) return PP_NEED_MORE;
-    if (buf[0] == v1_sig[0]) return parse_v1(buf, len, out, consumed, err);
+    if (buf[0] == (uint8_t)'P') return parse_v1(buf, len, out, consumed, err);
     if (buf[0] == v2_sig[0]) return parse_v2(buf, len, out, consumed, err);
     return fail(err, PP_ERR_SIGNATURE);
 }
@@ -200,9 +200,10 @@ size_t pp_build_v1(uint8_t *out, const struct pp_addr *src, const struct pp_addr
 {
     struct pp_addr s, d;
     char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
+    static const uint8_t unknown[15] = "PROXY UNKNOWN\r\n";   /* no NUL: header bytes */
     if (!known(src) || !known(dst)) {
-        memcpy(out, "PROXY UNKNOWN\r\n", 15);
-        return 15;
+        memcpy(out, unknown, sizeof(unknown));
+        return sizeof(unknown);
     }
     same_family(src, dst, &s, &d);
     int af = s.family == 4 ? AF_INET : AF_INET6;
