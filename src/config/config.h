@@ -95,6 +95,10 @@ struct listener_cfg {
 
     unsigned backlog;
     int no_splice;
+    /* PROXY protocol (proto/proxy_proto.h, server/proxyin.c). */
+    int accept_proxy;                 /* clients start with a PROXY header */
+    unsigned accept_proxy_timeout_ms; /* ... which must have come by then */
+    unsigned send_proxy;              /* 0 off, 1 or 2: header version sent to upstreams */
     int open;                /* allow an unauthenticated public SOCKS listener */
     int dest_denies_added;   /* default denies cfg_listener_exposure() appended, the last
                                 rules of dest_acl (0: none) */

@@ -137,6 +137,8 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
         put(&o, " rewrite=upstream:%zu,downstream:%zu", rewrite_set_count(&l->rewrite, 1),
             rewrite_set_count(&l->rewrite, 0));
     if (l->maxconn) put(&o, " maxconn=%u", l->maxconn);
+    if (l->accept_proxy) put(&o, " accept_proxy=on");
+    if (l->send_proxy) put(&o, " send_proxy=v%u", l->send_proxy);
     if (l->capture_path[0]) put(&o, " capture=on");
     if (l->hexdump) put(&o, " hexdump=on");
     return o.len;

@@ -475,6 +475,17 @@ static int parse_balance(void *base, const char *val, char *err, size_t errlen)
     return -1;
 }
 
+static int parse_send_proxy(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    if (strcmp(val, "v1") == 0 || strcmp(val, "v2") == 0) {
+        l->send_proxy = val[1] == '1' ? 1 : 2;
+        return 0;
+    }
+    snprintf(err, errlen, "'%.40s': expected v1 or v2", val);
+    return -1;
+}
+
 static int parse_text(char *field, size_t cap, const char *val, char *err, size_t errlen)
 {
     if (strlen(val) >= cap) {
@@ -752,6 +763,14 @@ const struct opt_def opt_table[] = {
       "N", "listen() backlog" },
     { "no-splice", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(no_splice), 0, 1, NULL, NULL,
       NULL, "copy through user space instead of zero-copy splice()" },
+    { "accept-proxy", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(accept_proxy), 0, 1, NULL, NULL,
+      NULL, "clients start with a PROXY protocol header (v1 or v2, from HAProxy or an L4 balancer): its client "
+      "address is the one ACLs, limits, logs and capture use; a bad or missing header closes the connection" },
+    { "accept-proxy-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(accept_proxy_timeout_ms), 1, 600000,
+      "3s", NULL, "DUR", "with --accept-proxy: close a connection whose PROXY header has not come by then" },
+    { "send-proxy", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS | MODE_RELAY, 0, 0, 0, NULL, parse_send_proxy,
+      "v1|v2", "start every upstream connection with a PROXY protocol header naming the client and the "
+      "address it connected to" },
     { "capture", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_capture,
       "FILE.pcap", "record both legs of every session as TCP/IP packets in a pcap file (Wireshark, tshark)" },
     { "capture-rotate", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_capture_rotate,

@@ -27,6 +27,8 @@ struct pipe_stage {
 
 struct half {
     struct buf *link[PIPE_MAX_STAGES + 1];
+    struct buf *lead;              /* bytes for the sink ahead of everything else
+                                      (a PROXY header before early data), or NULL */
     struct kpipe *kp;
     struct pipe_stage stage[PIPE_MAX_STAGES];
     uint8_t nstages;

@@ -31,7 +31,7 @@ static int link_busy(const struct buf *b) { return b && !buf_empty(b); }
 
 int half_pending(const struct half *h)
 {
-    return link_busy(h->link[h->nstages]) || (h->kp && h->kp->len);
+    return link_busy(h->lead) || link_busy(h->link[h->nstages]) || (h->kp && h->kp->len);
 }
 
 /* The head link takes more while it has room: a stage may leave the tail
@@ -68,9 +68,8 @@ static void count_plain(struct half *h, struct pump_ctx *c, const uint8_t *p, si
 
 enum flush { FLUSH_EMPTY, FLUSH_BLOCKED, FLUSH_ERROR };
 
-static enum flush flush_buffer(struct half *h, struct pump_ctx *c)
+static enum flush flush_buffer(struct buf **b, struct pump_ctx *c)
 {
-    struct buf **b = sink_link(h);
     while (link_busy(*b)) {
         ssize_t n = endpoint_write(c->dst, buf_rptr(*b), buf_len(*b));
         if (n < 0) {
@@ -114,7 +113,8 @@ static enum flush flush_kpipe(struct half *h, struct pump_ctx *c)
 static enum flush flush_sink(struct half *h, struct pump_ctx *c)
 {
     if (!c->dst) return half_pending(h) ? FLUSH_BLOCKED : FLUSH_EMPTY;
-    enum flush f = flush_buffer(h, c);
+    enum flush f = flush_buffer(&h->lead, c);
+    if (f == FLUSH_EMPTY) f = flush_buffer(sink_link(h), c);
     return f == FLUSH_EMPTY ? flush_kpipe(h, c) : f;
 }
 
@@ -441,6 +441,12 @@ int pipe_push_ready(struct half *h, struct buf_pool *bufs, const void *data, siz
     return buf_append(*b, data, (uint32_t)len) == len ? 0 : -1;
 }
 
+int pipe_push_lead(struct half *h, struct buf_pool *bufs, const void *data, size_t len)
+{
+    if (!h->lead && !(h->lead = buf_get(bufs))) return -1;
+    return buf_append(h->lead, data, (uint32_t)len) == len ? 0 : -1;
+}
+
 /* ---- the end ---- */
 
 static void free_stages(struct half *h)
@@ -472,6 +478,8 @@ void pipe_release(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipe
         buf_put(bufs, h->link[i]);
         h->link[i] = NULL;
     }
+    buf_put(bufs, h->lead);
+    h->lead = NULL;
     h->nstages = 0;
     h->closing = 0;
     kpipe_put(pipes, h->kp);

@@ -92,6 +92,12 @@ void pipe_head_is_payload(struct half *h);
 /* Appends bytes ready for the sink (replies). 0, or -1 if they do not fit. */
 int pipe_push_ready(struct half *h, struct buf_pool *bufs, const void *data, size_t len);
 
+/* Puts bytes ahead of everything the direction holds, to be written to the
+ * sink first (a PROXY protocol header before the early data and whatever
+ * the stages make): they pass no stage and are not application bytes.
+ * 0, or -1 if they do not fit. */
+int pipe_push_lead(struct half *h, struct buf_pool *bufs, const void *data, size_t len);
+
 /* Drops every stage and every byte except those ready for the sink: the
  * session is ending and only what was already let through goes out. */
 void pipe_keep_ready_only(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes);

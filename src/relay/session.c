@@ -23,6 +23,7 @@
 #include "relay/pipe.h"
 #include "relay/sess_filters.h"
 #include "relay/sess_metrics.h"
+#include "relay/sess_proxy.h"
 #include "relay/rlistener.h"
 #include "relay/sess_toxics.h"
 #include "relay/ss_codec.h"
@@ -600,6 +601,7 @@ void sess_relay_start(struct session *s, int fd)
     int f = sess_filters_attach(s);
     if (f == 0) f = sess_toxics_attach(s);
     if (f == 0 && s->wl->cfg->mode == MODE_SS_LOCAL) f = ss_tunnel_attach(s);
+    if (f == 0) f = sess_proxy_attach(s);     /* --send-proxy: ahead of all of it */
     if (f < 0) {
         sess_close(s, f == -2 ? END_FILTER_ERROR : END_LOCAL_ERROR);   /* -2: a script refused it */
         return;

@@ -19,6 +19,7 @@
 #include "relay/handler.h"
 
 struct refusal;
+struct proxyin;
 struct server_worker;
 
 /* One listen socket of one listener, on one worker. */
@@ -68,6 +69,7 @@ struct server_worker {
     struct listener_shared *shared;  /* [nlisteners], owned by worker 0 */
 
     struct refusal *refusals;        /* refused SOCKS clients awaiting their answer */
+    struct proxyin *proxyins;        /* --accept-proxy: connections awaiting their header */
 
     int draining;
     unsigned drain_closed;           /* sessions the drain ended (deadline or second signal) */

@@ -12,6 +12,7 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "server/admit.h"
+#include "server/proxyin.h"
 
 #define ACCEPT_BATCH 64          /* accepts per wakeup per socket */
 #define ACCEPT_PAUSE_MS 100      /* back-off after EMFILE & co */
@@ -65,14 +66,20 @@ static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
                 pause_accept(ws, errno);
             return;
         }
-        int counted_ip;
-        const char *refused = admit_client(wl, &peer, &counted_ip);
-        if (refused) {
-            admit_refuse(wl, fd, &peer, refused);
-            continue;
-        }
-        if (wl->handler->accept(wl->rl, fd, &peer, counted_ip) < 0) admit_release(wl, &peer, counted_ip);
+        if (wl->cfg->accept_proxy) proxyin_start(wl, fd, &peer);   /* admitted once its header names the client */
+        else worker_admit(wl, fd, &peer);
     }
+}
+
+void worker_admit(struct wlistener *wl, int fd, const struct net_addr *client)
+{
+    int counted_ip;
+    const char *refused = admit_client(wl, client, &counted_ip);
+    if (refused) {
+        admit_refuse(wl, fd, client, refused);
+        return;
+    }
+    if (wl->handler->accept(wl->rl, fd, client, counted_ip) < 0) admit_release(wl, client, counted_ip);
 }
 
 /* The handler's `closed`: a session of the listener has gone (and left the
@@ -98,6 +105,7 @@ void worker_listener_close_sockets(struct wlistener *wl)
         ws->fd = -1;
     }
     wl->nsocks = 0;
+    proxyin_close_listener(wl);
 }
 
 static void close_listen_sockets(struct server_worker *w)
@@ -265,6 +273,7 @@ static void worker_destroy(struct server_worker *w)
     if (w->rw.loop) {
         worker_close_sessions(w);
         admit_close_all(w);
+        proxyin_close_all(w);
         close_listen_sockets(w);
         for (size_t i = 0; i < w->nlisteners; i++) worker_listener_release(&w->listeners[i]);
         for (struct wlistener *wl = w->dyn; wl; wl = wl->dyn_next) worker_listener_release(wl);

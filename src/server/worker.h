@@ -46,6 +46,11 @@ int worker_listener_add_socket(struct wlistener *wl, int fd);
 void worker_listener_close_sockets(struct wlistener *wl);
 void worker_listener_release(struct wlistener *wl);
 
+/* Admits an accepted fd whose client is `client` (server/admit.c) and hands
+ * it to the listener's handler, or refuses it; the fd is taken either way.
+ * From accept, or once its PROXY header has named the client (proxyin.c). */
+void worker_admit(struct wlistener *wl, int fd, const struct net_addr *client);
+
 /* Closes every session of the worker (end=drain), listener by listener;
  * on the worker's thread, or on a thread driving its loop (the session fuzzer). */
 void worker_close_sessions(struct server_worker *w);

@@ -182,6 +182,7 @@ static inline void rig_free(struct rig *r)
     assert_int_equal(g_frees, g_made);
     assert_int_equal(r->h.nstages, 0);
     for (size_t i = 0; i <= PIPE_MAX_STAGES; i++) assert_null(r->h.link[i]);
+    assert_null(r->h.lead);
     assert_null(r->h.kp);
     assert_int_equal(r->bufs.in_use, 0);
     assert_int_equal(r->pipes.in_use, 0);

@@ -373,6 +373,32 @@ static void test_early_data(void **state)
     rig_free(&r);
 }
 
+/* Lead bytes (a PROXY header) go out before early data, even when the early
+ * data fills the head link's buffer, and are not application bytes. */
+static void test_lead_before_early_data(void **state)
+{
+    (void)state;
+    struct rig r;
+    const size_t n = 4 * KiB + 1000;
+    static const char hdr[] = "PROXY TCP4 127.0.0.2 127.0.0.1 40000 1080\r\n";
+    const size_t hl = sizeof(hdr) - 1;
+    rig_init(&r, SINK_STREAM, 4 * KiB);
+    r.c.dst = NULL;
+    pattern(g_in, n, 3);
+    feed_all(&r, g_in, n);
+    assert_int_equal(pump(&r), PUMP_OK);
+    assert_int_equal(buf_len(r.h.link[0]), 4 * KiB);     /* full: no room in front */
+    assert_int_equal(pipe_push_lead(&r.h, &r.bufs, hdr, hl), 0);
+    assert_true(half_pending(&r.h));
+    r.c.dst = &r.dst_ep;
+    shut_in(&r);
+    assert_int_equal(transfer(&r, g_in, 0, 1, g_out, hl + n), hl + n);
+    assert_memory_equal(g_out, hdr, hl);
+    assert_memory_equal(g_out + hl, g_in, n);
+    assert_int_equal(r.h.bytes, n);
+    rig_free(&r);
+}
+
 /* An EOF read while the sink is not usable waits for it too. */
 static void test_early_eof(void **state)
 {
@@ -558,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_half_close_after_drain),
         cmocka_unit_test(test_half_close_close_follows),
         cmocka_unit_test(test_early_data),
+        cmocka_unit_test(test_lead_before_early_data),
         cmocka_unit_test(test_early_eof),
         cmocka_unit_test(test_no_source),
         cmocka_unit_test(test_head_then_payload),
