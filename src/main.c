@@ -378,6 +378,7 @@ int main(int argc, char **argv)
     }
     log_set_level(cfg.log_level);
     log_set_format(cfg.log_format);
+    log_set_sessions(cfg.log_sessions);
     int code = run(&cfg);
     log_file_close();
     cfg_free(&cfg);

@@ -138,6 +138,7 @@ struct ferry_cfg {
     unsigned global_maxconn; /* sessions of all listeners; 0 = no limit */
     int log_level;
     int log_format;                  /* LOG_TEXT or LOG_JSON (obs/log.h) */
+    int log_sessions;                /* LOG_SESS_* bits */
     char log_file[256];      /* --log-file; "" = stderr (obs/log.h) */
     unsigned drain_timeout_ms;
     char run_as[64], run_as_group[64];        /* privilege drop (core/privdrop.h); "" = none */

@@ -295,6 +295,17 @@ static int parse_log_format(void *base, const char *val, char *err, size_t errle
     return 0;
 }
 
+static int parse_log_sessions(void *base, const char *val, char *err, size_t errlen)
+{
+    int m = log_sessions_parse(val);
+    if (m < 0) {
+        snprintf(err, errlen, "'%s': expected start, end or start,end", val);
+        return -1;
+    }
+    ((struct ferry_cfg *)base)->log_sessions = m;
+    return 0;
+}
+
 static int parse_log_level(void *base, const char *val, char *err, size_t errlen)
 {
     int lv = log_level_parse(val);
@@ -818,6 +829,9 @@ const struct opt_def opt_table[] = {
       "LEVEL", "quiet, error, warn, info (one line per session) or debug" },
     { "log-format", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "text", parse_log_format,
       "FORMAT", "text (TIME LEVEL key=value ...) or json (one object per line, the key=value pairs as fields)" },
+    { "log-sessions", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "end", parse_log_sessions,
+      "LIST", "session lines to log: end (one line when a session ends), start (when bytes begin to flow), "
+      "or start,end" },
     { "log-file", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_log_file,
       "FILE", "append log lines to FILE instead of stderr; SIGUSR1 reopens it (logrotate)" },
     { "drain-timeout", 0, OPT_DURATION, SCOPE_GLOBAL, MODE_ALL, G(drain_timeout_ms), 0, 3600000,

@@ -41,6 +41,24 @@ int log_format_parse(const char *name)
 
 void log_set_format(int format) { log_format = format; }
 
+static int log_sess_mask = LOG_SESS_END;
+
+int log_sessions_parse(const char *list)
+{
+    int mask = 0;
+    for (const char *p = list;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 5 && strncmp(p, "start", 5) == 0) mask |= LOG_SESS_START;
+        else if (n == 3 && strncmp(p, "end", 3) == 0) mask |= LOG_SESS_END;
+        else return -1;
+        if (!p[n]) return mask;
+        p += n + 1;
+    }
+}
+
+void log_set_sessions(int mask) { log_sess_mask = mask; }
+int log_sessions(void) { return log_sess_mask; }
+
 static int log_char_ok(unsigned char c) { return c > 0x20 && c < 0x7f && c != '='; }
 
 void log_sanitize(char *dst, size_t dstlen, const char *src)

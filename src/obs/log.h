@@ -29,6 +29,13 @@ void log_set_level(int level);
 enum { LOG_TEXT, LOG_JSON };
 int log_format_parse(const char *name);
 void log_set_format(int format);
+/* Which session lines to write (--log-sessions): LOG_SESS_START when a
+ * session starts relaying, LOG_SESS_END when it ends (the default). */
+enum { LOG_SESS_START = 1, LOG_SESS_END = 2 };
+/* "start", "end", "start,end" (either order); -1 if anything else. */
+int log_sessions_parse(const char *list);
+void log_set_sessions(int mask);
+int log_sessions(void);
 
 /* Copies src for a log field: bytes outside printable ASCII, spaces and '='
  * become '?', so a client-supplied name cannot forge fields or lines. */

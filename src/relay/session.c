@@ -93,12 +93,24 @@ static const char *upstream_field(const struct session *s, char *out, size_t out
     return out;
 }
 
+/* --log-sessions start: a line when bytes start to flow, so a long tunnel
+ * shows before it ends. */
+static void sess_log_start(const struct session *s)
+{
+    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
+    if (!(log_sessions() & LOG_SESS_START) || !log_enabled(LOG_INFO)) return;
+    if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
+    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s event=start%s%s", (unsigned long long)s->id,
+            s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)), upstream_field(s, u, sizeof(u)),
+            extra[0] ? " " : "", extra);
+}
+
 static void sess_log(const struct session *s)
 {
     /* A session itself only meets one limit: the full wait queue. */
     const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
     char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
-    if (!log_enabled(LOG_INFO)) return;
+    if (!(log_sessions() & LOG_SESS_END) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     uint64_t now = clock_now_ms();
     log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s%s",
@@ -608,6 +620,7 @@ void sess_relay_start(struct session *s, int fd)
     }
     s->last_ms = loop_now(w->loop);
     loop_timer_arm(w->loop, &s->timer, relay_deadline(s));
+    sess_log_start(s);
     sess_pump_ex(s, 0);
 }
 

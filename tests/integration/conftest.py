@@ -266,9 +266,10 @@ def parse_kv(line):
 
 
 def session_lines(text):
+    """The session end lines (--log-sessions start lines have event=start)."""
     out = []
     for line in text.splitlines():
-        if " sess=" in line:
+        if " sess=" in line and " event=start" not in line:
             d = parse_kv(line)
             d["_line"] = line
             out.append(d)

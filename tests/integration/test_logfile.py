@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -277,3 +278,33 @@ def test_bad_log_format_is_a_flag_error():
     assert r.returncode == 2
     err = r.stderr.decode()
     assert "--log-format" in err and "text or json" in err, err
+
+
+def test_log_sessions_start_shows_a_tunnel_while_it_is_open(ferry, servers):
+    echo = servers(peers.h_echo)
+    f = ferry("relay", "-u", echo.addr, "--log-sessions", "start,end")
+    s = f.connect()
+    s.sendall(b"ping")
+    assert recv_exact(s, 4, "echo") == b"ping"
+    # Still open: the start line is there, the end line is not.
+    peers.wait_until(lambda: "event=start" in f.log(), scaled(5))
+    start = [ln for ln in f.log().splitlines() if "event=start" in ln]
+    assert len(start) == 1 and "sess=1 " in start[0] and "upstream=" + echo.addr in start[0], start
+    assert not session_lines(f.log())
+    s.close()
+    ends = f.wait_sessions(1)
+    assert ends[0]["end"] == "client_closed", ends
+
+
+def test_log_sessions_start_only_and_bad_values(ferry, servers):
+    echo = servers(peers.h_echo)
+    f = ferry("relay", "-u", echo.addr, "--log-sessions", "start")
+    s = f.connect()
+    s.sendall(b"ping")
+    assert recv_exact(s, 4, "echo") == b"ping"
+    s.close()
+    peers.wait_until(lambda: "event=start" in f.log(), scaled(5))
+    time.sleep(scaled(0.3))          # the end line, were it written, would be by now
+    assert not [ln for ln in f.log().splitlines() if " end=" in ln], f.log()
+    r = run_ferry("relay", "-u", "127.0.0.1:9", "--log-sessions", "begin")
+    assert r.returncode == 2 and "--log-sessions" in r.stderr.decode(), r.stderr
