@@ -51,6 +51,18 @@ struct api_server {
     int stopping;              /* atomic */
 };
 
+/* Every change the API made is logged (an audit trail of who broke what
+ * with a toxic); reads only at debug. */
+static void log_request(const struct api_req *q, int status)
+{
+    int change = strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0 && status >= 200 && status < 300;
+    if (!log_enabled(change ? LOG_INFO : LOG_DEBUG)) return;
+    char url[200], method[16];
+    log_sanitize(url, sizeof(url), q->url ? q->url : "/");
+    log_sanitize(method, sizeof(method), q->method);
+    log_msg(change ? LOG_INFO : LOG_DEBUG, "api: %s %s -> %d", method, url, status);
+}
+
 static void conn_close(struct api_conn *c)
 {
     struct api_server *s = c->srv;
@@ -132,11 +144,7 @@ static void answer(struct api_conn *c)
         api_error(&r, 404, "not found: only GET /metrics here");
     } else {
         api_route(c->srv->b, q->method, q->url ? q->url : "/", q->body, q->body_len, &r);
-        if (log_enabled(LOG_DEBUG)) {
-            char url[200];
-            log_sanitize(url, sizeof(url), q->url ? q->url : "/");
-            log_debug("api %s %s -> %d", q->method, url, r.status);
-        }
+        log_request(q, r.status);
     }
     if (!q->keep_alive) c->close_after = 1;
     if (queue_response(c, &r) < 0) c->close_after = 1;

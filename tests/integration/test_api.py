@@ -365,3 +365,21 @@ def test_lua_toxic_with_a_bad_script_is_a_flag_error(ferry, workdir):
     err = r.stderr.decode()
     assert "--toxic" in err and "bad.lua:2:" in err, err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_api_changes_are_logged(ferry):
+    f = api_start(ferry)
+    st, _ = call(f, "POST", "/proxies", {"name": "audit", "listen": "localhost:0", "upstream": "127.0.0.1:1"})
+    assert st == 201
+    st, _ = call(f, "POST", "/proxies/audit/toxics", {"type": "latency", "attributes": {"latency": 5}})
+    assert st == 200
+    st, _ = call(f, "GET", "/proxies")
+    assert st == 200
+    st, _ = call(f, "DELETE", "/proxies/audit")
+    assert st == 204
+    peers.wait_until(lambda: "DELETE /proxies/audit" in f.log(), scaled(5))
+    lines = [ln for ln in f.log().splitlines() if "api: " in ln]
+    assert any("POST /proxies -> 201" in ln for ln in lines), lines
+    assert any("POST /proxies/audit/toxics -> 200" in ln for ln in lines), lines
+    assert any("DELETE /proxies/audit -> 204" in ln for ln in lines), lines
+    assert not any("GET /proxies" in ln for ln in lines), lines     # reads only at debug
