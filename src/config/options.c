@@ -694,6 +694,8 @@ const struct opt_def opt_table[] = {
       NULL, "with users configured, still accept SOCKS5 clients without authentication" },
     { "allow-socks4", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(allow_socks4), 0, 1, NULL, NULL,
       NULL, "with users configured, still accept SOCKS4/4a (which has no passwords)" },
+    { "no-http", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(no_http), 0, 1, NULL, NULL,
+      NULL, "SOCKS only: do not also serve HTTP proxy requests (CONNECT, http:// URLs) on this port" },
     { "allow-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_DEST_POLICY, 0, 0, 0, NULL, parse_allow_dest,
       "CIDR|HOST[:PORT]", "allow destinations (repeatable, first match wins)" },
     { "deny-dest", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_DEST_POLICY, 0, 0, 0, NULL, parse_deny_dest,
