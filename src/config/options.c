@@ -691,7 +691,7 @@ const struct opt_def opt_table[] = {
     { "users-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_users_file,
       "FILE", "users, one name:password a line ('#' comments)" },
     { "allow-anonymous", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(allow_anonymous), 0, 1, NULL, NULL,
-      NULL, "with users configured, still accept SOCKS5 clients without authentication" },
+      NULL, "with users configured, still accept SOCKS5 and HTTP clients without authentication" },
     { "allow-socks4", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(allow_socks4), 0, 1, NULL, NULL,
       NULL, "with users configured, still accept SOCKS4/4a (which has no passwords)" },
     { "no-http", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(no_http), 0, 1, NULL, NULL,
