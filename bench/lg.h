@@ -20,7 +20,7 @@
 #define LG_MAX_THREADS 64
 #define HIST_BUCKETS   1024
 
-enum lg_mode { MODE_TCP, MODE_SOCKS4, MODE_SOCKS5 };
+enum lg_mode { MODE_TCP, MODE_SOCKS4, MODE_SOCKS5, MODE_HTTP };
 enum lg_scen { SC_RATE, SC_PINGPONG, SC_BULK, SC_IDLE };
 
 /* Parsed command line of a client scenario. */

@@ -1,5 +1,5 @@
 /* loadgen client side: one epoll loop per thread driving many non-blocking
- * connections through an optional SOCKS4/SOCKS5 handshake, then one of the
+ * connections through an optional SOCKS4/SOCKS5/HTTP CONNECT handshake, then one of the
  * scenarios (rate, pingpong, bulk, idle).
  *
  * Connection slots are reused; every (re)start bumps the slot's generation,
@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@
 #define OUT_MAX        528                  /* largest handshake message */
 
 enum cstate { CS_FREE, CS_BACKOFF, CS_CONNECTING, CS_GREET, CS_AUTH,
-              CS_REQ5, CS_REQ4, CS_READY, CS_ECHO, CS_HELD, CS_BULK };
+              CS_REQ5, CS_REQ4, CS_REQH, CS_READY, CS_ECHO, CS_HELD, CS_BULK };
 
 struct conn {
     int fd;
@@ -50,8 +51,8 @@ struct cw {
     uint64_t until;          /* end of the current phase */
     int measuring;
     int started, inflight;   /* setup phase accounting */
-    uint8_t greet[3], auth[OUT_MAX], req5[262], req4[270];
-    uint16_t auth_len, req5_len, req4_len;
+    uint8_t greet[3], auth[OUT_MAX], req5[262], req4[270], reqh[OUT_MAX];
+    uint16_t auth_len, req5_len, req4_len, reqh_len;
 };
 
 static void conn_start(struct cw *w, int i);
@@ -109,6 +110,26 @@ static void build_socks4(struct cw *w)
         n += hl + 1;
     }
     w->req4_len = (uint16_t)n;
+}
+
+/* The reply ferry sends to a CONNECT: read as a whole, exactly. */
+#define HTTP_ESTABLISHED "HTTP/1.1 200 Connection established\r\n\r\n"
+
+/* CONNECT host:port, with Basic credentials when --user is given. */
+static void build_http(struct cw *w)
+{
+    const struct lg_opts *o = w->o;
+    char cred[520], b64[700], auth[760] = "";
+    int six = strchr(o->dhost, ':') != NULL;
+
+    if (o->has_auth) {
+        int n = snprintf(cred, sizeof cred, "%s:%s", o->user, o->pass);
+        EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)cred, n);
+        snprintf(auth, sizeof auth, "Proxy-Authorization: Basic %s\r\n", b64);
+    }
+    int n = snprintf((char *)w->reqh, sizeof w->reqh, "CONNECT %s%s%s:%u HTTP/1.1\r\n%s\r\n",
+                     six ? "[" : "", o->dhost, six ? "]" : "", (unsigned)o->dport, auth);
+    w->reqh_len = n > 0 && (size_t)n < sizeof w->reqh ? (uint16_t)n : 0;
 }
 
 /* ---------- connection plumbing ---------- */
@@ -247,6 +268,9 @@ static void on_connected(struct cw *w, struct conn *c)
     case MODE_SOCKS5:
         send_expect(w, c, w->greet, 3, CS_GREET, 2);
         break;
+    case MODE_HTTP:
+        send_expect(w, c, w->reqh, w->reqh_len, CS_REQH, (uint16_t)strlen(HTTP_ESTABLISHED));
+        break;
     }
 }
 
@@ -259,6 +283,11 @@ static void on_reply(struct cw *w, struct conn *c)
     switch (c->st) {
     case CS_REQ4:
         if (b[1] != 0x5a)
+            break;
+        on_ready(w, c);
+        return;
+    case CS_REQH:
+        if (memcmp(b, HTTP_ESTABLISHED, strlen(HTTP_ESTABLISHED)) != 0)
             break;
         on_ready(w, c);
         return;
@@ -418,7 +447,7 @@ static void tick(struct cw *w, uint64_t now)
         struct conn *c = &w->c[i];
         if (c->st == CS_BACKOFF && now - c->t0 >= BACKOFF_NS && now < w->until)
             conn_start(w, i);
-        else if (c->st >= CS_CONNECTING && c->st <= CS_REQ4 && now - c->t0 > tmo)
+        else if (c->st >= CS_CONNECTING && c->st <= CS_REQH && now - c->t0 > tmo)
             conn_fail(w, c, ERR_TIMEOUT);
         else if (c->st == CS_ECHO && now - c->t0 > tmo)
             conn_fail(w, c, ERR_TIMEOUT);
@@ -509,6 +538,7 @@ static int cw_init(struct cw *w, struct lg_worker *lw)
     memset(w->scratch, 'x', LG_SCRATCH);
     build_socks5(w);
     build_socks4(w);
+    build_http(w);
     return 0;
 }
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 static const char *const scen_names[] = { "rate", "pingpong", "bulk", "idle" };
-static const char *const mode_names[] = { "tcp", "socks4", "socks5" };
+static const char *const mode_names[] = { "tcp", "socks4", "socks5", "http" };
 static const char *const err_names[] = { "connect", "handshake", "eof", "io",
                                          "timeout", "mismatch", "dropped" };
 
@@ -26,9 +26,9 @@ static void usage(void)
         "       loadgen serve echo|sink|source -l HOST:PORT [-t N] [-D SECONDS]\n"
         "options:\n"
         "  -c HOST:PORT       where to connect (the proxy, or the target for tcp)\n"
-        "  --mode M           tcp (default), socks4, socks5\n"
-        "  -d HOST:PORT       target asked of the SOCKS proxy\n"
-        "  --user U:P         SOCKS5 username/password (RFC 1929)\n"
+        "  --mode M           tcp (default), socks4, socks5, http (CONNECT)\n"
+        "  -d HOST:PORT       target asked of the SOCKS or HTTP proxy\n"
+        "  --user U:P         SOCKS5 username/password (RFC 1929), HTTP Basic\n"
         "  -n N               concurrent connections / streams\n"
         "                     (default: rate 50, pingpong 50, bulk 1, idle 1000)\n"
         "  -D SECONDS         measured duration (default 5)\n"
@@ -57,7 +57,7 @@ static int parse_scen(const char *s, enum lg_scen *out)
 
 static int parse_mode(const char *s, enum lg_mode *out)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (!strcmp(s, mode_names[i])) {
             *out = (enum lg_mode)i;
             return 0;

@@ -76,3 +76,18 @@ uint32_t buf_append(struct buf *b, const void *src, uint32_t len)
     b->tail += len;
     return len;
 }
+
+int buf_prepend(struct buf *b, const void *src, uint32_t len)
+{
+    if (len == 0) return 0;
+    if (len > b->head) {
+        uint32_t n = buf_len(b);
+        if (len > b->cap - n) return -1;
+        memmove(b->data + len, buf_rptr(b), n);
+        b->head = len;
+        b->tail = len + n;
+    }
+    b->head -= len;
+    memcpy(buf_rptr(b), src, len);
+    return 0;
+}

@@ -51,5 +51,8 @@ static inline void buf_consumed(struct buf *b, uint32_t n)
 }
 /* Appends up to len bytes; returns how many fit. */
 uint32_t buf_append(struct buf *b, const void *src, uint32_t len);
+/* Puts len bytes in front of the bytes in flight: 0, or -1 (nothing
+ * changed) if they do not fit beside them. */
+int buf_prepend(struct buf *b, const void *src, uint32_t len);
 
 #endif

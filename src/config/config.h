@@ -75,6 +75,7 @@ struct listener_cfg {
     struct user_cfg *users;
     size_t nusers;
     int allow_anonymous, allow_socks4, prefer_ipv6;
+    int no_http;                      /* SOCKS front: refuse HTTP proxy requests */
 
     struct acl client_acl;
     struct acl dest_acl;

@@ -130,7 +130,10 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
         put(&o, " tunnel_to=");
         put_host_port(&o, &l->tunnel_to);
     }
-    if (cfg_socks_front(l)) put_auth(&o, l);
+    if (cfg_socks_front(l)) {
+        put(&o, " http=%s", l->no_http ? "off" : "on");
+        put_auth(&o, l);
+    }
     put_filters(&o, l);
     put_toxics(&o, l);
     if (l->rewrite.n)

@@ -55,4 +55,17 @@ struct socks_addr;
 void front_socks_addr(const struct net_addr *a, struct socks_addr *out);
 extern const struct front_ops front_ss_server;
 
+/* The listener's users (--user, --users-file): 1 if user:pass is one of
+ * them. Constant time in the password, and walks every user. */
+int front_user_check(const struct session *s, const char *user, size_t ulen, const char *pass, size_t plen);
+
+/* HTTP proxying on the SOCKS port (front_http.c). */
+extern const struct front_ops front_http;
+/* 1 if a client's first byte starts a method the HTTP front serves. */
+int front_http_first_byte(uint8_t b);
+/* From the SOCKS front's on_data, before it consumed anything: frees the
+ * SOCKS state, makes front_http the session's front-end and hands it the
+ * same bytes. */
+enum front_result front_http_take_over(struct session *s, const uint8_t *buf, size_t len, size_t *consumed);
+
 #endif

@@ -3,7 +3,8 @@
  * Glue between the pure parsers (proto/socks4.c, proto/socks5.c) and the
  * session: it picks the auth method, checks credentials, names the target,
  * and answers with the protocol's exact reply code. After the success reply
- * the session relays like any other.
+ * the session relays like any other. A first byte that starts an HTTP
+ * method hands the session to front_http.c (unless --no-http).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,24 +53,30 @@ static void socks_free(struct session *s)
 
 /* Constant time in the password: both sides are compared over the full
  * 255-byte field, so neither content nor length leaks through timing. */
-static int user_matches(const struct user_cfg *u, const struct socks5_userpass *up)
+static int user_matches(const struct user_cfg *u, const char *user, size_t ulen, const char *pass, size_t plen)
 {
     unsigned char a[256] = { 0 }, b[256] = { 0 };
-    memcpy(a, up->pass, up->plen);
+    memcpy(a, pass, plen);
     memcpy(b, u->pass, u->pass_len);
     int same_pass = CRYPTO_memcmp(a, b, sizeof(a)) == 0;
-    int same_len = up->plen == u->pass_len;
-    int same_name = up->ulen == u->name_len && memcmp(up->user, u->name, up->ulen) == 0;
+    int same_len = plen == u->pass_len;
+    int same_name = ulen == u->name_len && memcmp(user, u->name, ulen) == 0;
     OPENSSL_cleanse(a, sizeof(a));
     return same_pass & same_len & same_name;
 }
 
-static int authenticate(const struct session *s, const struct socks5_userpass *up)
+int front_user_check(const struct session *s, const char *user, size_t ulen, const char *pass, size_t plen)
 {
     int ok = 0;
+    if (ulen > 255 || plen > 255) return 0;
     /* Walk every user: the time taken does not tell which name exists. */
-    for (size_t i = 0; i < cfg(s)->nusers; i++) ok |= user_matches(&cfg(s)->users[i], up);
+    for (size_t i = 0; i < cfg(s)->nusers; i++) ok |= user_matches(&cfg(s)->users[i], user, ulen, pass, plen);
     return ok;
+}
+
+static int authenticate(const struct session *s, const struct socks5_userpass *up)
+{
+    return front_user_check(s, up->user, up->ulen, up->pass, up->plen);
 }
 
 static uint8_t choose_method(const struct session *s, const struct socks5_greeting *g)
@@ -208,6 +215,8 @@ static enum front_result socks_on_data(struct session *s, const uint8_t *buf, si
     if (len == 0) return FRONT_AGAIN;
     switch (x->phase) {
     case PH_FIRST:
+        /* A method's first letter: an HTTP proxy request (the "mixed port"). */
+        if (!cfg(s)->no_http && front_http_first_byte(buf[0])) return front_http_take_over(s, buf, len, used);
         if (buf[0] != 4 && buf[0] != 5) return refuse(s, END_UNKNOWN_PROTOCOL);   /* not SOCKS: no reply */
         x->version = buf[0];
         x->phase = x->version == 5 ? PH_GREETING : PH_REQUEST;

@@ -434,6 +434,16 @@ void pipe_head_is_payload(struct half *h)
     if (plain_link(h) == 0) h->bytes = h->link[0] ? buf_len(h->link[0]) : 0;
 }
 
+int pipe_head_prepend(struct half *h, struct buf_pool *bufs, const void *data, size_t len)
+{
+    struct buf **b = &h->link[0];
+    if (len > UINT32_MAX) return -1;
+    if (!*b && !(*b = buf_get(bufs))) return -1;
+    int r = buf_prepend(*b, data, (uint32_t)len);
+    buf_put_if_empty(bufs, b);
+    return r;
+}
+
 int pipe_push_ready(struct half *h, struct buf_pool *bufs, const void *data, size_t len)
 {
     struct buf **b = sink_link(h);

@@ -89,6 +89,9 @@ void pipe_head_consumed(struct half *h, struct buf_pool *bufs, size_t n);
  * application bytes if no decoder comes before them (a decoder counts
  * what it makes). */
 void pipe_head_is_payload(struct half *h);
+/* Puts bytes in front of what the head link holds (a front-end's
+ * rewritten request ahead of the early data). 0, or -1 if they do not fit. */
+int pipe_head_prepend(struct half *h, struct buf_pool *bufs, const void *data, size_t len);
 /* Appends bytes ready for the sink (replies). 0, or -1 if they do not fit. */
 int pipe_push_ready(struct half *h, struct buf_pool *bufs, const void *data, size_t len);
 

@@ -471,6 +471,11 @@ void sess_secret(struct session *s, size_t off, size_t n)
     if (s->tap) tap_secret(s->tap, (uint64_t)s->hs_used + off, n);
 }
 
+int sess_forward(struct session *s, const void *data, size_t len)
+{
+    return pipe_head_prepend(&s->up, &s->wl->w->bufs, data, len);
+}
+
 void sess_fail_reason(struct session *s, enum sess_end why)
 {
     if (s->state == SESS_HANDSHAKE) s->end = (uint8_t)why;

@@ -27,6 +27,10 @@ int sess_reply(struct session *s, const void *data, size_t len);
  * dumps (tap.h). The span may reach past the buffer: the rest is still to
  * come. */
 void sess_secret(struct session *s, size_t off, size_t n);
+/* For front-ends, from attach: bytes for the upstream ahead of the early
+ * data (an HTTP proxy's rewritten request head). 0, or -1 if they do not
+ * fit beside it in the handshake buffer. */
+int sess_forward(struct session *s, const void *data, size_t len);
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy);
 /* Before returning FRONT_FAIL: why the handshake failed (the log's end=);
  * without it the session ends handshake_error. */

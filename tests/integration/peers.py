@@ -200,8 +200,8 @@ class TCPServer:
                 self.max_active = max(self.max_active, self.active)
                 self.cond.notify_all()
             t = threading.Thread(target=self._run, args=(c, peer[:2]), daemon=True)
+            t.start()   # before it is listed: close() may join the list at any time
             self.threads.append(t)
-            t.start()
 
     def _run(self, c, peer):
         try:

@@ -998,6 +998,8 @@ def test_garbage_closed_and_ferry_keeps_serving(socks, identify, name):
     args = ["--handshake-timeout", "30s"]
     if "auth" in name:
         args += ["--user", "%s:%s" % (USER, PASS)]
+    if name == "http":
+        args += ["--no-http"]   # else an HTTP proxy request (test_http_proxy.py)
     f = socks(*args)
     bystander = s5_connect_ok(f, "127.0.0.1", up.port, **({"user": USER, "pw": PASS} if "auth" in name else {}))
     assert recv_line(bystander) == b"ID:A\n"
@@ -1071,8 +1073,11 @@ def _refuse_atyp(f, up):
 
 
 def _refuse_http(f, up):
+    """HTTP on the SOCKS port, without the credentials users call for: 407."""
     s = f.connect()
     s.sendall(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    data = recv_line(s)
+    assert data.startswith(b"HTTP/1.1 407 "), data
     return s
 
 
@@ -1084,7 +1089,7 @@ REFUSALS = {
     "bind": (_refuse_bind, "bad_command", {"user": USER, "dest": None}, True),
     "socks4-bind": (_refuse_socks4_bind, "bad_command", {"proto": "socks4"}, False),
     "bad-atyp": (_refuse_atyp, "bad_atyp", {"user": USER}, True),
-    "http": (_refuse_http, "unknown_protocol", {"user": "-", "dest": "-"}, True),
+    "http": (_refuse_http, "no_method", {"proto": "http", "user": "-", "dest": "example.com:80"}, True),
 }
 
 

@@ -228,6 +228,33 @@ static void test_append_partial_fit(void **state)
     buf_pool_destroy(&p);
 }
 
+/* Prepending: into the room a consumed head left, else by moving the
+ * bytes in flight; nothing changes when it cannot fit. */
+static void test_prepend(void **state)
+{
+    struct buf_pool p;
+    struct buf *b;
+
+    (void)state;
+    buf_pool_init(&p, 8, 1);
+    b = buf_get(&p);
+    assert_int_equal(buf_append(b, "HEADbody", 8), 8);
+    buf_consumed(b, 4);
+    assert_int_equal(buf_prepend(b, "GET", 3), 0);       /* fits in front */
+    assert_int_equal(b->head, 1);
+    assert_memory_equal(buf_rptr(b), "GETbody", 7);
+    assert_int_equal(buf_prepend(b, "xy", 2), -1);       /* 9 > 8: untouched */
+    assert_memory_equal(buf_rptr(b), "GETbody", 7);
+    assert_int_equal(buf_prepend(b, "", 0), 0);
+    buf_consumed(b, 7);
+    assert_int_equal(buf_append(b, "ab", 2), 2);         /* head 0 */
+    assert_int_equal(buf_prepend(b, "012345", 6), 0);    /* moves "ab" */
+    assert_int_equal(buf_len(b), 8);
+    assert_memory_equal(buf_rptr(b), "012345ab", 8);
+    buf_put(&p, b);
+    buf_pool_destroy(&p);
+}
+
 /* A stream pushed through a small buffer in uneven chunks comes out intact
  * and in order: the invariant head <= tail <= cap holds throughout. */
 static void test_stream_through_buffer(void **state)
@@ -276,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_room_compacts_when_tail_full),
         cmocka_unit_test(test_room_keeps_data),
         cmocka_unit_test(test_append_partial_fit),
+        cmocka_unit_test(test_prepend),
         cmocka_unit_test(test_stream_through_buffer),
     };
 
