@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,19 +20,30 @@
  * more syscalls than it saves copies (two splices vs recv + send). */
 #define SPLICE_THRESHOLD (16u * 1024u)
 
-static inline struct buf **sink_link(struct half *h) { return &h->link[h->nstages]; }
+/* The chain is allocated with its first stage: a session without stages
+ * (most of them) carries one pointer for it, not the arrays. */
+static inline unsigned nst(const struct half *h) { return h->chain ? h->chain->n : 0; }
+static inline unsigned closing_of(const struct half *h) { return h->chain ? h->chain->closing : 0; }
+
+/* Link i: 0 is the head (what the source gave), i > 0 is stage i-1's output. */
+static inline struct buf **lnk(const struct half *h, unsigned i)
+{
+    return i ? &h->chain->out[i - 1] : (struct buf **)&h->head;
+}
+
+static inline struct buf **sink_link(struct half *h) { return lnk(h, nst(h)); }
 
 /* The link where bytes are plaintext: behind the decoder, if any. */
 static unsigned plain_link(const struct half *h)
 {
-    return h->nstages && h->stage[0].ops->role == STAGE_DECODER ? 1 : 0;
+    return nst(h) && h->chain->stage[0].ops->role == STAGE_DECODER ? 1 : 0;
 }
 
 static int link_busy(const struct buf *b) { return b && !buf_empty(b); }
 
 int half_pending(const struct half *h)
 {
-    return link_busy(h->lead) || link_busy(h->link[h->nstages]) || (h->kp && h->kp->len);
+    return link_busy(h->lead) || link_busy(*lnk(h, nst(h))) || (h->kp && h->kp->len);
 }
 
 /* The head link takes more while it has room: a stage may leave the tail
@@ -42,11 +54,11 @@ int half_pending(const struct half *h)
  * a tiny chunk and an extra write, which max_input is there to prevent. */
 static int head_has_room(const struct half *h)
 {
-    const struct buf *b = h->link[0];
+    const struct buf *b = h->head;
     if (!b) return 1;
     size_t full = b->cap;
-    if (h->nstages && h->stage[0].ops->max_input) {
-        size_t m = h->stage[0].ops->max_input(h->stage[0].state, b->cap);
+    if (nst(h) && h->chain->stage[0].ops->max_input) {
+        size_t m = h->chain->stage[0].ops->max_input(h->chain->stage[0].state, b->cap);
         if (m < full) full = m;
     }
     return buf_len(b) < full;
@@ -131,7 +143,7 @@ static void forward_eof(struct half *h, struct pump_ctx *c)
 /* Whether everything the source will ever give has left the chain. */
 static int chain_ended(const struct half *h)
 {
-    return h->nstages ? h->stage[h->nstages - 1].done : h->eof;
+    return nst(h) ? h->chain->stage[nst(h) - 1].done : h->eof;
 }
 
 /* ---- the stages ---- */
@@ -140,9 +152,9 @@ static int chain_ended(const struct half *h)
  * than the next stage takes in one pass (max_input). */
 static size_t stage_outcap(struct half *h, struct pump_ctx *c, unsigned i)
 {
-    size_t cap = buf_room(h->link[i + 1]);
-    if (i + 1 < h->nstages) {
-        const struct pipe_stage *next = &h->stage[i + 1];
+    size_t cap = buf_room(*lnk(h, i + 1));
+    if (i + 1 < nst(h)) {
+        const struct pipe_stage *next = &h->chain->stage[i + 1];
         if (next->ops->max_input) {
             size_t m = next->ops->max_input(next->state, c->bufs->bufsize);
             if (m < cap) cap = m;
@@ -156,8 +168,8 @@ enum step { STEP_IDLE, STEP_MADE, STEP_END };
 /* Runs stage i once, its output link being empty. */
 static enum step stage_step(struct half *h, struct pump_ctx *c, unsigned i, enum pump_result *res)
 {
-    struct pipe_stage *st = &h->stage[i];
-    struct buf **in = &h->link[i], **out = &h->link[i + 1];
+    struct pipe_stage *st = &h->chain->stage[i];
+    struct buf **in = lnk(h, i), **out = lnk(h, i + 1);
     if (!*out && !(*out = buf_get(c->bufs))) {
         *res = PUMP_NOMEM;
         return STEP_END;
@@ -168,7 +180,7 @@ static enum step stage_step(struct half *h, struct pump_ctx *c, unsigned i, enum
         io.in = buf_rptr(*in);
         io.inlen = buf_len(*in);
     }
-    io.in_eof = i == 0 ? h->eof : h->stage[i - 1].done;
+    io.in_eof = i == 0 ? h->eof : h->chain->stage[i - 1].done;
     io.out = buf_wptr(*out);
     io.outcap = stage_outcap(h, c, i);
     io.now_us = c->now_us;
@@ -182,7 +194,7 @@ static enum step stage_step(struct half *h, struct pump_ctx *c, unsigned i, enum
     if (r != STAGE_OK) {
         c->stage_role = st->ops->role;
         if (r == STAGE_CLOSE) {
-            h->closing = (uint8_t)(i + 1);
+            h->chain->closing = (uint8_t)(i + 1);
             return STEP_MADE;
         }
         *res = r == STAGE_RESET ? PUMP_STAGE_RESET : r == STAGE_NOMEM ? PUMP_NOMEM : PUMP_STAGE_ERROR;
@@ -202,8 +214,8 @@ static enum step stage_step(struct half *h, struct pump_ctx *c, unsigned i, enum
  * one that asked to close are not run again. */
 static enum step run_stages(struct half *h, struct pump_ctx *c, enum pump_result *res)
 {
-    for (int i = (int)h->nstages - 1; i >= (int)h->closing; i--) {
-        if (link_busy(h->link[i + 1]) || h->stage[i].done) continue;
+    for (int i = (int)nst(h) - 1; i >= (int)closing_of(h); i--) {
+        if (link_busy(*lnk(h, i + 1)) || h->chain->stage[i].done) continue;
         enum step s = stage_step(h, c, (unsigned)i, res);
         if (s != STEP_IDLE) return s;
     }
@@ -213,8 +225,8 @@ static enum step run_stages(struct half *h, struct pump_ctx *c, enum pump_result
 /* A stage asked to close: done once everything behind it has reached the sink. */
 static int close_delivered(const struct half *h)
 {
-    for (unsigned i = h->closing; i <= h->nstages; i++)
-        if (link_busy(h->link[i])) return 0;
+    for (unsigned i = closing_of(h); i <= nst(h); i++)
+        if (link_busy(*lnk(h, i))) return 0;
     return 1;
 }
 
@@ -224,15 +236,15 @@ static int close_delivered(const struct half *h)
  * >0 bytes, 0 EOF, -1 errno (EAGAIN: nothing to read now). */
 static ssize_t read_buffer(struct half *h, struct pump_ctx *c)
 {
-    struct buf **b = &h->link[0];
+    struct buf **b = &h->head;
     if (!*b && !(*b = buf_get(c->bufs))) {
         errno = ENOMEM;
         return -1;
     }
     c->last_ask = buf_room(*b);
-    if (h->nstages && h->stage[0].ops->max_input) {
+    if (nst(h) && h->chain->stage[0].ops->max_input) {
         /* Fill the link up to what the first stage takes in one pass. */
-        size_t m = h->stage[0].ops->max_input(h->stage[0].state, c->bufs->bufsize), len = buf_len(*b);
+        size_t m = h->chain->stage[0].ops->max_input(h->chain->stage[0].state, c->bufs->bufsize), len = buf_len(*b);
         if (m > len && m - len < c->last_ask) c->last_ask = m - len;
     }
     ssize_t n = endpoint_read(c->src, buf_wptr(*b), c->last_ask);
@@ -273,7 +285,7 @@ static ssize_t read_kpipe(struct half *h, struct pump_ctx *c)
  * direction has shown it is a bulk transfer. */
 static int may_splice(const struct half *h, const struct pump_ctx *c)
 {
-    return c->allow_splice && h->bulk && !h->nstages && c->src && c->dst && endpoint_fd(c->src) >= 0 &&
+    return c->allow_splice && h->bulk && !nst(h) && c->src && c->dst && endpoint_fd(c->src) >= 0 &&
            endpoint_fd(c->dst) >= 0;
 }
 
@@ -321,13 +333,13 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
         enum flush f = flush_sink(h, c);
         if (f == FLUSH_ERROR) return PUMP_DST_ERROR;
         if (f == FLUSH_BLOCKED) return PUMP_OK;
-        if (h->nstages) {
+        if (nst(h)) {
             enum step s = run_stages(h, c, &res);
             if (s == STEP_END) return res;
             if (s == STEP_MADE) continue;
         }
-        if (h->closing) {
-            c->stage_role = h->stage[h->closing - 1].ops->role;
+        if (closing_of(h)) {
+            c->stage_role = h->chain->stage[closing_of(h) - 1].ops->role;
             return close_delivered(h) ? PUMP_STAGE_CLOSE : PUMP_OK;
         }
         if (chain_ended(h)) {
@@ -344,42 +356,49 @@ enum pump_result pipe_pump(struct half *h, struct pump_ctx *c)
 
 int pipe_add_stage(struct half *h, const struct stage_ops *ops, void *state, int pending_is_input)
 {
-    if (h->nstages == PIPE_MAX_STAGES) {
+    if (!h->chain && !(h->chain = calloc(1, sizeof(*h->chain)))) {
+        if (ops->free) ops->free(state);
+        return -1;
+    }
+    struct pipe_chain *ch = h->chain;
+    if (ch->n == PIPE_MAX_STAGES) {
         if (ops->free) ops->free(state);
         return -1;
     }
     unsigned at = 0;
-    while (at < h->nstages && h->stage[at].ops->role <= ops->role) at++;
-    /* The new stage's input and output: link[at] stays where it is and is
-     * its input (pending_is_input), or moves up one to be its output. */
+    while (at < ch->n && ch->stage[at].ops->role <= ops->role) at++;
+    /* The new stage's input and output: link `at` stays where it is and is
+     * its input (pending_is_input), or moves up one to be its output. Links
+     * from `from` on move up one; the one at `from` becomes a new, empty
+     * link. */
     unsigned from = pending_is_input ? at + 1 : at;
-    memmove(&h->link[from + 1], &h->link[from], (h->nstages + 1 - from) * sizeof(struct buf *));
-    h->link[from] = NULL;
-    memmove(&h->stage[at + 1], &h->stage[at], (h->nstages - at) * sizeof(h->stage[0]));
-    h->stage[at].ops = ops;
-    h->stage[at].state = state;
-    h->stage[at].done = 0;
-    h->nstages++;
+    for (unsigned i = ch->n + 1; i > from; i--) *lnk(h, i) = *lnk(h, i - 1);
+    *lnk(h, from) = NULL;
+    memmove(&ch->stage[at + 1], &ch->stage[at], (ch->n - at) * sizeof(ch->stage[0]));
+    ch->stage[at].ops = ops;
+    ch->stage[at].state = state;
+    ch->stage[at].done = 0;
+    ch->n++;
     return 0;
 }
 
 void *pipe_stage_state(const struct half *h, const struct stage_ops *ops)
 {
-    for (unsigned i = 0; i < h->nstages; i++)
-        if (h->stage[i].ops == ops) return h->stage[i].state;
+    for (unsigned i = 0; i < nst(h); i++)
+        if (h->chain->stage[i].ops == ops) return h->chain->stage[i].state;
     return NULL;
 }
 
 uint64_t pipe_next_wakeup(const struct half *h)
 {
     uint64_t due = UINT64_MAX;
-    for (unsigned i = h->closing; i < h->nstages; i++) {
-        const struct pipe_stage *st = &h->stage[i];
+    for (unsigned i = closing_of(h); i < nst(h); i++) {
+        const struct pipe_stage *st = &h->chain->stage[i];
         /* A stage whose output still waits cannot run, whatever time it
          * asks for: the link ahead frees when the sink drains (an I/O
          * event) or the next stage runs (its own wakeup). Waking it now
          * would spin the loop while a slow client reads nothing. */
-        if (link_busy(h->link[i + 1])) continue;
+        if (link_busy(*lnk(h, i + 1))) continue;
         if (st->ops->next_wakeup && !st->done) {
             uint64_t t = st->ops->next_wakeup(st->state);
             if (t < due) due = t;
@@ -392,7 +411,7 @@ uint64_t pipe_next_wakeup(const struct half *h)
 
 ssize_t pipe_read_head(struct half *h, struct pump_ctx *c)
 {
-    struct buf **b = &h->link[0];
+    struct buf **b = &h->head;
     if (!*b && !(*b = buf_get(c->bufs))) {
         errno = ENOMEM;
         return -1;
@@ -417,26 +436,26 @@ ssize_t pipe_read_head(struct half *h, struct pump_ctx *c)
 
 const uint8_t *pipe_head(const struct half *h, size_t *len)
 {
-    struct buf *b = h->link[0];
+    struct buf *b = h->head;
     *len = b ? buf_len(b) : 0;
     return b ? buf_rptr(b) : NULL;
 }
 
 void pipe_head_consumed(struct half *h, struct buf_pool *bufs, size_t n)
 {
-    if (!h->link[0]) return;
-    buf_consumed(h->link[0], (uint32_t)n);
-    buf_put_if_empty(bufs, &h->link[0]);
+    if (!h->head) return;
+    buf_consumed(h->head, (uint32_t)n);
+    buf_put_if_empty(bufs, &h->head);
 }
 
 void pipe_head_is_payload(struct half *h)
 {
-    if (plain_link(h) == 0) h->bytes = h->link[0] ? buf_len(h->link[0]) : 0;
+    if (plain_link(h) == 0) h->bytes = h->head ? buf_len(h->head) : 0;
 }
 
 int pipe_head_prepend(struct half *h, struct buf_pool *bufs, const void *data, size_t len)
 {
-    struct buf **b = &h->link[0];
+    struct buf **b = &h->head;
     if (len > UINT32_MAX) return -1;
     if (!*b && !(*b = buf_get(bufs))) return -1;
     int r = buf_prepend(*b, data, (uint32_t)len);
@@ -459,39 +478,42 @@ int pipe_push_lead(struct half *h, struct buf_pool *bufs, const void *data, size
 
 /* ---- the end ---- */
 
-static void free_stages(struct half *h)
+/* Frees the stages and the chain; link 0 (the head) stays. */
+static void free_chain(struct half *h, struct buf_pool *bufs)
 {
-    for (unsigned i = 0; i < h->nstages; i++)
-        if (h->stage[i].ops->free) h->stage[i].ops->free(h->stage[i].state);
-    memset(h->stage, 0, sizeof(h->stage));
+    if (!h->chain) return;
+    for (unsigned i = 0; i < h->chain->n; i++) {
+        const struct pipe_stage *st = &h->chain->stage[i];
+        if (st->ops->free) st->ops->free(st->state);
+        buf_put(bufs, h->chain->out[i]);
+    }
+    free(h->chain);
+    h->chain = NULL;
 }
 
 void pipe_keep_ready_only(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes)
 {
     (void)pipes;
     struct buf *ready = *sink_link(h);
-    for (unsigned i = 0; i < h->nstages; i++) {
-        buf_put(bufs, h->link[i]);
-        h->link[i] = NULL;
-    }
-    free_stages(h);
-    h->link[h->nstages] = NULL;
-    h->nstages = 0;
-    h->closing = 0;
-    h->link[0] = ready;
+    *sink_link(h) = NULL;
+    if (ready != h->head) buf_put(bufs, h->head);
+    free_chain(h, bufs);
+    h->head = ready;
 }
 
 void pipe_release(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes)
 {
-    free_stages(h);
-    for (unsigned i = 0; i <= h->nstages; i++) {
-        buf_put(bufs, h->link[i]);
-        h->link[i] = NULL;
-    }
+    free_chain(h, bufs);
+    buf_put(bufs, h->head);
+    h->head = NULL;
     buf_put(bufs, h->lead);
     h->lead = NULL;
-    h->nstages = 0;
-    h->closing = 0;
     kpipe_put(pipes, h->kp);
     h->kp = NULL;
 }
+
+/* For tests and tools: the chain as it is. */
+unsigned pipe_nstages(const struct half *h) { return nst(h); }
+struct buf *pipe_link(const struct half *h, unsigned i) { return i <= nst(h) ? *lnk(h, i) : NULL; }
+const struct pipe_stage *pipe_stage_at(const struct half *h, unsigned i) { return i < nst(h) ? &h->chain->stage[i] : NULL; }
+unsigned pipe_closing(const struct half *h) { return closing_of(h); }

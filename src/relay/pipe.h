@@ -104,6 +104,12 @@ int pipe_push_lead(struct half *h, struct buf_pool *bufs, const void *data, size
 /* Drops every stage and every byte except those ready for the sink: the
  * session is ending and only what was already let through goes out. */
 void pipe_keep_ready_only(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes);
+/* The chain as it is, for tests and tools. */
+unsigned pipe_nstages(const struct half *h);
+struct buf *pipe_link(const struct half *h, unsigned i);
+const struct pipe_stage *pipe_stage_at(const struct half *h, unsigned i);
+unsigned pipe_closing(const struct half *h);
+
 /* Gives the half's buffers and pipe back and frees its stages. */
 void pipe_release(struct half *h, struct buf_pool *bufs, struct kpipe_pool *pipes);
 

@@ -250,7 +250,7 @@ static void pump_ctx_init(struct session *s, struct pump_ctx *c, const struct ha
     c->dst = dst;
     c->allow_splice = splice_ok && s->splice;
     c->budget = PUMP_BUDGET;
-    if (h->nstages) c->now_us = clock_now_us();
+    if (h->chain) c->now_us = clock_now_us();
     c->tap = s->tap;
     c->up = h == &s->up;
     c->src_leg = c->up ? TAP_CLIENT : TAP_UPSTREAM;

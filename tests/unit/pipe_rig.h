@@ -180,8 +180,9 @@ static inline void rig_free(struct rig *r)
     assert_int_equal(g_frees, g_made);
     pipe_release(&r->h, &r->bufs, &r->pipes);   /* frees nothing twice */
     assert_int_equal(g_frees, g_made);
-    assert_int_equal(r->h.nstages, 0);
-    for (size_t i = 0; i <= PIPE_MAX_STAGES; i++) assert_null(r->h.link[i]);
+    assert_int_equal(pipe_nstages(&r->h), 0);
+    assert_null(r->h.head);
+    assert_null(r->h.chain);
     assert_null(r->h.lead);
     assert_null(r->h.kp);
     assert_int_equal(r->bufs.in_use, 0);

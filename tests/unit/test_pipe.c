@@ -29,7 +29,7 @@ static void test_copy_intact(void **state)
     assert_int_equal(r.h.shut, 1);
     assert_int_equal(r.h.bulk, 0);
     assert_int_equal(r.bufs.in_use, 0);     /* drained: the buffer went back */
-    assert_null(r.h.link[0]);
+    assert_null(pipe_link(&r.h, 0));
     rig_free(&r);
 }
 
@@ -210,7 +210,7 @@ static void test_splice_backpressure_release(void **state)
     }
     assert_non_null(r.h.kp);
     assert_true(r.h.kp->len > 0);
-    assert_null(r.h.link[0]);               /* never both */
+    assert_null(pipe_link(&r.h, 0));               /* never both */
     assert_int_equal(r.pipes.in_use, 1);
     assert_false(half_wants_input(&r.h));
     size_t waiting = inq(r.src);
@@ -353,7 +353,7 @@ static void test_early_data(void **state)
     feed_all(&r, g_in, first);
     assert_int_equal(pump(&r), PUMP_OK);
     assert_true(half_pending(&r.h));
-    assert_int_equal(buf_len(r.h.link[0]), first);
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), first);
     assert_int_equal(r.h.bytes, first);
 
     feed_all(&r, g_in + first, n - first);
@@ -362,7 +362,7 @@ static void test_early_data(void **state)
         assert_int_equal(pump(&r), PUMP_OK);
         assert_int_equal(r.c.progressed, 0);
         assert_int_equal(inq(r.src), n - first);
-        assert_int_equal(buf_len(r.h.link[0]), first);
+        assert_int_equal(buf_len(pipe_link(&r.h, 0)), first);
     }
 
     r.c.dst = &r.dst_ep;
@@ -387,7 +387,7 @@ static void test_lead_before_early_data(void **state)
     pattern(g_in, n, 3);
     feed_all(&r, g_in, n);
     assert_int_equal(pump(&r), PUMP_OK);
-    assert_int_equal(buf_len(r.h.link[0]), 4 * KiB);     /* full: no room in front */
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), 4 * KiB);     /* full: no room in front */
     assert_int_equal(pipe_push_lead(&r.h, &r.bufs, hdr, hl), 0);
     assert_true(half_pending(&r.h));
     r.c.dst = &r.dst_ep;
@@ -479,7 +479,7 @@ static void test_head_then_payload(void **state)
     feed_str(&r, "HELLO\n");
     assert_int_equal(pipe_read_head(&r.h, &r.c), 6);
     pipe_head_consumed(&r.h, &r.bufs, 6);
-    assert_null(r.h.link[0]);
+    assert_null(pipe_link(&r.h, 0));
     assert_int_equal(r.bufs.in_use, 0);
     shut_in(&r);
     assert_int_equal(pipe_read_head(&r.h, &r.c), 0);

@@ -87,7 +87,7 @@ static void xor_run(uint8_t role, uint32_t seed)
     assert_memory_equal(g_out, g_want, want);
     assert_int_equal(r.h.bytes, role == STAGE_DECODER ? want : n);
     assert_int_equal(r.h.shut, 1);
-    assert_int_equal(r.h.stage[0].done, 1);
+    assert_int_equal(pipe_stage_at(&r.h, 0)->done, 1);
     assert_int_equal(r.bufs.in_use, 0);     /* no link keeps a buffer */
     rig_free(&r);
 }
@@ -123,13 +123,13 @@ static void test_stage_partial_frames(void **state)
     feed_str(&r, "0123456789");
     assert_int_equal(pump(&r), PUMP_OK);
     assert_int_equal(collect(&r, b, sizeof(b)), 7);
-    assert_non_null(r.h.link[0]);
-    assert_int_equal(buf_len(r.h.link[0]), 3);   /* the partial frame waits */
+    assert_non_null(pipe_link(&r.h, 0));
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), 3);   /* the partial frame waits */
     assert_int_equal(r.h.bytes, 7);
     feed_str(&r, "abcd");
     assert_int_equal(pump(&r), PUMP_OK);
     assert_int_equal(collect(&r, b + 7, sizeof(b) - 7), 7);
-    assert_null(r.h.link[0]);               /* used up: given back */
+    assert_null(pipe_link(&r.h, 0));               /* used up: given back */
     expect_xor(NULL, (const uint8_t *)"0123456789abcd", 14, 0x77);
     assert_memory_equal(b, g_want, 14);
     assert_int_equal(r.h.bytes, 14);
@@ -177,7 +177,7 @@ static void test_max_input_read_while_blocked(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(pump(&r), PUMP_OK);
         assert_true(r.c.last_ask <= 1000);
-        assert_true(buf_len(r.h.link[0]) <= 1000);
+        assert_true(buf_len(pipe_link(&r.h, 0)) <= 1000);
     }
     assert_int_equal(inq(r.src), n - 2000);  /* one pass made, one waiting */
     assert_false(half_wants_input(&r.h));
@@ -228,7 +228,7 @@ static void test_hold_stops_source(void **state)
     feed_all(&r, g_in, n);
     assert_int_equal(pump(&r), PUMP_OK);
     assert_int_equal(inq(r.src), n - 4 * KiB);
-    assert_int_equal(buf_len(r.h.link[0]), 4 * KiB);
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), 4 * KiB);
     assert_false(half_wants_input(&r.h));
     for (int i = 0; i < 3; i++) {
         assert_int_equal(pump(&r), PUMP_OK);
@@ -401,8 +401,8 @@ static void test_wait_full_buffer_handover(void **state)
     pattern(g_in, n, 12);
     feed_all(&r, g_in, n);
     assert_int_equal(pump(&r), PUMP_OK);
-    assert_non_null(r.h.link[0]);
-    assert_int_equal(buf_len(r.h.link[0]), 64 * KiB);   /* full */
+    assert_non_null(pipe_link(&r.h, 0));
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), 64 * KiB);   /* full */
 
     struct tstage *t = add_ts(&r, STAGE_ENCODER, 0x6b, "ADDR:");
     t->wait_until_us = 10000;
@@ -444,7 +444,7 @@ static void test_eof_after_kept_bytes(void **state)
     assert_memory_equal(g_out, g_want, n);
     assert_true(t->max_made <= 256);
     assert_int_equal(r.h.shut, 1);
-    assert_int_equal(r.h.stage[0].done, 1);
+    assert_int_equal(pipe_stage_at(&r.h, 0)->done, 1);
     rig_free(&r);
 }
 
@@ -495,7 +495,7 @@ static void test_stage_close_delivers(void **state)
     size_t junk = fill_sink(&r);
     feed_str(&r, "hello world");
     assert_int_equal(pump(&r), PUMP_OK);    /* made, not delivered */
-    assert_int_equal(r.h.closing, 1);
+    assert_int_equal(pipe_closing(&r.h), 1);
     size_t calls = lim->calls;
     assert_int_equal(pump(&r), PUMP_OK);
     drop_out(&r, junk);
@@ -560,10 +560,10 @@ static void test_add_stage_order(void **state)
     struct tstage *fb = add_ts(&r, STAGE_FILTER, 0x10, NULL);
     struct tstage *fc = add_ts(&r, STAGE_FILTER, 0x20, NULL);
     void *order[] = {dec, fa, fb, fc, tox, enc};
-    assert_int_equal(r.h.nstages, PIPE_MAX_STAGES);
-    for (size_t i = 0; i < PIPE_MAX_STAGES; i++) assert_ptr_equal(r.h.stage[i].state, order[i]);
-    assert_int_equal(r.h.stage[0].ops->role, STAGE_DECODER);
-    assert_int_equal(r.h.stage[5].ops->role, STAGE_ENCODER);
+    assert_int_equal(pipe_nstages(&r.h), PIPE_MAX_STAGES);
+    for (size_t i = 0; i < PIPE_MAX_STAGES; i++) assert_ptr_equal(pipe_stage_at(&r.h, i)->state, order[i]);
+    assert_int_equal(pipe_stage_at(&r.h, 0)->ops->role, STAGE_DECODER);
+    assert_int_equal(pipe_stage_at(&r.h, 5)->ops->role, STAGE_ENCODER);
     assert_ptr_equal(pipe_stage_state(&r.h, &ts_ops[STAGE_ENCODER]), enc);
     assert_ptr_equal(pipe_stage_state(&r.h, &ts_ops[STAGE_FILTER]), fa);
     assert_null(pipe_stage_state(&r.h, &toxq_stage_ops));
@@ -572,14 +572,14 @@ static void test_add_stage_order(void **state)
     assert_int_equal(pipe_add_stage(&r.h, &ts_ops[STAGE_FILTER], extra, 1), -1);
     assert_int_equal(g_frees, 1);           /* refused: freed */
     g_made++;
-    assert_int_equal(r.h.nstages, PIPE_MAX_STAGES);
+    assert_int_equal(pipe_nstages(&r.h), PIPE_MAX_STAGES);
 
     feed_str(&r, "chain");
     shut_in(&r);
     assert_int_equal(transfer(&r, NULL, 0, 1, b, 5), 5);
     expect_xor(NULL, (const uint8_t *)"chain", 5, 0x3f);
     assert_memory_equal(b, g_want, 5);
-    for (size_t i = 0; i < PIPE_MAX_STAGES; i++) assert_int_equal(r.h.stage[i].done, 1);
+    for (size_t i = 0; i < PIPE_MAX_STAGES; i++) assert_int_equal(pipe_stage_at(&r.h, i)->done, 1);
     rig_free(&r);
 }
 
@@ -699,13 +699,13 @@ static void test_keep_ready_only(void **state)
     feed_str(&r, "def");
     assert_int_equal(pump(&r), PUMP_OK);
     assert_int_equal(pipe_push_ready(&r.h, &r.bufs, "READY", 5), 0);
-    assert_int_equal(buf_len(r.h.link[0]), 3);
-    assert_int_equal(buf_len(r.h.link[1]), 3);
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), 3);
+    assert_int_equal(buf_len(pipe_link(&r.h, 1)), 3);
     assert_int_equal(r.bufs.in_use, 3);
 
     pipe_keep_ready_only(&r.h, &r.bufs, &r.pipes);
     assert_int_equal(g_frees, 2);
-    assert_int_equal(r.h.nstages, 0);
+    assert_int_equal(pipe_nstages(&r.h), 0);
     assert_int_equal(r.bufs.in_use, 1);
     assert_true(half_pending(&r.h));
     r.c.src = NULL;
@@ -729,9 +729,9 @@ static void test_release_with_stages(void **state)
     t->unit = 3;
     pattern(g_in, 64 * KiB, 13);
     feed_all(&r, g_in, 64 * KiB);
-    for (int i = 0; i < 100 && !(r.h.link[0] && r.h.link[1]); i++) assert_int_equal(pump(&r), PUMP_OK);
-    assert_non_null(r.h.link[0]);
-    assert_non_null(r.h.link[1]);
+    for (int i = 0; i < 100 && !(pipe_link(&r.h, 0) && pipe_link(&r.h, 1)); i++) assert_int_equal(pump(&r), PUMP_OK);
+    assert_non_null(pipe_link(&r.h, 0));
+    assert_non_null(pipe_link(&r.h, 1));
     assert_int_equal(r.bufs.in_use, 2);
     rig_free(&r);
 }
@@ -854,7 +854,7 @@ static void test_toxic_with_codec(void **state)
         rig_init(&r, SINK_STREAM, 4 * KiB);
         add_toxq(&r, "latency:latency=5");
         add_ts(&r, roles[i], 0x11, "P");
-        assert_int_equal(r.h.stage[roles[i] == STAGE_DECODER ? 0 : 1].ops->role, roles[i]);
+        assert_int_equal(pipe_stage_at(&r.h, roles[i] == STAGE_DECODER ? 0 : 1)->ops->role, roles[i]);
         feed_str(&r, "abc");
         assert_int_equal(pump(&r), PUMP_OK);
         assert_int_equal(recv_one(&r, b, sizeof(b)), -1);
@@ -919,7 +919,7 @@ static size_t ss_encode(const struct listener_cfg *cfg, size_t n, size_t early, 
     r.c.dst = NULL;
     feed_all(&r, g_in, early);
     assert_int_equal(pump(&r), PUMP_OK);
-    assert_int_equal(buf_len(r.h.link[0]), early);
+    assert_int_equal(buf_len(pipe_link(&r.h, 0)), early);
     struct ss_enc_codec *e = ss_codec_new_encoder(cfg, NULL, (const uint8_t *)prefix, strlen(prefix));
     assert_non_null(e);
     add_stage(&r, &ss_enc_ops, e, 1);
