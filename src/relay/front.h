@@ -66,6 +66,6 @@ int front_http_first_byte(uint8_t b);
 /* From the SOCKS front's on_data, before it consumed anything: frees the
  * SOCKS state, makes front_http the session's front-end and hands it the
  * same bytes. */
-enum front_result front_http_take_over(struct session *s, const uint8_t *buf, size_t len, size_t *consumed);
+enum front_result front_http_take_over(struct session *s, const uint8_t *buf, size_t len, size_t *used);
 
 #endif

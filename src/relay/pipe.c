@@ -185,7 +185,7 @@ static enum step stage_step(struct half *h, struct pump_ctx *c, unsigned i, enum
     io.outcap = stage_outcap(h, c, i);
     io.now_us = c->now_us;
     enum stage_status r = st->ops->process(st->state, &io);
-    if (io.used) buf_consumed(*in, (uint32_t)io.used);
+    if (io.used && *in) buf_consumed(*in, (uint32_t)io.used);   /* a stage never uses more than it got */
     buf_put_if_empty(c->bufs, in);
     buf_produced(*out, (uint32_t)io.made);
     if (io.made && i + 1 == plain_link(h)) count_plain(h, c, io.out, io.made);
