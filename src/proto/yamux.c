@@ -116,7 +116,7 @@ static struct yamux_stream *tab_add(struct yamux_conn *c, uint32_t id, uint8_t s
 
     while (c->tab[i].id != 0)
         i = (i + 1) & c->mask;
-    c->tab[i] = (struct yamux_stream){ id, YAMUX_INITIAL_WINDOW, YAMUX_INITIAL_WINDOW, 0, st };
+    c->tab[i] = (struct yamux_stream){ id, YAMUX_INITIAL_WINDOW, YAMUX_INITIAL_WINDOW, 0, st, NULL };
     c->nstreams++;
     return &c->tab[i];
 }
@@ -199,9 +199,15 @@ static int rx_syn(struct yamux_conn *c, uint32_t id, struct yamux_stream **s)
 {
     if (local_parity(c, id))
         return die(c, "SYN with our parity");
-    if (id <= c->last_remote)
-        return die(c, "stream id reused or not increasing");
-    c->last_remote = id;
+    if (tab_find(c, id))
+        return die(c, "stream id reused while open");
+    /* Go's yamux takes ids in order but sends concurrent SYNs in any
+     * order, so an id a little below the newest is fine; far below, it can
+     * only be a reuse. */
+    if (id < c->last_remote && c->last_remote - id > YAMUX_SYN_REORDER)
+        return die(c, "stream id reused (far below the newest)");
+    if (id > c->last_remote)
+        c->last_remote = id;
     *s = NULL;
     if (c->local_goaway || c->nstreams >= c->max_streams)
         return 0;
@@ -258,6 +264,7 @@ static int rx_stream_frame(struct yamux_conn *c)
         if (!s && !ever_opened(c, h->stream))
             return die(c, "frame for a stream never opened");
     }
+    c->rx.user = s ? s->user : NULL;    /* before rx_apply may forget s */
     if (s && rx_apply(c, s, h) < 0)
         return -1;
     if (!s)
@@ -283,6 +290,7 @@ static int rx_header(struct yamux_conn *c)
     c->rx.pending = 0;
     c->rx.drop = 0;
     c->rx.left = 0;
+    c->rx.user = NULL;
     if (yamux_parse_header(c->rx.hdr, YAMUX_HEADER_SIZE, &c->rx.h, &n, &why) != YAMUX_PARSE_DONE)
         return die(c, why);
     switch (c->rx.h.type) {
@@ -325,6 +333,7 @@ static enum yamux_ev_type rx_step(struct yamux_conn *c, const uint8_t *p, size_t
 
     *n = 0;
     ev->id = h->stream;
+    ev->user = c->rx.user;
     if (bit == RX_BODY && h->type == YAMUX_DATA)
         return rx_body(c, p, avail, ev, n);
     c->rx.pending &= (uint8_t)~bit;
@@ -509,6 +518,18 @@ int yamux_build_goaway(struct yamux_conn *c, uint32_t code, uint8_t out[YAMUX_HE
 }
 
 /* ---- queries --------------------------------------------------------- */
+
+int yamux_set_user(struct yamux_conn *c, uint32_t id, void *user)
+{
+    struct yamux_stream *s = id ? tab_find(c, id) : NULL;
+
+    if (!s)
+        return YAMUX_E_NOSTREAM;
+    s->user = user;
+    if (c->rx.h.stream == id)
+        c->rx.user = user;      /* the rest of the frame being fed */
+    return YAMUX_OK;
+}
 
 unsigned yamux_stream_state(const struct yamux_conn *c, uint32_t id)
 {

@@ -37,6 +37,9 @@
 /* Upper bound for max_streams: keeps the one allocation of the stream
  * table (see yamux_conn_init) below a few tens of MiB. */
 #define YAMUX_MAX_STREAMS_LIMIT (1u << 20)
+/* How far below the newest id the peer opened a new SYN may be: peers open
+ * streams from several threads, and their SYNs overtake each other. */
+#define YAMUX_SYN_REORDER    65536u
 
 enum yamux_type { YAMUX_DATA = 0, YAMUX_WINDOW_UPDATE = 1, YAMUX_PING = 2, YAMUX_GO_AWAY = 3 };
 enum { YAMUX_SYN = 1, YAMUX_ACK = 2, YAMUX_FIN = 4, YAMUX_RST = 8 };
@@ -81,6 +84,7 @@ struct yamux_stream {
     uint32_t recv_window;   /* payload bytes the peer may still send */
     uint32_t credit;        /* drained by the caller, not yet advertised */
     uint8_t  st;            /* YAMUX_ST_* bits */
+    void    *user;          /* the caller's, see yamux_set_user() */
 };
 
 /* Stream state bits, as yamux_stream_state() reports them. A stream that
@@ -113,6 +117,7 @@ struct yamux_conn {
         uint8_t  drop;      /* frame for a forgotten stream: skip it */
         struct yamux_header h;
         uint32_t left;      /* Data payload bytes not yet delivered */
+        void    *user;      /* the frame's stream's user pointer */
     } rx;
 };
 
@@ -159,6 +164,9 @@ struct yamux_event {
     uint32_t value;         /* WINDOW delta, PING value, GOAWAY / ERROR code */
     int      ack;           /* PING: 1 answer, 0 request */
     const char *reason;     /* ERROR: static text */
+    void    *user;          /* the stream's user pointer (yamux_set_user), even
+                             * when this event made the stream forgotten (RST,
+                             * FIN after ours); NULL for OPENED */
 };
 
 /* Consumes a prefix of buf[0..len) and reports at most one event.
@@ -169,8 +177,9 @@ struct yamux_event {
  * The return value is ev->type. A frame's events come in this order:
  * OPENED or REFUSED, then DATA or WINDOW, then FIN, then RST.
  * Errors found (each sticky): a header that yamux_parse_header refuses;
- * SYN with the wrong parity, or an id not above every id the peer opened
- * before (reuse); a frame for an id never opened; Data beyond the receive
+ * SYN with the wrong parity, for an id open now, or for one more than
+ * YAMUX_SYN_REORDER below the newest the peer opened (a reuse; a closed id
+ * within that distance is taken as new, as Go's yamux does); a frame for an id never opened; Data beyond the receive
  * window; Data or FIN after the peer's FIN; a window growing past
  * 2^32 - 1; a Data length above the initial window on a forgotten stream.
  * Frames for forgotten streams (reset, or closed both ways) are skipped
@@ -226,6 +235,10 @@ int yamux_build_rst(struct yamux_conn *c, uint32_t id, uint8_t out[YAMUX_HEADER_
 int yamux_build_goaway(struct yamux_conn *c, uint32_t code, uint8_t out[YAMUX_HEADER_SIZE]);
 
 /* ---- queries ---------------------------------------------------------------- */
+
+/* Ties a pointer of the caller's to open stream id; events of id carry it
+ * (ev->user). 0, or YAMUX_E_NOSTREAM. */
+int yamux_set_user(struct yamux_conn *c, uint32_t id, void *user);
 
 /* YAMUX_ST_* bits of id, 0 if unknown. */
 unsigned yamux_stream_state(const struct yamux_conn *c, uint32_t id);
