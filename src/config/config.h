@@ -16,8 +16,11 @@
 #include "stage/capfilter.h"
 #include "stage/rewrite.h"
 
-enum ferry_mode { MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LOCAL = 8 };
-#define MODE_ALL (MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER | MODE_SS_LOCAL)
+enum ferry_mode {
+    MODE_SOCKS = 1, MODE_RELAY = 2, MODE_SS_SERVER = 4, MODE_SS_LOCAL = 8, MODE_MUX_SERVER = 16, MODE_MUX_LOCAL = 32
+};
+#define MODE_ALL (MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER | MODE_SS_LOCAL | MODE_MUX_SERVER | MODE_MUX_LOCAL)
+#define MODE_MUX (MODE_MUX_SERVER | MODE_MUX_LOCAL)
 #define MODE_SS (MODE_SS_SERVER | MODE_SS_LOCAL)
 
 struct replay;
@@ -115,6 +118,14 @@ struct listener_cfg {
     int has_ss_server, has_tunnel_to;
     unsigned pool, pool_max_age_ms;  /* ss-local: connections opened ahead, per worker */
 
+    /* Multiplexing (yamux): mux-server, mux-local. mux-local's server is
+     * ss_server (-s), its SOCKS front --socks. */
+    int mux_dynamic;                 /* mux-server: streams start with a SOCKS5 address */
+    int mux_socks;                   /* mux-local: SOCKS front, target at the stream's start */
+    unsigned mux_conns;              /* mux-local: connections per worker */
+    unsigned mux_max_streams;        /* streams open at once per connection */
+    unsigned mux_keepalive_ms;       /* ping interval (0 = none) */
+
     struct replay *replay;   /* runtime (ss-server): salts seen, all workers */
 
     /* Capture and hexdump (src/stage/, docs/CAPTURE.md). */
@@ -170,6 +181,9 @@ extern const char *const cfg_balance_names[];   /* roundrobin, leastconn, source
 const struct health_cfg *cfg_effective_health(const struct listener_cfg *l);
 /* The listener answers SOCKS (socks, and ss-local without --tunnel-to). */
 int cfg_socks_front(const struct listener_cfg *l);
+/* 1 if the listener balances over upstream servers (-u): relay, and a
+ * mux-server that is not --dynamic. */
+int cfg_balanced(const struct listener_cfg *l);
 unsigned cfg_effective_balance(const struct listener_cfg *l);
 
 /* The first of l's listen addresses [0, n) that clashes with a

@@ -457,6 +457,10 @@ const struct opt_mode opt_modes[OPT_NMODES] = {
     { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
     { "ss-server", MODE_SS_SERVER, "Shadowsocks AEAD server (wire compatible with shadowsocks-libev)" },
     { "ss-local", MODE_SS_LOCAL, "SOCKS front that tunnels through a Shadowsocks server" },
+    { "mux-server", MODE_MUX_SERVER, "1:N - yamux connections in, every stream relayed to an upstream (-u) or to "
+      "the address it starts with (--dynamic)" },
+    { "mux-local", MODE_MUX_LOCAL, "N:1 - every client becomes a yamux stream over a few long-lived connections "
+      "to a mux-server (-s), with an optional SOCKS front (--socks)" },
 };
 
 int opt_mode_by_name(const char *name)
@@ -688,7 +692,13 @@ const struct health_cfg *cfg_effective_health(const struct listener_cfg *l)
 
 int cfg_socks_front(const struct listener_cfg *l)
 {
-    return l->mode == MODE_SOCKS || (l->mode == MODE_SS_LOCAL && !l->has_tunnel_to);
+    return l->mode == MODE_SOCKS || (l->mode == MODE_SS_LOCAL && !l->has_tunnel_to) ||
+           (l->mode == MODE_MUX_LOCAL && l->mux_socks);
+}
+
+int cfg_balanced(const struct listener_cfg *l)
+{
+    return l->mode == MODE_RELAY || (l->mode == MODE_MUX_SERVER && !l->mux_dynamic);
 }
 
 unsigned cfg_effective_balance(const struct listener_cfg *l)
@@ -698,34 +708,36 @@ unsigned cfg_effective_balance(const struct listener_cfg *l)
 
 #define H(field) offsetof(struct listener_cfg, health.field)
 
-#define MODE_SOCKS_FRONT (MODE_SOCKS | MODE_SS_LOCAL)
-#define MODE_DEST_POLICY (MODE_SOCKS | MODE_SS_SERVER)
+#define MODE_SOCKS_FRONT (MODE_SOCKS | MODE_SS_LOCAL | MODE_MUX_LOCAL)
+#define MODE_DEST_POLICY (MODE_SOCKS | MODE_SS_SERVER | MODE_MUX_SERVER)
+#define MODE_BALANCED (MODE_RELAY | MODE_MUX_SERVER)
 
 const struct opt_def opt_table[] = {
     { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
       "ADDR", "listen address IP:PORT, [v6]:PORT, :PORT or localhost:PORT (repeatable)" },
-    { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_upstream,
+    { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, NULL, parse_upstream,
       "HOST:PORT[,weight=N][,backup][,maxconn=N]", "upstream server (repeatable)" },
-    { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(retries), 0, 16, "2", NULL,
+    { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_BALANCED, L(retries), 0, 16, "2", NULL,
       "N", "other upstreams tried after a failed connect" },
-    { "balance", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, "roundrobin", parse_balance,
+    { "balance", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, "roundrobin", parse_balance,
       "ALGO", "roundrobin (smooth weighted), leastconn, source (client IP hash) or random2" },
-    { "check-interval", 0, OPT_DURATION, SCOPE_LISTENER, MODE_RELAY, H(interval_ms), 0, 3600000, "0",
+    { "check-interval", 0, OPT_DURATION, SCOPE_LISTENER, MODE_BALANCED, H(interval_ms), 0, 3600000, "0",
       NULL, "DUR", "active health check of every upstream this often (0 = off)" },
-    { "check-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_RELAY, H(timeout_ms), 0, 3600000, "0",
+    { "check-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_BALANCED, H(timeout_ms), 0, 3600000, "0",
       NULL, "DUR", "a check fails after this long (0 = the interval, at most 2s)" },
-    { "check-rise", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, H(rise), 1, 100, "2", NULL,
+    { "check-rise", 0, OPT_UINT, SCOPE_LISTENER, MODE_BALANCED, H(rise), 1, 100, "2", NULL,
       "N", "passed checks in a row that bring a server up" },
-    { "check-fall", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, H(fall), 1, 100, "3", NULL,
+    { "check-fall", 0, OPT_UINT, SCOPE_LISTENER, MODE_BALANCED, H(fall), 1, 100, "3", NULL,
       "N", "failed checks (or connects) in a row that take a server down" },
-    { "check-send", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_check_send,
+    { "check-send", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, NULL, parse_check_send,
       "TEXT", "bytes a check sends after connecting" },
-    { "check-expect", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_RELAY, 0, 0, 0, NULL, parse_check_expect,
+    { "check-expect", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, NULL, parse_check_expect,
       "TEXT", "text the server's answer must contain for the check to pass" },
-    { "queue-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_RELAY, L(queue_timeout_ms), 1, 3600000,
+    { "queue-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_BALANCED, L(queue_timeout_ms), 1, 3600000,
       "5s", NULL, "DUR", "when every server is at its maxconn, a client waits this long at most" },
-    { "queue-size", 0, OPT_UINT, SCOPE_LISTENER, MODE_RELAY, L(queue_size), 0, 1000000, "1024", NULL,
-      "N", "clients waiting for a server slot, per worker thread (0 = refuse at once)" },
+    { "queue-size", 0, OPT_UINT, SCOPE_LISTENER, MODE_BALANCED | MODE_MUX_LOCAL, L(queue_size), 0, 1000000, "1024",
+      NULL, "N", "clients waiting for a server slot (mux-local: for a connection to the mux-server), per worker "
+      "thread (0 = refuse at once)" },
     { "user", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS_FRONT, 0, 0, 0, NULL, parse_user,
       "NAME:PASS", "accept this user (repeatable); turns authentication on (blanked in ps; --users-file keeps "
       "passwords out of argv entirely)" },
@@ -754,7 +766,7 @@ const struct opt_def opt_table[] = {
       "10s", NULL, "DUR", "give up connecting to an upstream after this long" },
     { "idle-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(idle_timeout_ms), 1, 4000000000UL,
       "300s", NULL, "DUR", "close a session with no traffic for this long" },
-    { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_SS_SERVER, L(handshake_timeout_ms), 1,
+    { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_SS_SERVER | MODE_MUX_SERVER, L(handshake_timeout_ms), 1,
       3600000, "10s", NULL, "DUR", "close a client that has not finished its handshake by then" },
     { "maxconn", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn), 0, 10000000, "0", NULL,
       "N", "at most N sessions on this listener, all threads together (0 = no limit)" },
@@ -804,16 +816,30 @@ const struct opt_def opt_table[] = {
       "BASE64", "raw Shadowsocks master key instead of a password (blanked in ps)" },
     { "method", 'm', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, "chacha20-ietf-poly1305", parse_method,
       "METHOD", "AEAD cipher: chacha20-ietf-poly1305, aes-128-gcm, aes-192-gcm, aes-256-gcm" },
-    { "server", 's', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL, 0, 0, 0, NULL, parse_server,
-      "HOST:PORT", "the ss-server to tunnel through" },
+    { "server", 's', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL | MODE_MUX_LOCAL, 0, 0, 0, NULL, parse_server,
+      "HOST:PORT", "the ss-server to tunnel through (ss-local), the mux-server to multiplex over (mux-local)" },
     { "tunnel-to", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL, 0, 0, 0, NULL, parse_tunnel_to,
       "HOST:PORT", "forward every connection to this fixed target (no SOCKS; like ss-tunnel)" },
     { "pool", 0, OPT_UINT, SCOPE_LISTENER, MODE_SS_LOCAL, L(pool), 0, 1024, "0", NULL,
       "N", "keep N connections to the ss-server open ahead, per worker thread (0 = none)" },
     { "pool-max-age", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SS_LOCAL, L(pool_max_age_ms), 1000, 3600000,
       "8s", NULL, "DUR", "replace a pooled connection this old (keep it below the server's handshake timeout)" },
-    { "open", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT, L(open), 0, 1, NULL, NULL,
-      NULL, "allow a SOCKS listener on a public address without users or --allow rules" },
+    { "open", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_MUX_SERVER, L(open), 0, 1, NULL, NULL,
+      NULL, "allow a SOCKS listener (or a mux-server --dynamic) on a public address without users or --allow rules" },
+    { "dynamic", 0, OPT_FLAG, SCOPE_LISTENER, MODE_MUX_SERVER, L(mux_dynamic), 0, 1, NULL, NULL,
+      NULL, "every stream starts with its target in SOCKS5 address form (ATYP, address, port), as from "
+      "mux-local --socks; the destination policy applies as on ss-server" },
+    { "socks", 0, OPT_FLAG, SCOPE_LISTENER, MODE_MUX_LOCAL, L(mux_socks), 0, 1, NULL, NULL,
+      NULL, "a SOCKS 4/4a/5 (and HTTP proxy) front: the client's target goes at the stream's start, for a "
+      "mux-server --dynamic; the reply is sent once the server has connected" },
+    { "mux-conns", 0, OPT_UINT, SCOPE_LISTENER, MODE_MUX_LOCAL, L(mux_conns), 1, 64, "1", NULL,
+      "N", "long-lived connections to the mux-server per worker thread, opened at start and re-dialled with "
+      "backoff; streams go to the least loaded" },
+    { "mux-max-streams", 0, OPT_UINT, SCOPE_LISTENER, MODE_MUX, L(mux_max_streams), 1, 1048576, "1024", NULL,
+      "N", "streams open at once per mux connection; beyond it a stream is refused (RST) and its client closed" },
+    { "mux-keepalive", 0, OPT_DURATION, SCOPE_LISTENER, MODE_MUX, L(mux_keepalive_ms), 0, 3600000, "30s", NULL,
+      "DUR", "ping every mux connection this often; one that has not answered by the next ping is dropped "
+      "(0 = no pings)" },
     { "toxic", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_toxic,
       "TYPE[:key=value,...]", "inject a fault, as toxiproxy's toxics: latency, bandwidth, slow_close, timeout, "
       "reset_peer, slicer, limit_data, bitflip, lua (repeatable; see docs/TOXICS.md)" },
@@ -984,7 +1010,8 @@ static int add_host_addr_denies(struct listener_cfg *l, char *err, size_t errlen
  * (first match wins). */
 static int add_default_dest_denies(struct listener_cfg *l, char *err, size_t errlen)
 {
-    if (acl_add_default_denies(&l->dest_acl, l->mode == MODE_SS_SERVER, err, errlen) < 0) return -1;
+    if (acl_add_default_denies(&l->dest_acl, l->mode == MODE_SS_SERVER || l->mode == MODE_MUX_SERVER, err, errlen) < 0)
+        return -1;
     return add_host_addr_denies(l, err, errlen);
 }
 
@@ -1022,6 +1049,14 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
         snprintf(err, errlen, "relay needs at least one upstream: -u HOST:PORT");
         return -1;
     }
+    if (l->mode == MODE_MUX_SERVER && !l->mux_dynamic == !l->nupstreams) {
+        snprintf(err, errlen, "mux-server needs either upstreams (-u HOST:PORT) or --dynamic, not both");
+        return -1;
+    }
+    if (l->mode == MODE_MUX_LOCAL && !l->has_ss_server) {
+        snprintf(err, errlen, "mux-local needs the mux-server: -s HOST:PORT");
+        return -1;
+    }
     if ((l->mode & MODE_SS) && finish_ss(l, err, errlen) < 0) return -1;
     if (!l->capture_path[0] && (l->capture_rotate || l->capture_filter.nnets || l->capture_filter.nports)) {
         snprintf(err, errlen, "%s: --capture-%s needs --capture FILE", l->name,
@@ -1047,6 +1082,14 @@ int cfg_listener_exposure(struct listener_cfg *l, char *err, size_t errlen)
     if (cfg_socks_front(l) && !l->nusers && !l->client_acl.n && !l->open) {
         snprintf(err, errlen, "refusing to run an open SOCKS proxy on a public address: add --user, "
                  "--allow CIDR, or --open if that is really what you want");
+        return -1;
+    }
+    /* yamux has no authentication: a public --dynamic mux-server is an
+     * open proxy unless only known clients may connect (or it sits behind
+     * an ss-server on loopback, the usual way). */
+    if (l->mode == MODE_MUX_SERVER && l->mux_dynamic && !l->client_acl.n && !l->open) {
+        snprintf(err, errlen, "refusing to run mux-server --dynamic (an open proxy: yamux has no authentication) "
+                 "on a public address: add --allow CIDR, put it behind ss-server on loopback, or --open");
         return -1;
     }
     /* Once: a listener the API moves between public addresses keeps one set. */

@@ -43,7 +43,7 @@ struct opt_mode {
     int mode;                     /* MODE_* */
     const char *summary;
 };
-#define OPT_NMODES 4
+#define OPT_NMODES 6
 extern const struct opt_mode opt_modes[OPT_NMODES];
 /* Mode of a name, or 0; and back (NULL if none). */
 int opt_mode_by_name(const char *name);

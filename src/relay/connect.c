@@ -9,6 +9,7 @@
 #include "net/sock.h"
 #include "obs/log.h"
 #include "policy/acl.h"
+#include "relay/mux_local.h"
 #include "relay/rlistener.h"
 #include "relay/session.h"
 #include "relay/ss_pool.h"
@@ -56,7 +57,7 @@ static void fail_from_errno(int err, enum sess_fail *why, enum sess_end *end)
 
 /* ---- wait queue: clients waiting while every server is at its maxconn ---- */
 
-static void queue_remove(struct session *s)
+void connect_queue_remove(struct session *s)
 {
     struct relay_listener *wl = s->wl;
     if (s->qprev) s->qprev->qnext = s->qnext;
@@ -68,8 +69,7 @@ static void queue_remove(struct session *s)
     wl->qlen--;
 }
 
-/* 0 queued, -1 queue full. */
-static int queue_add(struct session *s)
+int connect_queue_push(struct session *s)
 {
     struct relay_listener *wl = s->wl;
     if (wl->qlen >= wl->cfg->queue_size) return -1;
@@ -79,6 +79,14 @@ static int queue_add(struct session *s)
     else wl->qhead = s;
     wl->qtail = s;
     wl->qlen++;
+    return 0;
+}
+
+/* 0 queued, -1 queue full. */
+static int queue_add(struct session *s)
+{
+    struct relay_listener *wl = s->wl;
+    if (connect_queue_push(s) < 0) return -1;
     s->state = SESS_QUEUED;
     loop_timer_arm_in(wl->w->loop, &s->timer, wl->cfg->queue_timeout_ms);
     return 0;
@@ -118,7 +126,7 @@ static void drop_targets(struct session *s)
 
 void connect_cleanup(struct session *s)
 {
-    queue_remove(s);
+    connect_queue_remove(s);
     if (s->rq) resolver_cancel(s->rq);
     s->rq = NULL;
     drop_targets(s);
@@ -226,7 +234,11 @@ static void connect_with(struct session *s);
 
 void connect_start(struct session *s)
 {
-    if (cfg_of(s)->mode == MODE_RELAY) {
+    if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
+        mux_local_connect(s);       /* a stream, not a socket */
+        return;
+    }
+    if (cfg_balanced(cfg_of(s))) {
         int idx = choose_server(s);
         if (idx == LB_FULL) {
             if (queue_add(s) == 0) {
@@ -254,7 +266,7 @@ void connect_queue_run(struct loop *l, struct loop_timer *t)
         struct session *s = wl->qhead;
         int idx = choose_server(s);
         if (idx == LB_FULL) return;
-        queue_remove(s);
+        connect_queue_remove(s);
         if (idx < 0 || use_server(s, idx) < 0) {
             sess_connect_failed(s, FAIL_GENERAL, idx < 0 ? END_CONNECT_ERROR : END_LOCAL_ERROR);
             continue;
@@ -369,6 +381,10 @@ static void abandon_attempt(struct session *s, int err)
 
 void connect_ready(struct session *s, uint32_t events)
 {
+    if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
+        mux_local_ready(s, events);
+        return;
+    }
     /* A failed connect always reports EPOLLERR; plain EPOLLOUT is success,
      * so SO_ERROR is only read when there is an error to name. */
     int err = events & (EPOLLERR | EPOLLHUP) ? sock_error(s->uio.fd) : 0;
@@ -387,6 +403,10 @@ void connect_ready(struct session *s, uint32_t events)
 
 void connect_timeout(struct session *s)
 {
+    if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
+        mux_local_timeout(s);
+        return;
+    }
     if (s->state == SESS_RESOLVING) {
         if (s->rq) resolver_cancel(s->rq);
         s->rq = NULL;

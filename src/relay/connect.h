@@ -19,6 +19,11 @@ void connect_queue_run(struct loop *l, struct loop_timer *t);
 void connect_ready(struct session *s, uint32_t events);
 /* The session timer expired while RESOLVING or CONNECTING. */
 void connect_timeout(struct session *s);
+/* The listener's wait list (FIFO, at most queue_size; the session's qprev
+ * and qnext): push, 0 or -1 when full; remove, a no-op if not in it. The
+ * session's state and timer are the caller's. */
+int connect_queue_push(struct session *s);
+void connect_queue_remove(struct session *s);
 /* Releases everything connecting holds (query, address list, server slot). */
 void connect_cleanup(struct session *s);
 

@@ -53,7 +53,13 @@ extern const struct front_ops front_socks;
 struct socks_addr;
 /* An IP socket address in SOCKS form (ATYP IPv4/IPv6, address, port). */
 void front_socks_addr(const struct net_addr *a, struct socks_addr *out);
+/* t as ATYP ADDR PORT (an IP literal as IPv4/IPv6, else a domain), the
+ * header Shadowsocks and mux-local --socks put before a stream's data.
+ * Bytes written, 0 if it does not fit in cap. */
+size_t front_socks_encode_target(const struct sess_target *t, uint8_t *out, size_t cap);
 extern const struct front_ops front_ss_server;
+/* mux-server --dynamic: the stream starts with a SOCKS5 address. */
+extern const struct front_ops front_mux_dynamic;
 
 /* The listener's users (--user, --users-file): 1 if user:pass is one of
  * them. Constant time in the password, and walks every user. */

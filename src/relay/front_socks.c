@@ -242,6 +242,21 @@ void front_socks_addr(const struct net_addr *a, struct socks_addr *out)
     out->port = net_addr_port(a);
 }
 
+size_t front_socks_encode_target(const struct sess_target *t, uint8_t *out, size_t cap)
+{
+    struct socks_addr a;
+    struct net_addr lit;
+    if (net_addr_from_literal(t->host, t->port, &lit) == 0) {
+        front_socks_addr(&lit, &a);
+    } else {
+        memset(&a, 0, sizeof(a));
+        a.atyp = SOCKS_ATYP_DOMAIN;
+        a.port = t->port;
+        snprintf(a.host, sizeof(a.host), "%s", t->host);
+    }
+    return socks5_write_addr(out, cap, &a);
+}
+
 static void socks_on_connected(struct session *s, const struct net_addr *bound)
 {
     struct socks_addr b;

@@ -57,6 +57,11 @@ struct relay_shared {
 /* Called when a session of the listener has closed, with what was given to
  * accept(), so that the server gives back the admission counts. */
 typedef void rlistener_closed_fn(void *owner, const struct net_addr *client, int counted_ip);
+/* Admission for a client that did not come through accept() (a stream a
+ * mux peer opened): the listener's ACLs, time windows and limits, as for a
+ * connection. NULL when admitted (counts taken: give them back through
+ * `closed`), else the reason it was refused. */
+typedef const char *rlistener_admit_fn(void *owner, const struct net_addr *client, int *counted_ip);
 
 /* Why the server closes a listener's sessions: the log's end= reason. */
 enum rlistener_close { RLISTENER_CLOSE_DRAIN, RLISTENER_CLOSE_API };
@@ -71,7 +76,8 @@ struct listener_handler {
     /* The listener's relay state on worker w, not serving yet (no sockets
      * here: those are the server's). NULL with err. */
     struct relay_listener *(*attach)(struct worker *w, const struct listener_cfg *lc, struct relay_shared *sh,
-                                     rlistener_closed_fn *closed, void *owner, char *err, size_t errlen);
+                                     rlistener_admit_fn *admit, rlistener_closed_fn *closed, void *owner,
+                                     char *err, size_t errlen);
     /* Once the listener accepts: background work such as health checks.
      * 0, or -1 with err. */
     int (*start)(struct relay_listener *rl, char *err, size_t errlen);
@@ -84,6 +90,9 @@ struct listener_handler {
     int (*retarget)(struct relay_listener *rl, const struct listener_cfg *lc, char *err, size_t errlen);
     /* Closes the listener's sessions. */
     void (*close_sessions)(struct relay_listener *rl, enum rlistener_close why);
+    /* Optional: the process drains (SIGTERM); sessions in flight go on.
+     * A multiplexer tells its peers to open no more streams. */
+    void (*drain)(struct relay_listener *rl);
     /* The listener's toxic set changed: its sessions take the new one. */
     void (*refresh_toxics)(struct relay_listener *rl);
     /* Frees what attach and first use made; sessions must be closed. */

@@ -17,6 +17,8 @@ struct session;
 struct ss_pool;
 struct resolver;
 struct lua_engine;
+struct mux_in;
+struct mux_pool;
 
 /* Distinct lua toxic scripts a listener runs at once, per worker. */
 #define RLISTENER_LUA_TOXICS 4
@@ -41,8 +43,11 @@ struct relay_listener {
     struct session *qhead, *qtail;
     unsigned qlen;
     struct loop_timer queue_timer;   /* runs the queue after a slot frees */
+    struct mux_in *mux_in;           /* mux-server: the yamux connections accepted */
+    struct mux_pool *mux_pool;       /* mux-local: the connections to the mux-server */
+    rlistener_admit_fn *admit;
     rlistener_closed_fn *closed;
-    void *owner;                     /* the server's listener, for `closed` */
+    void *owner;                     /* the server's listener, for `admit` and `closed` */
 };
 
 #endif

@@ -10,6 +10,8 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "relay/connect.h"
+#include "relay/mux_local.h"
+#include "relay/mux_server.h"
 #include "relay/sess_filters.h"
 #include "relay/sess_toxics.h"
 #include "relay/session.h"
@@ -74,7 +76,7 @@ static int shared_init(struct relay_shared *sh, const struct listener_cfg *lc, c
     toxic_slot_init(&sh->toxics);
     sh->cfg = lc;
     sh->metrics = metrics_listener_new(lc->name);
-    if (lc->mode == MODE_RELAY) metrics_listener_servers(sh->metrics, &server_ops, sh);
+    if (cfg_balanced(lc)) metrics_listener_servers(sh->metrics, &server_ops, sh);
     if (!lc->ntoxics) return 0;
     struct toxic_set *set = toxic_set_new(lc->toxics, lc->ntoxics);
     if (!set) {
@@ -188,6 +190,9 @@ static int start_plain(struct relay_listener *rl, char *err, size_t errlen)
 
 static void detach(struct relay_listener *rl)
 {
+    mux_server_close_all(rl);
+    mux_pool_free(rl->mux_pool);  /* before the resolver it may be using */
+    rl->mux_pool = NULL;
     health_stop(rl->hc);          /* before its resolver goes */
     ss_pool_free(rl->pool);
     sess_filters_listener_stop(rl);
@@ -199,7 +204,8 @@ static void detach(struct relay_listener *rl)
 }
 
 static struct relay_listener *attach(struct worker *w, const struct listener_cfg *lc, struct relay_shared *sh,
-                                     rlistener_closed_fn *closed, void *owner, char *err, size_t errlen)
+                                     rlistener_admit_fn *admit, rlistener_closed_fn *closed, void *owner,
+                                     char *err, size_t errlen)
 {
     struct relay_listener *rl = calloc(1, sizeof(*rl));
     if (!rl) {
@@ -209,16 +215,23 @@ static struct relay_listener *attach(struct worker *w, const struct listener_cfg
     rl->w = w;
     rl->cfg = lc;
     rl->sh = sh;
+    rl->admit = admit;
     rl->closed = closed;
     rl->owner = owner;
     loop_timer_init(&rl->queue_timer, connect_queue_run, rl);
-    if (lc->mode == MODE_RELAY && rebalance(rl, err, errlen) < 0) {
+    if (cfg_balanced(lc) && rebalance(rl, err, errlen) < 0) {
+        free(rl);
+        return NULL;
+    }
+    if (lc->mode == MODE_MUX_LOCAL && !(rl->mux_pool = mux_pool_new(rl))) {
+        snprintf(err, errlen, "out of memory");
         free(rl);
         return NULL;
     }
     rl->pool = ss_pool_new(rl);
     if (sess_filters_listener_start(rl, err, errlen) < 0) {
         ss_pool_free(rl->pool);
+        mux_pool_free(rl->mux_pool);
         free(rl);
         return NULL;
     }
@@ -261,6 +274,46 @@ static const struct listener_handler plain_handler = {
     .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .detach = detach,
 };
 
+/* ---- multiplexers ---- */
+
+static int start_mux_server(struct relay_listener *rl, char *err, size_t errlen)
+{
+    return cfg_balanced(rl->cfg) ? start_relay(rl, err, errlen) : 0;
+}
+
+static int retarget_mux_server(struct relay_listener *rl, const struct listener_cfg *lc, char *err, size_t errlen)
+{
+    return cfg_balanced(lc) ? retarget_relay(rl, lc, err, errlen) : retarget_plain(rl, lc, err, errlen);
+}
+
+/* Drain and the API close the connections too: their streams are sessions. */
+static void close_mux_server(struct relay_listener *rl, enum rlistener_close why)
+{
+    close_sessions(rl, why);
+    mux_server_close_all(rl);
+}
+
+static int start_mux_local(struct relay_listener *rl, char *err, size_t errlen)
+{
+    return mux_pool_start(rl->mux_pool, err, errlen);
+}
+
+static void drain_mux_local(struct relay_listener *rl) { mux_pool_drain(rl->mux_pool); }
+
+static const struct listener_handler mux_server_handler = {
+    .shared_init = shared_init, .shared_free = shared_free,
+    .attach = attach, .start = start_mux_server, .accept = mux_server_accept, .retarget = retarget_mux_server,
+    .close_sessions = close_mux_server, .refresh_toxics = refresh_toxics, .drain = mux_server_drain,
+    .detach = detach,
+};
+
+static const struct listener_handler mux_local_handler = {
+    .shared_init = shared_init, .shared_free = shared_free,
+    .attach = attach, .start = start_mux_local, .accept = accept_session, .retarget = retarget_plain,
+    .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .drain = drain_mux_local,
+    .detach = detach,
+};
+
 static const struct listener_handler relay_mode_handler = {
     .shared_init = shared_init, .shared_free = shared_free,
     .attach = attach, .start = start_relay, .accept = accept_session, .retarget = retarget_relay,
@@ -274,6 +327,8 @@ const struct listener_handler *relay_handler(enum ferry_mode mode)
     case MODE_SS_SERVER:
     case MODE_SS_LOCAL: return &plain_handler;
     case MODE_RELAY: return &relay_mode_handler;
+    case MODE_MUX_SERVER: return &mux_server_handler;
+    case MODE_MUX_LOCAL: return &mux_local_handler;
     }
     return NULL;
 }

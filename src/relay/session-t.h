@@ -65,6 +65,8 @@ enum sess_end {
     END_UPSTREAM_SILENT, /* ss-local: the ss-server closed without a byte of answer */
     END_FILTER,        /* a filter closed or reset the session (Lua s:close(), s:reset()) */
     END_FILTER_ERROR,  /* a filter failed: a script error, or over its budget */
+    END_MUX_ERROR,     /* the multiplexed connection under a stream failed or was lost */
+    END_MUX_REFUSED,   /* the mux peer refused or reset the stream before it opened */
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */

@@ -65,6 +65,8 @@ static const char *const end_names[] = {
     [END_UPSTREAM_SILENT] = "upstream_closed_silently",
     [END_FILTER] = "filter",
     [END_FILTER_ERROR] = "filter_error",
+    [END_MUX_ERROR] = "mux_error",
+    [END_MUX_REFUSED] = "mux_refused",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -93,15 +95,24 @@ static const char *upstream_field(const struct session *s, char *out, size_t out
     return out;
 }
 
+/* " mux=N stream=ID" for an endpoint that is a multiplexed stream. */
+static void endpoints_describe(const struct session *s, char *out, size_t outlen)
+{
+    out[0] = 0;
+    if (s->cep.ops->describe) s->cep.ops->describe(&s->cep, out, outlen);
+    else if (s->uep.ops->describe) s->uep.ops->describe(&s->uep, out, outlen);
+}
+
 /* --log-sessions start: a line when bytes start to flow, so a long tunnel
  * shows before it ends. */
 static void sess_log_start(const struct session *s)
 {
-    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
+    char c[NET_ADDR_STRLEN], u[300], extra[768] = "", mux[96];
     if (!(log_sessions() & LOG_SESS_START) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
-    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s event=start%s%s", (unsigned long long)s->id,
-            s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)), upstream_field(s, u, sizeof(u)),
+    endpoints_describe(s, mux, sizeof(mux));
+    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s event=start%s%s%s", (unsigned long long)s->id,
+            s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)), upstream_field(s, u, sizeof(u)), mux,
             extra[0] ? " " : "", extra);
 }
 
@@ -109,15 +120,16 @@ static void sess_log(const struct session *s)
 {
     /* A session itself only meets one limit: the full wait queue. */
     const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
-    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
+    char c[NET_ADDR_STRLEN], u[300], extra[768] = "", mux[96];
     if (!(log_sessions() & LOG_SESS_END) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
+    endpoints_describe(s, mux, sizeof(mux));
     uint64_t now = clock_now_ms();
-    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s%s",
+    log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s up=%llu down=%llu dur_ms=%llu end=%s%s%s%s%s",
             (unsigned long long)s->id, s->wl->cfg->name, net_addr_format(&s->client, c, sizeof(c)),
             upstream_field(s, u, sizeof(u)),
             (unsigned long long)s->up.bytes, (unsigned long long)s->down.bytes,
-            (unsigned long long)(now - s->start_ms), sess_end_name(s->end), limit, extra[0] ? " " : "", extra);
+            (unsigned long long)(now - s->start_ms), sess_end_name(s->end), limit, mux, extra[0] ? " " : "", extra);
 }
 
 /* ---- close ---- */
@@ -125,13 +137,6 @@ static void sess_log(const struct session *s)
 static void sess_free(void *p)
 {
     free(p);
-}
-
-static void close_fd(struct loop *l, struct loop_io *io, int rst)
-{
-    if (io->fd < 0) return;
-    if (rst) sock_set_linger0(io->fd);
-    loop_io_close(l, io);
 }
 
 static void worker_unlink(struct session *s)
@@ -177,8 +182,8 @@ void sess_close(struct session *s, enum sess_end why)
     loop_timer_cancel(w->loop, &s->stage_timer);
     if (s->tap) tap_close(s->tap, s->reset_client, s->reset_upstream);
     s->tap = NULL;
-    close_fd(w->loop, &s->cio, s->reset_client);
-    close_fd(w->loop, &s->uio, s->reset_upstream);
+    endpoint_close(&s->cep, s->reset_client);
+    endpoint_close(&s->uep, s->reset_upstream);
     pipe_release(&s->up, &w->bufs, &w->pipes);
     pipe_release(&s->down, &w->bufs, &w->pipes);
     sess_toxics_free(s);
@@ -215,7 +220,6 @@ static int early_data_waits(const struct session *s)
 
 static void update_interest(struct session *s)
 {
-    struct loop *l = s->wl->w->loop;
     uint32_t cw = 0, uw = 0;
     if (reading_client_allowed(s)) cw |= LOOP_READ;
     /* Lazily: while early data waits, a read interest still armed from the
@@ -225,7 +229,7 @@ static void update_interest(struct session *s)
      * has early data). If it does fire, client_cb drops it, and it is not
      * re-armed until reading is allowed, so level-triggered epoll cannot
      * spin. */
-    else if (early_data_waits(s)) cw |= s->cio.want & LOOP_READ;
+    else if (early_data_waits(s)) cw |= endpoint_wanted(&s->cep) & LOOP_READ;
     if (half_pending(&s->down)) cw |= LOOP_WRITE;
     if (s->state == SESS_CONNECTING) {
         uw = LOOP_WRITE;
@@ -233,8 +237,8 @@ static void update_interest(struct session *s)
         if (half_wants_input(&s->down)) uw |= LOOP_READ;
         if (half_pending(&s->up)) uw |= LOOP_WRITE;
     }
-    if (s->cio.fd >= 0) loop_io_want(l, &s->cio, cw);
-    if (s->uio.fd >= 0) loop_io_want(l, &s->uio, uw);
+    if (endpoint_is_open(&s->cep)) endpoint_want(&s->cep, cw);
+    if (endpoint_is_open(&s->uep)) endpoint_want(&s->uep, uw);
 }
 
 /* Fills the mover's context for one direction. src/dst NULL: not usable
@@ -272,23 +276,23 @@ static void linger_client(struct session *s)
         return;
     }
     if (half_pending(&s->down)) {
-        loop_io_want(s->wl->w->loop, &s->cio, LOOP_WRITE);
+        endpoint_want(&s->cep, LOOP_WRITE);
         return;
     }
     if (!s->down.shut && !s->silent) {
-        (void)shutdown(s->cio.fd, SHUT_WR);
+        endpoint_shutdown_write(&s->cep);
         if (s->tap) tap_fin(s->tap, TAP_CLIENT, 0);
         s->down.shut = 1;
     }
     for (int i = 0; i < 16; i++) {
-        ssize_t n = recv(s->cio.fd, junk, sizeof(junk), 0);
+        ssize_t n = endpoint_read(&s->cep, junk, sizeof(junk));
         if (n > 0 && s->tap) tap_bytes(s->tap, TAP_CLIENT, 1, junk, (size_t)n);
         if (n > 0) continue;
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
         sess_close(s, END_NONE);
         return;
     }
-    loop_io_want(s->wl->w->loop, &s->cio, LOOP_READ);
+    endpoint_want(&s->cep, LOOP_READ);
 }
 
 /* A random part of the handshake timeout T, uniform in [T/2, T]:
@@ -351,8 +355,8 @@ static void end_by_stage(struct session *s, enum pump_result r, uint8_t role)
     }
     sess_toxics_free(s);
     pipe_keep_ready_only(&s->down, &w->bufs, &w->pipes);
-    if (s->tap && s->uio.fd >= 0) tap_fin(s->tap, TAP_UPSTREAM, 0);
-    close_fd(w->loop, &s->uio, 0);
+    if (s->tap && endpoint_is_open(&s->uep)) tap_fin(s->tap, TAP_UPSTREAM, 0);
+    endpoint_close(&s->uep, 0);
     enter_flushing(s, stage_end(r, role));
 }
 
@@ -376,6 +380,10 @@ static void end_by_pump(struct session *s, int up, enum pump_result r, const str
     int client_side = up == (r == PUMP_SRC_ERROR);
     if (c->err == ENOMEM) {
         sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    if (c->err == ECONNABORTED) {       /* a stream's shared connection died */
+        sess_close(s, END_MUX_ERROR);
         return;
     }
     if (client_side) s->reset_upstream = 1;
@@ -405,12 +413,17 @@ static void arm_stage_timer(struct session *s)
  * level-triggered epoll says when there is more. */
 enum { READ_CLIENT = 1, READ_UPSTREAM = 2 };
 
-static int read_flags(const struct session *s, const struct loop_io *io, uint32_t events)
+static int stopped_reading(const struct endpoint *e)
+{
+    return endpoint_is_open(e) && !(endpoint_wanted(e) & LOOP_READ);
+}
+
+static int read_flags(const struct session *s, int client_side, uint32_t events)
 {
     int f = 0;
     int hit = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
-    if ((io == &s->cio && hit) || (s->cio.fd >= 0 && !(s->cio.want & LOOP_READ))) f |= READ_CLIENT;
-    if ((io == &s->uio && hit) || (s->uio.fd >= 0 && !(s->uio.want & LOOP_READ))) f |= READ_UPSTREAM;
+    if ((client_side && hit) || stopped_reading(&s->cep)) f |= READ_CLIENT;
+    if ((!client_side && hit) || stopped_reading(&s->uep)) f |= READ_UPSTREAM;
     return f;
 }
 
@@ -556,32 +569,43 @@ static int handshake_read(struct session *s)
 
 /* ---- callbacks ---- */
 
-static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
+static void client_ready(void *owner, uint32_t events)
 {
-    struct session *s = io->owner;
+    struct session *s = owner;
     int client_drained = 0;
     if (s->state == SESS_HANDSHAKE && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         client_drained = !handshake_read(s);
         if (s->state == SESS_CLOSED) return;
     } else if (early_data_waits(s)) {
-        loop_io_want(l, io, io->want & ~LOOP_READ);   /* the lazily kept interest fired */
+        endpoint_want(&s->cep, endpoint_wanted(&s->cep) & ~LOOP_READ);   /* the lazily kept interest fired */
     }
     /* A handshake read that came back short emptied the socket: reading
      * again for early data would only earn an EAGAIN. */
-    int may_read = read_flags(s, io, events);
+    int may_read = read_flags(s, 1, events);
     if (client_drained) may_read &= ~READ_CLIENT;
     sess_pump_ex(s, may_read);
 }
 
-static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
+static void upstream_ready(void *owner, uint32_t events)
 {
-    struct session *s = io->owner;
-    (void)l;
+    struct session *s = owner;
     if (s->state == SESS_CONNECTING) {
         connect_ready(s, events);
         return;
     }
-    sess_pump_ex(s, read_flags(s, io, events));
+    sess_pump_ex(s, read_flags(s, 0, events));
+}
+
+static void client_cb(struct loop *l, struct loop_io *io, uint32_t events)
+{
+    (void)l;
+    client_ready(io->owner, events);
+}
+
+static void upstream_cb(struct loop *l, struct loop_io *io, uint32_t events)
+{
+    (void)l;
+    upstream_ready(io->owner, events);
 }
 
 /* When a relaying session's timer is due: at its idle deadline, or at its
@@ -596,18 +620,26 @@ static uint64_t relay_deadline(const struct session *s)
 void sess_relay_start(struct session *s, int fd)
 {
     struct worker *w = s->wl->w;
-    struct net_addr bound;
-    s->state = SESS_RELAYING;
     if (s->uio.fd < 0 && loop_io_add(w->loop, &s->uio, fd, 0, upstream_cb, s) < 0) {
         close(fd);
         sess_close(s, END_LOCAL_ERROR);
         return;
     }
+    sess_relay_start_endpoint(s);
+}
+
+void sess_relay_start_endpoint(struct session *s)
+{
+    struct worker *w = s->wl->w;
+    struct net_addr bound;
+    int fd = endpoint_fd(&s->uep);
+    s->state = SESS_RELAYING;
     memset(&bound, 0, sizeof(bound));
-    if ((s->front && s->front->needs_bound) || tap_captures(s->tap)) {
+    if (fd >= 0 && ((s->front && s->front->needs_bound) || tap_captures(s->tap))) {
         if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
         tap_upstream(s->tap, &bound, &s->upstream);
     }
+    endpoint_established(&s->cep);     /* a stream the peer opened: accepted now */
     if (s->front && s->front->on_connected) {
         s->front->on_connected(s, &bound);
         if (s->state == SESS_CLOSED) return;
@@ -689,14 +721,13 @@ static void stage_timer_cb(struct loop *l, struct loop_timer *t)
     sess_kick(t->owner);
 }
 
-int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, int counted_ip)
+/* A new session on wl's worker, linked and counted; NULL if out of memory.
+ * Both endpoints are sockets until told otherwise. */
+static struct session *sess_new(struct relay_listener *wl, const struct net_addr *peer, int counted_ip)
 {
     struct worker *w = wl->w;
     struct session *s = calloc(1, sizeof(*s));
-    if (!s) {
-        close(fd);
-        return -1;
-    }
+    if (!s) return NULL;
     s->counted_ip = (uint8_t)counted_ip;
     s->wl = wl;
     s->id = __atomic_fetch_add(&next_session_id, 1, __ATOMIC_RELAXED);
@@ -708,12 +739,78 @@ int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, 
     s->splice = !wl->cfg->no_splice;
     loop_timer_init(&s->timer, timer_cb, s);
     loop_timer_init(&s->stage_timer, stage_timer_cb, s);
-    endpoint_socket(&s->cep, &s->cio);
-    endpoint_socket(&s->uep, &s->uio);
+    endpoint_socket(&s->cep, w->loop, &s->cio);
+    endpoint_socket(&s->uep, w->loop, &s->uio);
+    s->cep.ready = client_ready;
+    s->uep.ready = upstream_ready;
+    s->cep.owner = s->uep.owner = s;
     s->next = w->sessions;
     if (w->sessions) w->sessions->prev = s;
     w->sessions = s;
     w->nsessions++;
+    return s;
+}
+
+/* The front-end a listener's clients meet, or NULL (plain relay). */
+static const struct front_ops *front_of(const struct listener_cfg *cfg)
+{
+    if (cfg->mode == MODE_SS_SERVER) return &front_ss_server;
+    if (cfg_socks_front(cfg)) return &front_socks;
+    if (cfg->mode == MODE_MUX_SERVER && cfg->mux_dynamic) return &front_mux_dynamic;
+    return NULL;
+}
+
+/* The session's client is ready to be served: its handshake, or straight
+ * to connecting. */
+static void sess_begin(struct session *s)
+{
+    struct relay_listener *wl = s->wl;
+    const struct listener_cfg *cfg = wl->cfg;
+    s->front = front_of(cfg);
+    if (s->front) {
+        if (s->front->init(s) < 0) {
+            sess_close(s, END_LOCAL_ERROR);
+            return;
+        }
+        s->state = SESS_HANDSHAKE;
+        loop_timer_arm_in(wl->w->loop, &s->timer, cfg->handshake_timeout_ms);
+        update_interest(s);
+        return;
+    }
+    if (cfg->has_tunnel_to && sess_set_target(s, cfg->tunnel_to.host, cfg->tunnel_to.port, 0) < 0) {
+        sess_close(s, END_LOCAL_ERROR);
+        return;
+    }
+    connect_start(s);
+}
+
+int sess_accept_endpoint(struct relay_listener *wl, const struct net_addr *peer, int counted_ip,
+                         sess_bind_client_fn *bind, void *arg)
+{
+    struct session *s = sess_new(wl, peer, counted_ip);
+    if (!s) return -1;
+    s->splice = 0;
+    if (bind(&s->cep, arg) < 0) {
+        sess_close(s, END_LOCAL_ERROR);   /* releases the admission counts */
+        return 0;
+    }
+    if (tap_enabled(wl->cfg)) {
+        struct net_addr local;
+        memset(&local, 0, sizeof(local));     /* a stream has no local address */
+        s->tap = tap_open(wl->cfg, s->id, peer, &local);
+    }
+    sess_begin(s);
+    return 0;
+}
+
+int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, int counted_ip)
+{
+    struct worker *w = wl->w;
+    struct session *s = sess_new(wl, peer, counted_ip);
+    if (!s) {
+        close(fd);
+        return -1;
+    }
 
     /* TCP_NODELAY came with the listener (sock_listen). */
     if (tap_enabled(wl->cfg)) {
@@ -728,23 +825,6 @@ int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, 
         sess_close(s, END_LOCAL_ERROR);   /* releases the admission counts */
         return 0;
     }
-    const struct listener_cfg *cfg = wl->cfg;
-    if (cfg->mode == MODE_SS_SERVER) s->front = &front_ss_server;
-    else if (cfg_socks_front(cfg)) s->front = &front_socks;
-    if (s->front) {
-        if (s->front->init(s) < 0) {
-            sess_close(s, END_LOCAL_ERROR);
-            return 0;
-        }
-        s->state = SESS_HANDSHAKE;
-        loop_timer_arm_in(w->loop, &s->timer, wl->cfg->handshake_timeout_ms);
-        update_interest(s);
-        return 0;
-    }
-    if (cfg->has_tunnel_to && sess_set_target(s, cfg->tunnel_to.host, cfg->tunnel_to.port, 0) < 0) {
-        sess_close(s, END_LOCAL_ERROR);
-        return 0;
-    }
-    connect_start(s);
+    sess_begin(s);
     return 0;
 }

@@ -15,6 +15,15 @@
  * caller's to give back. */
 int sess_accept(struct relay_listener *wl, int fd, const struct net_addr *peer, int counted_ip);
 
+/* Makes e (the new session's client endpoint, whose ready/owner are the
+ * session's and must be kept) something other than a socket: 0, or -1. */
+typedef int sess_bind_client_fn(struct endpoint *e, void *arg);
+/* A session whose client is not a socket (a stream in a multiplexer):
+ * bind(&client, arg) sets it up. Takes the admission counts as
+ * sess_accept does. 0, or -1 (out of memory; bind not called). */
+int sess_accept_endpoint(struct relay_listener *wl, const struct net_addr *peer, int counted_ip,
+                         sess_bind_client_fn *bind, void *arg);
+
 /* Ends the session: logs its line, closes both sides, frees it after the
  * current epoll batch. Safe to call twice (the first end reason wins). */
 void sess_close(struct session *s, enum sess_end why);
@@ -40,6 +49,8 @@ const char *sess_end_name(enum sess_end e);
 /* Internal to relay/ (connect.c drives these). */
 int sess_upstream_register(struct session *s, int fd);
 void sess_relay_start(struct session *s, int fd);
+/* The upstream endpoint is set up and connected (a multiplexed stream). */
+void sess_relay_start_endpoint(struct session *s);
 void sess_connect_failed(struct session *s, enum sess_fail why, enum sess_end end);
 void sess_kick(struct session *s);
 /* The listener's toxics changed (API): apply the new set to this session.

@@ -213,19 +213,8 @@ struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct
 int ss_tunnel_attach(struct session *s)
 {
     const struct listener_cfg *cfg = s->wl->cfg;
-    struct socks_addr a;
     uint8_t header[SOCKS5_ADDR_MAX];
-    struct net_addr lit;
-
-    if (net_addr_from_literal(s->dest->host, s->dest->port, &lit) == 0) {
-        front_socks_addr(&lit, &a);
-    } else {
-        memset(&a, 0, sizeof(a));
-        a.atyp = SOCKS_ATYP_DOMAIN;
-        a.port = s->dest->port;
-        snprintf(a.host, sizeof(a.host), "%s", s->dest->host);
-    }
-    size_t hlen = socks5_write_addr(header, sizeof(header), &a);
+    size_t hlen = front_socks_encode_target(s->dest, header, sizeof(header));
     struct ss_enc_codec *e = hlen ? ss_codec_new_encoder(cfg, NULL, header, hlen) : NULL;
     struct ss_dec_codec *d = ss_codec_new_decoder(cfg, NULL);
     if (!e || !d) {

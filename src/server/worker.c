@@ -92,6 +92,13 @@ static void session_closed(void *owner, const struct net_addr *client, int count
     if (w->draining && w->rw.nsessions == 0) loop_stop(w->rw.loop);
 }
 
+/* The handler's `admit`: a client that came inside a connection (a mux
+ * stream) is admitted like one that connected. */
+static const char *stream_admit(void *owner, const struct net_addr *client, int *counted_ip)
+{
+    return admit_client(owner, client, counted_ip);
+}
+
 /* ---- drain and stop ---- */
 
 void worker_listener_close_sockets(struct wlistener *wl)
@@ -125,6 +132,17 @@ void worker_close_sessions(struct server_worker *w)
     for (struct wlistener *wl = w->dyn; wl; wl = wl->dyn_next) close_sessions(wl);
 }
 
+static void drain_listener(struct wlistener *wl)
+{
+    if (wl->rl && wl->handler->drain) wl->handler->drain(wl->rl);
+}
+
+static void drain_listeners(struct server_worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++) drain_listener(&w->listeners[i]);
+    for (struct wlistener *wl = w->dyn; wl; wl = wl->dyn_next) drain_listener(wl);
+}
+
 static void drain_timeout_cb(struct loop *l, struct loop_timer *t)
 {
     struct server_worker *w = t->owner;
@@ -143,6 +161,7 @@ static void wake_hook(struct loop *l, void *arg)
     if (!w->draining) {
         w->draining = 1;
         close_listen_sockets(w);
+        drain_listeners(w);
         loop_timer_arm_in(l, &w->drain_timer, w->cfg->drain_timeout_ms);
     }
     if (mode == 2 || w->rw.nsessions == 0) {
@@ -161,7 +180,7 @@ int worker_listener_setup(struct server_worker *w, struct wlistener *wl, const s
     wl->cfg = lc;
     wl->sh = sh;
     wl->handler = sh->handler;
-    wl->rl = wl->handler->attach(&w->rw, lc, &sh->relay, session_closed, wl, err, errlen);
+    wl->rl = wl->handler->attach(&w->rw, lc, &sh->relay, stream_admit, session_closed, wl, err, errlen);
     return wl->rl ? 0 : -1;
 }
 

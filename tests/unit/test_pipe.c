@@ -164,7 +164,11 @@ static int fdless_fd(const struct endpoint *e)
     (void)e;
     return -1;
 }
-static const struct endpoint_ops fdless_ops = {fdless_read, fdless_write, fdless_shutdown, fdless_reset, fdless_fd};
+/* The mover never asks for interest or closing: those are the session's. */
+static const struct endpoint_ops fdless_ops = {
+    .read = fdless_read, .write = fdless_write, .shutdown_write = fdless_shutdown, .reset = fdless_reset,
+    .fd = fdless_fd,
+};
 
 static void test_splice_needs_two_sockets(void **state)
 {
