@@ -20,8 +20,8 @@
 
 /* Events a frame owes, in the order they are reported. */
 enum {
-    RX_OPEN = 0x01, RX_REFUSE = 0x02, RX_BODY = 0x04, RX_FIN = 0x08,
-    RX_RST = 0x10, RX_PING = 0x20, RX_GOAWAY = 0x40,
+    RX_OPEN = 0x01, RX_REFUSE = 0x02, RX_ACK = 0x04, RX_BODY = 0x08, RX_FIN = 0x10,
+    RX_RST = 0x20, RX_PING = 0x40, RX_GOAWAY = 0x80,
 };
 
 static uint32_t rd32(const uint8_t *p)
@@ -218,8 +218,10 @@ static int rx_syn(struct yamux_conn *c, uint32_t id, struct yamux_stream **s)
 /* Applies a Data or WindowUpdate frame's window and flags to s. */
 static int rx_apply(struct yamux_conn *c, struct yamux_stream *s, const struct yamux_header *h)
 {
-    if ((h->flags & YAMUX_ACK) && (s->st & YAMUX_ST_LOCAL))
+    if ((h->flags & YAMUX_ACK) && (s->st & YAMUX_ST_LOCAL) && !(s->st & YAMUX_ST_ESTAB)) {
         s->st |= YAMUX_ST_ESTAB;
+        c->rx.pending |= RX_ACK;
+    }
     if (h->type == YAMUX_DATA) {
         if (h->length && (s->st & YAMUX_ST_REMOTE_FIN))
             return die(c, "data after FIN");
@@ -340,6 +342,7 @@ static enum yamux_ev_type rx_step(struct yamux_conn *c, const uint8_t *p, size_t
     switch (bit) {
     case RX_OPEN:   return YAMUX_EV_OPENED;
     case RX_REFUSE: return YAMUX_EV_REFUSED;
+    case RX_ACK:    return YAMUX_EV_ACKED;
     case RX_BODY:   ev->value = h->length; return YAMUX_EV_WINDOW;
     case RX_FIN:    return YAMUX_EV_FIN;
     case RX_RST:    return YAMUX_EV_RST;

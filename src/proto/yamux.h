@@ -141,6 +141,7 @@ enum yamux_ev_type {
     YAMUX_EV_REFUSED,   /* the peer tried to open id while the table was full or
                          * after our go-away: not admitted; send yamux_build_rst(id).
                          * Its later frames are skipped. */
+    YAMUX_EV_ACKED,     /* the peer accepted stream id, which we opened */
     YAMUX_EV_DATA,      /* data, len bytes at data (a pointer into the fed buffer).
                          * One frame may come as several DATA events, as its
                          * bytes arrive: no frame is ever buffered here. */
@@ -175,7 +176,7 @@ struct yamux_event {
  * the caller never re-feeds anything and may split the input anywhere: the
  * sequence of events (DATA pieces aside) does not depend on the split.
  * The return value is ev->type. A frame's events come in this order:
- * OPENED or REFUSED, then DATA or WINDOW, then FIN, then RST.
+ * OPENED or REFUSED, then ACKED, then DATA or WINDOW, then FIN, then RST.
  * Errors found (each sticky): a header that yamux_parse_header refuses;
  * SYN with the wrong parity, for an id open now, or for one more than
  * YAMUX_SYN_REORDER below the newest the peer opened (a reuse; a closed id

@@ -188,11 +188,18 @@ static int stream_writable(const struct mux_stream *st)
     return yamux_send_window(&st->conn->y, st->id) > 0 && st->conn->tx_len < MUX_TX_HIGH;
 }
 
-static uint32_t stream_events(const struct mux_stream *st)
+/* What the stream's session is to hear of now. A stream that wants to
+ * write while the send buffer is full marks the connection blocked, so
+ * that the buffer draining wakes it: whoever filled the buffer may never
+ * have been refused a write itself. */
+static uint32_t stream_events(struct mux_stream *st)
 {
     uint32_t ev = 0;
     if ((st->want & LOOP_READ) && stream_readable(st)) ev |= EPOLLIN;
-    if ((st->want & LOOP_WRITE) && stream_writable(st)) ev |= EPOLLOUT;
+    if (st->want & LOOP_WRITE) {
+        if (stream_writable(st)) ev |= EPOLLOUT;
+        else if (st->conn && st->conn->tx_len >= MUX_TX_HIGH) st->conn->blocked = 1;
+    }
     if (stream_broken(st)) ev |= EPOLLERR;
     return ev;
 }
@@ -322,6 +329,7 @@ static void on_event(struct mux_conn *c, const struct yamux_event *ev)
         }
         queue_stream(st);
         break;
+    case YAMUX_EV_ACKED:
     case YAMUX_EV_WINDOW:
         if (st) queue_stream(st);
         break;

@@ -105,6 +105,7 @@ static void on_event(const struct yamux_event *ev)
     case YAMUX_EV_FIN:
         find(ev->id)->fin_got = 1;
         return;
+    case YAMUX_EV_ACKED:
     case YAMUX_EV_WINDOW:
         return;
     case YAMUX_EV_PING:
