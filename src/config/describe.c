@@ -119,8 +119,15 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
     for (size_t j = 0; j < l->nlisten; j++)
         put(&o, "%s%s", j ? "," : "", net_addr_format(&l->listen[j], a, sizeof(a)));
     put(&o, " (%u thread%s): mode=%s", threads, threads == 1 ? "" : "s", opt_mode_name(l->mode));
-    if (l->mode == MODE_RELAY) put_upstreams(&o, l);
+    if (cfg_balanced(l)) put_upstreams(&o, l);
+    if (l->mode == MODE_MUX_SERVER && l->mux_dynamic) put(&o, " dynamic=on");
     if (l->mode & MODE_SS) put(&o, " method=%s", l->ss_method);
+    if (l->mode == MODE_MUX_LOCAL) {
+        put(&o, " server=");
+        put_host_port(&o, &l->ss_server);
+        put(&o, " conns=%u", l->mux_conns);
+    }
+    if (l->mode & MODE_MUX) put(&o, " max_streams=%u keepalive_ms=%u", l->mux_max_streams, l->mux_keepalive_ms);
     if (l->mode == MODE_SS_LOCAL) {
         put(&o, " server=");
         put_host_port(&o, &l->ss_server);

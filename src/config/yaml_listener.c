@@ -89,9 +89,14 @@ static void listener_finish(struct yc *c, struct listener_cfg *l, const yaml_nod
         yc_err(c, map, "listener '%s': a relay needs 'upstream:' (a group name or servers)", l->name);
         return;
     }
+    if (l->mode == MODE_MUX_SERVER && !yc_lookup(c, map, "upstream") && !yc_lookup(c, map, "dynamic")) {
+        yc_err(c, map, "listener '%s': a mux-server needs 'upstream:' (a group name or servers) or "
+               "'dynamic: true'", l->name);
+        return;
+    }
     /* A group without servers is an error at the group already; the final
      * check would blame the listener, with a command-line hint. */
-    if (l->mode == MODE_RELAY && l->group && !l->group->nservers) return;
+    if (cfg_balanced(l) && l->group && !l->group->nservers) return;
     if (c->d->errors == before && cfg_listener_finish(l, why, sizeof(why)) < 0)
         yc_err(c, map, "listener '%s': %s", l->name, why);
 }

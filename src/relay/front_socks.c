@@ -235,8 +235,10 @@ static enum front_result socks_on_data(struct session *s, const uint8_t *buf, si
 void front_socks_addr(const struct net_addr *a, struct socks_addr *out)
 {
     size_t len;
-    const uint8_t *ip = net_addr_ip(a, &len);
     memset(out, 0, sizeof(*out));
+    out->atyp = SOCKS_ATYP_IPV4;
+    if (a->len == 0) return;    /* no address (a multiplexed stream): 0.0.0.0:0 */
+    const uint8_t *ip = net_addr_ip(a, &len);
     out->atyp = len == 4 ? SOCKS_ATYP_IPV4 : SOCKS_ATYP_IPV6;
     memcpy(out->ip, ip, len);
     out->port = net_addr_port(a);
