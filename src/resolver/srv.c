@@ -73,7 +73,16 @@ static void add_record(struct resolved_srv *out, const uint8_t *rd, const char *
     memcpy(r->target, target, strlen(target) + 1);
 }
 
+static int parse(const uint8_t *buf, size_t len, struct resolved_srv *out);
+
 int resolver_srv_parse(const uint8_t *buf, size_t len, struct resolved_srv *out)
+{
+    int st = parse(buf, len, out);
+    if (st != RESOLVER_OK) out->n = out->ignored = 0;   /* no half answers */
+    return st;
+}
+
+static int parse(const uint8_t *buf, size_t len, struct resolved_srv *out)
 {
     size_t off = DNS_HDR;
     memset(out, 0, offsetof(struct resolved_srv, rec));
@@ -102,9 +111,5 @@ int resolver_srv_parse(const uint8_t *buf, size_t len, struct resolved_srv *out)
         }
         off += rdlen;
     }
-    if (out->n == 0) {
-        out->ignored = 0;
-        return RESOLVER_NOTFOUND;
-    }
-    return RESOLVER_OK;
+    return out->n ? RESOLVER_OK : RESOLVER_NOTFOUND;
 }

@@ -73,6 +73,7 @@ static void test_rcodes_and_loops(void **state)
     memcpy(m, answer, sizeof(m));
     m[sizeof(m) - 1] = (uint8_t)(sizeof(m) - 2);   /* b's pointer points at itself */
     assert_int_equal(resolver_srv_parse(m, sizeof(m), r), RESOLVER_FAILED);
+    assert_int_equal(r->n, 0);                    /* the good records before it are not kept */
     free(r);
 }
 
