@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -162,6 +163,22 @@ class Clients:
         return self.answers
 
 
+def scrape(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=scaled(5)) as r:
+        return r.read().decode()
+
+
+def server_series(text, metric):
+    """{server: value} of one per-server metric."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(metric + "{"):
+            labels, value = line.rsplit(" ", 1)
+            server = labels.split('server="', 1)[1].split('"', 1)[0]
+            out[server] = float(value)
+    return out
+
+
 def relay_srv(ferry, dns, *extra):
     return ferry("relay", "-u", "srv://" + SRV, "--dns-server", "127.0.0.1:%d" % dns.port,
                  "--resolve-timeout", "1s", "--threads", "2", "--log-level", "info", *extra)
@@ -176,9 +193,13 @@ def test_srv_servers_come_and_go_live(ferry, servers, unbound):
     b = servers(name="b")
     c = servers(name="c")
     dns = unbound([srv_rr(10, 1, a.port), srv_rr(10, 1, b.port), "a.%s 1 IN A 127.0.0.1" % ZONE])
-    f = relay_srv(ferry, dns)
+    mport = free_port()
+    f = relay_srv(ferry, dns, "--metrics", "127.0.0.1:%d" % mport)
     wait_for_server(f, "a")
     wait_for_server(f, "b")
+    name = lambda s: "127.0.0.1:%d" % s.port  # noqa: E731
+    up = server_series(scrape(mport), "ferry_server_up")
+    assert up == {name(a): 1, name(b): 1}, up      # no series for the unused slots
 
     load = Clients(f)
     try:
@@ -209,6 +230,11 @@ def test_srv_servers_come_and_go_live(ferry, servers, unbound):
         # ... while the session in flight goes on.
         held.sendall(b"still here\n")
         assert recv_line(held) == b"still here\n"
+        # The metrics follow: c is up, b drains (down, its session still open).
+        text = scrape(mport)
+        up = server_series(text, "ferry_server_up")
+        assert up == {name(a): 1, name(b): 0, name(c): 1}, up
+        assert server_series(text, "ferry_server_current_connections")[name(b)] == 1
         held.close()
     finally:
         got = load.stop()
