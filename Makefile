@@ -215,7 +215,7 @@ SHELL_SCRIPTS := .ci/run scripts/install-deps scripts/check-include-cycles bench
 lint:
 	shellcheck -S warning $(SHELL_SCRIPTS)
 	@! grep -nE '#include <(sys/socket|sys/epoll|netinet/in)\.h>|#include "core/loop\.h"' \
-	    src/proto/*.[ch] src/buf/*.[ch] src/crypto/*.[ch] src/policy/*.[ch] src/upstream/balancer.[ch] \
+	    src/proto/*.[ch] src/buf/*.[ch] src/crypto/*.[ch] src/policy/*.[ch] src/upstream/balancer.[ch] src/upstream/disc.[ch] src/resolver/srv.c \
 	    $(PURE_STAGE) 2>/dev/null \
 	  || (echo "lint: pure module includes I/O headers" && false)
 	@! grep -nE '#include "(relay|upstream|resolver|server)/' src/core/*.[ch] \

@@ -201,7 +201,8 @@ static int op_get(void *ctx, size_t i, struct api_proxy *out)
     out->upstream[0] = '\0';
     if (lc->mode == MODE_RELAY && lc->nupstreams) {
         const struct host_port *hp = &lc->upstreams[0].hp;
-        host_port_format(hp->host, hp->port, out->upstream, sizeof(out->upstream));
+        if (lc->upstreams[0].srv) snprintf(out->upstream, sizeof(out->upstream), "srv://%s", hp->host);
+        else host_port_format(hp->host, hp->port, out->upstream, sizeof(out->upstream));
     }
     out->enabled = p->enabled;
     out->toxics = &p->sh->relay.toxics;

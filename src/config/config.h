@@ -36,6 +36,10 @@ struct upstream_cfg {
     int weight;
     unsigned backup;         /* config file only: used when no primary is */
     unsigned maxconn;        /* config file only: 0 = no limit */
+    /* DNS discovery (upstream/disc.h, docs/CONFIG.md): srv: hp.host names
+     * an SRV record (port 0: the records give it); resolve_all: every
+     * address of hp.host is a server. */
+    unsigned srv, resolve_all;
 };
 
 /* Active health checks of an upstream group (config file `health-check:`).
@@ -56,6 +60,7 @@ struct upstream_group_cfg {
     unsigned balance;        /* index in roundrobin, leastconn, source, random2 */
     unsigned retries, retries_set;
     struct health_cfg health;
+    unsigned resolve;        /* `resolve: all` (1) for every server of the group */
 };
 
 struct user_cfg {
@@ -96,6 +101,10 @@ struct listener_cfg {
     unsigned balance;                 /* index in cfg_balance_names */
     struct health_cfg health;         /* interval_ms 0 = no active checks */
     unsigned queue_timeout_ms, queue_size;
+    /* DNS discovery: --resolve all, and how often discovered sets are
+     * looked up again (the TTL clamped to [min, max]). */
+    unsigned resolve_all;
+    unsigned dns_refresh_min_ms, dns_refresh_max_ms;
 
     unsigned backlog;
     int no_splice;
@@ -185,6 +194,9 @@ int cfg_socks_front(const struct listener_cfg *l);
  * mux-server that is not --dynamic. */
 int cfg_balanced(const struct listener_cfg *l);
 unsigned cfg_effective_balance(const struct listener_cfg *l);
+/* The relay listener has a server found through DNS at run time (an SRV
+ * record or `resolve all`): its set changes (upstream/disc.h). */
+int cfg_discovered(const struct listener_cfg *l);
 
 /* The first of l's listen addresses [0, n) that clashes with a
  * (net_addr_overlap), or NULL. */

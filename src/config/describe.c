@@ -49,12 +49,15 @@ static void put_upstreams(struct out *o, const struct listener_cfg *l)
     for (size_t i = 0; i < l->nupstreams; i++) {
         const struct upstream_cfg *u = &l->upstreams[i];
         put(o, i ? "," : "");
-        put_host_port(o, &u->hp);
+        if (u->srv) put(o, "srv://%s", u->hp.host);
+        else put_host_port(o, &u->hp);
+        if (u->resolve_all) put(o, "/all");
         if (u->weight != 1) put(o, "/w%d", u->weight);
         if (u->backup) put(o, "/backup");
         if (u->maxconn) put(o, "/maxconn%u", u->maxconn);
     }
     put(o, " balance=%s retries=%u", cfg_balance_names[cfg_effective_balance(l)], l->retries);
+    if (cfg_discovered(l)) put(o, " dns-refresh=%u-%ums", l->dns_refresh_min_ms, l->dns_refresh_max_ms);
     const struct health_cfg *h = cfg_effective_health(l);
     if (h->interval_ms) put(o, " checks=%ums", h->interval_ms);
     else put(o, " checks=off");

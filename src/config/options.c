@@ -125,7 +125,40 @@ int cfg_upstream_unique(const struct upstream_cfg *list, size_t n, const struct 
     return 0;
 }
 
-/* HOST:PORT[,weight=N][,backup][,maxconn=N] */
+/* The NAME of srv://NAME: a DNS name (letters, digits, '-', '_', dots
+ * between non-empty labels of at most 63 bytes), no port. */
+static int parse_srv_name(const char *name, struct upstream_cfg *u, const char *val, char *err, size_t errlen)
+{
+    size_t len = strlen(name), label = 0;
+    if (len == 0 || len > 253) {
+        snprintf(err, errlen, "'%.80s': srv:// needs a DNS name of 1 to 253 bytes, e.g. srv://_http._tcp.example",
+                 val);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (c == ':') {
+            snprintf(err, errlen, "'%.80s': no port after an SRV name: the records give each server's port", val);
+            return -1;
+        }
+        if (c == '.' ? label == 0 && i + 1 < len : !(c == '-' || c == '_' || (c >= '0' && c <= '9') ||
+                                                    ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'))) {
+            snprintf(err, errlen, "'%.80s': not a DNS name at byte %zu", val, i + 1);
+            return -1;
+        }
+        label = c == '.' ? 0 : label + 1;
+        if (label > 63) {
+            snprintf(err, errlen, "'%.80s': a DNS label is at most 63 bytes", val);
+            return -1;
+        }
+    }
+    snprintf(u->hp.host, sizeof(u->hp.host), "%s", name);
+    u->hp.port = 0;
+    u->srv = 1;
+    return 0;
+}
+
+/* HOST:PORT[,weight=N][,backup][,maxconn=N], or srv://NAME[,backup][,maxconn=N] */
 static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
 {
     struct listener_cfg *l = base;
@@ -143,7 +176,12 @@ static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
     memcpy(hp, val, n);
     hp[n] = '\0';
     struct upstream_cfg *u = &l->upstreams[l->nupstreams];
-    if (host_port_parse(hp, &u->hp, 0, err, errlen) < 0) return -1;
+    memset(u, 0, sizeof(*u));
+    if (strncasecmp(hp, "srv://", 6) == 0) {
+        if (parse_srv_name(hp + 6, u, val, err, errlen) < 0) return -1;
+    } else if (host_port_parse(hp, &u->hp, 0, err, errlen) < 0) {
+        return -1;
+    }
     if (u->hp.host[0] == '\0') {
         snprintf(err, errlen, "'%s': upstream needs a host", val);
         return -1;
@@ -166,6 +204,10 @@ static int parse_upstream(void *base, const char *val, char *err, size_t errlen)
         }
         seen |= bit;
         if (parse_server_param(u, param, err, errlen) < 0) return -1;
+        if (u->srv && bit == 1) {
+            snprintf(err, errlen, "'%.80s': no weight for an SRV name: each record gives its server's weight", val);
+            return -1;
+        }
         comma = next;
     }
     if (cfg_upstream_unique(l->upstreams, l->nupstreams, u, hp, err, errlen) < 0) return -1;
@@ -457,10 +499,8 @@ const struct opt_mode opt_modes[OPT_NMODES] = {
     { "relay", MODE_RELAY, "TCP relay / load balancer to one or more upstreams" },
     { "ss-server", MODE_SS_SERVER, "Shadowsocks AEAD server (wire compatible with shadowsocks-libev)" },
     { "ss-local", MODE_SS_LOCAL, "SOCKS front that tunnels through a Shadowsocks server" },
-    { "mux-server", MODE_MUX_SERVER, "1:N - yamux connections in, every stream relayed to an upstream (-u) or to "
-      "the address it starts with (--dynamic)" },
-    { "mux-local", MODE_MUX_LOCAL, "N:1 - every client becomes a yamux stream over a few long-lived connections "
-      "to a mux-server (-s), with an optional SOCKS front (--socks)" },
+    { "mux-server", MODE_MUX_SERVER, "1:N: yamux streams in, each relayed to an upstream (-u, --dynamic)" },
+    { "mux-local", MODE_MUX_LOCAL, "N:1: every client a yamux stream to a mux-server (-s, --socks)" },
 };
 
 int opt_mode_by_name(const char *name)
@@ -487,6 +527,17 @@ static int parse_balance(void *base, const char *val, char *err, size_t errlen)
             return 0;
         }
     snprintf(err, errlen, "'%.40s': expected roundrobin, leastconn, source or random2", val);
+    return -1;
+}
+
+static int parse_resolve(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    if (strcmp(val, "first") == 0 || strcmp(val, "all") == 0) {
+        l->resolve_all = val[0] == 'a';
+        return 0;
+    }
+    snprintf(err, errlen, "'%.40s': expected first or all", val);
     return -1;
 }
 
@@ -716,7 +767,17 @@ const struct opt_def opt_table[] = {
     { "listen", 'l', OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_listen,
       "ADDR", "listen address IP:PORT, [v6]:PORT, :PORT or localhost:PORT (repeatable)" },
     { "upstream", 'u', OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, NULL, parse_upstream,
-      "HOST:PORT[,weight=N][,backup][,maxconn=N]", "upstream server (repeatable)" },
+      "HOST:PORT[,weight=N][,backup][,maxconn=N]",
+      "upstream server (repeatable); srv://NAME[,backup][,maxconn=N]: the servers of a DNS SRV record, "
+      "followed as it changes (lowest priority active, others backup; the records' weights)" },
+    { "resolve", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, "first", parse_resolve,
+      "first|all", "all: every address of an upstream's name is a server, followed as DNS changes; "
+      "first: the name is one server, connected to at its first address that answers" },
+    { "dns-refresh-min", 0, OPT_DURATION, SCOPE_LISTENER, MODE_BALANCED, L(dns_refresh_min_ms), 1000, 300000, "1s",
+      NULL, "DUR", "discovered servers (srv://, --resolve all) are looked up again after their TTL, "
+      "but not sooner than this (also the retry delay after a failed lookup)" },
+    { "dns-refresh-max", 0, OPT_DURATION, SCOPE_LISTENER, MODE_BALANCED, L(dns_refresh_max_ms), 1000, 300000,
+      "300s", NULL, "DUR", "... and not later than this (TTLs above 300s count as 300s)" },
     { "retries", 0, OPT_UINT, SCOPE_LISTENER, MODE_BALANCED, L(retries), 0, 16, "2", NULL,
       "N", "other upstreams tried after a failed connect" },
     { "balance", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_BALANCED, 0, 0, 0, "roundrobin", parse_balance,
@@ -1036,6 +1097,28 @@ static int finish_ss(struct listener_cfg *l, char *err, size_t errlen)
     return r < 0 ? -1 : 0;
 }
 
+/* --resolve all applies to every HOST:PORT upstream; the refresh bounds
+ * must make sense together. */
+static int finish_discovery(struct listener_cfg *l, char *err, size_t errlen)
+{
+    if (l->dns_refresh_min_ms > l->dns_refresh_max_ms) {
+        snprintf(err, errlen, "--dns-refresh-min (%ums) is above --dns-refresh-max (%ums)", l->dns_refresh_min_ms,
+                 l->dns_refresh_max_ms);
+        return -1;
+    }
+    for (size_t i = 0; i < l->nupstreams; i++)
+        if (l->resolve_all && !l->upstreams[i].srv) l->upstreams[i].resolve_all = 1;
+    return 0;
+}
+
+int cfg_discovered(const struct listener_cfg *l)
+{
+    if (!cfg_balanced(l)) return 0;
+    for (size_t i = 0; i < l->nupstreams; i++)
+        if (l->upstreams[i].srv || l->upstreams[i].resolve_all) return 1;
+    return 0;
+}
+
 int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
 {
     if (l->nlisten == 0) {
@@ -1058,6 +1141,7 @@ int cfg_listener_finish(struct listener_cfg *l, char *err, size_t errlen)
         return -1;
     }
     if ((l->mode & MODE_SS) && finish_ss(l, err, errlen) < 0) return -1;
+    if (cfg_balanced(l) && finish_discovery(l, err, errlen) < 0) return -1;
     if (!l->capture_path[0] && (l->capture_rotate || l->capture_filter.nnets || l->capture_filter.nports)) {
         snprintf(err, errlen, "%s: --capture-%s needs --capture FILE", l->name,
                  l->capture_rotate ? "rotate" : "filter");

@@ -20,6 +20,7 @@
 #define HC(f) offsetof(struct health_cfg, f)
 
 const char *const yk_balance_names[] = { "roundrobin", "leastconn", "source", "random2", NULL };
+static const char *const resolve_names[] = { "first", "all", NULL };
 
 #define NOT_YET "accepted, not yet enforced"
 
@@ -32,11 +33,18 @@ const struct yk_def yk_group_keys[] = {
       "other servers tried after a failed connect (default: the listener's, 2)" },
     { "health-check", YK_CUSTOM, GRP(health), 0, 0, NULL, NULL, NULL, NULL, "mapping",
       "active health checks (see health-check keys)" },
+    { "resolve", YK_ENUM, GRP(resolve), 0, 0, "first", resolve_names, NULL, NULL, "first|all",
+      "all: every address of each server's name is a server, followed as DNS changes (see server keys)" },
     { NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 const struct yk_def yk_server_keys[] = {
-    { "address", YK_CUSTOM, 0, 0, 0, NULL, NULL, NULL, NULL, "HOST:PORT", "the server; required" },
+    { "address", YK_CUSTOM, 0, 0, 0, NULL, NULL, NULL, NULL, "HOST:PORT", "the server; required (or srv)" },
+    { "srv", YK_CUSTOM, 0, 0, 0, NULL, NULL, NULL, NULL, "NAME",
+      "instead of address: the servers of a DNS SRV record (_service._tcp.example), followed as it changes; "
+      "lowest priority active, others backup, weights from the records" },
+    { "resolve", YK_ENUM, SRV(resolve_all), 0, 0, NULL, resolve_names, NULL, NULL, "first|all",
+      "all: every address of the name is a server, followed as DNS changes (default: the group's)" },
     { "weight", YK_UINT, SRV(weight), 1, 1000, "1", NULL, NULL, NULL, "N",
       "share of new connections, relative to the others" },
     { "backup", YK_BOOL, SRV(backup), 0, 1, "false", NULL, NULL, NULL, "BOOL",
@@ -133,7 +141,8 @@ static int add_server(struct yc *c, struct upstream_group_cfg *g, const yaml_nod
         yc_err(c, at, "%s", why);
         return -1;
     }
-    g->servers[g->nservers++] = *u;
+    g->servers[g->nservers] = *u;
+    g->servers[g->nservers++].resolve_all = 2;     /* the group's, unless the server says */
     return 0;
 }
 
@@ -147,18 +156,48 @@ static void load_server(struct yc *c, struct upstream_group_cfg *g, const yaml_n
         return;
     }
     if (yc_mapping(c, n, "server") < 0) return;
-    const yaml_node_t *addr = yc_lookup(c, n, "address");
-    if (!addr) {
-        yc_err(c, n, "server: missing 'address: HOST:PORT'");
+    const yaml_node_t *addr = yc_lookup(c, n, "address"), *srv = yc_lookup(c, n, "srv");
+    char spec[300];
+    if (addr && srv) {
+        yc_err(c, srv, "server: give 'address:' or 'srv:', not both");
         return;
     }
-    if (!(s = yc_scalar(c, addr, "address")) || add_server(c, g, addr, s) < 0) return;
+    if (!addr && !srv) {
+        yc_err(c, n, "server: missing 'address: HOST:PORT' (or 'srv: NAME')");
+        return;
+    }
+    if (srv) {
+        if (!(s = yc_scalar(c, srv, "srv"))) return;
+        if (strchr(s, ',') || !strncasecmp(s, "srv://", 6)) {
+            yc_err(c, srv, "srv: just the record's name, e.g. _http._tcp.example (other keys beside it)");
+            return;
+        }
+        snprintf(spec, sizeof(spec), "srv://%s", s);
+        if (add_server(c, g, srv, spec) < 0) return;
+        addr = srv;
+    } else if (!(s = yc_scalar(c, addr, "address")) || add_server(c, g, addr, s) < 0) {
+        return;
+    }
     struct upstream_cfg *u = &g->servers[g->nservers - 1];
+    if (u->srv && yc_lookup(c, n, "weight")) {
+        yc_err(c, yc_lookup(c, n, "weight"), "weight: an SRV record gives each server's weight");
+        return;
+    }
     if (strchr(s, ',') && yc_lookup(c, n, "weight")) {
         yc_err(c, addr, "address: give the weight once, in 'weight:'");
         return;
     }
     apply_keys(c, yk_server_keys, n, u, "a server", 1);
+    if (u->srv && u->resolve_all == 1) yc_err(c, yc_lookup(c, n, "resolve"), "resolve: not for an SRV record");
+}
+
+/* Servers without their own `resolve:` take the group's. */
+static void group_resolve(struct upstream_group_cfg *g)
+{
+    for (size_t i = 0; i < g->nservers; i++) {
+        struct upstream_cfg *u = &g->servers[i];
+        if (u->resolve_all == 2) u->resolve_all = u->srv ? 0 : g->resolve;
+    }
 }
 
 /* `servers:` (or a group written as a bare list): one server or a list. */
@@ -219,6 +258,7 @@ static void load_group(struct yc *c, const yaml_node_t *k, const char *name, con
         load_group_map(c, g, v);
     }
     require_servers(c, g, v, before);
+    group_resolve(g);
     size_t primaries = 0;
     for (size_t i = 0; i < g->nservers; i++) primaries += !g->servers[i].backup;
     if (g->nservers && !primaries) yc_err(c, v, "upstream group '%s': only backup servers", g->name);
@@ -309,6 +349,7 @@ void yc_listener_upstream(struct yc *c, struct listener_cfg *l, const yaml_node_
     else if (v->type == YAML_MAPPING_NODE) yc_err(c, v, "upstream: define groups under 'upstreams:' and "
                                                   "give the name here, or list servers");
     else load_servers(c, g, v);
+    group_resolve(g);
     if (!g->nservers && c->d->errors == before) yc_err(c, v, "upstream: no servers");
     size_t primaries = 0;
     for (size_t i = 0; i < g->nservers; i++) primaries += !g->servers[i].backup;

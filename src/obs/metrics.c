@@ -552,6 +552,10 @@ static void render_servers(struct metrics_out *o)
             size_t n = m->sops && m->sb ? m->sops->count(m->sctx) : 0;
             for (size_t i = 0; i < n && i < METRICS_MAX_SERVERS; i++) {
                 struct ssum s;
+                char nm[300];
+                nm[0] = '\0';
+                m->sops->name(m->sctx, i, nm, sizeof(nm));
+                if (!nm[0]) continue;            /* an unused slot of a discovered group */
                 ssum_of(m, i, &s);
                 server_labels(lab, sizeof(lab), m, i);
                 uint64_t v = 0;

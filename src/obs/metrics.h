@@ -87,7 +87,9 @@ void metrics_thread_slot(int id);
 struct metrics_listener;
 
 /* What the scraper asks the layer that knows a listener's servers: the
- * name ("host:port") and state of server i, 0 <= i < *n. up: 1/0. */
+ * name ("host:port") and state of server i, 0 <= i < *n. up: 1/0. A
+ * server named "" is skipped (an unused slot of a group whose servers
+ * come from DNS). */
 struct metrics_server_ops {
     size_t (*count)(void *ctx);
     void (*name)(void *ctx, size_t i, char *out, size_t outlen);

@@ -98,9 +98,9 @@ static void log_ejected(const struct relay_listener *wl, int idx)
 {
     char host[256];
     if (!log_enabled(LOG_WARN)) return;
-    log_sanitize(host, sizeof(host), wl->cfg->upstreams[idx].hp.host);
+    log_sanitize(host, sizeof(host), rlistener_server(wl, idx)->host);
     log_warn("upstream %s/%s:%u ejected by worker %d after %u failed connects in a row (until a check passes)",
-             wl->cfg->group ? wl->cfg->group->name : wl->cfg->name, host, wl->cfg->upstreams[idx].hp.port,
+             wl->cfg->group ? wl->cfg->group->name : wl->cfg->name, host, rlistener_server(wl, idx)->port,
              wl->w->id, wl->lb.fall);
 }
 
@@ -212,6 +212,7 @@ static int choose_server(struct session *s)
     struct relay_listener *wl = s->wl;
     size_t iplen;
     const uint8_t *ip = net_addr_ip(&s->client, &iplen);
+    rlistener_sync_servers(wl);
     if (wl->sh->checks_on) health_sync(wl->sh->health, wl->hc_seen, &wl->lb);
     return lb_choose(&wl->lb, s->lb_tried, ip, iplen);
 }
@@ -219,7 +220,7 @@ static int choose_server(struct session *s)
 /* Takes server idx (already counted active by the balancer); fills s->target. */
 static int use_server(struct session *s, int idx)
 {
-    const struct upstream_cfg *u = &cfg_of(s)->upstreams[idx];
+    const struct host_port *hp = rlistener_server(s->wl, idx);
     s->lb_idx = (int8_t)idx;
     s->lb_tried |= 1ULL << idx;
     s->lb_start_us = clock_now_us();
@@ -227,7 +228,7 @@ static int use_server(struct session *s, int idx)
     s->unresolved = 0;
     memset(&s->upstream, 0, sizeof(s->upstream));
     s->lb_attempts++;
-    return sess_set_target(s, u->hp.host, u->hp.port, 0);
+    return sess_set_target(s, hp->host, hp->port, 0);
 }
 
 static void connect_with(struct session *s);

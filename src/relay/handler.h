@@ -24,6 +24,7 @@
 #include "upstream/health.h"
 
 struct loop;
+struct disc_shared;
 struct metrics_listener;
 struct net_addr;
 struct session;
@@ -52,6 +53,9 @@ struct relay_shared {
      * the server counts its refusals there too. */
     struct metrics_listener *metrics;
     const struct listener_cfg *cfg;  /* as at shared_init: server names for the scrape */
+    /* Servers found through DNS (cfg_discovered), else NULL: the slot table
+     * worker 0's discoverer publishes (upstream/discover.h). */
+    struct disc_shared *disc;
 };
 
 /* Called when a session of the listener has closed, with what was given to

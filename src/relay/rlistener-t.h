@@ -19,6 +19,8 @@ struct resolver;
 struct lua_engine;
 struct mux_in;
 struct mux_pool;
+struct discoverer;
+struct rl_disc;
 
 /* Distinct lua toxic scripts a listener runs at once, per worker. */
 #define RLISTENER_LUA_TOXICS 4
@@ -33,6 +35,9 @@ struct relay_listener {
     struct resolver *resolver;       /* created on first use */
     unsigned hc_seen[CFG_MAX_UPSTREAMS];   /* health generations applied to lb */
     struct health_checker *hc;       /* worker 0 only */
+    struct rl_disc *disc;            /* servers from DNS: this worker's copy of the slots */
+    struct discoverer *discoverer;   /* worker 0 only, with its own resolver: */
+    struct resolver *disc_resolver;
     struct ss_pool *pool;            /* ss-local --pool */
     struct lua_engine *lua;          /* --filter: this worker's Lua state */
     struct {                         /* lua toxics' states, made on first use */

@@ -58,6 +58,7 @@ enum { RESOLVER_CLS_ANY = 0, RESOLVER_CLS_V4 = 1, RESOLVER_CLS_V6 = 2 };
 struct resolver_answer {
     int status;                   /* RESOLVER_OK or a failure */
     unsigned n4, n6;
+    unsigned ttl;                 /* seconds; 0 = none known */
     struct sockaddr_in a4[RESOLVER_MAX_ADDRS];
     struct sockaddr_in6 a6[RESOLVER_MAX_ADDRS];
 };
@@ -99,6 +100,8 @@ struct resolver_query {
     enum resolver_family fam;
     struct loop_timer timer;              /* deadline, then "deliver now" */
     struct resolver_answer ans;
+    resolver_srv_cb *scb;                 /* SRV lookups: the user's callback */
+    struct resolved_srv *srv;             /* ... and its answer (owned) */
     char name[];                          /* lowercased: c-ares input, cache key */
 };
 
@@ -249,6 +252,7 @@ static int resolver_order(const struct resolver_answer *a, enum resolver_family 
     unsigned room = RESOLVER_MAX_ADDRS - (nsecond ? 1 : 0);    /* keep a fallback slot */
 
     out->n = 0;
+    out->ttl = a->ttl;
     if (a->status != RESOLVER_OK) return a->status;
     if (nfirst > room) nfirst = room;
     if (nsecond > RESOLVER_MAX_ADDRS - nfirst) nsecond = RESOLVER_MAX_ADDRS - nfirst;
@@ -324,6 +328,7 @@ static const struct resolver_answer *resolver_cache_get(struct resolver_cache *c
         return NULL;
     }
     resolver_cache_touch(c, e);
+    e->ans.ttl = (unsigned)((e->expires_ms - now + 999u) / 1000u);
     return &e->ans;
 }
 
@@ -455,6 +460,7 @@ static void resolver_query_release(struct resolver_query *q)
     if (q->prev) q->prev->next = q->next; else r->queries = q->next;
     if (q->next) q->next->prev = q->prev;
     r->nqueries--;
+    free(q->srv);
     free(q);
 }
 
@@ -482,6 +488,22 @@ static void resolver_count(const struct resolver_query *q, int status)
     metrics_dns_lookup(by_status[i], q->start_us && now > q->start_us ? now - q->start_us : 0);
 }
 
+/* An SRV query's answer (or RESOLVER_TIMEOUT), from its timer. */
+static void resolver_srv_deliver(struct resolver_query *q)
+{
+    static const struct resolved_srv none;
+    resolver_srv_cb *cb = q->scb;
+    void *arg = q->arg;
+    int status = q->done ? q->ans.status : RESOLVER_TIMEOUT;
+    struct resolved_srv *res = q->srv;
+    q->srv = NULL;                        /* ours now: q may be freed by let_go */
+    resolver_count(q, status);
+    q->scb = NULL;
+    resolver_query_let_go(q);
+    cb(arg, status, status == RESOLVER_OK && res ? res : &none);
+    free(res);
+}
+
 /* The query's one timer: first the deadline, then re-armed at "now" when
  * the answer is known. Delivers the answer or RESOLVER_TIMEOUT. */
 static void resolver_query_timer_cb(struct loop *l, struct loop_timer *t)
@@ -494,6 +516,10 @@ static void resolver_query_timer_cb(struct loop *l, struct loop_timer *t)
      * so resolver_lookup turns it into an ENOMEM failure instead. */
     if (q->in_lookup) {
         q->fired_in_lookup = 1;
+        return;
+    }
+    if (q->scb) {
+        resolver_srv_deliver(q);
         return;
     }
     resolver_cb *cb = q->cb;
@@ -516,6 +542,7 @@ static void resolver_ares_cb(void *arg, int status, int timeouts, struct ares_ad
     struct resolver_answer a = { .status = resolver_map_status(status) };
     unsigned ttl = resolver_answer_from_ares(&a, ai);
     (void)timeouts;
+    a.ttl = ttl;
 
     ares_freeaddrinfo(ai);
     q->ares_busy = 0;
@@ -611,6 +638,78 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *host, uin
     }
     q->in_lookup = 0;
     if (q->fired_in_lookup) {               /* timer heap out of memory */
+        resolver_query_let_go(q);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return q;
+}
+
+/* Marks an SRV query as held by its user (q->cb non-NULL); never called:
+ * SRV answers go to q->scb. */
+static void resolver_srv_held(void *arg, int status, const struct resolved *res)
+{
+    (void)arg;
+    (void)status;
+    (void)res;
+}
+
+/* c-ares' callback for ares_search, exactly once (like resolver_ares_cb). */
+static void resolver_srv_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct resolver_query *q = arg;
+    struct resolver *r = q->r;
+    (void)timeouts;
+    q->ares_busy = 0;
+    r->nbusy--;
+    if (!q->cb) {
+        r->ndetached--;
+        resolver_query_release(q);
+        return;
+    }
+    if (status == ARES_SUCCESS || (abuf && alen > 0 && status == ARES_ENOTFOUND))
+        q->ans.status = resolver_srv_parse(abuf, alen > 0 ? (size_t)alen : 0, q->srv);
+    else
+        q->ans.status = resolver_map_status(status);
+    q->done = 1;
+    loop_timer_arm(r->loop, &q->timer, loop_now(r->loop));
+}
+
+struct resolver_query *resolver_srv(struct resolver *r, const char *name, resolver_srv_cb *cb, void *arg)
+{
+    struct resolver_query *q = resolver_query_new(r, name);
+    if (!q) return NULL;
+    if (!(q->srv = malloc(sizeof(*q->srv)))) {
+        q->cb = NULL;
+        resolver_query_release(q);
+        errno = ENOMEM;
+        return NULL;
+    }
+    q->cb = resolver_srv_held;
+    q->scb = cb;
+    q->arg = arg;
+    q->in_lookup = 1;
+    size_t len = strlen(q->name);
+    if (len == 0 || len > RESOLVER_NAME_MAX) {
+        q->ans.status = RESOLVER_NOTFOUND;
+        q->done = 1;
+        q->answered_by = ANSWER_LITERAL;      /* no lookup made: not counted */
+    } else if (r->nbusy >= r->max_inflight || r->ndetached >= r->max_detached) {
+        q->ans.status = RESOLVER_BUSY;
+        q->done = 1;
+        r->refused++;
+    }
+    loop_timer_arm(r->loop, &q->timer, q->done ? loop_now(r->loop) : clock_now_ms() + r->timeout_ms);
+    if (!q->fired_in_lookup && !q->done) {
+        q->ares_busy = 1;
+        q->start_us = clock_now_us();
+        r->nbusy++;
+        ares_search(r->ch, q->name, 1 /* C_IN */, 33 /* T_SRV */, resolver_srv_ares_cb, q);
+        resolver_rearm(r);
+    }
+    q->in_lookup = 0;
+    if (q->fired_in_lookup) {
+        q->scb = NULL;
         resolver_query_let_go(q);
         errno = ENOMEM;
         return NULL;

@@ -78,6 +78,9 @@ struct resolver_stats {
 
 struct resolved {
     size_t n;                                           /* 1..RESOLVER_MAX_ADDRS when OK, else 0 */
+    unsigned ttl;       /* seconds the answer is good for (the smallest TTL,
+                         * at most 300; a cache hit's time left); 0 = none
+                         * known (a literal, /etc/hosts) */
     struct sockaddr_storage addr[RESOLVER_MAX_ADDRS];   /* port already set */
     socklen_t len[RESOLVER_MAX_ADDRS];
 };
@@ -111,6 +114,39 @@ struct resolver_query *resolver_lookup(struct resolver *r, const char *host, uin
  * callback ran, including from inside another query's callback. NULL is a
  * no-op. */
 void resolver_cancel(struct resolver_query *q);
+
+/* ---- SRV records (upstream discovery) ---- */
+
+#define RESOLVER_MAX_SRV 64         /* records kept from one answer; more are ignored */
+
+struct resolver_srv_rec {
+    char target[256];
+    uint16_t priority, weight, port;
+};
+
+struct resolved_srv {
+    size_t n;                       /* 1..RESOLVER_MAX_SRV when OK, else 0 */
+    size_t ignored;                 /* records beyond RESOLVER_MAX_SRV */
+    unsigned ttl;                   /* smallest TTL of the answer's records, at most 300 */
+    struct resolver_srv_rec rec[RESOLVER_MAX_SRV];
+};
+
+/* Like resolver_cb; res is never NULL, valid only during the call. */
+typedef void resolver_srv_cb(void *arg, int status, const struct resolved_srv *res);
+
+/* Looks up the SRV records of `name` (ares_search, class IN), with the same
+ * deadline, in-flight bound and callback contract as resolver_lookup (and
+ * resolver_cancel to let go). Not cached. Records whose target is "." (no
+ * service) are left out; none left is RESOLVER_NOTFOUND. Returns NULL only
+ * on out-of-memory. */
+struct resolver_query *resolver_srv(struct resolver *r, const char *name, resolver_srv_cb *cb, void *arg);
+
+/* The pure part: parses a DNS response to an SRV query (buf, len bytes):
+ * RESOLVER_OK with out filled, RESOLVER_NOTFOUND (NXDOMAIN, no SRV record),
+ * or RESOLVER_FAILED (another rcode, or a malformed message: every length
+ * is checked against len, names are followed through at most 32
+ * compression pointers). */
+int resolver_srv_parse(const uint8_t *buf, size_t len, struct resolved_srv *out);
 
 const char *resolver_strerror(int status);
 

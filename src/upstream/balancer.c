@@ -264,7 +264,7 @@ static uint64_t eligible_mask(const struct lb_group *g, uint64_t exclude, int *f
     *full = 0;
     for (size_t i = 0; i < n; i++) {
         const struct lb_server *s = &g->servers[i];
-        if ((exclude & BIT(i)) || s->down) continue;
+        if ((exclude & BIT(i)) || s->down || s->off) continue;
         if (s->maxconn && s->active >= s->maxconn) {
             *full = 1;
             continue;

@@ -52,6 +52,9 @@ struct lb_server {
                               * when others are added or removed; 0 = index */
     uint8_t down;            /* 0 up (zero-initialised servers are usable) */
     uint8_t backup;          /* used only when no primary is eligible */
+    uint8_t off;             /* not in the group now (a DNS-discovered server
+                              * that went away, or an unused slot): never
+                              * picked; sessions on it still release it */
     unsigned hc_ok, hc_fail; /* consecutive active check results */
 };
 

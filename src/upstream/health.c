@@ -128,8 +128,15 @@ static enum health_fail health_fail_from_errno(int err)
 static size_t health_count_up(const struct health_checker *hc)
 {
     size_t up = 0;
-    for (size_t i = 0; i < hc->n; i++) up += (size_t)lb_is_up(&hc->lb, (int)i);
+    for (size_t i = 0; i < hc->n; i++) up += (size_t)(lb_is_up(&hc->lb, (int)i) && hc->srv[i].hp.host[0]);
     return up;
+}
+
+static size_t health_count(const struct health_checker *hc)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < hc->n; i++) n += hc->srv[i].hp.host[0] != 0;
+    return n;
 }
 
 /* "host:port", "[v6]:port" for IPv6 literals, sanitised for a log field. */
@@ -148,10 +155,10 @@ static void health_log_change(const struct health_checker *hc, const struct heal
     health_label(s, label, sizeof(label));
     if (up)
         log_msg(LOG_INFO, "upstream %s/%s is UP (%zu of %zu up)", hc->name, label,
-                health_count_up(hc), hc->n);
+                health_count_up(hc), health_count(hc));
     else
         log_msg(LOG_WARN, "upstream %s/%s is DOWN (%s, %zu of %zu up)", hc->name, label,
-                health_fail_text(why, err, buf, sizeof(buf)), health_count_up(hc), hc->n);
+                health_fail_text(why, err, buf, sizeof(buf)), health_count_up(hc), health_count(hc));
 }
 
 /* Releases what the check in flight holds. A failed check's socket is reset
@@ -413,7 +420,8 @@ struct health_checker *health_start(struct loop *l, struct resolver *r, const ch
     if (!o) o = &defaults;
     if (health_check_opts(o, n, err, errlen) < 0) return NULL;
     for (size_t i = 0; i < n; i++)
-        if (health_check_server(&servers[i], i, err, errlen) < 0) return NULL;
+        if (!(o->slots && !servers[i].host[0]) && health_check_server(&servers[i], i, err, errlen) < 0)
+            return NULL;
 
     hc = calloc(1, sizeof(*hc) + n * sizeof(hc->srv[0]));
     if (!hc) {
@@ -444,10 +452,33 @@ struct health_checker *health_start(struct loop *l, struct resolver *r, const ch
         shared[i].gen = 0;
         loop_timer_init(&s->timer, health_timer_cb, s);
         /* Stagger: server i starts i/n of an interval in. */
-        loop_timer_arm(l, &s->timer, now + (uint64_t)hc->interval_ms * i / n);
+        if (s->hp.host[0]) loop_timer_arm(l, &s->timer, now + (uint64_t)hc->interval_ms * i / n);
     }
     __atomic_thread_fence(__ATOMIC_RELEASE);
     return hc;
+}
+
+void health_set_server(struct health_checker *hc, size_t i, const struct host_port *hp)
+{
+    static const struct host_port parked;
+    if (!hc || i >= hc->n) return;
+    struct health_server *s = &hc->srv[i];
+    struct health_shared *sh = &hc->shared[i];
+    if (!hp || health_check_server(hp, i, NULL, 0) < 0) hp = &parked;
+    int same = s->hp.port == hp->port && strcmp(s->hp.host, hp->host) == 0;
+    if (same && (hp->host[0] == 0 || loop_timer_armed(&s->timer) || s->state != HS_IDLE)) return;
+    loop_timer_cancel(hc->loop, &s->timer);
+    health_abort(s, 1);
+    s->state = HS_IDLE;
+    s->hp = *hp;
+    (void)lb_set_up(&hc->lb, (int)i, 1);
+    __atomic_store_n(&sh->up, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->last_ok, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&sh->gen, 1, __ATOMIC_RELEASE);
+    if (!hp->host[0]) return;
+    uint64_t now = loop_now(hc->loop), spread = hc->interval_ms < 1000 ? hc->interval_ms : 1000;
+    s->next_start = now;
+    loop_timer_arm(hc->loop, &s->timer, now + spread * i / hc->n);
 }
 
 void health_stop(struct health_checker *hc)

@@ -64,6 +64,9 @@ struct health_opts {
     const char *expect;         /* optional substring (NULL or "" = none),
                                  * strlen <= HEALTH_EXPECT_MAX */
     int prefer_ipv6;            /* names with both families: try IPv6 first */
+    int slots;                  /* a DNS-discovered group: servers with an
+                                 * empty host are parked (not checked, not
+                                 * counted) until health_set_server() */
 };
 
 struct health_checker;
@@ -79,6 +82,13 @@ struct health_checker *health_start(struct loop *l, struct resolver *r, const ch
                                     const struct host_port *servers, size_t n,
                                     struct health_shared *shared, const struct health_opts *o,
                                     char *err, size_t errlen);
+
+/* Points slot i (< the n given to health_start) at a new server, or parks
+ * it (hp NULL or an empty host): the check in flight is abandoned, the
+ * slot's state starts again (up, published with a new generation, so that
+ * workers take it), and a server's first check starts within a second.
+ * Same server as before: only un-parks it if parked. Loop thread only. */
+void health_set_server(struct health_checker *hc, size_t i, const struct host_port *hp);
 
 /* Cancels every timer, lookup and socket (checks in flight are abandoned,
  * their sockets reset, nothing is published). The memory is released with

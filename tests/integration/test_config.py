@@ -396,9 +396,9 @@ listeners:
 def test_help_is_aligned_and_complete():
     top = run_ferry("--help").stdout.decode()
     rows = [l for l in top.splitlines() if re.match(r"^  [a-z-]+ +\S", l)]
-    assert len(rows) == 6 and len({re.match(r"^  [a-z-]+ +", l).end() for l in rows}) == 1, top
+    assert len(rows) == 8 and len({re.match(r"^  [a-z-]+ +", l).end() for l in rows}) == 1, top
     assert "ferry --dump-options" in top, top
-    for mode in ("socks", "relay", "ss-server", "ss-local"):
+    for mode in ("socks", "relay", "ss-server", "ss-local", "mux-server", "mux-local"):
         out = run_ferry(mode, "--help").stdout.decode()
         lines = out.splitlines()
         assert all(len(l) <= 100 for l in lines), [l for l in lines if len(l) > 100]
