@@ -559,6 +559,12 @@ int mux_conn_usable(const struct mux_conn *c)
 }
 
 unsigned mux_conn_streams(const struct mux_conn *c) { return c->nstreams; }
+
+int mux_conn_full(const struct mux_conn *c)
+{
+    return !c->failed && !c->connecting && !c->y.dead && !c->y.local_goaway && !c->y.remote_goaway &&
+           c->y.nstreams >= c->y.max_streams;
+}
 uint64_t mux_conn_id(const struct mux_conn *c) { return c->id; }
 const struct net_addr *mux_conn_peer(const struct mux_conn *c) { return &c->peer; }
 uint32_t mux_stream_id(const struct mux_stream *st) { return st->id; }

@@ -75,6 +75,8 @@ void mux_conn_goaway(struct mux_conn *c);
 /* 1 if a stream may be opened on c now (up, no go-away, not full). */
 int mux_conn_usable(const struct mux_conn *c);
 unsigned mux_conn_streams(const struct mux_conn *c);
+/* 1 if c is up and would take streams, but has --mux-max-streams open. */
+int mux_conn_full(const struct mux_conn *c);
 uint64_t mux_conn_id(const struct mux_conn *c);
 const struct net_addr *mux_conn_peer(const struct mux_conn *c);
 

@@ -211,6 +211,19 @@ static struct mux_conn *pick(const struct mux_pool *p)
     return best;
 }
 
+/* 1 if some connection is up and every one that is up is full. */
+static int all_full(const struct mux_pool *p)
+{
+    int full = 0;
+    for (unsigned i = 0; i < p->n; i++) {
+        struct mux_conn *c = p->slot[i].c;
+        if (!c) continue;
+        if (mux_conn_usable(c)) return 0;
+        full |= mux_conn_full(c);
+    }
+    return full;
+}
+
 static void open_on(struct session *s, struct mux_conn *c)
 {
     uint8_t first[SOCKS5_ADDR_MAX];
@@ -250,6 +263,13 @@ void mux_local_connect(struct session *s)
     struct mux_conn *c = p ? pick(p) : NULL;
     if (c) {
         open_on(s, c);
+        return;
+    }
+    if (p && all_full(p)) {
+        /* Every connection at --mux-max-streams: refused now, as a full
+         * server refuses a stream, rather than queued behind streams that
+         * may live for hours. */
+        sess_connect_failed(s, FAIL_GENERAL, END_LIMIT);
         return;
     }
     /* None up (yet, or between re-dials): wait, at most the connect

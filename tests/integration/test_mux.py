@@ -449,3 +449,14 @@ def test_check_knows_the_modes(workdir):
                  " mux-conns: 2}\n")
     r = run_ferry("check", "-c", cfg)
     assert r.returncode == 0, r.stderr
+
+
+def test_mux_local_refuses_beyond_its_stream_limit(ferry, dns, echo):
+    srv, loc = mux_pair(ferry, dns, "--mux-max-streams", "2", "--threads", "1")
+    a, rep_a = s5_connect(loc, "127.0.0.1", echo.port)
+    b, rep_b = s5_connect(loc, "127.0.0.1", echo.port)
+    c, rep_c = s5_connect(loc, "127.0.0.1", echo.port)
+    assert (rep_a, rep_b) == (0, 0) and rep_c != 0
+    for s in (a, b, c):
+        s.close()
+    assert any(s["end"] == "limit" for s in loc.wait_sessions(3))
