@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh - ferry side by side with its peers, one at a time, on loopback.
 #
-#   bench/compare.sh [--quick] [--threads N] [--only relay,socks,ss,filter]
+#   bench/compare.sh [--quick] [--threads N] [--only relay,socks,ss,filter,mux]
 #                    [--duration S] [--idle-conns N] [--no-netns] [--keep]
 #
 # Each implementation runs alone in its own network namespace (fresh
@@ -17,7 +17,7 @@ ROOT=$(dirname "$HERE")
 LOADGEN=$HERE/loadgen
 FERRY=${FERRY:-$ROOT/ferry}
 
-QUICK=0 THREADS=1 ONLY=relay,socks,ss,filter DUR="" IDLE_N="" NETNS=auto KEEP=0
+QUICK=0 THREADS=1 ONLY=relay,socks,ss,filter,mux DUR="" IDLE_N="" NETNS=auto KEEP=0
 
 log()  { printf '%s\n' "$*" >&2; }
 die()  { log "compare.sh: $*"; exit 1; }
@@ -281,6 +281,8 @@ label() {
     ferry_ss)   echo "ferry ss-local → ferry ss-server" ;;
     ferry_lua)  echo "ferry relay + identity Lua filter" ;;
     ferry_rewrite) echo "ferry relay + 1 rewrite rule" ;;
+    ferry_mux)  echo "ferry mux-local --socks → mux-server --dynamic" ;;
+    ferry_relay) echo "ferry relay (no mux)" ;;
     sslibev)    echo "ss-libev ss-local → ss-server" ;;
     *)          echo "$1" ;;
     esac
@@ -288,7 +290,7 @@ label() {
 
 settings_of() {
     case $1 in
-    ferry|ferry_ss) echo "--threads $THREADS" ;;
+    ferry|ferry_ss|ferry_mux|ferry_relay) echo "--threads $THREADS" ;;
     haproxy)        echo "nbthread $THREADS" ;;
     nginx)          echo "worker_processes $THREADS" ;;
     microsocks)     echo "thread per connection" ;;
@@ -313,6 +315,7 @@ table() {
     for col in "$@"; do hdr+=" ${col#*:} |"; sep+="---:|"; done
     printf '%s ferry/peer |\n%s---:|\n' "$hdr" "$sep"
     fv=""; r=${RES[$g/$sc/ferry]-}; [ -z "$r" ] && r=${RES[$g/$sc/ferry_ss]-}
+    [ "$g" = mux ] && r=${RES[$g/$sc/ferry_mux]-}
     case $r in RESULT*) fv=$(kv "$r" "$rk") ;; esac
     for p in $(peers_of "$g"); do
         r=${RES[$g/$sc/$p]-"NA not run"}
@@ -411,6 +414,16 @@ print_tables() {
         ftable bulk_up "filters: bulk, 1 stream, client → sink" gbit_per_s
         ftable bulk_down "filters: bulk, 1 stream, source → client" gbit_per_s
     fi
+    if [[ ,$ONLY, == *,mux,* ]]; then
+        printf '\n## multiplexer (SOCKS5 into mux-local → one yamux connection → mux-server)\n'
+        table mux rate "mux: streams/s (SOCKS5 handshake, stream open, 64 B echo, close)" conns_per_s \
+            conns_per_s:conns/s errors:errors
+        table mux idle "mux: $IDLE_N idle streams (both sides' memory together)" kib_per_conn \
+            held:held rss_before_kib:"RSS before KiB" rss_after_kib:"RSS after KiB" \
+            kib_per_conn:"KiB/stream" pss_kib_per_conn:"PSS KiB/stream" errors:errors
+        table mux bulk_up "mux: bulk, 1 stream, client → sink" gbit_per_s gbit_per_s:Gbit/s errors:errors
+        table mux bulk_down "mux: bulk, 1 stream, source → client" gbit_per_s gbit_per_s:Gbit/s errors:errors
+    fi
     printf '\nraw RESULT lines: %s\n' "$( [ "$KEEP" = 1 ] && echo "$RAW" || echo "use --keep to keep $RAW")"
 }
 
@@ -421,6 +434,7 @@ peers_of() {       # GROUP -> the implementations in its tables, in order
     relay) echo "direct ferry haproxy nginx" ;;
     socks) echo "ferry microsocks danted sschain" ;;
     ss)    echo "ferry_ss sslibev" ;;
+    mux)   echo "ferry_mux ferry_ss sslibev ferry_relay" ;;
     esac
 }
 RELAY_SC="rate pingpong bulk_up bulk_down iperf3 idle"
@@ -477,6 +491,23 @@ run_ss() {
     done
 }
 
+# The multiplexer: streams/s and idle memory per stream through
+# mux-local --socks -> mux-server --dynamic, against the Shadowsocks chains
+# (the same shape: SOCKS5 in, a tunnel, the target out) in the same run;
+# bulk over one stream against a plain relay.
+MUX_SC="rate idle bulk_up bulk_down"
+
+run_mux() {
+    if ferry_has mux-local && ferry_has mux-server; then
+        run_peer mux ferry_mux socks5 start_ferry_mux "" $MUX_SC
+        run_peer mux ferry_ss socks5 start_ferry_ss chacha20-ietf-poly1305 rate idle
+        run_peer mux ferry_relay tcp start_ferry_relay "" bulk_up bulk_down
+    else
+        mark_all mux ferry_mux "not available" $MUX_SC
+    fi
+    run_peer mux sslibev socks5 start_sschain chacha20-ietf-poly1305 rate idle
+}
+
 mark_ss() {        # PEER METHOD REASON: the same NA for every ss scenario of METHOD
     local sc
     for sc in $SS_SC; do RES[ss/${sc}_$2/$1]="NA $3"; done
@@ -506,5 +537,6 @@ log "ferrybench: $( [ "$QUICK" = 1 ] && echo quick || echo full ) run, ${DUR}s p
 [[ ,$ONLY, == *,socks,* ]] && run_socks
 [[ ,$ONLY, == *,ss,* ]] && run_ss
 [[ ,$ONLY, == *,filter,* ]] && run_filter
+[[ ,$ONLY, == *,mux,* ]] && run_mux
 print_tables
 log "ferrybench: done in $((SECONDS - T0)) s"

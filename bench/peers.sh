@@ -137,6 +137,17 @@ start_sschain() {
     PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
 }
 
+# ferry's multiplexer: mux-local --socks on LISTEN_PORT -> one yamux
+# connection (per thread) -> mux-server --dynamic on P_SS -> the target.
+start_ferry_mux() {
+    spawn ferry-mux-server "$FERRY" mux-server -l "127.0.0.1:$P_SS" --dynamic --threads "$THREADS" \
+        --log-level error --mux-max-streams 20000
+    PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
+    spawn ferry-mux-local "$FERRY" mux-local -l "127.0.0.1:$1" -s "127.0.0.1:$P_SS" --socks \
+        --threads "$THREADS" --log-level error --mux-max-streams 20000 --queue-size 20000
+    PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
 start_ferry_ss() {
     local m=${3:-chacha20-ietf-poly1305}
     spawn ferry-ss-server "$FERRY" ss-server -l "127.0.0.1:$P_SS" -k "$SS_PASS" -m "$m" \
