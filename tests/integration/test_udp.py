@@ -116,7 +116,7 @@ class Dnsmasq:
     def __init__(self, records):
         exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not os.path.exists(exe):
-            pytest.skip("dnsmasq is not installed (apt-get install dnsmasq)")
+            pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
         last = None
         for _ in range(3):
             self.port = free_port()
