@@ -563,3 +563,42 @@ def test_ss_local_still_refuses_udp(ferry):
     t, rep, _ = associate(f)
     assert rep == 7, "ss-local should answer 0x07, got %r" % rep
     t.close()
+
+
+# --------------------------------------------------------------------------
+# a second real client: the npm `socks` package
+
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+
+
+@pytest.fixture(scope="session")
+def node_socks():
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("needs node and npm (Debian packages nodejs, npm; scripts/install-deps)")
+    if not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "socks")):
+        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True, timeout=300)
+        if r.returncode != 0:
+            pytest.fail("npm ci failed in %s:\n%s" % (NODE_DIR, r.stderr.decode(errors="replace")[-3000:]))
+    return node
+
+
+@pytest.mark.deadline(90)
+@pytest.mark.parametrize("auth", [False, True], ids=["noauth", "userpass"])
+def test_npm_socks_associate(ferry, dnsmasq, echo, node_socks, auth):
+    e = echo()
+    args = ["socks", "--threads", "1", "--dns-server", "127.0.0.1:%d" % dnsmasq.port]
+    extra = []
+    if auth:
+        args += ["--user", "%s:%s" % (USER, PASS)]
+        extra = [USER, PASS]
+    f = ferry(*args)
+    env = dict(os.environ, FERRY_TIME_SCALE=str(scaled(1)))
+    r = subprocess.run([node_socks, os.path.join(NODE_DIR, "socks_udp.js"), f.addr, str(e.port), str(dnsmasq.port)]
+                       + extra, capture_output=True, timeout=scaled(60), env=env)
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    assert r.returncode == 0 and "ALL OK" in out, out
+    d = end_line(f)
+    assert d["udp_up_dgrams"] == "22" and d["udp_down_dgrams"] == "22", d["_line"]
+    assert d["user"] == (USER if auth else "-"), d["_line"]
