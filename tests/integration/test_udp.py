@@ -19,7 +19,7 @@ import time
 import pytest
 
 import peers
-from conftest import free_port, scaled
+from conftest import free_port, run_ferry, scaled
 from peers import recv_exact
 
 USER, PASS = "alice", "S3cr3t-P4ss-x9"
@@ -354,6 +354,46 @@ def test_thousand_datagrams_none_lost(ferry, echo):
     assert d["udp_drop_kernel"] == "0" and d["udp_drop_send"] == "0", d["_line"]
 
 
+@pytest.mark.deadline(60)
+def test_flood_is_dropped_not_buffered(ferry):
+    """20 MB of datagrams at a destination that never reads, with nobody
+    reading the replies either: ferry's memory stays put, what it could not
+    send is counted, and it goes on serving."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    f = ferry("socks", "--threads", "1")
+    t, rep, relay = associate(f)
+    u = udp_client()
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    rss0 = f.rss_kib()
+    hdr = s5_udp_header("127.0.0.1", sink.getsockname()[1])
+    N = 20000
+    sent = 0
+    for i in range(N):
+        try:
+            u.sendto(hdr + b"f" * 1000, relay)
+            sent += 1
+        except BlockingIOError:
+            pass
+    # Still serving: a new association works end to end.
+    e = UDPEcho()
+    try:
+        t2, rep2, relay2 = associate(f)
+        assert rep2 == 0
+        assert round_trip(udp_client(), relay2, "127.0.0.1", e.port, b"after flood")[2] == b"after flood"
+        t2.close()
+    finally:
+        e.close()
+    grew = f.rss_kib() - rss0
+    assert grew < 10 * 1024, "ferry grew by %d KiB during a 20 MB flood: datagrams are being queued" % grew
+    d = close_and_log(f, t)
+    up = int(d["udp_up_dgrams"])
+    assert up + int(d["udp_drop_kernel"]) + int(d["udp_drop_send"]) <= sent, d["_line"]
+    assert up > 0, d["_line"]
+    sink.close()
+
+
 @pytest.mark.deadline(30)
 def test_ipv6_destination(ferry, echo):
     try:
@@ -512,6 +552,28 @@ def test_idle_timeout_ends_association(ferry, echo):
     assert t.recv(100) == b"", "ferry should close the control connection of an idle association"
     d = end_line(f)
     assert d["end"] == "idle_timeout", d["_line"]
+
+
+@pytest.mark.deadline(30)
+def test_udp_timeout_from_the_config_file(ferry, echo, workdir):
+    """The YAML twin of --udp-timeout; ferry check knows its bounds."""
+    e = echo()
+    port = free_port()
+    path = os.path.join(workdir, "udp.yaml")
+    with open(path, "w") as fh:
+        fh.write("threads: 1\nlisteners:\n  - name: s\n    mode: socks\n    listen: 127.0.0.1:%d\n"
+                 "    udp-timeout: 1s\n" % port)
+    f = ferry("run", "-c", path, listen=("127.0.0.1", port))
+    t, rep, relay = associate(f)
+    assert rep == 0
+    assert round_trip(udp_client(), relay, "127.0.0.1", e.port, b"yaml")[2] == b"yaml"
+    t.settimeout(scaled(10))
+    assert t.recv(100) == b""
+    assert end_line(f)["end"] == "idle_timeout"
+    with open(path, "w") as fh:
+        fh.write("listeners:\n  - mode: socks\n    listen: 127.0.0.1:%d\n    udp-timeout: 0\n" % port)
+    r = run_ferry("check", "-c", path)
+    assert r.returncode == 1 and b"udp-timeout" in r.stderr, r.stderr
 
 
 @pytest.mark.deadline(30)
