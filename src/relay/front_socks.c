@@ -296,7 +296,7 @@ static void socks_log_fields(const struct session *s, char *out, size_t outlen)
 {
     const struct socks_state *x = st(s);
     const char *proto = !x || !x->version ? "socks" : x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4";
-    char user[256], userid[256], dest[SOCKS_ADDR_FMT_MAX], udp[512] = "";
+    char user[256], userid[256], dest[SOCKS_ADDR_FMT_MAX], udp[1024] = "";
     log_sanitize(user, sizeof(user), x && x->user ? x->user : "-");
     log_sanitize(userid, sizeof(userid), x && x->userid4 ? x->userid4 : "-");
     log_sanitize(dest, sizeof(dest), x && x->dest ? x->dest : "-");

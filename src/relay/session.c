@@ -97,7 +97,7 @@ static const char *upstream_field(const struct session *s, char *out, size_t out
  * shows before it ends. */
 static void sess_log_start(const struct session *s)
 {
-    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
+    char c[NET_ADDR_STRLEN], u[300], extra[1280] = "";
     if (!(log_sessions() & LOG_SESS_START) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     log_msg(LOG_INFO, "sess=%llu listener=%s client=%s upstream=%s event=start%s%s", (unsigned long long)s->id,
@@ -109,7 +109,7 @@ static void sess_log(const struct session *s)
 {
     /* A session itself only meets one limit: the full wait queue. */
     const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
-    char c[NET_ADDR_STRLEN], u[300], extra[768] = "";
+    char c[NET_ADDR_STRLEN], u[300], extra[1280] = "";
     if (!(log_sessions() & LOG_SESS_END) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     uint64_t now = clock_now_ms();

@@ -497,14 +497,15 @@ void udp_assoc_log_fields(const struct udp_assoc *a, char *out, size_t outlen)
     char dest[SOCKS_ADDR_FMT_MAX];
     /* The first destination may be a client's name: sanitised. */
     log_sanitize(dest, sizeof(dest), a->first_dest[0] ? a->first_dest : "-");
+    /* The name last: a line cut short at the log's bound loses it first. */
     snprintf(out, outlen,
-             "udp_dest=%s udp_up_dgrams=%llu udp_up_bytes=%llu udp_down_dgrams=%llu udp_down_bytes=%llu "
+             "udp_up_dgrams=%llu udp_up_bytes=%llu udp_down_dgrams=%llu udp_down_bytes=%llu "
              "udp_drop_stranger=%llu udp_drop_frag=%llu udp_drop_bad=%llu udp_drop_denied=%llu udp_drop_dns=%llu "
-             "udp_drop_send=%llu udp_drop_unsolicited=%llu udp_drop_kernel=%llu",
-             dest, (unsigned long long)t->up_dgrams, (unsigned long long)t->up_bytes,
+             "udp_drop_send=%llu udp_drop_unsolicited=%llu udp_drop_kernel=%llu udp_dest=%s",
+             (unsigned long long)t->up_dgrams, (unsigned long long)t->up_bytes,
              (unsigned long long)t->down_dgrams, (unsigned long long)t->down_bytes,
              (unsigned long long)t->drop_stranger, (unsigned long long)t->drop_frag,
              (unsigned long long)t->drop_bad, (unsigned long long)t->drop_denied, (unsigned long long)t->drop_dns,
              (unsigned long long)t->drop_send, (unsigned long long)t->drop_unsolicited,
-             (unsigned long long)t->kernel[0] + t->kernel[1] + t->kernel[2]);
+             (unsigned long long)t->kernel[0] + t->kernel[1] + t->kernel[2], dest);
 }

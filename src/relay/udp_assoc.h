@@ -36,7 +36,7 @@ struct udp_assoc *udp_assoc_open(struct session *s, const struct socks_addr *dec
  * the current epoll batch. NULL is a no-op. */
 void udp_assoc_free(struct udp_assoc *a);
 
-/* "udp_up_dgrams=N ... udp_drop_kernel=N" for the session's log line. */
+/* "udp_up_dgrams=N ... udp_drop_kernel=N udp_dest=HOST:PORT" for the session's log line. */
 void udp_assoc_log_fields(const struct udp_assoc *a, char *out, size_t outlen);
 
 #endif

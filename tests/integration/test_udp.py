@@ -619,6 +619,26 @@ def test_hostile_name_is_sanitised_in_the_log(ferry, dnsmasq, echo):
 
 
 @pytest.mark.deadline(30)
+def test_longest_names_keep_every_key_in_the_log(ferry, echo):
+    """A 255-byte user, declared name and destination name: the line still
+    holds every counter."""
+    e = echo()
+    user = "u" * 255
+    f = ferry("socks", "--threads", "1", "--user", "%s:%s" % (user, PASS))
+    t, rep, relay = associate(f, declared=("c" * 250 + ".test", 0), user=(user, PASS))
+    assert rep == 0
+    u = udp_client()
+    assert round_trip(u, relay, "127.0.0.1", e.port, b"x")[2] == b"x"
+    u.sendto(s5_udp_header("d" * 251 + ".inv", e.port) + b"y", relay)
+    expect_silence(u, 0.3)
+    d = close_and_log(f, t)
+    for k in ("up_dgrams", "up_bytes", "down_dgrams", "down_bytes", "drop_stranger", "drop_frag", "drop_bad",
+              "drop_denied", "drop_dns", "drop_send", "drop_unsolicited", "drop_kernel", "dest"):
+        assert "udp_" + k in d, "udp_%s missing from: %s" % (k, d["_line"])
+    assert d["udp_up_dgrams"] == "1" and d["user"] == user
+
+
+@pytest.mark.deadline(30)
 def test_ss_local_still_refuses_udp(ferry):
     """ss-local's tunnel carries TCP only: UDP ASSOCIATE stays 0x07 there."""
     f = ferry("ss-local", "-s", "127.0.0.1:%d" % free_port(), "-k", "pw")
