@@ -89,6 +89,11 @@ SEEDS = {
     "socks5_domain_v6_literal_64k": (SOCKS | SHUT_WR, 65536, GREET + s5_req(3, b"::1")),
     "socks5_denied_target": (SOCKS, 0, GREET + s5_req(1, bytes([192, 0, 2, 1]), 80)),
     "socks5_bind": (SOCKS, 0, GREET + s5_req(1, V4, cmd=2)),
+    # UDP ASSOCIATE: the connection becomes the association's control
+    # channel (SESS_HOLDING); bytes after the request are read and dropped.
+    "socks5_udp_associate": (SOCKS | SHUT_WR, 1000, GREET + s5_req(1, bytes(4), 0, cmd=3)),
+    "socks5_udp_associate_patient": (SOCKS | PATIENT, 0, GREET + s5_req(1, V4, 0, cmd=3)),
+    "socks_auth_udp_associate": (SOCKS_AUTH | SHUT_WR, 0, AUTH + s5_req(4, bytes(16), 0, cmd=3)),
     "socks5_split_greeting": (SOCKS, 0, b"\x05\x02\x00"),
     "socks5_echo_no_read_200k": (SOCKS | ECHO | NO_READ, 200000, GREET + s5_req(1, V4)),
     "socks4_v4": (SOCKS | SHUT_WR, 100, s4(user=b"fuzz")),

@@ -95,6 +95,7 @@ struct listener_cfg {
     unsigned maxconn_per_ip;
     unsigned rate_per_ip, rate_burst; /* new connections per second per IP */
     unsigned max_session_ms;          /* 0 = no limit */
+    unsigned udp_timeout_ms;          /* SOCKS5 UDP ASSOCIATE: idle association ends */
     struct timewin hours;             /* n == 0: any time */
 
     /* Relay balancing (a named group's settings win: see cfg_effective_*). */

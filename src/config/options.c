@@ -827,6 +827,8 @@ const struct opt_def opt_table[] = {
       "10s", NULL, "DUR", "give up connecting to an upstream after this long" },
     { "idle-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(idle_timeout_ms), 1, 4000000000UL,
       "300s", NULL, "DUR", "close a session with no traffic for this long" },
+    { "udp-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS, L(udp_timeout_ms), 1, 4000000000UL,
+      "60s", NULL, "DUR", "end a SOCKS5 UDP ASSOCIATE after this long without a datagram either way" },
     { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_SS_SERVER | MODE_MUX_SERVER, L(handshake_timeout_ms), 1,
       3600000, "10s", NULL, "DUR", "close a client that has not finished its handshake by then" },
     { "maxconn", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn), 0, 10000000, "0", NULL,

@@ -18,6 +18,10 @@ enum front_result {
     FRONT_CONNECT,     /* target set with sess_set_target(); connect now */
     FRONT_FAIL,        /* reply (if any) queued; close after it is written */
     FRONT_SILENT_FAIL, /* say nothing, close at a random later time (anti-probing) */
+    FRONT_HOLD,        /* the connection is now a control channel (SOCKS5 UDP ASSOCIATE):
+                          the session writes the queued reply, discards what the client
+                          sends and ends at its EOF or error; the front-end's own
+                          objects (relay/udp_assoc.c) may end it sooner with sess_close() */
 };
 
 struct front_ops {

@@ -19,6 +19,7 @@
 #include "relay/front.h"
 #include "relay/rlistener-t.h"
 #include "relay/session.h"
+#include "relay/udp_assoc.h"
 
 enum socks_phase { PH_FIRST, PH_GREETING, PH_AUTH, PH_REQUEST, PH_DONE };
 
@@ -29,6 +30,7 @@ struct socks_state {
     char *user;              /* authenticated SOCKS5 user, for the log */
     char *userid4;           /* SOCKS4 USERID: anyone can send any, so never logged as user= */
     char *dest;              /* requested HOST:PORT, for the log */
+    struct udp_assoc *udp;   /* after a UDP ASSOCIATE (plain SOCKS listeners) */
 };
 
 static struct socks_state *st(const struct session *s) { return s->front_state; }
@@ -44,6 +46,7 @@ static void socks_free(struct session *s)
 {
     struct socks_state *x = st(s);
     if (!x) return;
+    udp_assoc_free(x->udp);
     free(x->user);
     free(x->userid4);
     free(x->dest);
@@ -168,6 +171,25 @@ static enum front_result on_auth(struct session *s, const uint8_t *buf, size_t l
     return FRONT_AGAIN;
 }
 
+/* UDP ASSOCIATE: the reply names the relay's UDP address; the TCP
+ * connection then only keeps the association alive (FRONT_HOLD). Not on
+ * ss-local, whose tunnel carries TCP only. */
+static enum front_result on_udp(struct session *s, const struct socks_addr *declared)
+{
+    struct socks_addr bound;
+    uint8_t out[SOCKS5_REPLY_MAX], rep;
+    enum sess_end why;
+    if (set_dest(s, declared) < 0) return FRONT_FAIL;
+    st(s)->udp = udp_assoc_open(s, declared, &bound, &rep, &why);
+    if (!st(s)->udp) {
+        sess_fail_reason(s, why);
+        return reply5(s, rep);
+    }
+    sess_reply(s, out, socks5_build_reply(out, sizeof(out), SOCKS5_REP_OK, &bound));
+    st(s)->phase = PH_DONE;
+    return FRONT_HOLD;
+}
+
 static enum front_result on_request5(struct session *s, const uint8_t *buf, size_t len, size_t *used)
 {
     struct socks5_request req;
@@ -178,6 +200,7 @@ static enum front_result on_request5(struct session *s, const uint8_t *buf, size
         if (rep == SOCKS5_REP_ATYP_UNSUPPORTED) sess_fail_reason(s, END_BAD_ATYP);
         return reply5(s, rep);
     }
+    if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS) return on_udp(s, &req.dst);
     if (req.cmd != SOCKS5_CMD_CONNECT) {
         sess_fail_reason(s, END_BAD_COMMAND);
         set_dest(s, &req.dst);
@@ -290,11 +313,14 @@ static void socks_log_fields(const struct session *s, char *out, size_t outlen)
 {
     const struct socks_state *x = st(s);
     const char *proto = !x || !x->version ? "socks" : x->version == 5 ? "socks5" : x->is4a ? "socks4a" : "socks4";
-    char user[256], userid[256], dest[SOCKS_ADDR_FMT_MAX];
+    char user[256], userid[256], dest[SOCKS_ADDR_FMT_MAX], udp[1024] = "";
     log_sanitize(user, sizeof(user), x && x->user ? x->user : "-");
     log_sanitize(userid, sizeof(userid), x && x->userid4 ? x->userid4 : "-");
     log_sanitize(dest, sizeof(dest), x && x->dest ? x->dest : "-");
-    snprintf(out, outlen, "proto=%s user=%s socks4_userid=%s dest=%s", proto, user, userid, dest);
+    /* An association's counters, after the keys every line has. */
+    if (x && x->udp) udp_assoc_log_fields(x->udp, udp, sizeof(udp));
+    snprintf(out, outlen, "proto=%s user=%s socks4_userid=%s dest=%s%s%s", proto, user, userid, dest,
+             udp[0] ? " " : "", udp);
 }
 
 static const char *socks_user(const struct session *s)

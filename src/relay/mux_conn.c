@@ -47,6 +47,9 @@ struct mux_stream {
     uint8_t closed;                /* the session closed it */
     uint8_t accepted;              /* peer-opened: endpoint_established() (ACK) done */
     uint32_t credit_held;          /* read before the ACK: advertised with it */
+    /* Once the connection is gone there is no queue: a session that asks
+     * for interest again is told of the error by this (zero-delay) timer. */
+    struct loop_timer orphan_timer;
 };
 
 struct mux_conn {
@@ -267,10 +270,18 @@ static int rx_append(struct mux_stream *st, const uint8_t *p, size_t n)
     return 0;
 }
 
+static void orphan_cb(struct loop *l, struct loop_timer *t)
+{
+    struct mux_stream *st = t->owner;
+    (void)l;
+    if (st->ep && !st->closed) st->ep->ready(st->ep->owner, EPOLLIN | EPOLLOUT | EPOLLERR);
+}
+
 static struct mux_stream *stream_new(struct mux_conn *c, uint32_t id, int local)
 {
     struct mux_stream *st = calloc(1, sizeof(*st));
     if (!st) return NULL;
+    loop_timer_init(&st->orphan_timer, orphan_cb, st);
     st->conn = c;
     st->id = id;
     st->local = (uint8_t)local;
@@ -661,6 +672,10 @@ static void st_want(struct endpoint *e, uint32_t want)
 {
     struct mux_stream *st = ep_stream(e);
     st->want = want;
+    if (!st->conn) {
+        if (want && !st->closed) loop_timer_arm_in(e->loop, &st->orphan_timer, 0);
+        return;
+    }
     if (stream_events(st) & ~(uint32_t)EPOLLERR) queue_stream(st);
     else if (stream_broken(st) && want) queue_stream(st);
 }
@@ -695,8 +710,8 @@ static void st_close(struct endpoint *e, int abort)
     }
     free(st->rx);
     st->rx = NULL;
-    if (c) loop_defer_free(c->loop, st, free);
-    else loop_defer_free(e->loop, st, free);
+    loop_timer_cancel(e->loop, &st->orphan_timer);
+    loop_defer_free(e->loop, st, free);
 }
 
 static void st_established(struct endpoint *e)

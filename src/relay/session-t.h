@@ -28,6 +28,7 @@ enum sess_state {
     SESS_CONNECTING,
     SESS_RELAYING,
     SESS_FLUSHING,     /* failure reply queued; close once it is written */
+    SESS_HOLDING,      /* control channel of a front-end's object (FRONT_HOLD) */
     SESS_CLOSED,
 };
 

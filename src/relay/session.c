@@ -107,7 +107,7 @@ static void endpoints_describe(const struct session *s, char *out, size_t outlen
  * shows before it ends. */
 static void sess_log_start(const struct session *s)
 {
-    char c[NET_ADDR_STRLEN], u[300], extra[768] = "", mux[96];
+    char c[NET_ADDR_STRLEN], u[300], extra[1280] = "", mux[96];
     if (!(log_sessions() & LOG_SESS_START) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     endpoints_describe(s, mux, sizeof(mux));
@@ -120,7 +120,7 @@ static void sess_log(const struct session *s)
 {
     /* A session itself only meets one limit: the full wait queue. */
     const char *limit = s->end == END_LIMIT ? " limit=queue_full" : "";
-    char c[NET_ADDR_STRLEN], u[300], extra[768] = "", mux[96];
+    char c[NET_ADDR_STRLEN], u[300], extra[1280] = "", mux[96];
     if (!(log_sessions() & LOG_SESS_END) || !log_enabled(LOG_INFO)) return;
     if (s->front && s->front->log_fields) s->front->log_fields(s, extra, sizeof(extra));
     endpoints_describe(s, mux, sizeof(mux));
@@ -427,6 +427,28 @@ static int read_flags(const struct session *s, int client_side, uint32_t events)
     return f;
 }
 
+/* SESS_HOLDING (FRONT_HOLD, SOCKS5 UDP ASSOCIATE): the connection only
+ * says how long the front-end's object lives. Writes the queued reply,
+ * reads and discards what the client sends, and ends at its EOF or error. */
+static void hold_pump(struct session *s, int may_read)
+{
+    struct pump_ctx c;
+    uint8_t junk[1024];
+    pump_ctx_init(s, &c, &s->down, NULL, &s->cep, 0);
+    if (pipe_pump(&s->down, &c) != PUMP_OK) {
+        sess_close(s, END_CLIENT_RESET);
+        return;
+    }
+    for (int i = 0; (may_read & READ_CLIENT) && i < 16; i++) {
+        ssize_t n = endpoint_read(&s->cep, junk, sizeof(junk));
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        sess_close(s, n == 0 ? END_CLIENT_CLOSED : END_CLIENT_RESET);
+        return;
+    }
+    endpoint_want(&s->cep, LOOP_READ | (half_pending(&s->down) ? LOOP_WRITE : 0));
+}
+
 /* Moves bytes both ways as far as the sockets allow, then decides interest
  * and whether the session is over. The only place RELAYING data moves.
  * may_read: READ_* bits (0 after a state change: only flush). */
@@ -434,6 +456,10 @@ static void sess_pump_ex(struct session *s, int may_read)
 {
     if (s->state == SESS_FLUSHING) {
         linger_client(s);
+        return;
+    }
+    if (s->state == SESS_HOLDING) {
+        hold_pump(s, may_read);
         return;
     }
     int relaying = s->state == SESS_RELAYING, progressed = 0;
@@ -520,6 +546,14 @@ static void sess_handshake(struct session *s)
             s->silent = r == FRONT_SILENT_FAIL;
             enter_flushing(s, s->silent ? END_PROBE : s->end != END_NONE ? s->end : END_HANDSHAKE_ERROR);
             return;
+        }
+        if (r == FRONT_HOLD) {
+            struct worker *w = s->wl->w;
+            s->state = SESS_HOLDING;
+            pipe_release(&s->up, &w->bufs, &w->pipes);   /* nothing goes upstream */
+            loop_timer_cancel(w->loop, &s->timer);       /* the front-end's object keeps time */
+            sess_log_start(s);
+            return;                                      /* client_cb pumps next */
         }
         if (r == FRONT_CONNECT) {
             if (s->front->attach && s->front->attach(s) < 0) {

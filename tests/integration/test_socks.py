@@ -607,14 +607,15 @@ def test_reply_07_command_not_supported(socks, identify):
 
 
 @pytest.mark.deadline(20)
-@pytest.mark.parametrize("cmd", [2, 3], ids=["BIND", "UDP-ASSOCIATE"])
-def test_bind_and_udp_get_a_valid_reply(socks, cmd):
+@pytest.mark.parametrize("cmd,want", [(2, 7), (3, 0)], ids=["BIND", "UDP-ASSOCIATE"])
+def test_bind_and_udp_get_a_valid_reply(socks, cmd, want):
+    """BIND is not supported (0x07); UDP ASSOCIATE is (test_udp.py)."""
     f = socks()
     s = f.connect()
     assert s5_greet(s) == 0
     s.sendall(s5_req(cmd, "0.0.0.0", 0))
     rep, _, _ = s5_reply(s)
-    assert rep in (0, 7), "cmd %d: expected 0x07 (not supported yet) or 0x00, got %#04x" % (cmd, rep)
+    assert rep == want, "cmd %d: expected %#04x, got %#04x" % (cmd, want, rep)
     s.close()
     # still serving
     s2 = f.connect()
