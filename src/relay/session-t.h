@@ -84,9 +84,10 @@ enum sess_fail {
  * destination policy applies (client-chosen destinations do, relay upstreams
  * chosen by the operator do not). */
 struct sess_target {
-    char host[256];
     uint16_t port;
     uint8_t check_policy;
+    char host[];        /* NUL-terminated, at most 255 bytes; sized to fit (an
+                           idle session keeps its target: 24 bytes, not 264) */
 };
 
 struct session {

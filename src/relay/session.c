@@ -522,9 +522,15 @@ void sess_fail_reason(struct session *s, enum sess_end why)
 
 int sess_set_target(struct session *s, const char *host, uint16_t port, int check_policy)
 {
-    if (!s->target && !(s->target = calloc(1, sizeof(*s->target)))) return -1;
-    snprintf(s->target->host, sizeof(s->target->host), "%s", host);
-    s->target->port = port;
+    char copy[256];         /* host may be the old target's own */
+    size_t len = strnlen(host, 255);
+    memcpy(copy, host, len);
+    struct sess_target *t = realloc(s->target, sizeof(*t) + len + 1);
+    if (!t) return -1;
+    s->target = t;
+    memcpy(t->host, copy, len);
+    t->host[len] = 0;
+    t->port = port;
     s->target->check_policy = (uint8_t)check_policy;
     return 0;
 }
