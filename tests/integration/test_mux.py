@@ -460,3 +460,25 @@ def test_mux_local_refuses_beyond_its_stream_limit(ferry, dns, echo):
     for s in (a, b, c):
         s.close()
     assert any(s["end"] == "limit" for s in loc.wait_sessions(3))
+
+
+def test_streams_are_sessions_limits_rewrite_and_hexdump_apply(ferry, echo, workdir):
+    dump = os.path.join(workdir, "hex.txt")
+    f = ferry("mux-server", "-u", echo.addr, "--maxconn", "3", "--rewrite", "both:hello:HELLO",
+              "--hexdump-file", dump)
+    m = RawMux(f.host, f.port)
+    m.open(1, b"hello")
+    assert m.read_stream(1, 5) == b"HELLO"                 # rewritten on the way up
+    m.open(3, b"x")
+    assert m.read_stream(3, 1) == b"x"
+    m.open(5, b"y")                                       # the connection + 2 streams = maxconn 3
+    while True:
+        fr = m.next_frame()
+        assert fr is not None
+        if fr[2] == 5 and fr[1] & RST:
+            break
+    assert "refused=maxconn" in f.log()
+    m.close()
+    ss = f.wait_sessions(2)
+    assert {s["stream"] for s in ss} == {"1", "3"}
+    assert peers.wait_until(lambda: os.path.exists(dump) and b"HELLO" in open(dump, "rb").read(), scaled(5))
