@@ -111,6 +111,7 @@ struct listener_cfg {
     int no_splice;
     /* PROXY protocol (proto/proxy_proto.h, server/proxyin.c). */
     int accept_proxy;                 /* clients start with a PROXY header */
+    struct acl proxy_from;            /* ... and only these may connect (n == 0: any) */
     unsigned accept_proxy_timeout_ms; /* ... which must have come by then */
     unsigned send_proxy;              /* 0 off, 1 or 2: header version sent to upstreams */
     int open;                /* allow an unauthenticated public SOCKS listener */

@@ -317,6 +317,14 @@ static int parse_deny(void *b, const char *v, char *e, size_t n)
 {
     return acl_add_client(&((struct listener_cfg *)b)->client_acl, 0, v, e, n);
 }
+/* --accept-proxy-from: the balancers that may speak for clients; implies
+ * --accept-proxy. */
+static int parse_accept_proxy_from(void *b, const char *v, char *e, size_t n)
+{
+    struct listener_cfg *l = b;
+    l->accept_proxy = 1;
+    return acl_add_client(&l->proxy_from, 1, v, e, n);
+}
 static int parse_allow_dest(void *b, const char *v, char *e, size_t n)
 {
     return acl_add_dest(&((struct listener_cfg *)b)->dest_acl, 1, v, e, n);
@@ -854,6 +862,9 @@ const struct opt_def opt_table[] = {
     { "accept-proxy", 0, OPT_FLAG, SCOPE_LISTENER, MODE_ALL, L(accept_proxy), 0, 1, NULL, NULL,
       NULL, "clients start with a PROXY protocol header (v1 or v2, from HAProxy or an L4 balancer): its client "
       "address is the one ACLs, limits, logs and capture use; a bad or missing header closes the connection" },
+    { "accept-proxy-from", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_accept_proxy_from,
+      "CIDR", "only these sources (your balancers) may connect and send a PROXY header; any other connection is "
+      "refused (end=denied), so nobody else can claim to speak for a client (repeatable; implies --accept-proxy)" },
     { "accept-proxy-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(accept_proxy_timeout_ms), 1, 600000,
       "3s", NULL, "DUR", "with --accept-proxy: close a connection whose PROXY header has not come by then" },
     { "send-proxy", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS | MODE_RELAY, 0, 0, 0, NULL, parse_send_proxy,
@@ -1203,6 +1214,7 @@ void cfg_free(struct ferry_cfg *c)
         explicit_bzero(l->ss_key, sizeof(l->ss_key));
         if (l->replay) replay_free(l->replay);
         acl_free(&l->client_acl);
+        acl_free(&l->proxy_from);
         acl_free(&l->dest_acl);
         free(l->toxics);
         rewrite_set_free(&l->rewrite);

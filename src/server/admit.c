@@ -73,6 +73,13 @@ static int client_allowed(const struct listener_cfg *cfg, const struct net_addr 
     return cfg->client_acl.n == 0 || acl_check_addr(&cfg->client_acl, len == 4 ? 4 : 6, ip);
 }
 
+int admit_proxy_source(const struct listener_cfg *cfg, const struct net_addr *peer)
+{
+    size_t len;
+    const uint8_t *ip = net_addr_ip(peer, &len);
+    return cfg->proxy_from.n == 0 || acl_check_addr(&cfg->proxy_from, len == 4 ? 4 : 6, ip);
+}
+
 /* Takes one from an atomic counter unless it is at max (0 = no limit). */
 static int take_slot(unsigned *counter, unsigned max)
 {

@@ -22,6 +22,8 @@ void admit_shared_free(struct listener_shared *sh);
  * "denied" (ACL), "hours", "rate_per_ip", "global_maxconn", "maxconn",
  * "maxconn_per_ip". */
 const char *admit_client(struct wlistener *wl, const struct net_addr *peer, int *counted_ip);
+/* --accept-proxy-from: 1 if peer may send a PROXY header (no list: any). */
+int admit_proxy_source(const struct listener_cfg *cfg, const struct net_addr *peer);
 /* Gives back what admit_client() took. */
 void admit_release(struct wlistener *wl, const struct net_addr *peer, int counted_ip);
 /* Refuses an accepted fd: protocol refusal if possible, log line, close. */

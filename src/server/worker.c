@@ -66,8 +66,9 @@ static void accept_cb(struct loop *l, struct loop_io *io, uint32_t events)
                 pause_accept(ws, errno);
             return;
         }
-        if (wl->cfg->accept_proxy) proxyin_start(wl, fd, &peer);   /* admitted once its header names the client */
-        else worker_admit(wl, fd, &peer);
+        if (!wl->cfg->accept_proxy) worker_admit(wl, fd, &peer);
+        else if (admit_proxy_source(wl->cfg, &peer)) proxyin_start(wl, fd, &peer);   /* admitted once its header names the client */
+        else admit_refuse(wl, fd, &peer, "denied");    /* not one of --accept-proxy-from */
     }
 }
 

@@ -270,3 +270,24 @@ def test_local_command_uses_the_connection(ferry, identify):
     s.close()
     line = session_of(f, lambda d: d.get("end") == "client_closed", "the LOCAL session")
     assert line["client"].startswith(CLIENT + ":"), line["_line"]
+
+
+def test_accept_proxy_from_refuses_other_sources(ferry, identify):
+    """Only the listed balancers may speak for clients: a PROXY header from
+    anyone else would let them claim any address (and pass every ACL)."""
+    up = identify("A")
+    inner = ferry("relay", "--accept-proxy-from", "127.0.0.4/32", "-u", up.addr)
+    spoof = peers.connect("127.0.0.1", inner.port, source=OTHER)
+    spoof.sendall(b"PROXY TCP4 10.9.9.9 127.0.0.1 1234 80\r\n")
+    data, how = peers.read_until_close(spoof, timeout=scaled(5))
+    assert data == b"" and how in ("eof", "reset"), (data, how)
+    spoof.close()
+    line = session_of(inner, lambda d: d.get("end") == "denied", "the refused source")
+    assert line["client"].startswith(OTHER + ":"), line["_line"]
+    # The balancer (127.0.0.4) is trusted: the client is the one it names.
+    s = peers.connect("127.0.0.1", inner.port, source="127.0.0.4")
+    s.sendall(b"PROXY TCP4 10.9.9.9 127.0.0.1 1234 80\r\n")
+    assert recv_line(s) == b"ID:A\n"
+    s.close()
+    line = session_of(inner, lambda d: d.get("end") == "client_closed", "the balanced session")
+    assert line["client"] == "10.9.9.9:1234", line["_line"]
