@@ -312,6 +312,9 @@ static int run(struct ferry_cfg *cfg)
         start_failed(&lf, err);
         return 1;
     }
+    /* From here a log that cannot keep up drops lines, never stalls a worker. */
+    if (log_writer_start() < 0) log_plain("warning: no log writer thread (%s): a slow log may stall workers",
+                                          strerror(errno));
     if (workers_start(ws, n) < 0) {
         snprintf(err, sizeof(err), "cannot start worker threads: %s", strerror(errno));
         start_failed(&lf, err);
@@ -334,6 +337,7 @@ static int run(struct ferry_cfg *cfg)
     for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
     announce_stop(&sd, ws, n);
     workers_join_and_free(ws, n);
+    log_writer_stop();              /* writes what is queued; from here lines go out directly */
     api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
     tap_global_stop(cfg);   /* after the workers: no session writes any more */
     metrics_shutdown();     /* after the workers and the API: nothing counts or reads */

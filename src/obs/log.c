@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,9 +80,8 @@ void log_sanitize(char *dst, size_t dstlen, const char *src)
  * thread is never a data race, whatever the order of startup becomes. */
 static atomic_int log_fd = STDERR_FILENO;
 
-/* Writes the whole line or gives up: logging must never block the loop for
- * long nor fail the caller. */
-static void write_line(const char *buf, size_t len)
+/* Writes the whole line or gives up: logging must never fail the caller. */
+static void write_fd(const char *buf, size_t len)
 {
     int fd = atomic_load_explicit(&log_fd, memory_order_relaxed);
     while (len > 0) {
@@ -90,6 +90,125 @@ static void write_line(const char *buf, size_t len)
         buf += n;
         len -= (size_t)n;
     }
+}
+
+/* The writer thread (log_writer_start): lines are appended to one of two
+ * buffers, which the writer swaps and writes out, so that a slow reader of
+ * the log (a full pipe, a stalled journald, a slow disk) stalls the writer
+ * and never a worker. When the buffer being filled has no room, the lines
+ * are dropped and counted; the writer says how many once it catches up. */
+#define LOG_WBUF_SIZE (512u * 1024u)
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+    char *fill, *out;          /* fill: appended to; out: the writer's */
+    size_t fill_len;
+    int running, stop;
+    uint64_t unreported;       /* dropped lines not yet said */
+} writer = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+static _Atomic uint64_t dropped_total;
+
+uint64_t log_dropped_lines(void) { return atomic_load_explicit(&dropped_total, memory_order_relaxed); }
+
+static size_t count_lines(const char *buf, size_t len)
+{
+    size_t n = 0;
+    for (const char *p = buf; (p = memchr(p, '\n', len - (size_t)(p - buf))) != NULL; p++) n++;
+    return n ? n : 1;
+}
+
+static void write_line(const char *buf, size_t len)
+{
+    pthread_mutex_lock(&writer.lock);
+    if (!writer.running) {
+        pthread_mutex_unlock(&writer.lock);
+        write_fd(buf, len);
+        return;
+    }
+    if (len > LOG_WBUF_SIZE - writer.fill_len) {
+        size_t n = count_lines(buf, len);
+        writer.unreported += n;
+        atomic_fetch_add_explicit(&dropped_total, n, memory_order_relaxed);
+    } else {
+        memcpy(writer.fill + writer.fill_len, buf, len);
+        writer.fill_len += len;
+        pthread_cond_signal(&writer.cond);
+    }
+    pthread_mutex_unlock(&writer.lock);
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&writer.lock);
+    for (;;) {
+        while (!writer.fill_len && !writer.unreported && !writer.stop) pthread_cond_wait(&writer.cond, &writer.lock);
+        if (!writer.fill_len && !writer.unreported) break;     /* stop, and nothing left */
+        char *buf = writer.fill;
+        size_t len = writer.fill_len;
+        uint64_t dropped = writer.unreported;
+        writer.fill = writer.out;
+        writer.out = buf;
+        writer.fill_len = 0;
+        writer.unreported = 0;
+        pthread_mutex_unlock(&writer.lock);
+        write_fd(buf, len);
+        if (dropped) {
+            char line[200];
+            int n = snprintf(line, sizeof(line), "ferry: %llu log line%s dropped: the log could not keep up "
+                             "(a slow disk or reader); ferry_log_dropped_lines_total counts them\n",
+                             (unsigned long long)dropped, dropped == 1 ? "" : "s");
+            write_fd(line, (size_t)n);
+        }
+        pthread_mutex_lock(&writer.lock);
+    }
+    pthread_mutex_unlock(&writer.lock);
+    return NULL;
+}
+
+int log_writer_start(void)
+{
+    char *a = malloc(LOG_WBUF_SIZE), *b = malloc(LOG_WBUF_SIZE);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return -1;
+    }
+    pthread_mutex_lock(&writer.lock);
+    writer.fill = a;
+    writer.out = b;
+    writer.fill_len = 0;
+    writer.stop = 0;
+    int r = pthread_create(&writer.thread, NULL, writer_main, NULL);
+    writer.running = r == 0;
+    pthread_mutex_unlock(&writer.lock);
+    if (r != 0) {
+        free(a);
+        free(b);
+        errno = r;
+        return -1;
+    }
+    return 0;
+}
+
+void log_writer_stop(void)
+{
+    pthread_mutex_lock(&writer.lock);
+    if (!writer.running) {
+        pthread_mutex_unlock(&writer.lock);
+        return;
+    }
+    writer.stop = 1;
+    pthread_cond_signal(&writer.cond);
+    pthread_mutex_unlock(&writer.lock);
+    pthread_join(writer.thread, NULL);     /* it writes everything queued first */
+    pthread_mutex_lock(&writer.lock);
+    writer.running = 0;
+    free(writer.fill);
+    free(writer.out);
+    writer.fill = writer.out = NULL;
+    pthread_mutex_unlock(&writer.lock);
 }
 
 /* This thread's pending lines, or NULL when it does not batch. */
@@ -294,6 +413,7 @@ int log_file_reopen(const char *path, char *err, size_t errlen)
 
 void log_file_close(void)
 {
+    log_writer_stop();      /* whatever is still queued goes to the file first */
     int fd = atomic_exchange_explicit(&log_fd, STDERR_FILENO, memory_order_relaxed);
     if (fd != STDERR_FILENO) close(fd);
 }

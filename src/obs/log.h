@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_QUIET = 0, LOG_ERROR = 1, LOG_WARN = 2, LOG_INFO = 3, LOG_DEBUG = 4 };
 
@@ -72,6 +73,16 @@ void log_file_close(void);
 
 /* Operator-facing line without timestamp: "ferry: <message>\n" (startup, fatal config errors). */
 void log_plain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The writer thread: from log_writer_start() until log_writer_stop(),
+ * lines are queued (in order, in at most 512 KiB) and written by a thread
+ * of their own, so that a log that cannot keep up never blocks a worker:
+ * what does not fit is dropped, counted, and said once the writer catches
+ * up. Stop writes what is queued, then lines are written directly again. */
+int log_writer_start(void);
+void log_writer_stop(void);
+/* Lines dropped since start (all threads). */
+uint64_t log_dropped_lines(void);
 
 #define log_error(...) do { if (log_enabled(LOG_ERROR)) log_msg(LOG_ERROR, __VA_ARGS__); } while (0)
 #define log_warn(...)  do { if (log_enabled(LOG_WARN))  log_msg(LOG_WARN,  __VA_ARGS__); } while (0)

@@ -10,6 +10,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "obs/log.h"
+
 /* 5 ms .. 1 h: short requests to long tunnels. */
 const struct metrics_buckets metrics_duration_ms = {
     12, { 5, 25, 100, 250, 1000, 2500, 10000, 30000, 60000, 300000, 1800000, 3600000 }
@@ -700,6 +702,9 @@ int metrics_render(struct metrics_out *o, const char *version)
     metrics_printf(o, "ferry_build_info{version=\"");
     metrics_escape_label(o, version);
     metrics_printf(o, "\"} 1\n");
+    family(o, "ferry_log_dropped_lines_total", "counter",
+           "Log lines dropped because the log (a pipe, journald, a disk) could not keep up.");
+    metrics_printf(o, "ferry_log_dropped_lines_total %llu\n", (unsigned long long)log_dropped_lines());
     pthread_mutex_lock(&reg.lock);
     struct lsum *s = NULL;
     size_t n = 0;

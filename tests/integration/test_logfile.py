@@ -308,3 +308,52 @@ def test_log_sessions_start_only_and_bad_values(ferry, servers):
     assert not [ln for ln in f.log().splitlines() if " end=" in ln], f.log()
     r = run_ferry("relay", "-u", "127.0.0.1:9", "--log-sessions", "begin")
     assert r.returncode == 2 and "--log-sessions" in r.stderr.decode(), r.stderr
+
+
+@pytest.mark.deadline(120)
+def test_a_log_nobody_reads_drops_lines_never_stalls_sessions(servers):
+    """stderr is a pipe nobody reads (a stalled journald, a stopped pager):
+    once it is full, workers go on relaying; the lines that did not fit are
+    dropped and counted, and said once the reader is back."""
+    import urllib.request
+    from conftest import FERRY_BIN, listening
+    echo = servers(peers.h_echo)
+    port, mport = free_port(), free_port()
+    p = subprocess.Popen([FERRY_BIN, "relay", "-u", echo.addr, "-l", "127.0.0.1:%d" % port,
+                          "--metrics", "127.0.0.1:%d" % mport, "--drain-timeout", "1s", "--log-sessions", "start,end"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert peers.wait_until(lambda: listening(p.pid, port), scaled(5))
+        # ~300 bytes of log per session: 5000 of them are far more than the
+        # pipe (64 KiB) and the writer's two buffers (2 x 512 KiB) hold.
+        t0 = time.monotonic()
+        for i in range(5000):
+            s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+            s.sendall(b"x")
+            assert recv_exact(s, 1) == b"x", "session %d stalled" % i
+            s.close()
+        assert time.monotonic() - t0 < scaled(60)
+
+        def dropped():
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=scaled(5)) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("ferry_log_dropped_lines_total "):
+                        return int(line.split()[1])
+            return None
+        assert peers.wait_until(lambda: (dropped() or 0) > 0, scaled(5)), dropped()
+        # The reader is back: what was queued, then how many were dropped.
+        out = b""
+        deadline = time.monotonic() + scaled(10)
+        os.set_blocking(p.stderr.fileno(), False)
+        while b"log lines dropped" not in out and time.monotonic() < deadline:
+            try:
+                out += p.stderr.read() or b""
+            except (BlockingIOError, TypeError):
+                pass
+            time.sleep(0.05)
+        assert b"log lines dropped" in out, out[-2000:]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        os.set_blocking(p.stderr.fileno(), True)
+        p.stderr.read()
+        assert p.wait(scaled(10)) == 0
