@@ -41,7 +41,7 @@ struct user_table {
 struct lblock {
     uint64_t opened, closed;
     uint64_t refused[MREF_N];
-    uint64_t up, down;
+    uint64_t up, down, sent_up, sent_down;
     uint64_t ends[METRICS_MAX_ENDS];
     uint64_t hsfail[METRICS_MAX_ENDS];
     struct metrics_hist duration;
@@ -257,6 +257,8 @@ void metrics_session_closed(struct metrics_listener *m, const struct metrics_ses
     if (e->refuse < MREF_N) add(&b->refused[e->refuse], 1);
     add(&b->up, e->up);
     add(&b->down, e->down);
+    add(&b->sent_up, e->sent_up);
+    add(&b->sent_down, e->sent_down);
     metrics_hist_observe(&b->duration, &metrics_duration_ms, e->duration_ms);
     if (e->user && b->users) count_user(b->users, e);
     /* Last, with release: a scraper that reads closed first never sees
@@ -288,6 +290,18 @@ void metrics_server_failed(struct metrics_listener *m, size_t i)
 {
     struct sblock *b = server_block(m, i);
     if (b) add(&b->failed, 1);
+}
+
+static uint64_t tap_dropped[METRICS_TAP_N];
+
+void metrics_tap_dropped(enum metrics_tap_output out)
+{
+    if ((unsigned)out < METRICS_TAP_N) __atomic_add_fetch(&tap_dropped[out], 1, __ATOMIC_RELAXED);
+}
+
+uint64_t metrics_tap_dropped_total(enum metrics_tap_output out)
+{
+    return (unsigned)out < METRICS_TAP_N ? __atomic_load_n(&tap_dropped[out], __ATOMIC_RELAXED) : 0;
 }
 
 void metrics_dns_lookup(enum metrics_dns result, uint64_t latency_us)
@@ -399,7 +413,8 @@ static void listener_label(char *out, size_t len, const char *name)
 
 /* Sum of one listener's blocks, read with relaxed loads. */
 struct lsum {
-    uint64_t opened, closed, refused[MREF_N], up, down, ends[METRICS_MAX_ENDS], hsfail[METRICS_MAX_ENDS];
+    uint64_t opened, closed, refused[MREF_N], up, down, sent_up, sent_down, ends[METRICS_MAX_ENDS],
+        hsfail[METRICS_MAX_ENDS];
     struct metrics_hist duration;
 };
 
@@ -414,6 +429,8 @@ static void lsum_of(const struct metrics_listener *m, struct lsum *s)
         for (int i = 0; i < MREF_N; i++) s->refused[i] += metrics_ctr_get(&b->refused[i]);
         s->up += metrics_ctr_get(&b->up);
         s->down += metrics_ctr_get(&b->down);
+        s->sent_up += metrics_ctr_get(&b->sent_up);
+        s->sent_down += metrics_ctr_get(&b->sent_down);
         for (int i = 0; i < METRICS_MAX_ENDS; i++) {
             s->ends[i] += metrics_ctr_get(&b->ends[i]);
             s->hsfail[i] += metrics_ctr_get(&b->hsfail[i]);
@@ -470,13 +487,14 @@ static void render_listeners(struct metrics_out *o, const struct lsum *s)
         metrics_printf(o, " %llu\n", (unsigned long long)s[k].down);
     }
     family(o, "ferry_sent_bytes_total", "counter",
-           "Application bytes relayed, by direction (up: to upstreams, down: to clients), counted when the "
-           "session ends.");
+           "Bytes written, by direction (up: to upstreams, down: to clients), as on the wire (Shadowsocks "
+           "framing, PROXY headers, replies and what toxics, rewrites and filters changed included), counted "
+           "when the session ends.");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
         series(o, "ferry_sent_bytes_total", m->name, "direction=\"up\"");
-        metrics_printf(o, " %llu\n", (unsigned long long)s[k].up);
+        metrics_printf(o, " %llu\n", (unsigned long long)s[k].sent_up);
         series(o, "ferry_sent_bytes_total", m->name, "direction=\"down\"");
-        metrics_printf(o, " %llu\n", (unsigned long long)s[k].down);
+        metrics_printf(o, " %llu\n", (unsigned long long)s[k].sent_down);
     }
     family(o, "ferry_session_ends_total", "counter", "Sessions ended, by reason (the log's end= field).");
     for (m = reg.head, k = 0; m; m = m->next, k++)
@@ -705,6 +723,12 @@ int metrics_render(struct metrics_out *o, const char *version)
     family(o, "ferry_log_dropped_lines_total", "counter",
            "Log lines dropped because the log (a pipe, journald, a disk) could not keep up.");
     metrics_printf(o, "ferry_log_dropped_lines_total %llu\n", (unsigned long long)log_dropped_lines());
+    family(o, "ferry_capture_dropped_records_total", "counter",
+           "Capture (pcap) and hexdump records dropped because their writer was behind (traffic is never held).");
+    metrics_printf(o, "ferry_capture_dropped_records_total{output=\"pcap\"} %llu\n",
+                   (unsigned long long)metrics_tap_dropped_total(METRICS_TAP_PCAP));
+    metrics_printf(o, "ferry_capture_dropped_records_total{output=\"hexdump\"} %llu\n",
+                   (unsigned long long)metrics_tap_dropped_total(METRICS_TAP_HEXDUMP));
     pthread_mutex_lock(&reg.lock);
     struct lsum *s = NULL;
     size_t n = 0;

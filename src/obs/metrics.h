@@ -122,6 +122,7 @@ struct metrics_session_end {
     const char *hs_proto;
     const char *user;
     uint64_t up, down, duration_ms;
+    uint64_t sent_up, sent_down;   /* written to the upstream, to the client */
 };
 void metrics_session_closed(struct metrics_listener *m, const struct metrics_session_end *e);
 
@@ -130,6 +131,12 @@ void metrics_session_closed(struct metrics_listener *m, const struct metrics_ses
 void metrics_server_connected(struct metrics_listener *m, size_t i, uint64_t connect_us);
 void metrics_server_closed(struct metrics_listener *m, size_t i);
 void metrics_server_failed(struct metrics_listener *m, size_t i);
+
+/* A capture (pcap) or hexdump record dropped: its writer was behind. Any
+ * thread; process-wide (drops are rare, an atomic is enough). */
+enum metrics_tap_output { METRICS_TAP_PCAP, METRICS_TAP_HEXDUMP, METRICS_TAP_N };
+void metrics_tap_dropped(enum metrics_tap_output out);
+uint64_t metrics_tap_dropped_total(enum metrics_tap_output out);
 
 /* A DNS lookup finished; latency_us 0: it never went to DNS (cache hit,
  * refusal), so the latency histogram leaves it out. */

@@ -44,6 +44,8 @@ struct half {
     struct kpipe *kp;
     struct pipe_chain *chain;      /* NULL: no stage */
     uint64_t bytes;                /* application bytes (the plaintext link) */
+    uint64_t sent;                 /* bytes written to the sink (the wire: framing,
+                                      headers and what stages changed included) */
     uint8_t eof;                   /* source said EOF */
     uint8_t shut;                  /* EOF forwarded to the sink */
     uint8_t bulk;                  /* a read filled SPLICE_THRESHOLD: worth splicing */

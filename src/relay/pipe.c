@@ -80,7 +80,7 @@ static void count_plain(struct half *h, struct pump_ctx *c, const uint8_t *p, si
 
 enum flush { FLUSH_EMPTY, FLUSH_BLOCKED, FLUSH_ERROR };
 
-static enum flush flush_buffer(struct buf **b, struct pump_ctx *c)
+static enum flush flush_buffer(struct half *h, struct buf **b, struct pump_ctx *c)
 {
     while (link_busy(*b)) {
         ssize_t n = endpoint_write(c->dst, buf_rptr(*b), buf_len(*b));
@@ -92,6 +92,7 @@ static enum flush flush_buffer(struct buf **b, struct pump_ctx *c)
         }
         if (c->tap) tap_bytes(c->tap, !c->src_leg, 0, buf_rptr(*b), (size_t)n);
         buf_consumed(*b, (uint32_t)n);
+        h->sent += (uint64_t)n;
         c->progressed = 1;
     }
     buf_put(c->bufs, *b);
@@ -113,6 +114,7 @@ static enum flush flush_kpipe(struct half *h, struct pump_ctx *c)
             return FLUSH_ERROR;
         }
         h->kp->len -= (size_t)n;
+        h->sent += (uint64_t)n;
         c->progressed = 1;
     }
     kpipe_put(c->pipes, h->kp);
@@ -125,8 +127,8 @@ static enum flush flush_kpipe(struct half *h, struct pump_ctx *c)
 static enum flush flush_sink(struct half *h, struct pump_ctx *c)
 {
     if (!c->dst) return half_pending(h) ? FLUSH_BLOCKED : FLUSH_EMPTY;
-    enum flush f = flush_buffer(&h->lead, c);
-    if (f == FLUSH_EMPTY) f = flush_buffer(sink_link(h), c);
+    enum flush f = flush_buffer(h, &h->lead, c);
+    if (f == FLUSH_EMPTY) f = flush_buffer(h, sink_link(h), c);
     return f == FLUSH_EMPTY ? flush_kpipe(h, c) : f;
 }
 

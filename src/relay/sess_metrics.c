@@ -74,6 +74,8 @@ void sess_metrics_closed(const struct session *s)
         .user = authed && s->front && s->front->user && metrics_users_enabled() ? s->front->user(s) : NULL,
         .up = s->up.bytes,
         .down = s->down.bytes,
+        .sent_up = s->up.sent,
+        .sent_down = s->down.sent,
         .duration_ms = clock_now_ms() - s->start_ms,
     };
     metrics_session_closed(m, &me);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "stage/pcap_tcp.h"
 #include "stage/privfile.h"
 #include "stage/spool.h"
@@ -164,7 +165,7 @@ static void on_batch_done(void *ctx)
     if (running(c)) flush(c);
 }
 
-static const struct spool_ops capture_spool_ops = { on_record, on_batch_done };
+static const struct spool_ops capture_spool_ops = { on_record, on_batch_done, METRICS_TAP_PCAP };
 
 struct capture *capture_open(const char *path, uint64_t rotate_bytes, char *err, size_t errlen)
 {

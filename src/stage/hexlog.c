@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "obs/log.h"
+#include "obs/metrics.h"
 #include "stage/hexdump.h"
 #include "stage/privfile.h"
 #include "stage/spool.h"
@@ -64,7 +65,7 @@ static void on_record(void *ctx, uint8_t *rec, size_t len)
     }
 }
 
-static const struct spool_ops hexlog_spool_ops = { on_record, NULL };
+static const struct spool_ops hexlog_spool_ops = { on_record, NULL, METRICS_TAP_HEXDUMP };
 
 struct hexlog *hexlog_open(const char *path, char *err, size_t errlen)
 {

@@ -10,6 +10,7 @@
 
 #include "core/loop.h"
 #include "obs/log.h"
+#include "obs/metrics.h"
 
 struct spool {
     pthread_mutex_t mu;
@@ -113,6 +114,7 @@ int spool_put(struct spool *sp, const struct spool_part *parts, int nparts)
     if (need - FRAME > UINT32_MAX || sp->cap - sp->fill_len < need) {
         sp->dropped++;
         pthread_mutex_unlock(&sp->mu);
+        metrics_tap_dropped((enum metrics_tap_output)sp->ops->metrics_output);
         return -1;
     }
     int was_empty = sp->fill_len == 0;
@@ -137,6 +139,7 @@ void spool_count_drop(struct spool *sp)
     pthread_mutex_lock(&sp->mu);
     sp->dropped++;
     pthread_mutex_unlock(&sp->mu);
+    metrics_tap_dropped((enum metrics_tap_output)sp->ops->metrics_output);
 }
 
 uint64_t spool_close(struct spool *sp)

@@ -27,6 +27,8 @@ struct spool_ops {
     void (*record)(void *ctx, uint8_t *rec, size_t len);
     /* Writer thread: after each batch (flush the file). */
     void (*batch_done)(void *ctx);
+    /* enum metrics_tap_output: where drops are counted. */
+    int metrics_output;
 };
 
 /* cap: bytes of each of the two buffers. name: for log lines ("capture

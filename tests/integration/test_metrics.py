@@ -114,7 +114,10 @@ def test_socks_scrape_valid_counts_and_no_secret(ferry, identify):
     assert value(text, "ferry_handshake_failures_total", proto="socks", reason="connect_refused") == 1
     assert value(text, "ferry_session_ends_total", listener="socks", reason="client_closed") == 1
     assert value(text, "ferry_received_bytes_total", listener="socks", direction="up") == 1000
-    assert value(text, "ferry_sent_bytes_total", listener="socks", direction="down") == 1005   # "ID:A\n" + echo
+    # Written, as on the wire: to clients the SOCKS replies too (method 2 + auth 2 + request 10 for the
+    # good session, 2 + 2 for the wrong password, 2 + 2 + 10 for the refused one) and "ID:A\n" + echo.
+    assert value(text, "ferry_sent_bytes_total", listener="socks", direction="down") == 1005 + 14 + 4 + 14
+    assert value(text, "ferry_sent_bytes_total", listener="socks", direction="up") == 1000
     assert value(text, "ferry_session_duration_seconds_count", listener="socks") == 3
     # Only the user who authenticated; the wrong password counts under no user.
     assert value(text, "ferry_user_sessions_total", listener="socks", user=USER) == 2

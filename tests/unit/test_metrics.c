@@ -82,7 +82,8 @@ static void *worker(void *p)
     for (int i = 0; i < a->n; i++) {
         metrics_conn_opened(a->m);
         struct metrics_session_end e = { .end = 1, .end_name = "client_closed", .refuse = MREF_N,
-                                         .up = 100, .down = 1000, .duration_ms = 10, .user = "al\"ice" };
+                                         .up = 100, .down = 1000, .duration_ms = 10, .user = "al\"ice",
+                                         .sent_up = 110, .sent_down = 1010 };
         metrics_session_closed(a->m, &e);
     }
     metrics_conn_opened(a->m);        /* one left open */
@@ -122,7 +123,8 @@ static void test_render_sums_workers(void **state)
     has(s, "ferry_listener_refused_connections_total{listener=\"we\\\"b\",reason=\"auth\"} 1\n");
     has(s, "ferry_listener_refused_connections_total{listener=\"we\\\"b\",reason=\"time_window\"} 0\n");
     has(s, "ferry_received_bytes_total{listener=\"we\\\"b\",direction=\"up\"} 1200\n");
-    has(s, "ferry_sent_bytes_total{listener=\"we\\\"b\",direction=\"down\"} 12000\n");
+    has(s, "ferry_sent_bytes_total{listener=\"we\\\"b\",direction=\"down\"} 12120\n");   /* written, not read */
+    has(s, "ferry_sent_bytes_total{listener=\"we\\\"b\",direction=\"up\"} 1320\n");
     has(s, "ferry_session_ends_total{listener=\"we\\\"b\",reason=\"client_closed\"} 12\n");
     has(s, "ferry_handshake_failures_total{listener=\"we\\\"b\",proto=\"socks\",reason=\"auth_failed\"} 1\n");
     has(s, "# TYPE ferry_session_duration_seconds histogram\n");

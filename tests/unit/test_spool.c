@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "obs/metrics.h"
 #include "stage/spool.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -34,7 +35,7 @@ static void rec_block(void *ctx, uint8_t *rec, size_t len)
 static void test_full_means_drop_not_wait(void **state)
 {
     (void)state;
-    static const struct spool_ops ops = { rec_block, NULL };
+    static const struct spool_ops ops = { rec_block, NULL, METRICS_TAP_PCAP };
     char err[100];
     struct spool *sp = spool_new(64, &ops, NULL, "test", err, sizeof(err));
     assert_non_null(sp);
@@ -54,6 +55,9 @@ static void test_full_means_drop_not_wait(void **state)
     pthread_mutex_unlock(&mu);
     assert_int_equal(spool_close(sp), 2);
     assert_int_equal(nrec, 3);
+    /* Both drops reach the scrape's counter for the spool's output. */
+    assert_int_equal(metrics_tap_dropped_total(METRICS_TAP_PCAP), 2);
+    assert_int_equal(metrics_tap_dropped_total(METRICS_TAP_HEXDUMP), 0);
 }
 
 static void rec_order(void *ctx, uint8_t *rec, size_t len)
@@ -84,7 +88,7 @@ static void *producer(void *arg)
 static void test_threads_in_order(void **state)
 {
     (void)state;
-    static const struct spool_ops ops = { rec_order, on_batch };
+    static const struct spool_ops ops = { rec_order, on_batch, METRICS_TAP_HEXDUMP };
     char err[100];
     pthread_t th[4];
     shared = spool_new(4096, &ops, NULL, "test", err, sizeof(err));
