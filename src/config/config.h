@@ -115,6 +115,7 @@ struct listener_cfg {
     unsigned accept_proxy_timeout_ms; /* ... which must have come by then */
     unsigned send_proxy;              /* 0 off, 1 or 2: header version sent to upstreams */
     int open;                /* allow an unauthenticated public SOCKS listener */
+    int bind_strict;         /* SOCKS BIND: only the peer the request named may connect */
     int dest_denies_added;   /* default denies cfg_listener_exposure() appended, the last
                                 rules of dest_acl (0: none) */
 

@@ -900,6 +900,9 @@ const struct opt_def opt_table[] = {
       "8s", NULL, "DUR", "replace a pooled connection this old (keep it below the server's handshake timeout)" },
     { "open", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_MUX_SERVER, L(open), 0, 1, NULL, NULL,
       NULL, "allow a SOCKS listener (or a mux-server --dynamic) on a public address without users or --allow rules" },
+    { "bind-strict", 0, OPT_FLAG, SCOPE_LISTENER, MODE_SOCKS, L(bind_strict), 0, 1, NULL, NULL,
+      NULL, "SOCKS BIND: accept the inbound connection only from the address the request named (by default any "
+      "peer, as RFC 1928 allows)" },
     { "dynamic", 0, OPT_FLAG, SCOPE_LISTENER, MODE_MUX_SERVER, L(mux_dynamic), 0, 1, NULL, NULL,
       NULL, "every stream starts with its target in SOCKS5 address form (ATYP, address, port), as from "
       "mux-local --socks; the destination policy applies as on ss-server" },

@@ -9,6 +9,7 @@
 #include "net/sock.h"
 #include "obs/log.h"
 #include "policy/acl.h"
+#include "relay/bind.h"
 #include "relay/mux_local.h"
 #include "relay/rlistener.h"
 #include "relay/session.h"
@@ -235,6 +236,10 @@ static void connect_with(struct session *s);
 
 void connect_start(struct session *s)
 {
+    if (s->bind) {
+        bind_start(s);              /* a connection comes to us */
+        return;
+    }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
         mux_local_connect(s);       /* a stream, not a socket */
         return;
@@ -382,6 +387,10 @@ static void abandon_attempt(struct session *s, int err)
 
 void connect_ready(struct session *s, uint32_t events)
 {
+    if (s->bind) {
+        bind_ready(s, events);
+        return;
+    }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
         mux_local_ready(s, events);
         return;
@@ -404,6 +413,10 @@ void connect_ready(struct session *s, uint32_t events)
 
 void connect_timeout(struct session *s)
 {
+    if (s->bind) {
+        bind_timeout(s);
+        return;
+    }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
         mux_local_timeout(s);
         return;

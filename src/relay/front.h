@@ -38,6 +38,10 @@ struct front_ops {
      * the success reply. */
     void (*on_connected)(struct session *s, const struct net_addr *bound);
     int needs_bound;
+    /* Optional, BIND (s->bind): listening at `bound` for the peer; queue the
+     * first reply. on_connected then gives the second, naming the peer
+     * (s->upstream). */
+    void (*on_listening)(struct session *s, const struct net_addr *bound);
     /* Connecting failed for `why`. Queue the failure reply (if the protocol has one). */
     void (*on_failed)(struct session *s, enum sess_fail why);
     /* Extra "key=value ..." for the session log line (no secrets). */

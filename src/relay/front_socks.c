@@ -190,6 +190,19 @@ static enum front_result on_udp(struct session *s, const struct socks_addr *decl
     return FRONT_HOLD;
 }
 
+/* BIND: ferry listens for the peer the request names (the target, for the
+ * log and --bind-strict); bind.c sends both replies through the hooks. Not
+ * through a tunnel (ss-local, mux-local): their far end would have to
+ * listen. */
+static int bind_allowed(const struct session *s) { return cfg(s)->mode == MODE_SOCKS; }
+
+static enum front_result on_bind(struct session *s, const struct socks_addr *peer)
+{
+    enum front_result r = set_target(s, peer);
+    if (r == FRONT_CONNECT) s->bind = 1;
+    return r;
+}
+
 static enum front_result on_request5(struct session *s, const uint8_t *buf, size_t len, size_t *used)
 {
     struct socks5_request req;
@@ -201,6 +214,7 @@ static enum front_result on_request5(struct session *s, const uint8_t *buf, size
         return reply5(s, rep);
     }
     if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS) return on_udp(s, &req.dst);
+    if (req.cmd == SOCKS5_CMD_BIND && bind_allowed(s)) return on_bind(s, &req.dst);
     if (req.cmd != SOCKS5_CMD_CONNECT) {
         sess_fail_reason(s, END_BAD_COMMAND);
         set_dest(s, &req.dst);
@@ -223,6 +237,7 @@ static enum front_result on_request4(struct session *s, const uint8_t *buf, size
     if (r == SOCKS_INVALID) return reply4_reject(s);
     st(s)->is4a = req.dst.atyp == SOCKS_ATYP_DOMAIN;
     if (req.userid[0]) st(s)->userid4 = strdup(req.userid);
+    if (req.cmd == SOCKS4_CMD_BIND && bind_allowed(s)) return on_bind(s, &req.dst);
     if (req.cmd != SOCKS4_CMD_CONNECT) {
         sess_fail_reason(s, END_BAD_COMMAND);
         set_dest(s, &req.dst);
@@ -282,11 +297,13 @@ size_t front_socks_encode_target(const struct sess_target *t, uint8_t *out, size
     return socks5_write_addr(out, cap, &a);
 }
 
-static void socks_on_connected(struct session *s, const struct net_addr *bound)
+/* The success reply naming addr: where the upstream connection is bound,
+ * or for BIND where ferry listens, then the peer that came. */
+static void reply_ok(struct session *s, const struct net_addr *addr)
 {
     struct socks_addr b;
     uint8_t out[SOCKS5_REPLY_MAX];
-    front_socks_addr(bound, &b);
+    front_socks_addr(addr, &b);
     if (st(s)->version == 5) {
         sess_reply(s, out, socks5_build_reply(out, sizeof(out), SOCKS5_REP_OK, &b));
     } else {
@@ -295,6 +312,14 @@ static void socks_on_connected(struct session *s, const struct net_addr *bound)
                                               b.atyp == SOCKS_ATYP_IPV4 ? &b : NULL));
     }
 }
+
+static void socks_on_connected(struct session *s, const struct net_addr *bound)
+{
+    reply_ok(s, s->bind ? &s->upstream : bound);   /* BIND's second reply: the peer */
+}
+
+/* BIND's first reply: where ferry listens. */
+static void socks_on_listening(struct session *s, const struct net_addr *bound) { reply_ok(s, bound); }
 
 static void socks_on_failed(struct session *s, enum sess_fail why)
 {
@@ -334,6 +359,7 @@ const struct front_ops front_socks = {
     .on_data = socks_on_data,
     .on_connected = socks_on_connected,
     .needs_bound = 1,          /* BND.ADDR / DSTIP of the reply */
+    .on_listening = socks_on_listening,
     .on_failed = socks_on_failed,
     .log_fields = socks_log_fields,
     .user = socks_user,

@@ -114,6 +114,7 @@ struct session {
     uint8_t deadline_drawn;           /* front->hides_endings: the handshake
                                          deadline is the random one */
     uint8_t counted_ip;               /* holds a per-IP connection count */
+    uint8_t bind;                     /* SOCKS BIND: the upstream is accepted, not connected (bind.c) */
     uint8_t target_idx;               /* next address in targets to try */
     int8_t lb_idx;                    /* relay: server in use, -1 none */
     uint64_t lb_tried;                /* relay: servers already tried */

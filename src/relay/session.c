@@ -232,7 +232,7 @@ static void update_interest(struct session *s)
     else if (early_data_waits(s)) cw |= endpoint_wanted(&s->cep) & LOOP_READ;
     if (half_pending(&s->down)) cw |= LOOP_WRITE;
     if (s->state == SESS_CONNECTING) {
-        uw = LOOP_WRITE;
+        uw = s->bind ? LOOP_READ : LOOP_WRITE;    /* BIND: a listening socket */
     } else if (s->state == SESS_RELAYING) {
         if (half_wants_input(&s->down)) uw |= LOOP_READ;
         if (half_pending(&s->up)) uw |= LOOP_WRITE;

@@ -607,9 +607,9 @@ def test_reply_07_command_not_supported(socks, identify):
 
 
 @pytest.mark.deadline(20)
-@pytest.mark.parametrize("cmd,want", [(2, 7), (3, 0)], ids=["BIND", "UDP-ASSOCIATE"])
+@pytest.mark.parametrize("cmd,want", [(2, 0), (3, 0)], ids=["BIND", "UDP-ASSOCIATE"])
 def test_bind_and_udp_get_a_valid_reply(socks, cmd, want):
-    """BIND is not supported (0x07); UDP ASSOCIATE is (test_udp.py)."""
+    """BIND (test_bind.py) and UDP ASSOCIATE (test_udp.py) answer 0x00."""
     f = socks()
     s = f.connect()
     assert s5_greet(s) == 0
@@ -1050,17 +1050,17 @@ def _refuse_socks4(f, up):
     return s
 
 
-def _refuse_bind(f, up):
+def _refuse_command(f, up):
     s = f.connect()
     assert s5_greet(s, (2,)) == 2 and s5_auth(s, USER, PASS) == 0
-    s.sendall(s5_req(2, "127.0.0.1", up.port))
+    s.sendall(s5_req(9, "127.0.0.1", up.port))
     assert s5_reply(s)[0] == 7
     return s
 
 
-def _refuse_socks4_bind(f, up):
+def _refuse_socks4_command(f, up):
     s = f.connect()
-    s.sendall(struct.pack("!BBH", 4, 2, up.port) + b"\x7f\0\0\1" + b"\0")
+    s.sendall(struct.pack("!BBH", 4, 9, up.port) + b"\x7f\0\0\1" + b"\0")
     assert s4_reply(s) == 0x5B
     return s
 
@@ -1087,8 +1087,8 @@ REFUSALS = {
     "odd-user-name": (_refuse_odd_user, "auth_failed", {"user": "ev?il?x?sess?9"}, True),
     "no-method": (_refuse_no_method, "no_method", {"user": "-"}, True),
     "socks4-with-users": (_refuse_socks4, "socks4_refused", {"proto": "socks4", "user": "-"}, True),
-    "bind": (_refuse_bind, "bad_command", {"user": USER, "dest": None}, True),
-    "socks4-bind": (_refuse_socks4_bind, "bad_command", {"proto": "socks4"}, False),
+    "command": (_refuse_command, "bad_command", {"user": USER, "dest": None}, True),
+    "socks4-command": (_refuse_socks4_command, "bad_command", {"proto": "socks4"}, False),
     "bad-atyp": (_refuse_atyp, "bad_atyp", {"user": USER}, True),
     "http": (_refuse_http, "no_method", {"proto": "http", "user": "-", "dest": "example.com:80"}, True),
 }
