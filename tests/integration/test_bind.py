@@ -101,7 +101,7 @@ def test_bind_strict_refuses_others_and_times_out(ferry):
     rep2, _, _ = s5_reply(s)
     assert rep2 != 0
     s.close()
-    assert "--bind-strict" in f.log()
+    assert peers.wait_until(lambda: "--bind-strict" in f.log(), scaled(5)), f.log()
     assert f.wait_sessions(1, pred=lambda d: "end" in d)[0]["end"] == "connect_timeout"
 
 

@@ -364,7 +364,7 @@ def test_garbage_gets_goaway_and_others_go_on(ferry, echo):
     good.send(frame(DATA, 0, 1, 5, b"again"))
     assert good.read_stream(1, 5) == b"again"
     good.close()
-    assert "version" in f.log()
+    assert peers.wait_until(lambda: "version" in f.log(), scaled(5)), f.log()
     assert f.alive()
 
 
@@ -477,7 +477,7 @@ def test_streams_are_sessions_limits_rewrite_and_hexdump_apply(ferry, echo, work
         assert fr is not None
         if fr[2] == 5 and fr[1] & RST:
             break
-    assert "refused=maxconn" in f.log()
+    assert peers.wait_until(lambda: "refused=maxconn" in f.log(), scaled(5)), f.log()
     m.close()
     ss = f.wait_sessions(2)
     assert {s["stream"] for s in ss} == {"1", "3"}
