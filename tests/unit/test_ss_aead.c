@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
 #include "crypto/replay.h"
@@ -189,6 +191,38 @@ static void test_subkey(void **state)
         assert_int_equal(ss_subkey(vec_method(v), v->master, v->salt, sk), 0);
         assert_memory_equal(sk, v->subkey, v->key_len);
     }
+}
+
+/* ss_subkey composes HKDF from HMAC itself (for speed): it must agree with
+ * OpenSSL's own HKDF for every method, on random keys and salts, and keep
+ * agreeing when one thread derives many subkeys in a row. */
+static void test_subkey_matches_evp_kdf(void **state)
+{
+    (void)state;
+    static const char *names[] = { "chacha20-ietf-poly1305", "aes-256-gcm", "aes-192-gcm", "aes-128-gcm" };
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    assert_non_null(kdf);
+    for (size_t i = 0; i < 4 * 64; i++) {
+        const struct ss_method *m = ss_method_find(names[i % 4]);
+        uint8_t master[SS_KEY_MAX], salt[SS_SALT_MAX], got[SS_KEY_MAX], want[SS_KEY_MAX];
+        assert_non_null(m);
+        assert_int_equal(RAND_bytes(master, sizeof(master)), 1);
+        assert_int_equal(RAND_bytes(salt, sizeof(salt)), 1);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA1", 0),
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, master, m->key_len),
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt, m->salt_len),
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (char *)"ss-subkey", 9),
+            OSSL_PARAM_construct_end(),
+        };
+        EVP_KDF_CTX *k = EVP_KDF_CTX_new(kdf);
+        assert_non_null(k);
+        assert_int_equal(EVP_KDF_derive(k, want, m->key_len, params), 1);
+        EVP_KDF_CTX_free(k);
+        assert_int_equal(ss_subkey(m, master, salt, got), 0);
+        assert_memory_equal(got, want, m->key_len);
+    }
+    EVP_KDF_free(kdf);
 }
 
 /* ---- cipher wrapper ----------------------------------------------------- */
@@ -548,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_key_from_password),
         cmocka_unit_test(test_key_from_base64),
         cmocka_unit_test(test_subkey),
+        cmocka_unit_test(test_subkey_matches_evp_kdf),
         cmocka_unit_test(test_aead_nonce_and_tag),
         cmocka_unit_test(test_first_chunk_vectors),
         cmocka_unit_test(test_stream_vectors),
