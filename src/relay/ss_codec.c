@@ -4,10 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "config/config.h"
 #include "core/loop.h"
+#include "crypto/rand_pool.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
@@ -191,7 +190,7 @@ struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct
     uint8_t salt[SS_SALT_MAX];
     if (prefix_len > SOCKS5_ADDR_MAX) return NULL;
     struct ss_enc_codec *c = calloc(1, sizeof(*c));
-    if (!c || RAND_bytes(salt, (int)m->salt_len) != 1 || ss_enc_init(&c->enc, m, cfg->ss_key, salt) < 0) {
+    if (!c || rand_pool_bytes(salt, m->salt_len) != 0 || ss_enc_init(&c->enc, m, cfg->ss_key, salt) < 0) {
         free(c);
         return NULL;
     }

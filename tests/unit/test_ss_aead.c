@@ -26,6 +26,7 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include "crypto/rand_pool.h"
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "proto/ss_aead.h"
@@ -223,6 +224,22 @@ static void test_subkey_matches_evp_kdf(void **state)
         assert_memory_equal(got, want, m->key_len);
     }
     EVP_KDF_free(kdf);
+}
+
+/* The pool hands out fresh bytes across refills, and draws a request
+ * larger than itself directly. */
+static void test_rand_pool(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32], big[RAND_POOL_SIZE + 1];
+    assert_int_equal(rand_pool_bytes(a, sizeof(a)), 0);
+    for (size_t i = 0; i < 3 * RAND_POOL_SIZE / sizeof(b); i++) {
+        assert_int_equal(rand_pool_bytes(b, sizeof(b)), 0);
+        assert_memory_not_equal(a, b, sizeof(a));
+        memcpy(a, b, sizeof(a));
+    }
+    assert_int_equal(rand_pool_bytes(big, sizeof(big)), 0);
+    assert_int_equal(rand_pool_bytes(a, 0), 0);
 }
 
 /* ---- cipher wrapper ----------------------------------------------------- */
@@ -583,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_key_from_base64),
         cmocka_unit_test(test_subkey),
         cmocka_unit_test(test_subkey_matches_evp_kdf),
+        cmocka_unit_test(test_rand_pool),
         cmocka_unit_test(test_aead_nonce_and_tag),
         cmocka_unit_test(test_first_chunk_vectors),
         cmocka_unit_test(test_stream_vectors),
