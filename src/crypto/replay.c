@@ -208,6 +208,29 @@ int replay_check_and_add(struct replay *r, const uint8_t *salt, size_t len)
     return seen;
 }
 
+void replay_key_of(struct replay *r, const uint8_t *salt, size_t len,
+                   struct replay_key *key)
+{
+    pthread_mutex_lock(&r->lock);
+    replay_hash(r, salt, len, key->h);
+    pthread_mutex_unlock(&r->lock);
+}
+
+int replay_check_key(struct replay *r, const struct replay_key *key)
+{
+    pthread_mutex_lock(&r->lock);
+    bool seen = seen_locked(r, key->h);
+    pthread_mutex_unlock(&r->lock);
+    return seen;
+}
+
+void replay_add_key(struct replay *r, const struct replay_key *key)
+{
+    pthread_mutex_lock(&r->lock);
+    add_locked(r, key->h);
+    pthread_mutex_unlock(&r->lock);
+}
+
 size_t replay_memory(const struct replay *r)
 {
     return 2 * r->nwords * sizeof(uint64_t);

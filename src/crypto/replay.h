@@ -47,6 +47,21 @@ void replay_add(struct replay *r, const uint8_t *salt, size_t len);
  * return 0. */
 int replay_check_and_add(struct replay *r, const uint8_t *salt, size_t len);
 
+/* A salt's hash, computed once when a check and a later add concern the
+ * same salt (ss-server checks a client's salt on arrival and adds it once
+ * a chunk authenticates): the keyed SHA-256 runs under the filter's lock. */
+struct replay_key {
+    uint64_t h[2];
+};
+
+/* key = the salt's hash in this filter. */
+void replay_key_of(struct replay *r, const uint8_t *salt, size_t len,
+                   struct replay_key *key);
+/* replay_check() and replay_add() for a hash from replay_key_of() on the
+ * same filter. */
+int replay_check_key(struct replay *r, const struct replay_key *key);
+void replay_add_key(struct replay *r, const struct replay_key *key);
+
 /* Bytes held by the bit arrays (the bound stated above). */
 size_t replay_memory(const struct replay *r);
 

@@ -14,8 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
+#include "crypto/rand_pool.h"
 #include "net/sock.h"
 #include "obs/log.h"
 #include "relay/connect.h"
@@ -300,7 +299,7 @@ static void linger_client(struct session *s)
 static uint64_t random_handshake_wait(const struct session *s)
 {
     unsigned hs = s->wl->cfg->handshake_timeout_ms, r = 0;
-    (void)RAND_bytes((unsigned char *)&r, sizeof(r));
+    (void)rand_pool_bytes(&r, sizeof(r));
     return hs / 2 + r % (hs / 2 + 1);
 }
 

@@ -4,10 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "config/config.h"
 #include "core/loop.h"
+#include "crypto/rand_pool.h"
 #include "crypto/replay.h"
 #include "proto/socks5.h"
 #include "relay/front.h"
@@ -108,7 +107,7 @@ int ss_codec_decrypt(struct ss_dec_codec *c, const uint8_t *in, size_t inlen, si
         if (r == SS_DEC_ERROR) return -1;
         if (ss_codec_replayed(c)) return -1;
         if (c->replay && ss_dec_authenticated(&c->dec) && c->salt_checked == 1) {
-            replay_add(c->replay, ss_dec_salt(&c->dec), c->dec.m->salt_len);
+            replay_add_key(c->replay, &c->salt_key);
             c->salt_checked = 2;
         }
         *used += u;
@@ -181,7 +180,8 @@ int ss_codec_replayed(struct ss_dec_codec *c)
     c->salt_checked = 1;
     /* Added only once a chunk authenticates (dec_process / the front-end),
      * so random junk from probers cannot fill the filter. */
-    return replay_check(c->replay, salt, c->dec.m->salt_len);
+    replay_key_of(c->replay, salt, c->dec.m->salt_len, &c->salt_key);
+    return replay_check_key(c->replay, &c->salt_key);
 }
 
 struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay,
@@ -191,7 +191,7 @@ struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct
     uint8_t salt[SS_SALT_MAX];
     if (prefix_len > SOCKS5_ADDR_MAX) return NULL;
     struct ss_enc_codec *c = calloc(1, sizeof(*c));
-    if (!c || RAND_bytes(salt, (int)m->salt_len) != 1 || ss_enc_init(&c->enc, m, cfg->ss_key, salt) < 0) {
+    if (!c || rand_pool_bytes(salt, m->salt_len) != 0 || ss_enc_init(&c->enc, m, cfg->ss_key, salt) < 0) {
         free(c);
         return NULL;
     }

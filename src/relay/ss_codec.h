@@ -7,17 +7,18 @@
 #ifndef FERRY_SS_CODEC_H
 #define FERRY_SS_CODEC_H
 
+#include "crypto/replay.h"
 #include "proto/ss_aead.h"
 #include "relay/session-t.h"
 #include "stage/stage.h"
 
 struct listener_cfg;
-struct replay;
 
 struct ss_dec_codec {
     struct ss_dec dec;
     struct replay *replay;      /* NULL: no replay check (client side) */
     int salt_checked;
+    struct replay_key salt_key; /* the salt's hash, once salt_checked */
     /* Plaintext decrypted before the decoder became a stage (ss-server's
      * first chunk, behind the address): its first output. Owned. */
     uint8_t *early;

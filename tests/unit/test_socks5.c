@@ -773,6 +773,18 @@ static void test_format(void **state)
     memcpy(a.ip, "\xFF\xFF\xFF\xFF", 4);
     a.port = 65535;
     fmt(&a, "255.255.255.255:65535");
+    memcpy(a.ip, "\x00\x00\x00\x00", 4);
+    a.port = 0;
+    fmt(&a, "0.0.0.0:0");
+    memcpy(a.ip, "\x0A\x00\x64\x09", 4);
+    a.port = 1080;
+    fmt(&a, "10.0.100.9:1080");
+    socks_addr_host(&a, s, sizeof s);
+    assert_string_equal(s, "10.0.100.9");
+    socks_addr_host(&a, s, 10);                 /* does not fit: "", as inet_ntop */
+    assert_string_equal(s, "");
+    socks_addr_host(&a, s, 11);
+    assert_string_equal(s, "10.0.100.9");
 
     set_v6(&a, "::1", 80);
     fmt(&a, "[::1]:80");

@@ -21,9 +21,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 
+#include "crypto/rand_pool.h"
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "proto/ss_aead.h"
@@ -189,6 +192,54 @@ static void test_subkey(void **state)
         assert_int_equal(ss_subkey(vec_method(v), v->master, v->salt, sk), 0);
         assert_memory_equal(sk, v->subkey, v->key_len);
     }
+}
+
+/* ss_subkey composes HKDF from HMAC itself (for speed): it must agree with
+ * OpenSSL's own HKDF for every method, on random keys and salts, and keep
+ * agreeing when one thread derives many subkeys in a row. */
+static void test_subkey_matches_evp_kdf(void **state)
+{
+    (void)state;
+    static const char *names[] = { "chacha20-ietf-poly1305", "aes-256-gcm", "aes-192-gcm", "aes-128-gcm" };
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    assert_non_null(kdf);
+    for (size_t i = 0; i < 4 * 64; i++) {
+        const struct ss_method *m = ss_method_find(names[i % 4]);
+        uint8_t master[SS_KEY_MAX], salt[SS_SALT_MAX], got[SS_KEY_MAX], want[SS_KEY_MAX];
+        assert_non_null(m);
+        assert_int_equal(RAND_bytes(master, sizeof(master)), 1);
+        assert_int_equal(RAND_bytes(salt, sizeof(salt)), 1);
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA1", 0),
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, master, m->key_len),
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt, m->salt_len),
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (char *)"ss-subkey", 9),
+            OSSL_PARAM_construct_end(),
+        };
+        EVP_KDF_CTX *k = EVP_KDF_CTX_new(kdf);
+        assert_non_null(k);
+        assert_int_equal(EVP_KDF_derive(k, want, m->key_len, params), 1);
+        EVP_KDF_CTX_free(k);
+        assert_int_equal(ss_subkey(m, master, salt, got), 0);
+        assert_memory_equal(got, want, m->key_len);
+    }
+    EVP_KDF_free(kdf);
+}
+
+/* The pool hands out fresh bytes across refills, and draws a request
+ * larger than itself directly. */
+static void test_rand_pool(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32], big[RAND_POOL_SIZE + 1];
+    assert_int_equal(rand_pool_bytes(a, sizeof(a)), 0);
+    for (size_t i = 0; i < 3 * RAND_POOL_SIZE / sizeof(b); i++) {
+        assert_int_equal(rand_pool_bytes(b, sizeof(b)), 0);
+        assert_memory_not_equal(a, b, sizeof(a));
+        memcpy(a, b, sizeof(a));
+    }
+    assert_int_equal(rand_pool_bytes(big, sizeof(big)), 0);
+    assert_int_equal(rand_pool_bytes(a, 0), 0);
 }
 
 /* ---- cipher wrapper ----------------------------------------------------- */
@@ -512,6 +563,28 @@ static void test_replay_basic(void **state)
 /* Capacity 1000: after 2500 adds the filters rotated twice; the newest
  * 1000 (in fact 1500) are remembered, the oldest generation is gone, and
  * never-added salts are rarely reported. */
+/* A hash computed once serves check and add, as the salt itself does. */
+static void test_replay_key(void **state)
+{
+    (void)state;
+    uint8_t a[32], b[32];
+    struct replay_key ka, kb;
+    struct replay *r = replay_new(1000, 1e-6, NULL, 0);
+    assert_non_null(r);
+    memset(a, 1, sizeof(a));
+    memset(b, 2, sizeof(b));
+    replay_key_of(r, a, sizeof(a), &ka);
+    replay_key_of(r, b, sizeof(b), &kb);
+    assert_int_equal(replay_check_key(r, &ka), 0);
+    replay_add_key(r, &ka);
+    assert_int_equal(replay_check_key(r, &ka), 1);
+    assert_int_equal(replay_check(r, a, sizeof(a)), 1);
+    assert_int_equal(replay_check_key(r, &kb), 0);
+    replay_add(r, b, sizeof(b));
+    assert_int_equal(replay_check_key(r, &kb), 1);
+    replay_free(r);
+}
+
 static void test_replay_rotation(void **state)
 {
     (void)state;
@@ -548,6 +621,8 @@ int main(void)
         cmocka_unit_test(test_key_from_password),
         cmocka_unit_test(test_key_from_base64),
         cmocka_unit_test(test_subkey),
+        cmocka_unit_test(test_subkey_matches_evp_kdf),
+        cmocka_unit_test(test_rand_pool),
         cmocka_unit_test(test_aead_nonce_and_tag),
         cmocka_unit_test(test_first_chunk_vectors),
         cmocka_unit_test(test_stream_vectors),
@@ -558,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_decoder_tamper),
         cmocka_unit_test(test_decoder_bad_length),
         cmocka_unit_test(test_replay_basic),
+        cmocka_unit_test(test_replay_key),
         cmocka_unit_test(test_replay_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
