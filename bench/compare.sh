@@ -229,8 +229,8 @@ measure() {        # KEY SCENARIO MODE
     up=$(upstream_of "$sc")
     if [ "$mode" = tcp ]; then
         target=(--mode tcp -c "127.0.0.1:${PORT:-$P_PROXY}")
-    else
-        target=(--mode socks5 -c "127.0.0.1:$P_PROXY" -d "127.0.0.1:$up")
+    else    # socks5, or http (CONNECT)
+        target=(--mode "$mode" -c "127.0.0.1:$P_PROXY" -d "127.0.0.1:$up")
     fi
     for p in "${PEER_PIDS[@]}"; do pidargs+=(--pid "$p"); done
     case $sc in
@@ -283,6 +283,7 @@ label() {
     ferry_rewrite) echo "ferry relay + 1 rewrite rule" ;;
     ferry_mux)  echo "ferry mux-local --socks → mux-server --dynamic" ;;
     ferry_relay) echo "ferry relay (no mux)" ;;
+    ferry_http) echo "ferry socks port, HTTP CONNECT" ;;
     sslibev)    echo "ss-libev ss-local → ss-server" ;;
     *)          echo "$1" ;;
     esac
@@ -290,7 +291,7 @@ label() {
 
 settings_of() {
     case $1 in
-    ferry|ferry_ss|ferry_mux|ferry_relay) echo "--threads $THREADS" ;;
+    ferry|ferry_ss|ferry_mux|ferry_relay|ferry_http) echo "--threads $THREADS" ;;
     haproxy)        echo "nbthread $THREADS" ;;
     nginx)          echo "worker_processes $THREADS" ;;
     microsocks)     echo "thread per connection" ;;
@@ -432,7 +433,7 @@ print_tables() {
 peers_of() {       # GROUP -> the implementations in its tables, in order
     case $1 in
     relay) echo "direct ferry haproxy nginx" ;;
-    socks) echo "ferry microsocks danted sschain" ;;
+    socks) echo "ferry ferry_http microsocks danted sschain" ;;
     ss)    echo "ferry_ss sslibev" ;;
     mux)   echo "ferry_mux ferry_ss sslibev ferry_relay" ;;
     esac
@@ -451,7 +452,11 @@ run_relay() {
 }
 
 run_socks() {
-    if ferry_has socks; then run_peer socks ferry socks5 start_ferry_socks "" $SOCKS_SC
+    if ferry_has socks; then
+        run_peer socks ferry socks5 start_ferry_socks "" $SOCKS_SC
+        # The same port as an HTTP proxy (the mixed port): CONNECT instead of SOCKS5.
+        run_peer socks ferry_http http start_ferry_socks "" rate
+        RES[socks/idle/ferry_http]="NA same process as SOCKS5"
     else mark_all socks ferry "not available" $SOCKS_SC; fi
     run_peer socks microsocks socks5 start_microsocks "" $SOCKS_SC
     run_peer socks danted socks5 start_danted "" $SOCKS_SC
