@@ -826,6 +826,137 @@ static void test_max_streams(void **state)
     rig_free(&r);
 }
 
+/* ---- found in review ---- */
+
+/* A FIN on a Data frame with a payload: the FIN is the frame's last event,
+ * reported after the payload's bytes, which were the last of the read. It
+ * must not wait for more bytes from the peer: EOF now. */
+static void test_fin_on_data_frame(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    struct tep *t = peer_open(&r, 1);
+    endpoint_established(&t->e);
+    endpoint_want(&t->e, LOOP_READ);
+    peer_data(&r, YAMUX_FIN, 1, "bye", 3);
+    spin(&r);
+    assert_true(t->ev & EPOLLIN);
+    uint8_t buf[16];
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), 3);
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), 0);
+    tep_close(t);
+    spin(&r);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_FIN), 1);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_RST), 0);
+    rig_free(&r);
+}
+
+/* A stream closed while a Data frame for it is half received: the rest of
+ * the frame arrives after the stream was freed, and must be skipped (under
+ * ASan a use after free otherwise). The same for a SYN on a Data frame
+ * whose stream the owner refuses. */
+static void test_close_mid_frame(void **state)
+{
+    (void)state;
+    static uint8_t in[8 * KiB];
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    struct tep *t = peer_open(&r, 1);
+    endpoint_established(&t->e);
+    pattern(in, sizeof(in), 5);
+    peer_frame(&r, YAMUX_DATA, 0, 1, sizeof(in), in, 1000);         /* 1000 of 8 KiB */
+    spin(&r);
+    tep_close(t);
+    spin(&r);                                                       /* freed now */
+    peer_write(&r, in + 1000, sizeof(in) - 1000);
+    spin(&r);
+    assert_int_equal(r.nclosed, 0);
+    struct tep *u = peer_open(&r, 3);                               /* the connection goes on */
+    endpoint_established(&u->e);
+    peer_data(&r, 0, 3, "next", 4);
+    endpoint_want(&u->e, LOOP_READ);
+    spin(&r);
+    uint8_t buf[8];
+    assert_int_equal(endpoint_read(&u->e, buf, sizeof(buf)), 4);
+    rig_free(&r);
+
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    r.refuse = 1;
+    peer_frame(&r, YAMUX_DATA, YAMUX_SYN, 1, sizeof(in), in, sizeof(in));
+    spin(&r);
+    assert_int_equal(r.nopened, 1);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_RST), 1);
+    assert_int_equal(r.nclosed, 0);
+    rig_free(&r);
+}
+
+/* A closed stream endpoint stays safe to ask and to close again, after
+ * the loop freed the stream (a session that ended by a stage closes its
+ * upstream and lives on, flushing, then closes both). */
+static void test_closed_endpoint_is_inert(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, YAMUX_CLIENT, 0, 0, 0);
+    uint32_t id;
+    struct tep *t = local_open(&r, &id, 1);
+    tep_close(t);
+    spin(&r);                                                       /* the stream is freed */
+    assert_int_equal(endpoint_is_open(&t->e), 0);
+    assert_int_equal(mux_endpoint_error(&t->e), 0);
+    char d[64] = "";
+    if (t->e.ops->describe) t->e.ops->describe(&t->e, d, sizeof(d));
+    endpoint_close(&t->e, 0);
+    endpoint_close(&t->e, 1);
+    spin(&r);
+    assert_int_equal(t->nready, 0);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, id, YAMUX_RST), 1);
+    rig_free(&r);
+}
+
+/* A peer-opened stream closed before endpoint_established() was refused
+ * (its upstream failed): the peer must hear a RST, never an ACK, even if
+ * it had sent everything and FIN and all of it was read. */
+static void test_close_before_established_resets(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    struct tep *t = peer_open(&r, 1);
+    endpoint_want(&t->e, LOOP_READ);
+    peer_data(&r, 0, 1, "GET /", 5);
+    peer_frame(&r, YAMUX_WINDOW_UPDATE, YAMUX_FIN, 1, 0, NULL, 0);
+    spin(&r);
+    uint8_t buf[16];
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), 5);
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), 0);
+    tep_close(t);
+    spin(&r);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_ACK), 0);
+    assert_int_equal(count_frames(&r, YAMUX_DATA, 1, YAMUX_ACK), 0);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_RST), 1);
+    rig_free(&r);
+}
+
+/* A SYN that carries RST: the stream is opened and forgotten in one frame.
+ * No stream may be left that nobody will ever hear of (it would also not
+ * count against max_streams). */
+static void test_syn_with_rst(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 1, 0, 0);
+    for (uint32_t id = 1; id < 10; id += 2) {
+        peer_frame(&r, YAMUX_WINDOW_UPDATE, YAMUX_SYN | YAMUX_RST, id, 0, NULL, 0);
+        spin(&r);
+        struct tep *t = r.by_id[id];
+        if (t) assert_true(t->ev & EPOLLERR);
+    }
+    assert_int_equal(mux_conn_streams(r.c), 0);
+    rig_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -842,6 +973,11 @@ int main(void)
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_goaway),
         cmocka_unit_test(test_max_streams),
+        cmocka_unit_test(test_fin_on_data_frame),
+        cmocka_unit_test(test_close_mid_frame),
+        cmocka_unit_test(test_closed_endpoint_is_inert),
+        cmocka_unit_test(test_close_before_established_resets),
+        cmocka_unit_test(test_syn_with_rst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
