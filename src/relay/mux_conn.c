@@ -375,15 +375,21 @@ static void on_event(struct mux_conn *c, const struct yamux_event *ev)
     }
 }
 
+/* Until the codec says NONE, not until the bytes are used: a frame's last
+ * events (the FIN of a Data frame, after its payload) need no more bytes,
+ * and would otherwise wait for the peer's next frame. */
 static void feed(struct mux_conn *c, const uint8_t *p, size_t n)
 {
-    while (n && !c->failed) {
+    while (!c->failed) {
         struct yamux_event ev;
         size_t used;
         enum yamux_ev_type t = yamux_feed(&c->y, p, n, &ev, &used);
         p += used;
         n -= used;
-        if (t == YAMUX_EV_NONE && used == 0) break;
+        if (t == YAMUX_EV_NONE) {
+            if (n == 0 || used == 0) break;
+            continue;
+        }
         on_event(c, &ev);
         if (t == YAMUX_EV_ERROR) break;
     }
