@@ -312,6 +312,7 @@ static void on_opened(struct mux_conn *c, uint32_t id)
     struct mux_stream *st = c->ops->opened ? stream_new(c, id, 0) : NULL;
     if (st && c->ops->opened(c->owner, c, st) == 0) return;
     if (st) {
+        (void)yamux_set_user(&c->y, id, NULL);    /* the rest of its SYN frame */
         stream_unlink(st);
         free(st);
     }
@@ -706,6 +707,7 @@ static void st_close(struct endpoint *e, int abort)
          * RST, so that nothing more is sent to a stream nobody reads. */
         unsigned s = stream_state(st);
         int rc = YAMUX_IDLE;
+        (void)yamux_set_user(&c->y, st->id, NULL);   /* a frame still arriving: skipped */
         if (s && !abort && !st->abort && st->remote_fin && !st->rx_len) rc = yamux_build_fin(&c->y, st->id, hdr);
         else if (s) rc = yamux_build_rst(&c->y, st->id, hdr);
         if (rc == YAMUX_OK) (void)tx_frame(c, hdr);
