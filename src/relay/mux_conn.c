@@ -691,6 +691,32 @@ static uint32_t st_wanted(const struct endpoint *e) { return ep_stream(e)->want;
 
 static int st_is_open(const struct endpoint *e) { return !ep_stream(e)->closed; }
 
+/* What a stream endpoint becomes when closed: the stream is freed after
+ * this batch, but its session may still ask (is_open, close again) later,
+ * as one that a stage ended closes its upstream and lives on, flushing. */
+static ssize_t closed_io(struct endpoint *e, void *p, size_t n)
+{
+    (void)e;
+    (void)p;
+    (void)n;
+    errno = EBADF;
+    return -1;
+}
+
+static ssize_t closed_write(struct endpoint *e, const void *p, size_t n) { return closed_io(e, (void *)p, n); }
+static void closed_void(struct endpoint *e) { (void)e; }
+static void closed_want(struct endpoint *e, uint32_t want) { (void)e; (void)want; }
+static uint32_t closed_wanted(const struct endpoint *e) { (void)e; return 0; }
+static int closed_is_open(const struct endpoint *e) { (void)e; return 0; }
+static int closed_fd(const struct endpoint *e) { (void)e; return -1; }
+static void closed_close(struct endpoint *e, int abort) { (void)e; (void)abort; }
+
+static const struct endpoint_ops closed_ops = {
+    .read = closed_io, .write = closed_write, .shutdown_write = closed_void, .reset = closed_void,
+    .fd = closed_fd, .want = closed_want, .wanted = closed_wanted, .is_open = closed_is_open,
+    .close = closed_close,
+};
+
 /* A clean close when both sides had finished (or only ours is left to
  * finish); otherwise a reset, as closing a socket with unread data is. */
 static void st_close(struct endpoint *e, int abort)
@@ -720,6 +746,9 @@ static void st_close(struct endpoint *e, int abort)
     st->rx = NULL;
     loop_timer_cancel(e->loop, &st->orphan_timer);
     loop_defer_free(e->loop, st, free);
+    st->ep = NULL;
+    e->ops = &closed_ops;
+    e->ctx = NULL;
 }
 
 static void st_established(struct endpoint *e)
