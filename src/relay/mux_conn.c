@@ -730,11 +730,14 @@ static void st_close(struct endpoint *e, int abort)
         /* Still known to the codec: the peer has not both finished and
          * been answered, nor reset it. A FIN completes a stream whose peer
          * finished and whose bytes were all read (and forgets it); else
-         * RST, so that nothing more is sent to a stream nobody reads. */
+         * RST, so that nothing more is sent to a stream nobody reads. A
+         * stream still owed its ACK was never accepted (its upstream
+         * failed): RST, or the FIN would carry the ACK, a success. */
         unsigned s = stream_state(st);
         int rc = YAMUX_IDLE;
         (void)yamux_set_user(&c->y, st->id, NULL);   /* a frame still arriving: skipped */
-        if (s && !abort && !st->abort && st->remote_fin && !st->rx_len) rc = yamux_build_fin(&c->y, st->id, hdr);
+        if (s && !(s & YAMUX_ST_ACK_OWED) && !abort && !st->abort && st->remote_fin && !st->rx_len)
+            rc = yamux_build_fin(&c->y, st->id, hdr);
         else if (s) rc = yamux_build_rst(&c->y, st->id, hdr);
         if (rc == YAMUX_OK) (void)tx_frame(c, hdr);
         stream_unlink(st);
