@@ -309,6 +309,10 @@ static void stream_unlink(struct mux_stream *st)
 static void on_opened(struct mux_conn *c, uint32_t id)
 {
     uint8_t hdr[YAMUX_HEADER_SIZE];
+    /* A SYN that carried RST: opened and forgotten in one frame. A session
+     * for it would never hear of the reset (and not count against
+     * max_streams); there is nothing to accept or answer. */
+    if (!yamux_stream_state(&c->y, id)) return;
     struct mux_stream *st = c->ops->opened ? stream_new(c, id, 0) : NULL;
     if (st && c->ops->opened(c->owner, c, st) == 0) return;
     if (st) {
