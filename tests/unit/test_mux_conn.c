@@ -957,6 +957,44 @@ static void test_syn_with_rst(void **state)
     rig_free(&r);
 }
 
+/* A peer-opened stream half-closed before endpoint_established() (mux-server
+ * --dynamic refusing a malformed target lingers: FIN, then drains) was never
+ * accepted: the peer hears a RST, never FIN+ACK, and the stream reads as
+ * reset, so the lingering ends at once. */
+static void test_shutdown_before_established_resets(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    struct tep *t = peer_open(&r, 1);
+    peer_data(&r, 0, 1, "\x09garbage", 8);
+    endpoint_want(&t->e, LOOP_READ);
+    spin(&r);
+    uint8_t buf[16];
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), 8);
+    endpoint_shutdown_write(&t->e);
+    spin(&r);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_ACK), 0);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_FIN), 0);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_RST), 1);
+    errno = 0;
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), -1);
+    assert_int_equal(errno, ECONNRESET);
+    tep_close(t);
+    spin(&r);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_RST), 1);
+
+    /* Once a reply went out (it carried the ACK), a half-close is a FIN. */
+    struct tep *u = peer_open(&r, 3);
+    assert_int_equal(endpoint_write(&u->e, "\x05\x01", 2), 2);
+    endpoint_shutdown_write(&u->e);
+    spin(&r);
+    assert_int_equal(count_frames(&r, YAMUX_DATA, 3, YAMUX_ACK), 1);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 3, YAMUX_FIN), 1);
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 3, YAMUX_RST), 0);
+    rig_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -978,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_closed_endpoint_is_inert),
         cmocka_unit_test(test_close_before_established_resets),
         cmocka_unit_test(test_syn_with_rst),
+        cmocka_unit_test(test_shutdown_before_established_resets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
