@@ -41,7 +41,7 @@ struct mux_stream {
     uint8_t queued;
     uint8_t local;                 /* we opened it */
     uint8_t remote_fin;            /* the peer sent FIN: EOF after rx */
-    uint8_t peer_reset;            /* the peer sent RST */
+    uint8_t peer_reset;            /* the peer sent RST (or we refused it: st_shutdown_write) */
     uint8_t conn_lost;             /* the connection died under it */
     uint8_t abort;                 /* endpoint reset(): close with RST */
     uint8_t closed;                /* the session closed it */
@@ -667,8 +667,18 @@ static void st_shutdown_write(struct endpoint *e)
     struct mux_stream *st = ep_stream(e);
     struct mux_conn *c = st->conn;
     uint8_t hdr[YAMUX_HEADER_SIZE];
-    if (c && !stream_broken(st) && yamux_build_fin(&c->y, st->id, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0)
-        kick(c);
+    if (!c || stream_broken(st)) return;
+    if (stream_state(st) & YAMUX_ST_ACK_OWED) {
+        /* Never accepted, not even by a reply carrying the ACK: a FIN would
+         * carry it, a success. The session gives up on it (a refused
+         * handshake lingers): a reset, and as nothing more will come, the
+         * stream reads as reset too. */
+        if (yamux_build_rst(&c->y, st->id, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0) kick(c);
+        st->peer_reset = 1;
+        queue_stream(st);
+        return;
+    }
+    if (yamux_build_fin(&c->y, st->id, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0) kick(c);
 }
 
 static void st_reset(struct endpoint *e) { ep_stream(e)->abort = 1; }
