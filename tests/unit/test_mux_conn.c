@@ -43,6 +43,7 @@ struct tep {
     uint32_t ev;           /* events heard since the last tep_clear (OR) */
     int nready;
     int closed;            /* the test closed it (the rig closes the others) */
+    uint32_t close_on;     /* events on which ready() closes it, as a session would */
 };
 
 static void tep_ready(void *owner, uint32_t events)
@@ -50,6 +51,10 @@ static void tep_ready(void *owner, uint32_t events)
     struct tep *t = owner;
     t->ev |= events;
     t->nready++;
+    if ((events & t->close_on) && !t->closed) {
+        endpoint_close(&t->e, 0);
+        t->closed = 1;
+    }
 }
 
 static void tep_init(struct tep *t)
@@ -995,6 +1000,84 @@ static void test_shutdown_before_established_resets(void **state)
     rig_free(&r);
 }
 
+/* Sessions closing their streams from inside the dispatch: every one of
+ * the queued streams closes on its event (the last one, after our
+ * go-away, ends the connection from inside the dispatch); then sessions
+ * closing from inside the connection's death (EPOLLERR delivered at once). */
+static void test_close_inside_dispatch(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    struct tep *t[3];
+    for (int i = 0; i < 3; i++) {
+        t[i] = peer_open(&r, (uint32_t)(2 * i + 1));
+        endpoint_established(&t[i]->e);
+        endpoint_want(&t[i]->e, LOOP_READ);
+        t[i]->close_on = EPOLLIN;
+    }
+    mux_conn_goaway(r.c);
+    uint8_t all[3 * (YAMUX_HEADER_SIZE + 2)];
+    for (int i = 0; i < 3; i++) {
+        struct yamux_header h = { YAMUX_VERSION, YAMUX_DATA, 0, (uint32_t)(2 * i + 1), 2 };
+        yamux_write_header(all + i * (YAMUX_HEADER_SIZE + 2), &h);
+        memcpy(all + i * (YAMUX_HEADER_SIZE + 2) + YAMUX_HEADER_SIZE, "hi", 2);
+    }
+    peer_write(&r, all, sizeof(all));                   /* one read: all three queued at once */
+    spin(&r);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(t[i]->nready, 1);
+        assert_true(t[i]->closed);
+        assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, (uint32_t)(2 * i + 1), YAMUX_RST), 1);
+    }
+    assert_int_equal(r.nclosed, 1);
+    assert_int_equal(r.eof, 1);
+    rig_free(&r);
+
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        t[i] = peer_open(&r, (uint32_t)(2 * i + 1));
+        t[i]->close_on = EPOLLERR;
+    }
+    endpoint_want(&t[0]->e, LOOP_READ);
+    close(r.fd);
+    r.fd = -1;
+    spin_ex(&r, 0);
+    assert_int_equal(r.nclosed, 1);
+    for (int i = 0; i < 3; i++) assert_true(t[i]->closed);
+    rig_free(&r);
+}
+
+/* Draining: the last stream's close ends the connection, but only once
+ * what it wrote has left: a peer that half-closed early and reads a big
+ * answer slowly still gets all of it, its FIN, and the GoAway, then EOF. */
+static void test_goaway_last_stream_flushes_before_closing(void **state)
+{
+    (void)state;
+    static uint8_t big[200 * KiB];
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 4096);
+    struct tep *t = peer_open(&r, 1);
+    endpoint_established(&t->e);
+    peer_frame(&r, YAMUX_WINDOW_UPDATE, YAMUX_FIN, 1, 0, NULL, 0);    /* the request was all */
+    mux_conn_goaway(r.c);
+    spin(&r);
+    pattern(big, sizeof(big), 6);
+    assert_int_equal(endpoint_write(&t->e, big, sizeof(big)), sizeof(big));  /* backs up: the peer is slow */
+    endpoint_shutdown_write(&t->e);
+    uint8_t buf[4];
+    assert_int_equal(endpoint_read(&t->e, buf, sizeof(buf)), 0);
+    tep_close(t);                                                     /* both finished: the last stream */
+    for (int i = 0; i < 200 && !r.eof; i++) spin(&r);
+    assert_int_equal(r.eof, 1);
+    assert_int_equal(r.nclosed, 1);
+    assert_int_equal(r.data_len[1], sizeof(big));
+    assert_memory_equal(r.data[1], big, sizeof(big));
+    assert_int_equal(count_frames(&r, YAMUX_WINDOW_UPDATE, 1, YAMUX_FIN), 1);
+    assert_int_equal(count_frames(&r, YAMUX_GO_AWAY, 0, 0), 1);
+    rig_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1011,6 +1094,8 @@ int main(void)
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_goaway),
         cmocka_unit_test(test_max_streams),
+        cmocka_unit_test(test_close_inside_dispatch),
+        cmocka_unit_test(test_goaway_last_stream_flushes_before_closing),
         cmocka_unit_test(test_fin_on_data_frame),
         cmocka_unit_test(test_close_mid_frame),
         cmocka_unit_test(test_closed_endpoint_is_inert),
