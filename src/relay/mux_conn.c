@@ -25,6 +25,9 @@
 /* Socket reads per wakeup before yielding to other connections. */
 #define MUX_READS_PER_WAKE 8
 #define MUX_FIRST_MAX 512
+/* A connection ending gracefully (go-away, no streams left) waits this long
+ * at most for its send buffer to leave. */
+#define MUX_LINGER_MS 10000u
 
 static uint64_t next_conn_id = 1;   /* all workers, atomic */
 
@@ -76,11 +79,13 @@ struct mux_conn {
     uint8_t busy;                  /* inside the socket callback: no dying, no flushing yet */
     uint8_t blocked;               /* a stream found the send buffer full */
     const char *failed;            /* set once: the connection is to die */
+    const char *closing;           /* no streams left: dies once tx has left (conn_finish) */
 };
 
 /* ---- send buffer ---- */
 
 static void conn_fail(struct mux_conn *c, const char *why);
+static void conn_finish(struct mux_conn *c, const char *why);
 
 static int tx_append(struct mux_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
@@ -148,6 +153,7 @@ static void flush(struct mux_conn *c)
         c->tx = NULL;
         c->tx_cap = 0;
     }
+    if (c->closing && !c->tx_len) conn_fail(c, c->closing);
     wake_blocked(c);
 }
 
@@ -313,7 +319,7 @@ static void on_opened(struct mux_conn *c, uint32_t id)
      * for it would never hear of the reset (and not count against
      * max_streams); there is nothing to accept or answer. */
     if (!yamux_stream_state(&c->y, id)) return;
-    struct mux_stream *st = c->ops->opened ? stream_new(c, id, 0) : NULL;
+    struct mux_stream *st = c->ops->opened && !c->closing ? stream_new(c, id, 0) : NULL;
     if (st && c->ops->opened(c->owner, c, st) == 0) return;
     if (st) {
         (void)yamux_set_user(&c->y, id, NULL);    /* the rest of its SYN frame */
@@ -368,7 +374,7 @@ static void on_event(struct mux_conn *c, const struct yamux_event *ev)
         }
         break;
     case YAMUX_EV_GOAWAY:
-        if (c->nstreams == 0) conn_fail(c, "go-away from the peer");
+        if (c->nstreams == 0) conn_finish(c, "go-away from the peer");
         break;
     case YAMUX_EV_ERROR:
         if (yamux_build_goaway(&c->y, YAMUX_GOAWAY_PROTO, hdr) == YAMUX_OK) (void)tx_frame(c, hdr);
@@ -438,6 +444,20 @@ static void conn_fail(struct mux_conn *c, const char *why)
     if (c->failed) return;
     c->failed = why;
     if (!c->busy) loop_timer_arm_in(c->loop, &c->dispatch_timer, 0);
+}
+
+/* The graceful end (go-away, no streams left): what the last streams
+ * wrote, their FINs and resets, and the GoAway go out first. The peer is
+ * read meanwhile (no RST for unread input), for MUX_LINGER_MS at most. */
+static void conn_finish(struct mux_conn *c, const char *why)
+{
+    if (c->failed || c->closing) return;
+    if (!c->tx_len || c->connecting) {
+        conn_fail(c, why);
+        return;
+    }
+    c->closing = why;
+    loop_timer_arm_in(c->loop, &c->ka_timer, MUX_LINGER_MS);
 }
 
 void mux_conn_close(struct mux_conn *c, const char *why)
@@ -518,6 +538,10 @@ static void keepalive_cb(struct loop *l, struct loop_timer *t)
 {
     struct mux_conn *c = t->owner;
     uint8_t hdr[YAMUX_HEADER_SIZE];
+    if (c->closing) {
+        mux_conn_close(c, "closing: the peer does not read what is left");
+        return;
+    }
     if (c->ping_unanswered) {
         mux_conn_close(c, "keepalive: no answer to a ping");
         return;
@@ -571,7 +595,7 @@ void mux_conn_goaway(struct mux_conn *c)
     uint8_t hdr[YAMUX_HEADER_SIZE];
     if (c->failed || c->y.local_goaway) return;
     if (yamux_build_goaway(&c->y, YAMUX_GOAWAY_NORMAL, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0) kick(c);
-    if (c->nstreams == 0) conn_fail(c, "go-away sent, no streams left");
+    if (c->nstreams == 0) conn_finish(c, "go-away sent, no streams left");
 }
 
 int mux_conn_usable(const struct mux_conn *c)
@@ -755,8 +779,8 @@ static void st_close(struct endpoint *e, int abort)
         else if (s) rc = yamux_build_rst(&c->y, st->id, hdr);
         if (rc == YAMUX_OK) (void)tx_frame(c, hdr);
         stream_unlink(st);
-        if (c->y.local_goaway && c->nstreams == 0) conn_fail(c, "go-away sent, last stream closed");
-        else if (c->y.remote_goaway && c->nstreams == 0) conn_fail(c, "go-away from the peer, last stream closed");
+        if (c->y.local_goaway && c->nstreams == 0) conn_finish(c, "go-away sent, last stream closed");
+        else if (c->y.remote_goaway && c->nstreams == 0) conn_finish(c, "go-away from the peer, last stream closed");
         kick(c);
     }
     free(st->rx);
