@@ -1078,6 +1078,58 @@ static void test_goaway_last_stream_flushes_before_closing(void **state)
     rig_free(&r);
 }
 
+/* What the peer can make us hold is bounded: a stream's buffer by the
+ * window it was given (one byte more is a protocol error), and the send
+ * buffer by MUX_TX_LIMIT (a peer that asks for pings and never reads the
+ * answers is dropped). */
+static void test_peer_cannot_grow_memory(void **state)
+{
+    (void)state;
+    static uint8_t big[W];
+    struct rig r;
+    rig_init(&r, YAMUX_SERVER, 0, 0, 0);
+    struct tep *t = peer_open(&r, 1);
+    endpoint_established(&t->e);
+    peer_data(&r, 0, 1, big, W);                        /* the whole window: fine */
+    spin(&r);
+    assert_int_equal(r.nclosed, 0);
+    peer_data(&r, 0, 1, "x", 1);                        /* nothing read, no credit: over */
+    spin(&r);
+    assert_int_equal(r.nclosed, 1);
+    assert_int_equal(r.frames[r.nframes - 1].type, YAMUX_GO_AWAY);
+    assert_int_equal(r.frames[r.nframes - 1].length, YAMUX_GOAWAY_PROTO);
+    rig_free(&r);
+
+    rig_init(&r, YAMUX_SERVER, 0, 0, 4096);
+    uint8_t pings[256 * YAMUX_HEADER_SIZE];
+    for (int i = 0; i < 256; i++) {
+        struct yamux_header h = { YAMUX_VERSION, YAMUX_PING, YAMUX_SYN, 0, (uint32_t)i };
+        yamux_write_header(pings + i * YAMUX_HEADER_SIZE, &h);
+    }
+    size_t sent = 0;
+    while (r.nclosed == 0 && sent < 16u * 1024 * KiB) {
+        ssize_t n = send(r.fd, pings, sizeof(pings), MSG_NOSIGNAL);
+        if (n > 0) sent += (size_t)n;
+        if (n < (ssize_t)sizeof(pings)) {
+            /* A partial send would split a header: finish it. */
+            size_t at = n > 0 ? (size_t)n : 0;
+            while (at % YAMUX_HEADER_SIZE) {
+                ssize_t k = send(r.fd, pings + at, YAMUX_HEADER_SIZE - at % YAMUX_HEADER_SIZE, MSG_NOSIGNAL);
+                if (k > 0) {
+                    at += (size_t)k;
+                    sent += (size_t)k;
+                } else {
+                    loop_run_once(r.l, 0);
+                }
+            }
+            loop_run_once(r.l, 0);                      /* the peer never reads */
+        }
+    }
+    assert_int_equal(r.nclosed, 1);
+    assert_non_null(strstr(r.why, "send buffer"));
+    rig_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1096,6 +1148,7 @@ int main(void)
         cmocka_unit_test(test_max_streams),
         cmocka_unit_test(test_close_inside_dispatch),
         cmocka_unit_test(test_goaway_last_stream_flushes_before_closing),
+        cmocka_unit_test(test_peer_cannot_grow_memory),
         cmocka_unit_test(test_fin_on_data_frame),
         cmocka_unit_test(test_close_mid_frame),
         cmocka_unit_test(test_closed_endpoint_is_inert),
