@@ -526,11 +526,14 @@ int yamux_set_user(struct yamux_conn *c, uint32_t id, void *user)
 {
     struct yamux_stream *s = id ? tab_find(c, id) : NULL;
 
+    /* The rest of the frame being fed carries it, even if id was forgotten
+     * meanwhile (our RST or FIN): the caller about to free what the old
+     * pointer points at clears it with NULL. */
+    if (id && c->rx.h.stream == id)
+        c->rx.user = user;
     if (!s)
         return YAMUX_E_NOSTREAM;
     s->user = user;
-    if (c->rx.h.stream == id)
-        c->rx.user = user;      /* the rest of the frame being fed */
     return YAMUX_OK;
 }
 

@@ -238,7 +238,10 @@ int yamux_build_goaway(struct yamux_conn *c, uint32_t code, uint8_t out[YAMUX_HE
 /* ---- queries ---------------------------------------------------------------- */
 
 /* Ties a pointer of the caller's to open stream id; events of id carry it
- * (ev->user). 0, or YAMUX_E_NOSTREAM. */
+ * (ev->user). 0, or YAMUX_E_NOSTREAM. The rest of a frame of id being fed
+ * takes it even when id is no longer open: before freeing what a stream's
+ * pointer points at, set it to NULL, or a frame still arriving reports the
+ * old one. */
 int yamux_set_user(struct yamux_conn *c, uint32_t id, void *user);
 
 /* YAMUX_ST_* bits of id, 0 if unknown. */

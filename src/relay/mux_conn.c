@@ -25,6 +25,9 @@
 /* Socket reads per wakeup before yielding to other connections. */
 #define MUX_READS_PER_WAKE 8
 #define MUX_FIRST_MAX 512
+/* A connection ending gracefully (go-away, no streams left) waits this long
+ * at most for its send buffer to leave. */
+#define MUX_LINGER_MS 10000u
 
 static uint64_t next_conn_id = 1;   /* all workers, atomic */
 
@@ -41,7 +44,7 @@ struct mux_stream {
     uint8_t queued;
     uint8_t local;                 /* we opened it */
     uint8_t remote_fin;            /* the peer sent FIN: EOF after rx */
-    uint8_t peer_reset;            /* the peer sent RST */
+    uint8_t peer_reset;            /* the peer sent RST (or we refused it: st_shutdown_write) */
     uint8_t conn_lost;             /* the connection died under it */
     uint8_t abort;                 /* endpoint reset(): close with RST */
     uint8_t closed;                /* the session closed it */
@@ -76,11 +79,13 @@ struct mux_conn {
     uint8_t busy;                  /* inside the socket callback: no dying, no flushing yet */
     uint8_t blocked;               /* a stream found the send buffer full */
     const char *failed;            /* set once: the connection is to die */
+    const char *closing;           /* no streams left: dies once tx has left (conn_finish) */
 };
 
 /* ---- send buffer ---- */
 
 static void conn_fail(struct mux_conn *c, const char *why);
+static void conn_finish(struct mux_conn *c, const char *why);
 
 static int tx_append(struct mux_conn *c, const void *a, size_t alen, const void *b, size_t blen)
 {
@@ -148,6 +153,7 @@ static void flush(struct mux_conn *c)
         c->tx = NULL;
         c->tx_cap = 0;
     }
+    if (c->closing && !c->tx_len) conn_fail(c, c->closing);
     wake_blocked(c);
 }
 
@@ -309,9 +315,14 @@ static void stream_unlink(struct mux_stream *st)
 static void on_opened(struct mux_conn *c, uint32_t id)
 {
     uint8_t hdr[YAMUX_HEADER_SIZE];
-    struct mux_stream *st = c->ops->opened ? stream_new(c, id, 0) : NULL;
+    /* A SYN that carried RST: opened and forgotten in one frame. A session
+     * for it would never hear of the reset (and not count against
+     * max_streams); there is nothing to accept or answer. */
+    if (!yamux_stream_state(&c->y, id)) return;
+    struct mux_stream *st = c->ops->opened && !c->closing ? stream_new(c, id, 0) : NULL;
     if (st && c->ops->opened(c->owner, c, st) == 0) return;
     if (st) {
+        (void)yamux_set_user(&c->y, id, NULL);    /* the rest of its SYN frame */
         stream_unlink(st);
         free(st);
     }
@@ -363,7 +374,7 @@ static void on_event(struct mux_conn *c, const struct yamux_event *ev)
         }
         break;
     case YAMUX_EV_GOAWAY:
-        if (c->nstreams == 0) conn_fail(c, "go-away from the peer");
+        if (c->nstreams == 0) conn_finish(c, "go-away from the peer");
         break;
     case YAMUX_EV_ERROR:
         if (yamux_build_goaway(&c->y, YAMUX_GOAWAY_PROTO, hdr) == YAMUX_OK) (void)tx_frame(c, hdr);
@@ -375,15 +386,21 @@ static void on_event(struct mux_conn *c, const struct yamux_event *ev)
     }
 }
 
+/* Until the codec says NONE, not until the bytes are used: a frame's last
+ * events (the FIN of a Data frame, after its payload) need no more bytes,
+ * and would otherwise wait for the peer's next frame. */
 static void feed(struct mux_conn *c, const uint8_t *p, size_t n)
 {
-    while (n && !c->failed) {
+    while (!c->failed) {
         struct yamux_event ev;
         size_t used;
         enum yamux_ev_type t = yamux_feed(&c->y, p, n, &ev, &used);
         p += used;
         n -= used;
-        if (t == YAMUX_EV_NONE && used == 0) break;
+        if (t == YAMUX_EV_NONE) {
+            if (n == 0 || used == 0) break;
+            continue;
+        }
         on_event(c, &ev);
         if (t == YAMUX_EV_ERROR) break;
     }
@@ -427,6 +444,20 @@ static void conn_fail(struct mux_conn *c, const char *why)
     if (c->failed) return;
     c->failed = why;
     if (!c->busy) loop_timer_arm_in(c->loop, &c->dispatch_timer, 0);
+}
+
+/* The graceful end (go-away, no streams left): what the last streams
+ * wrote, their FINs and resets, and the GoAway go out first. The peer is
+ * read meanwhile (no RST for unread input), for MUX_LINGER_MS at most. */
+static void conn_finish(struct mux_conn *c, const char *why)
+{
+    if (c->failed || c->closing) return;
+    if (!c->tx_len || c->connecting) {
+        conn_fail(c, why);
+        return;
+    }
+    c->closing = why;
+    loop_timer_arm_in(c->loop, &c->ka_timer, MUX_LINGER_MS);
 }
 
 void mux_conn_close(struct mux_conn *c, const char *why)
@@ -507,6 +538,10 @@ static void keepalive_cb(struct loop *l, struct loop_timer *t)
 {
     struct mux_conn *c = t->owner;
     uint8_t hdr[YAMUX_HEADER_SIZE];
+    if (c->closing) {
+        mux_conn_close(c, "closing: the peer does not read what is left");
+        return;
+    }
     if (c->ping_unanswered) {
         mux_conn_close(c, "keepalive: no answer to a ping");
         return;
@@ -560,7 +595,7 @@ void mux_conn_goaway(struct mux_conn *c)
     uint8_t hdr[YAMUX_HEADER_SIZE];
     if (c->failed || c->y.local_goaway) return;
     if (yamux_build_goaway(&c->y, YAMUX_GOAWAY_NORMAL, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0) kick(c);
-    if (c->nstreams == 0) conn_fail(c, "go-away sent, no streams left");
+    if (c->nstreams == 0) conn_finish(c, "go-away sent, no streams left");
 }
 
 int mux_conn_usable(const struct mux_conn *c)
@@ -656,8 +691,18 @@ static void st_shutdown_write(struct endpoint *e)
     struct mux_stream *st = ep_stream(e);
     struct mux_conn *c = st->conn;
     uint8_t hdr[YAMUX_HEADER_SIZE];
-    if (c && !stream_broken(st) && yamux_build_fin(&c->y, st->id, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0)
-        kick(c);
+    if (!c || stream_broken(st)) return;
+    if (stream_state(st) & YAMUX_ST_ACK_OWED) {
+        /* Never accepted, not even by a reply carrying the ACK: a FIN would
+         * carry it, a success. The session gives up on it (a refused
+         * handshake lingers): a reset, and as nothing more will come, the
+         * stream reads as reset too. */
+        if (yamux_build_rst(&c->y, st->id, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0) kick(c);
+        st->peer_reset = 1;
+        queue_stream(st);
+        return;
+    }
+    if (yamux_build_fin(&c->y, st->id, hdr) == YAMUX_OK && tx_frame(c, hdr) == 0) kick(c);
 }
 
 static void st_reset(struct endpoint *e) { ep_stream(e)->abort = 1; }
@@ -684,6 +729,32 @@ static uint32_t st_wanted(const struct endpoint *e) { return ep_stream(e)->want;
 
 static int st_is_open(const struct endpoint *e) { return !ep_stream(e)->closed; }
 
+/* What a stream endpoint becomes when closed: the stream is freed after
+ * this batch, but its session may still ask (is_open, close again) later,
+ * as one that a stage ended closes its upstream and lives on, flushing. */
+static ssize_t closed_io(struct endpoint *e, void *p, size_t n)
+{
+    (void)e;
+    (void)p;
+    (void)n;
+    errno = EBADF;
+    return -1;
+}
+
+static ssize_t closed_write(struct endpoint *e, const void *p, size_t n) { return closed_io(e, (void *)p, n); }
+static void closed_void(struct endpoint *e) { (void)e; }
+static void closed_want(struct endpoint *e, uint32_t want) { (void)e; (void)want; }
+static uint32_t closed_wanted(const struct endpoint *e) { (void)e; return 0; }
+static int closed_is_open(const struct endpoint *e) { (void)e; return 0; }
+static int closed_fd(const struct endpoint *e) { (void)e; return -1; }
+static void closed_close(struct endpoint *e, int abort) { (void)e; (void)abort; }
+
+static const struct endpoint_ops closed_ops = {
+    .read = closed_io, .write = closed_write, .shutdown_write = closed_void, .reset = closed_void,
+    .fd = closed_fd, .want = closed_want, .wanted = closed_wanted, .is_open = closed_is_open,
+    .close = closed_close,
+};
+
 /* A clean close when both sides had finished (or only ours is left to
  * finish); otherwise a reset, as closing a socket with unread data is. */
 static void st_close(struct endpoint *e, int abort)
@@ -697,21 +768,28 @@ static void st_close(struct endpoint *e, int abort)
         /* Still known to the codec: the peer has not both finished and
          * been answered, nor reset it. A FIN completes a stream whose peer
          * finished and whose bytes were all read (and forgets it); else
-         * RST, so that nothing more is sent to a stream nobody reads. */
+         * RST, so that nothing more is sent to a stream nobody reads. A
+         * stream still owed its ACK was never accepted (its upstream
+         * failed): RST, or the FIN would carry the ACK, a success. */
         unsigned s = stream_state(st);
         int rc = YAMUX_IDLE;
-        if (s && !abort && !st->abort && st->remote_fin && !st->rx_len) rc = yamux_build_fin(&c->y, st->id, hdr);
+        (void)yamux_set_user(&c->y, st->id, NULL);   /* a frame still arriving: skipped */
+        if (s && !(s & YAMUX_ST_ACK_OWED) && !abort && !st->abort && st->remote_fin && !st->rx_len)
+            rc = yamux_build_fin(&c->y, st->id, hdr);
         else if (s) rc = yamux_build_rst(&c->y, st->id, hdr);
         if (rc == YAMUX_OK) (void)tx_frame(c, hdr);
         stream_unlink(st);
-        if (c->y.local_goaway && c->nstreams == 0) conn_fail(c, "go-away sent, last stream closed");
-        else if (c->y.remote_goaway && c->nstreams == 0) conn_fail(c, "go-away from the peer, last stream closed");
+        if (c->y.local_goaway && c->nstreams == 0) conn_finish(c, "go-away sent, last stream closed");
+        else if (c->y.remote_goaway && c->nstreams == 0) conn_finish(c, "go-away from the peer, last stream closed");
         kick(c);
     }
     free(st->rx);
     st->rx = NULL;
     loop_timer_cancel(e->loop, &st->orphan_timer);
     loop_defer_free(e->loop, st, free);
+    st->ep = NULL;
+    e->ops = &closed_ops;
+    e->ctx = NULL;
 }
 
 static void st_established(struct endpoint *e)

@@ -370,6 +370,35 @@ static void test_feed_full_window(void **state)
     yamux_conn_free(&c);
 }
 
+/* A stream forgotten by our RST while one of its Data frames is half fed:
+ * set_user(id, NULL) still reaches the rest of that frame, so a caller
+ * that frees its stream is never handed the old pointer. */
+static void test_set_user_rest_of_frame(void **state)
+{
+    struct yamux_conn c;
+    struct msg m = { .n = 0 };
+    struct yamux_event ev;
+    uint8_t out[YAMUX_HEADER_SIZE];
+    size_t used, off = 0;
+    int tag;
+
+    (void)state;
+    assert_int_equal(yamux_conn_init(&c, YAMUX_SERVER, 0), 0);
+    frame(&m, YAMUX_WINDOW_UPDATE, YAMUX_SYN, 1, 0);
+    data(&m, 0, 1, "0123456789");
+    assert_int_equal(yamux_feed(&c, m.b, m.n, &ev, &used), YAMUX_EV_OPENED);
+    off += used;
+    assert_int_equal(yamux_set_user(&c, 1, &tag), YAMUX_OK);
+    assert_int_equal(yamux_feed(&c, m.b + off, m.n - off - 6, &ev, &used), YAMUX_EV_DATA);
+    off += used;
+    assert_ptr_equal(ev.user, &tag);
+    assert_int_equal(yamux_build_rst(&c, 1, out), YAMUX_OK);         /* forgotten */
+    assert_int_equal(yamux_set_user(&c, 1, NULL), YAMUX_E_NOSTREAM);
+    assert_int_equal(yamux_feed(&c, m.b + off, m.n - off, &ev, &used), YAMUX_EV_DATA);
+    assert_null(ev.user);
+    yamux_conn_free(&c);
+}
+
 /* ---- receiving: every error path --------------------------------------------- */
 
 static void expect_error(enum yamux_role role, setup_fn *setup, const struct msg *m, const char *want)
@@ -876,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_feed_client_side),
         cmocka_unit_test(test_feed_ack_state),
         cmocka_unit_test(test_feed_full_window),
+        cmocka_unit_test(test_set_user_rest_of_frame),
         cmocka_unit_test(test_errors_header),
         cmocka_unit_test(test_errors_stream_ids),
         cmocka_unit_test(test_errors_windows),
