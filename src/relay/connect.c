@@ -14,6 +14,7 @@
 #include "relay/session.h"
 #include "relay/ss_pool.h"
 #include "relay/sess_metrics.h"
+#include "relay/via.h"
 #include "resolver/resolver.h"
 #include "upstream/health.h"
 
@@ -135,6 +136,7 @@ void connect_cleanup(struct session *s)
     free(s->dest);
     s->dest = NULL;
     release_server(s, 0);
+    via_free(s);
 }
 
 /* Every address failed: try another upstream server (relay) or give up. */
@@ -301,6 +303,7 @@ static void connect_with(struct session *s)
         }
         if (use_pooled(s)) return;
     }
+    if (cfg_of(s)->nvia && via_take_target(s) < 0) return;   /* to the first parent instead */
     struct net_addr lit;
     int literal = net_addr_from_literal(s->target->host, s->target->port, &lit) == 0;
     if (!literal && name_denied(s)) {
@@ -382,6 +385,10 @@ static void abandon_attempt(struct session *s, int err)
 
 void connect_ready(struct session *s, uint32_t events)
 {
+    if (s->state == SESS_VIA) {
+        via_ready(s, events);
+        return;
+    }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
         mux_local_ready(s, events);
         return;
@@ -399,11 +406,16 @@ void connect_ready(struct session *s, uint32_t events)
         s->lb_connected = 1;
     }
     drop_targets(s);
-    sess_relay_start(s, s->uio.fd);
+    if (cfg_of(s)->nvia) via_start(s);     /* the parents' handshakes first */
+    else sess_relay_start(s, s->uio.fd);
 }
 
 void connect_timeout(struct session *s)
 {
+    if (s->state == SESS_VIA) {
+        via_timeout(s);
+        return;
+    }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
         mux_local_timeout(s);
         return;
