@@ -200,7 +200,8 @@ static enum front_result on_request5(struct session *s, const uint8_t *buf, size
         if (rep == SOCKS5_REP_ATYP_UNSUPPORTED) sess_fail_reason(s, END_BAD_ATYP);
         return reply5(s, rep);
     }
-    if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS) return on_udp(s, &req.dst);
+    /* Behind parents (--via) datagrams would leave directly: refused (0x07). */
+    if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS && !cfg(s)->nvia) return on_udp(s, &req.dst);
     if (req.cmd != SOCKS5_CMD_CONNECT) {
         sess_fail_reason(s, END_BAD_COMMAND);
         set_dest(s, &req.dst);

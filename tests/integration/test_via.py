@@ -414,3 +414,55 @@ def test_yaml_via_list_and_errors(workdir):
     assert r.returncode != 0
     assert "%s:7:9: via: missing :PORT" % bad in err, err
     assert "topsecret" not in err
+
+
+@pytest.mark.deadline(30)
+def test_udp_associate_refused_behind_a_parent(parent, child):
+    """Datagrams would leave directly, not through the parent: 0x07."""
+    p = parent()
+    c = child(["socks5://" + p.addr])
+    h, port = c.addr.rsplit(":", 1)
+    s = peers.connect(h, int(port), timeout=scaled(5))
+    s.sendall(b"\x05\x01\x00")
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")
+    assert recv_exact(s, 2, "reply")[1] == 0x07
+    s.close()
+
+
+def h_parent_then_banner(srv, c, peer):
+    """A fake parent that answers and, in the same write, sends a
+    destination's banner (a server that speaks first), then echoes. The
+    request it got is recorded for the test."""
+    first = c.recv(1)
+    if first == b"\x05":
+        n = recv_exact(c, 1, "NMETHODS")[0]
+        recv_exact(c, n, "methods")
+        c.sendall(b"\x05\x00")
+        hdr = recv_exact(c, 5, "request")
+        name = recv_exact(c, hdr[4] + 2, "name")
+        srv.events.append(name[:-2])
+        c.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x01BANNER\n")
+    else:
+        head = first
+        while not head.endswith(b"\r\n\r\n"):
+            head += recv_exact(c, 1, "CONNECT head")
+        srv.events.append(head.split(b" ")[1])
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\nBANNER\n")
+    peers.echo_loop(c)
+
+
+@pytest.mark.deadline(30)
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+def test_bytes_behind_the_parents_answer_reach_the_client(child, servers, scheme):
+    fake = servers(h_parent_then_banner)
+    c = child(["%s://%s" % (scheme, fake.addr)])
+    s, rep = s5_open(c.addr, NAME, 25)
+    assert rep == 0
+    assert recv_line(s, what="banner") == b"BANNER\n"
+    m = os.urandom(2000)
+    s.sendall(m)
+    assert recv_exact(s, len(m), "echo") == m
+    s.close()
+    want = NAME.encode() if scheme == "socks5" else b"%s:25" % NAME.encode()
+    assert fake.events == [want]
