@@ -144,12 +144,12 @@ static int parse_userinfo(const char *p, size_t n, struct via_hop *out, char *er
     size_t ulen = colon ? (size_t)(colon - p) : n;
     int r = 0;
     if (out->proto == VIA_SS) {
-        if (ulen == 0 || ulen >= sizeof(out->method) || n - ulen - 1 == 0) r = -1;
-        else if (decode_part(p, ulen, out->user) < 0 || strlen(out->user) >= sizeof(out->method)) r = -1;
-        else snprintf(out->method, sizeof(out->method), "%s", out->user);
+        int ok = ulen > 0 && ulen < sizeof(out->method) && n - ulen - 1 > 0 &&
+                 decode_part(p, ulen, out->user) == 0 && strlen(out->user) < sizeof(out->method);
+        if (ok) snprintf(out->method, sizeof(out->method), "%s", out->user);
         out->user[0] = '\0';
-        if (r == 0 && decode_part(colon + 1, n - ulen - 1, out->pass) < 0) r = -1;
-        if (r < 0) fail(err, errlen, "ss:// needs METHOD:PASSWORD@HOST:PORT (a password up to 255 bytes)");
+        if (!ok || decode_part(colon + 1, n - ulen - 1, out->pass) < 0)
+            r = fail(err, errlen, "ss:// needs METHOD:PASSWORD@HOST:PORT (a password up to 255 bytes)");
     } else if (ulen == 0 || decode_part(p, ulen, out->user) < 0) {
         r = fail(err, errlen, "bad user name before the '@' (1 to 255 bytes, percent-encoded)");
     } else if (colon && decode_part(colon + 1, n - ulen - 1, out->pass) < 0) {

@@ -184,7 +184,7 @@ static void next_message(struct session *s)
     struct via_state *x = s->via;
     size_t n = via_client_output(&x->cl, x->out, sizeof(x->out));
     if (n == 0) {
-        give_up(s, FAIL_GENERAL, END_LOCAL_ERROR, x->cl.why ? x->cl.why : "request does not fit");
+        give_up(s, FAIL_GENERAL, END_CONNECT_ERROR, x->cl.why ? x->cl.why : "request does not fit");
         return;
     }
     x->outoff = 0;
@@ -271,6 +271,7 @@ void via_start(struct session *s)
 
 void via_ready(struct session *s, uint32_t events)
 {
+    (void)events;      /* level-triggered: the step we are at says what to try */
     if (s->via->outoff < s->via->outlen) send_out(s);
     else read_answer(s);
 }
