@@ -1,8 +1,9 @@
 /* session-t.h - the session: one client, at most one upstream, two directions.
  *
  * State machine: HANDSHAKE (front-ends such as SOCKS) -> RESOLVING ->
- * CONNECTING -> [VIA: parent proxies' handshakes] -> RELAYING; any state may end in close. A session that has
- * queued a failure reply sits in FLUSHING until the reply is written.
+ * CONNECTING -> [VIA: parent proxies' handshakes] -> RELAYING; any state
+ * may end in close. A session that has queued a failure reply sits in
+ * FLUSHING until the reply is written.
  */
 #ifndef FERRY_SESSION_T_H
 #define FERRY_SESSION_T_H
