@@ -347,7 +347,8 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
         /* Secrets on the command line show in ps (/proc/PID/cmdline reads
          * this memory): blank them once copied, in both spellings (--user X
          * and --user=X), also when the value was refused. */
-        if (val && opt_is_secret(o)) memset((char *)val, 'x', strlen(val));
+        size_t soff, sn;
+        if (val && opt_secret_span(o, val, &soff, &sn)) memset((char *)val + soff, 'x', sn);
         if (applied < 0) {
             snprintf(err, errlen, "--%s: %s", o->name, why);
             return -1;

@@ -13,6 +13,7 @@
 #include "net/addr.h"
 #include "policy/acl.h"
 #include "policy/limits.h"
+#include "proto/via_url.h"
 #include "stage/capfilter.h"
 #include "stage/rewrite.h"
 
@@ -137,6 +138,12 @@ struct listener_cfg {
     unsigned mux_conns;              /* mux-local: connections per worker */
     unsigned mux_max_streams;        /* streams open at once per connection */
     unsigned mux_keepalive_ms;       /* ping interval (0 = none) */
+
+    /* Parent proxies (--via, relay/via.c): the chain, first parent first;
+     * only the last may be ss://. Passwords are secrets (wiped by
+     * cfg_free); an ss:// parent's key is made when it is parsed. */
+    struct via_hop via[VIA_MAX_HOPS];
+    size_t nvia;
 
     struct replay *replay;   /* runtime (ss-server): salts seen, all workers */
 

@@ -140,6 +140,11 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
         put(&o, " tunnel_to=");
         put_host_port(&o, &l->tunnel_to);
     }
+    for (size_t i = 0; i < l->nvia; i++) {
+        char v[300];
+        via_url_format(&l->via[i], v, sizeof(v));    /* no user, no password */
+        put(&o, "%s%s", i ? "," : " via=", v);
+    }
     if (cfg_socks_front(l)) {
         put(&o, " http=%s", l->no_http ? "off" : "on");
         put_auth(&o, l);

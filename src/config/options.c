@@ -465,6 +465,38 @@ static int parse_password_file(void *base, const char *path, char *err, size_t e
     return r;
 }
 
+/* --via URL: one more parent at the end of the chain. */
+static int parse_via(void *base, const char *val, char *err, size_t errlen)
+{
+    struct listener_cfg *l = base;
+    struct via_hop *h;
+    if (l->nvia == VIA_MAX_HOPS) {
+        snprintf(err, errlen, "at most %d parents in a chain", VIA_MAX_HOPS);
+        return -1;
+    }
+    if (l->nvia && l->via[l->nvia - 1].proto == VIA_SS) {
+        snprintf(err, errlen, "an ss:// parent must be the last --via (nothing can be asked of a parent "
+                 "behind a Shadowsocks server)");
+        return -1;
+    }
+    h = &l->via[l->nvia];
+    if (via_url_parse(val, h, err, errlen) < 0) return -1;
+    if (h->proto == VIA_SS) {
+        const struct ss_method *m = ss_method_find(h->method);
+        int r = m ? ss_key_from_password(m, h->pass, h->key) : -1;
+        explicit_bzero(h->pass, sizeof(h->pass));
+        if (r < 0) {
+            explicit_bzero(h, sizeof(*h));
+            snprintf(err, errlen, m ? "cannot derive the key from the password"
+                                    : "ss://: unknown method (chacha20-ietf-poly1305, aes-128-gcm, aes-192-gcm, "
+                                      "aes-256-gcm)");
+            return -1;
+        }
+    }
+    l->nvia++;
+    return 0;
+}
+
 static int parse_method(void *base, const char *val, char *err, size_t errlen)
 {
     struct listener_cfg *l = base;
@@ -882,6 +914,11 @@ const struct opt_def opt_table[] = {
       NULL, "log every chunk of every session as an xxd-style dump (stderr unless --hexdump-file)" },
     { "hexdump-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_ALL, 0, 0, 0, NULL, parse_hexdump_file,
       "FILE", "append the hexdump to FILE instead of stderr (implies --hexdump)" },
+    { "via", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SOCKS | MODE_RELAY | MODE_SS_SERVER, 0, 0, 0, NULL, parse_via,
+      "URL", "reach destinations through this parent proxy: socks5://[USER:PASS@]HOST:PORT, "
+      "socks4a://[USERID@]HOST:PORT, http://[USER:PASS@]HOST:PORT (CONNECT) or ss://METHOD:PASSWORD@HOST:PORT; "
+      "repeatable: a chain, first parent first (ss:// only last). Names are passed on unresolved; passwords "
+      "are blanked in ps" },
     { "password", 'k', OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password,
       "PASSWORD", "Shadowsocks password (blanked in ps; --password-file keeps it out of argv entirely)" },
     { "password-file", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS, 0, 0, 0, NULL, parse_password_file,
@@ -976,6 +1013,15 @@ int cfg_name_ok(const char *s)
 int opt_is_secret(const struct opt_def *o)
 {
     return o->parse == parse_user || o->parse == parse_password || o->parse == parse_key;
+}
+
+int opt_secret_span(const struct opt_def *o, const char *val, size_t *off, size_t *n)
+{
+    if (o->parse == parse_via) return via_url_secret(val, off, n);
+    if (!opt_is_secret(o)) return 0;
+    *off = 0;
+    *n = strlen(val);
+    return 1;
 }
 
 const struct opt_def *opt_find_long(const char *name)
@@ -1215,6 +1261,7 @@ void cfg_free(struct ferry_cfg *c)
         free_secret(&l->ss_password);
         free_secret(&l->ss_key_b64);
         explicit_bzero(l->ss_key, sizeof(l->ss_key));
+        explicit_bzero(l->via, sizeof(l->via));
         if (l->replay) replay_free(l->replay);
         acl_free(&l->client_acl);
         acl_free(&l->proxy_from);

@@ -58,6 +58,9 @@ int cfg_name_ok(const char *s);
 const struct opt_def *opt_find_long(const char *name);
 /* 1 if the option's value is a password or key (blanked in argv once read). */
 int opt_is_secret(const struct opt_def *o);
+/* The part of val to blank in argv: all of a secret option's value, the
+ * password inside a --via URL. 1 with [*off, *off + *n), else 0. */
+int opt_secret_span(const struct opt_def *o, const char *val, size_t *off, size_t *n);
 const struct opt_def *opt_find_short(char c);
 
 /* Applies one value to the right struct. Returns 0 or -1 with err naming

@@ -15,6 +15,7 @@
 #include "relay/session.h"
 #include "relay/ss_pool.h"
 #include "relay/sess_metrics.h"
+#include "relay/via.h"
 #include "resolver/resolver.h"
 #include "upstream/health.h"
 
@@ -136,6 +137,7 @@ void connect_cleanup(struct session *s)
     free(s->dest);
     s->dest = NULL;
     release_server(s, 0);
+    via_free(s);
 }
 
 /* Every address failed: try another upstream server (relay) or give up. */
@@ -306,6 +308,7 @@ static void connect_with(struct session *s)
         }
         if (use_pooled(s)) return;
     }
+    if (cfg_of(s)->nvia && via_take_target(s) < 0) return;   /* to the first parent instead */
     struct net_addr lit;
     int literal = net_addr_from_literal(s->target->host, s->target->port, &lit) == 0;
     if (!literal && name_denied(s)) {
@@ -391,6 +394,10 @@ void connect_ready(struct session *s, uint32_t events)
         bind_ready(s, events);
         return;
     }
+    if (s->state == SESS_VIA) {
+        via_ready(s, events);
+        return;
+    }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {
         mux_local_ready(s, events);
         return;
@@ -408,13 +415,18 @@ void connect_ready(struct session *s, uint32_t events)
         s->lb_connected = 1;
     }
     drop_targets(s);
-    sess_relay_start(s, s->uio.fd);
+    if (cfg_of(s)->nvia) via_start(s);     /* the parents' handshakes first */
+    else sess_relay_start(s, s->uio.fd);
 }
 
 void connect_timeout(struct session *s)
 {
     if (s->bind) {
         bind_timeout(s);
+        return;
+    }
+    if (s->state == SESS_VIA) {
+        via_timeout(s);
         return;
     }
     if (cfg_of(s)->mode == MODE_MUX_LOCAL) {

@@ -192,9 +192,9 @@ static enum front_result on_udp(struct session *s, const struct socks_addr *decl
 
 /* BIND: ferry listens for the peer the request names (the target, for the
  * log and --bind-strict); bind.c sends both replies through the hooks. Not
- * through a tunnel (ss-local, mux-local): their far end would have to
- * listen. */
-static int bind_allowed(const struct session *s) { return cfg(s)->mode == MODE_SOCKS; }
+ * through a tunnel (ss-local, mux-local) or parents (--via): their far end
+ * would have to listen. */
+static int bind_allowed(const struct session *s) { return cfg(s)->mode == MODE_SOCKS && !cfg(s)->nvia; }
 
 static enum front_result on_bind(struct session *s, const struct socks_addr *peer)
 {
@@ -213,7 +213,8 @@ static enum front_result on_request5(struct session *s, const uint8_t *buf, size
         if (rep == SOCKS5_REP_ATYP_UNSUPPORTED) sess_fail_reason(s, END_BAD_ATYP);
         return reply5(s, rep);
     }
-    if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS) return on_udp(s, &req.dst);
+    /* Behind parents (--via) datagrams would leave directly: refused (0x07). */
+    if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS && !cfg(s)->nvia) return on_udp(s, &req.dst);
     if (req.cmd == SOCKS5_CMD_BIND && bind_allowed(s)) return on_bind(s, &req.dst);
     if (req.cmd != SOCKS5_CMD_CONNECT) {
         sess_fail_reason(s, END_BAD_COMMAND);

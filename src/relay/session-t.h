@@ -1,8 +1,9 @@
 /* session-t.h - the session: one client, at most one upstream, two directions.
  *
  * State machine: HANDSHAKE (front-ends such as SOCKS) -> RESOLVING ->
- * CONNECTING -> RELAYING; any state may end in close. A session that has
- * queued a failure reply sits in FLUSHING until the reply is written.
+ * CONNECTING -> [VIA: parent proxies' handshakes] -> RELAYING; any state
+ * may end in close. A session that has queued a failure reply sits in
+ * FLUSHING until the reply is written.
  */
 #ifndef FERRY_SESSION_T_H
 #define FERRY_SESSION_T_H
@@ -20,6 +21,7 @@ struct resolver_query;
 struct resolved;
 struct tap;
 struct sess_toxics;
+struct via_state;
 
 enum sess_state {
     SESS_HANDSHAKE,
@@ -29,6 +31,7 @@ enum sess_state {
     SESS_RELAYING,
     SESS_FLUSHING,     /* failure reply queued; close once it is written */
     SESS_HOLDING,      /* control channel of a front-end's object (FRONT_HOLD) */
+    SESS_VIA,          /* connected to a parent proxy (--via): its handshake (via.c) */
     SESS_CLOSED,
 };
 
@@ -134,6 +137,7 @@ struct session {
     struct resolved *targets;         /* resolved addresses to try, in order */
     struct tap *tap;                  /* capture / hexdump, NULL when off */
     struct sess_toxics *tox;          /* toxics in effect, NULL when none */
+    struct via_state *via;            /* --via: the parents' handshakes, NULL otherwise */
 };
 
 #endif

@@ -232,6 +232,8 @@ static void update_interest(struct session *s)
     if (half_pending(&s->down)) cw |= LOOP_WRITE;
     if (s->state == SESS_CONNECTING) {
         uw = s->bind ? LOOP_READ : LOOP_WRITE;    /* BIND: a listening socket */
+    } else if (s->state == SESS_VIA) {
+        uw = endpoint_wanted(&s->uep);       /* via.c keeps it */
     } else if (s->state == SESS_RELAYING) {
         if (half_wants_input(&s->down)) uw |= LOOP_READ;
         if (half_pending(&s->up)) uw |= LOOP_WRITE;
@@ -628,7 +630,7 @@ static void client_ready(void *owner, uint32_t events)
 static void upstream_ready(void *owner, uint32_t events)
 {
     struct session *s = owner;
-    if (s->state == SESS_CONNECTING) {
+    if (s->state == SESS_CONNECTING || s->state == SESS_VIA) {
         connect_ready(s, events);
         return;
     }
@@ -737,6 +739,7 @@ static void timer_cb(struct loop *l, struct loop_timer *t)
         break;
     case SESS_RESOLVING:
     case SESS_CONNECTING:
+    case SESS_VIA:
         connect_timeout(s);
         break;
     case SESS_RELAYING: {

@@ -184,14 +184,13 @@ int ss_codec_replayed(struct ss_dec_codec *c)
     return replay_check_key(c->replay, &c->salt_key);
 }
 
-struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay,
-                                          const uint8_t *prefix, size_t prefix_len)
+static struct ss_enc_codec *new_encoder(const struct ss_method *m, const uint8_t *key, struct replay *replay,
+                                        const uint8_t *prefix, size_t prefix_len)
 {
-    const struct ss_method *m = ss_method_find(cfg->ss_method);
     uint8_t salt[SS_SALT_MAX];
     if (prefix_len > SOCKS5_ADDR_MAX) return NULL;
     struct ss_enc_codec *c = calloc(1, sizeof(*c));
-    if (!c || rand_pool_bytes(salt, m->salt_len) != 0 || ss_enc_init(&c->enc, m, cfg->ss_key, salt) < 0) {
+    if (!c || rand_pool_bytes(salt, m->salt_len) != 0 || ss_enc_init(&c->enc, m, key, salt) < 0) {
         free(c);
         return NULL;
     }
@@ -201,22 +200,39 @@ struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct
     return c;
 }
 
-struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct replay *replay)
+struct ss_enc_codec *ss_codec_new_encoder(const struct listener_cfg *cfg, struct replay *replay,
+                                          const uint8_t *prefix, size_t prefix_len)
+{
+    return new_encoder(ss_method_find(cfg->ss_method), cfg->ss_key, replay, prefix, prefix_len);
+}
+
+static struct ss_dec_codec *new_decoder(const struct ss_method *m, const uint8_t *key, struct replay *replay)
 {
     struct ss_dec_codec *c = calloc(1, sizeof(*c));
     if (!c) return NULL;
-    ss_dec_init(&c->dec, ss_method_find(cfg->ss_method), cfg->ss_key);
+    ss_dec_init(&c->dec, m, key);
     c->replay = replay;
     return c;
+}
+
+struct ss_dec_codec *ss_codec_new_decoder(const struct listener_cfg *cfg, struct replay *replay)
+{
+    return new_decoder(ss_method_find(cfg->ss_method), cfg->ss_key, replay);
 }
 
 int ss_tunnel_attach(struct session *s)
 {
     const struct listener_cfg *cfg = s->wl->cfg;
+    return ss_tunnel_attach_to(s, s->dest, ss_method_find(cfg->ss_method), cfg->ss_key);
+}
+
+int ss_tunnel_attach_to(struct session *s, const struct sess_target *dest, const struct ss_method *m,
+                        const uint8_t *key)
+{
     uint8_t header[SOCKS5_ADDR_MAX];
-    size_t hlen = front_socks_encode_target(s->dest, header, sizeof(header));
-    struct ss_enc_codec *e = hlen ? ss_codec_new_encoder(cfg, NULL, header, hlen) : NULL;
-    struct ss_dec_codec *d = ss_codec_new_decoder(cfg, NULL);
+    size_t hlen = front_socks_encode_target(dest, header, sizeof(header));
+    struct ss_enc_codec *e = hlen ? new_encoder(m, key, NULL, header, hlen) : NULL;
+    struct ss_dec_codec *d = new_decoder(m, key, NULL);
     if (!e || !d) {
         if (e) enc_free(e);
         ss_codec_free_decoder(d);

@@ -65,5 +65,9 @@ int ss_codec_replayed(struct ss_dec_codec *c);
  * Returns 0, or -1 (out of memory: the session should close; what was
  * installed is freed with it). */
 int ss_tunnel_attach(struct session *s);
+/* The same towards any Shadowsocks server (a --via ss:// parent): dest is
+ * the address the header names, m and key the server's. */
+int ss_tunnel_attach_to(struct session *s, const struct sess_target *dest, const struct ss_method *m,
+                        const uint8_t *key);
 
 #endif

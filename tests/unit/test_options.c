@@ -451,6 +451,37 @@ static void test_user(void **state)
     bad(parse(state, "--user", arg, NULL), "--user", "1-255");
 }
 
+/* --via: a chain, the password blanked in argv in both spellings (also
+ * when the value is refused), an ss:// key made and its password wiped. */
+static void test_via(void **state)
+{
+    struct listener_cfg *l;
+    struct run *r;
+
+    r = parse(state, "--via", "socks5://bob:hunter2@127.0.0.1:1080", "--via=http://u:pw2@[::1]:3128",
+              "--via", "ss://aes-128-gcm:sspw@h:8388", NULL);
+    l = ok(r);
+    assert_int_equal(l->nvia, 3);
+    assert_int_equal(l->via[0].proto, VIA_SOCKS5);
+    assert_string_equal(l->via[0].pass, "hunter2");
+    assert_string_equal(l->via[1].host, "::1");
+    assert_int_equal(l->via[2].proto, VIA_SS);
+    assert_string_equal(l->via[2].pass, "");            /* wiped once the key is made */
+    static const uint8_t zero[32];
+    assert_memory_not_equal(l->via[2].key, zero, 32);
+    assert_string_equal(r->args[2], "socks5://bob:xxxxxxx@127.0.0.1:1080");
+    assert_string_equal(r->args[3], "--via=http://u:xxx@[::1]:3128");
+    assert_string_equal(r->args[5], "ss://xxxxxxxxxxxxxxxx@h:8388");
+
+    r = parse(state, "--via", "socks5://bob:hunter2@h", NULL);
+    bad(r, "--via", "missing :PORT");
+    assert_null(strstr(r->err, "hunter2"));
+    assert_string_equal(r->args[2], "socks5://bob:xxxxxxx@h");
+    bad(parse(state, "relay", "-l", "127.0.0.1:1", "-u", "h:1", "--via", "ss://aes-128-gcm:p@h:1", "--via",
+              "socks5://h:1", NULL), "--via", "must be the last");
+    bad(parse(state, "ss-local", "-s", "h:1", "-k", "x", "--via", "socks5://h:1", NULL), "--via", "ss-local");
+}
+
 static const char *write_file(void **state, const char *text)
 {
     struct run *r = *state;
@@ -787,6 +818,7 @@ int main(void)
         T(test_allow_deny),
         T(test_bad_cidr),
         T(test_user),
+        T(test_via),
         T(test_users_file),
         T(test_users_file_bad_line),
         T(test_users_file_missing),
