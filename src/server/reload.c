@@ -570,6 +570,8 @@ void reload_reap(struct reload *r)
             continue;
         }
         *pp = rt->next;
+        if (log_enabled(LOG_INFO))
+            log_msg(LOG_INFO, "listener=%s retired: its sessions of before the reload are over", rt->l.lc->name);
         worker_shared_free(rt->l.sh);       /* every worker has detached it */
         if (rt->l.sh_own) free(rt->l.sh);
         else rt->l.sh->freed = 1;

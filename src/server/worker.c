@@ -169,8 +169,8 @@ static void retire_cb(struct loop *l, struct loop_timer *t)
     if (wl->nsess && log_enabled(LOG_ERROR))
         log_plain("listener=%s worker %d: reload drain over, closing %u session%s", wl->cfg->name, w->rw.id,
                   wl->nsess, wl->nsess == 1 ? "" : "s");
+    wl->retiring = 0;           /* the closes below must not arm the timer again */
     close_sessions(wl);
-    wl->retiring = 0;
     worker_listener_release(wl);
     unlink_dyn(w, wl);          /* a configured one stays in the array, released */
     done(arg);
