@@ -22,6 +22,7 @@ from conftest import free_port, listening, scaled
 from peers import recv_exact, recv_line
 from test_install import NotifySocket
 from test_socks import s5_auth, s5_greet, s5_reply, s5_req
+from test_ss import dns, flocal, fsrv, s5_connect  # noqa: F401 (fixtures)
 
 DIAG = re.compile(r"^ferry: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<msg>.+)$", re.M)
 
@@ -228,6 +229,33 @@ def test_removed_listener_drain_is_bounded(ferry, workdir, identify):
 
 
 @pytest.mark.deadline(60)
+def test_drain_deadline_of_a_reloaded_listener(ferry, workdir, identify):
+    """A listener a reload made (not one from the start) retired by the next
+    reloads: twice changed while a session holds on, the deadline closes it."""
+    a, b = identify("A"), identify("B")
+    port = free_port()
+    path, f = start(ferry, workdir, relay_yaml([("web", port, a.addr, "")], drain="1s"), port)
+    write(path, relay_yaml([("web", port, b.addr, "")], drain="1s"))
+    hup(f)
+    held = peers.connect("127.0.0.1", port)
+    assert recv_line(held) == b"ID:B\n"
+    write(path, relay_yaml([("web", port, a.addr, "")], drain="1s"))
+    hup(f)
+    ss = f.wait_sessions(1, timeout=10, pred=lambda s: s.get("end") == "drain")
+    assert ss, "the held session was not closed by the drain:\n%s" % f.log()
+    assert peers.wait_closed(held, scaled(5))
+    held.close()
+    for i in range(3):      # more reloads, and sessions, after the retired listener went
+        write(path, relay_yaml([("web", port, (a, b)[i % 2].addr, "")], drain="1s"))
+        hup(f)
+        assert ident(port) == "ID:%s" % "AB"[i % 2]
+    # four listeners retired (the first reload of the loop kept it), each
+    # freed once every worker is done with it
+    assert peers.wait_until(lambda: f.log().count("listener=web retired") >= 4, scaled(5)), f.log()
+    assert f.log().count("listener=web retired") == 4, f.log()
+
+
+@pytest.mark.deadline(60)
 def test_changed_option_applies_to_new_sessions_only(ferry, workdir, identify):
     a, b = identify("A"), identify("B")
     port = free_port()
@@ -288,6 +316,38 @@ def test_users_file_reloaded_on_a_command_line_start(ferry, workdir, identify):
     assert socks_login(f, "bob", "bobs-pw", up.port) == 0
     for pw in ("first-pw", "second-pw", "bobs-pw"):
         assert pw not in f.log()
+
+
+def through(loc, up):
+    with s5_connect(loc.addr, "127.0.0.1", up.port) as s:
+        return recv_line(s)
+
+
+@pytest.mark.deadline(60)
+def test_ss_server_password_file_reloaded(fsrv, flocal, identify, workdir):
+    """The key changes with the file; a reload that keeps it keeps the
+    listener (and its replay filter)."""
+    up = identify("A")
+    pf = os.path.join(workdir, "pw")
+    write(pf, "first-secret\n")
+    srv = fsrv("--password-file", pf, "--drain-timeout", "60s")
+    old_loc = flocal(srv.addr, "-k", "first-secret")
+    assert through(old_loc, up) == b"ID:A\n"
+    assert "kept 1" in hup(srv)
+    assert through(old_loc, up) == b"ID:A\n"
+    held = s5_connect(old_loc.addr, "127.0.0.1", up.port)
+    assert recv_line(held) == b"ID:A\n"
+    write(pf, "second-secret\n")
+    line = hup(srv)
+    assert "--password-file %s" % pf in line and "changed 1" in line, line
+    new_loc = flocal(srv.addr, "-k", "second-secret")
+    assert through(new_loc, up) == b"ID:A\n"
+    held.sendall(b"old key, old session\n")
+    assert recv_line(held) == b"old key, old session\n"
+    held.close()
+    with s5_connect(old_loc.addr, "127.0.0.1", up.port) as s:   # the old key opens nothing any more
+        assert peers.read_until_close(s, timeout=scaled(3))[0] == b""
+    assert "second-secret" not in srv.log() and "first-secret" not in srv.log()
 
 
 @pytest.mark.deadline(40)
