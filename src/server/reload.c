@@ -419,7 +419,7 @@ static int apply(struct reload *r, struct gen *g, const struct listener_cfg *con
                  char *err, size_t errlen)
 {
     struct plan p = { .n = r->n, .drain_ms = r->first->cfg->drain_timeout_ms };
-    size_t nnew = g->cfg->nlisteners;
+    size_t nnew = g->cfg->nlisteners, nold = r->nlive;
     int rc = -1;
     p.add = calloc(nnew + 1, sizeof(*p.add));
     p.old = calloc(r->nlive + 1, sizeof(*p.old));
@@ -473,7 +473,7 @@ static int apply(struct reload *r, struct gen *g, const struct listener_cfg *con
     rc = 0;
 out:
     plan_free(&p);         /* closes the sockets no worker took */
-    for (size_t k = 0; rts && k < r->nlive + 1; k++) free(rts[k]);
+    for (size_t k = 0; rts && k < nold; k++) free(rts[k]);   /* those not handed on */
     free(rts);
     free(live);
     return rc;
