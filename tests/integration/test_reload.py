@@ -212,6 +212,26 @@ def test_listener_added_and_removed(ferry, workdir, identify):
 
 
 @pytest.mark.deadline(60)
+def test_listeners_grow_and_shrink(ferry, workdir, identify):
+    ups = [identify(n) for n in "ABCD"]
+    ports = [free_port() for _ in ups]
+    one = [("l0", ports[0], ups[0].addr, "")]
+    four = [("l%d" % i, ports[i], ups[i].addr, "") for i in range(4)]
+    path, f = start(ferry, workdir, relay_yaml(one), ports[0])
+    write(path, relay_yaml(four))
+    assert "added 3, removed 0, changed 0, kept 1" in hup(f)
+    for i in range(4):
+        assert peers.wait_until(lambda: listening(f.pid, ports[i]), scaled(5))
+        assert ident(ports[i]) == "ID:%s" % "ABCD"[i]
+    write(path, relay_yaml(four[3:]))
+    assert "added 0, removed 3, changed 0, kept 1" in hup(f)
+    assert ident(ports[3]) == "ID:D"
+    for i in range(3):
+        assert refused(ports[i])
+    assert peers.wait_until(lambda: f.log().count(" retired: ") >= 3, scaled(5)), f.log()
+
+
+@pytest.mark.deadline(60)
 def test_removed_listener_drain_is_bounded(ferry, workdir, identify):
     a, b = identify("A"), identify("B")
     pa, pb = free_port(), free_port()
