@@ -15,6 +15,7 @@
 #include "crypto/replay.h"
 #include "net/sock.h"
 #include "obs/log.h"
+#include "server/proxyin.h"
 #include "server/worker.h"
 
 /* One loaded configuration. Its listeners are used by the workers while
@@ -279,7 +280,12 @@ static int socket_for(struct server_worker *w, struct plan *p, struct plan_new *
     for (size_t k = 0; k < p->nold; k++) {
         struct wlistener *old = find_wl(w, p->old[k]->l.sh);
         int fd = old ? worker_listener_take_socket(old, a) : -1;
-        if (fd >= 0) return fd;
+        if (fd < 0) continue;
+        /* Connections it accepted that still wait for their PROXY header
+         * came through this socket (or a sibling): the new listener admits
+         * them, so the reload resets none. */
+        proxyin_move_listener(old, pn->wl[w->rw.id]);
+        return fd;
     }
     int *fresh = &pn->fds[j * p->n + (unsigned)w->rw.id];
     int fd = *fresh;
