@@ -300,6 +300,23 @@ def test_changed_option_applies_to_new_sessions_only(ferry, workdir, identify):
         s.close()
 
 
+@pytest.mark.deadline(40)
+def test_connection_waiting_for_its_proxy_header_survives_a_reload(ferry, workdir, identify):
+    a, b = identify("A"), identify("B")
+    port = free_port()
+    path, f = start(ferry, workdir, relay_yaml([("web", port, a.addr, "accept-proxy: true")]), port)
+    c = peers.connect("127.0.0.1", port)
+    c.sendall(b"PROXY TCP4 192.0.2.7 ")
+    time.sleep(0.2)          # accepted and held (nothing in the log says so at info level)
+    write(path, relay_yaml([("web", port, b.addr, "accept-proxy: true")]))
+    assert "changed 1" in hup(f)
+    c.sendall(b"127.0.0.1 5555 80\r\n")
+    assert recv_line(c) == b"ID:B\n", "admitted by the new listener"
+    c.close()
+    ss = f.wait_sessions(1)
+    assert ss and ss[0].get("client", "").startswith("192.0.2.7"), [s["_line"] for s in ss]
+
+
 def socks_login(f, user, pw, up_port):
     """0 when user:pw logs in and CONNECT to up_port works, else the failing status."""
     with f.connect() as s:
