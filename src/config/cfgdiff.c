@@ -45,6 +45,7 @@ static int same_users(const struct listener_cfg *a, const struct listener_cfg *b
 static int same_group(const struct upstream_group_cfg *a, const struct upstream_group_cfg *b)
 {
     if (!a || !b) return a == b;
+    /* Padding: see scrub(). NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c) */
     return memcmp(a, b, sizeof(*a)) == 0;
 }
 
@@ -67,6 +68,7 @@ int cfg_listener_same(const struct listener_cfg *a, const struct listener_cfg *b
     x[1] = *b;
     scrub(&x[0]);
     scrub(&x[1]);
+    /* Padding: see scrub(). NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c) */
     int same = memcmp(&x[0], &x[1], sizeof(*x)) == 0 && same_pointees(a, b);
     explicit_bzero(x, 2 * sizeof(*x));   /* keys */
     free(x);

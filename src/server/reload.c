@@ -352,7 +352,7 @@ static int plan_listener(struct reload *r, struct plan *p, const struct listener
 {
     struct plan_new *pn = &p->add[p->nadd++];
     pn->lc = lc;
-    pn->wl = calloc(r->n, sizeof(*pn->wl));
+    pn->wl = calloc(r->n, sizeof(struct wlistener *));
     pn->fds = malloc(lc->nlisten * r->n * sizeof(*pn->fds) + 1);
     struct listener_shared *sh = calloc(1, sizeof(*sh));
     if (!pn->wl || !pn->fds || !sh) {
@@ -428,9 +428,9 @@ static int apply(struct reload *r, struct gen *g, const struct listener_cfg *con
     size_t nnew = g->cfg->nlisteners, nold = r->nlive;
     int rc = -1;
     p.add = calloc(nnew + 1, sizeof(*p.add));
-    p.old = calloc(r->nlive + 1, sizeof(*p.old));
+    p.old = calloc(r->nlive + 1, sizeof(struct retiree *));
     struct live *live = calloc(nnew + 1, sizeof(*live));
-    struct retiree **rts = calloc(r->nlive + 1, sizeof(*rts));
+    struct retiree **rts = calloc(r->nlive + 1, sizeof(struct retiree *));
     if (!p.add || !p.old || !live || !rts) {
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -468,8 +468,10 @@ static int apply(struct reload *r, struct gen *g, const struct listener_cfg *con
         g->refs++;
     }
     for (size_t k = 0; k < p.nold; k++) {
-        rts[k]->next = r->retirees;
-        r->retirees = rts[k];
+        struct retiree *rt = rts[k];
+        if (!rt) continue;           /* cannot be: made above */
+        rt->next = r->retirees;
+        r->retirees = rt;
         rts[k] = NULL;
     }
     free(r->live);
@@ -497,7 +499,7 @@ static struct gen *prepare(struct reload *r, const struct listener_cfg ***old, s
         goto fail;
     }
     size_t nnew = g->cfg->nlisteners;
-    *old = calloc(r->nlive + 1, sizeof(**old));
+    *old = calloc(r->nlive + 1, sizeof(const struct listener_cfg *));
     o->d.what = calloc(nnew + 1, sizeof(*o->d.what));
     o->d.old_idx = calloc(nnew + 1, sizeof(*o->d.old_idx));
     o->d.retire = calloc(r->nlive + 1, 1);
