@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/control.h"
@@ -13,6 +14,7 @@
 #include "config/cli.h"
 #include "config/describe.h"
 #include "server/admit.h"
+#include "server/reload.h"
 #include "core/notify.h"
 #include "core/privdrop.h"
 #include "server/worker.h"
@@ -45,16 +47,32 @@ static void format_ms(char *out, size_t outlen, unsigned ms)
     else snprintf(out, outlen, "%ums", ms);
 }
 
-/* READY=1 for a service manager (core/notify.h); STATUS= names the listeners. */
-static void notify_ready(const struct ferry_cfg *cfg, unsigned threads)
+/* READY=1 for a service manager (core/notify.h); STATUS= names the
+ * listeners running (after a reload, the new set). */
+static void notify_ready(struct reload *rl, const struct ferry_cfg *cfg, unsigned threads)
 {
     char msg[1024], a[NET_ADDR_STRLEN];
+    const struct listener_cfg *lcs[64];
+    size_t n = cfg->nlisteners;
+    if (rl) n = reload_listeners(rl, lcs, 64);
+    else for (size_t i = 0; i < n && i < 64; i++) lcs[i] = &cfg->listeners[i];
     size_t used = (size_t)snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%u thread%s, listening:", threads,
                                    threads == 1 ? "" : "s");
-    for (size_t i = 0; i < cfg->nlisteners; i++)
-        for (size_t j = 0; j < cfg->listeners[i].nlisten && used < sizeof(msg); j++)
-            used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s=%s", cfg->listeners[i].name,
-                                     net_addr_format(&cfg->listeners[i].listen[j], a, sizeof(a)));
+    for (size_t i = 0; i < n && i < 64; i++)
+        for (size_t j = 0; j < lcs[i]->nlisten && used < sizeof(msg); j++)
+            used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s=%s", lcs[i]->name,
+                                     net_addr_format(&lcs[i]->listen[j], a, sizeof(a)));
+    notify_send(msg);
+}
+
+/* RELOADING=1 with the time systemd's Type=notify-reload checks it against. */
+static void notify_reloading(void)
+{
+    char msg[128];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u);
     notify_send(msg);
 }
 
@@ -157,15 +175,14 @@ static void reopen_log_file(const struct logfile *lf)
     if (log_enabled(LOG_ERROR)) log_plain("%s: %s; still writing to the old file", strsignal(SIGUSR1), err);
 }
 
-/* SIGHUP, SIGUSR2 and SIGUSR1 without --log-file: nothing to do yet, and
- * nothing in flight is touched. Logged, so an operator sees the reload did
- * not happen. */
+/* SIGUSR2, SIGUSR1 without --log-file, and SIGHUP while stopping: nothing
+ * to do, and nothing in flight is touched. Logged, so an operator sees
+ * nothing happened. */
 static void log_ignored_signal(int sig)
 {
     if (!log_enabled(LOG_ERROR)) return;
     if (sig == SIGHUP)
-        log_plain("%s: ignored: ferry does not reload its configuration yet (restart it to apply changes)",
-                  strsignal(sig));
+        log_plain("%s: ignored: ferry is stopping, it does not reload now", strsignal(sig));
     else if (sig == SIGUSR1)
         log_plain("%s: ignored: logs go to stderr (no --log-file), there is no log file to reopen",
                   strsignal(sig));
@@ -173,10 +190,19 @@ static void log_ignored_signal(int sig)
         log_plain("%s: ignored", strsignal(sig));
 }
 
+/* SIGHUP: the service manager hears RELOADING=1, then READY=1 whether the
+ * reload was applied or refused (the old configuration serves on). */
+static void reload(struct reload *rl, const struct ferry_cfg *cfg, unsigned n)
+{
+    notify_reloading();
+    reload_run(rl, strsignal(SIGHUP));
+    notify_ready(rl, cfg, n);
+}
+
 /* First SIGTERM/SIGINT drains; a second one, or SIGQUIT, stops at once;
- * SIGUSR1 reopens --log-file. */
+ * SIGUSR1 reopens --log-file; SIGHUP reloads (server/reload.h). */
 static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *lf, struct server_worker *ws, unsigned n,
-                             struct shutdown *sd)
+                             struct reload *rl, struct shutdown *sd)
 {
     sigset_t set;
     char deadline[32];
@@ -185,9 +211,14 @@ static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *
     struct timespec tick = { 0, 100 * 1000 * 1000 };
     while (workers_running() > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
+        reload_reap(rl);
         if (sig < 0) continue;
         if (sig == SIGUSR1 && lf->path) {
             reopen_log_file(lf);
+            continue;
+        }
+        if (sig == SIGHUP && !sd->signals) {
+            reload(rl, cfg, n);
             continue;
         }
         if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
@@ -253,7 +284,9 @@ static struct api_server *start_api(struct ferry_cfg *cfg, int api_fd, int metri
     return s;
 }
 
-static int run(struct ferry_cfg *cfg)
+/* argc, argv: the command line as given (a copy: the parse blanks
+ * secrets), which a reload parses again. */
+static int run(struct ferry_cfg *cfg, int argc, char **argv)
 {
     char err[512];
     sigset_t set;
@@ -294,6 +327,9 @@ static int run(struct ferry_cfg *cfg)
         tap_global_stop(cfg);
         return 1;
     }
+    /* Before the drop: it reads the --filter scripts as the workers did. */
+    struct reload *rl = reload_new(cfg, argc, argv, ws, n);
+    if (!rl) log_plain("warning: out of memory: SIGHUP will not reload");
     int api_fd = -1;
     if (cfg->has_api && (api_fd = api_server_listen(&cfg->api_addr, err, sizeof(err))) < 0) {
         start_failed(&lf, err);
@@ -329,15 +365,16 @@ static int run(struct ferry_cfg *cfg)
         workers_request_stop(ws, n, 2);
         code = 1;
     } else {
-        notify_ready(cfg, n);
+        notify_ready(rl, cfg, n);
     }
     struct shutdown sd = { 0, 0, 0 };
-    wait_for_signals(cfg, &lf, ws, n, &sd);
+    wait_for_signals(cfg, &lf, ws, n, rl, &sd);
     api_server_stop(api);           /* before the workers go: it posts commands to them */
     for (unsigned i = 0; i < n; i++) code |= ws[i].exit_code;
     announce_stop(&sd, ws, n);
     workers_join_and_free(ws, n);
     log_writer_stop();              /* writes what is queued; from here lines go out directly */
+    reload_free(rl);                /* after: the workers used its configs */
     api_ctl_free(ctl);              /* after: workers read the configs it made until freed */
     tap_global_stop(cfg);   /* after the workers: no session writes any more */
     metrics_shutdown();     /* after the workers and the API: nothing counts or reads */
@@ -345,7 +382,31 @@ static int run(struct ferry_cfg *cfg)
     return code;
 }
 
-int main(int argc, char **argv)
+static void args_free(int argc, char **args)
+{
+    for (int i = 0; args && i < argc; i++) {
+        if (args[i]) explicit_bzero(args[i], strlen(args[i]));   /* passwords */
+        free(args[i]);
+    }
+    free(args);
+}
+
+/* argv as given, for a reload to parse again: cli_parse() blanks secrets
+ * in argv (ps shows it). NULL when out of memory. */
+static char **args_dup(int argc, char **argv)
+{
+    char **c = calloc((size_t)argc + 1, sizeof(*c));
+    for (int i = 0; c && i < argc; i++) {
+        if (!(c[i] = strdup(argv[i]))) {
+            args_free(argc, c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* args: argv as given (args_dup), for run(). */
+static int start(int argc, char **argv, char **args)
 {
     struct ferry_cfg cfg;
     enum cli_action action;
@@ -383,8 +444,20 @@ int main(int argc, char **argv)
     log_set_level(cfg.log_level);
     log_set_format(cfg.log_format);
     log_set_sessions(cfg.log_sessions);
-    int code = run(&cfg);
+    int code = run(&cfg, argc, args);
     log_file_close();
     cfg_free(&cfg);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    char **args = args_dup(argc, argv);
+    if (!args) {
+        log_plain("out of memory");
+        return 1;
+    }
+    int code = start(argc, argv, args);
+    args_free(argc, args);
     return code;
 }

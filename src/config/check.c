@@ -100,6 +100,26 @@ int cfg_file_main(struct ferry_cfg *cfg, int check_only)
     return rc;
 }
 
+int cfg_file_load(struct ferry_cfg *cfg)
+{
+    struct cfg_diag d = { emit_run, NULL, 0, 0 };
+    const char *path = cfg->config_path;
+    char why[256];
+    size_t len;
+    char *buf = yc_read_file(path, &len, why, sizeof(why));
+    if (!buf) {
+        log_plain("%s: cannot read: %s", path, why);
+        return -1;
+    }
+    int rc = -1;
+    if (cfg_ss_json_mode(path, buf, len)) log_plain("%s is now a shadowsocks-libev config, not a ferry one", path);
+    else if ((rc = cfg_load_string(path, buf, len, cfg, &d)) < 0)
+        log_plain("%s: %u error%s", path, d.errors, plural(d.errors));
+    explicit_bzero(buf, len);
+    free(buf);
+    return rc < 0 ? -1 : 0;
+}
+
 /* ---- reference tables ---- */
 
 /* Markdown table cell: '|' escaped, no newlines. */

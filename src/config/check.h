@@ -13,6 +13,11 @@
  * config loaded (go on and run it), or 2 when it did not. */
 int cfg_file_main(struct ferry_cfg *cfg, int check_only);
 
+/* Loads cfg->config_path into cfg for a reload: every diagnostic logged as
+ * "FILE:LINE:COL: message", then "FILE: N errors" when it did not load. 0
+ * loaded, -1 not. */
+int cfg_file_load(struct ferry_cfg *cfg);
+
 /* The option table and the config-file-only keys as Markdown tables. */
 void cfg_dump_options(FILE *out);
 

@@ -160,6 +160,10 @@ struct listener_cfg {
     size_t ntoxics;
     struct rewrite_set rewrite;      /* --rewrite: search and replace rules, in order */
     char filter_path[256];           /* --filter FILE.lua (stage/lua_filter.h); "" = none */
+    /* The filter file's content when the config was loaded (cfg_content_sum,
+     * set by the reload code; 0 = not read): a reload that finds the same
+     * path with other content changes the listener (config/cfgdiff.h). */
+    uint64_t filter_sum;
 };
 
 struct opt_def;

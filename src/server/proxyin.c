@@ -170,6 +170,12 @@ void proxyin_close_listener(struct wlistener *wl)
     }
 }
 
+void proxyin_move_listener(struct wlistener *from, struct wlistener *to)
+{
+    for (struct proxyin *p = from->w->proxyins; p; p = p->next)
+        if (p->wl == from) p->wl = to;
+}
+
 void proxyin_close_all(struct server_worker *w)
 {
     while (w->proxyins) finish(w->proxyins, 0);

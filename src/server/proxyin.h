@@ -29,6 +29,10 @@ void proxyin_start(struct wlistener *wl, int fd, const struct net_addr *peer);
 /* Closes the listener's connections still waiting for their header
  * (its sockets are closing: stop, detach, drain). */
 void proxyin_close_listener(struct wlistener *wl);
+/* A reload handed from's listening sockets to `to`: the connections from
+ * still waiting for their header will be admitted by `to` (a reload
+ * refuses none of them). */
+void proxyin_move_listener(struct wlistener *from, struct wlistener *to);
 /* Closes every held connection of the worker (shutdown). */
 void proxyin_close_all(struct server_worker *w);
 

@@ -41,7 +41,10 @@ struct listener_shared {
     int has_ipc, has_rate;
     const struct listener_handler *handler;   /* the listener mode's (relay/handler.h) */
     struct relay_shared relay;
+    int freed;                       /* by a reload that retired it (server/reload.c): not again at exit */
 };
+
+typedef void wlistener_retired_fn(void *arg);
 
 /* A configured listener as seen by one worker: its sockets and admission
  * here, everything else in its mode's relay state, reached only through
@@ -54,6 +57,14 @@ struct wlistener {
     struct listener_shared *sh;
     const struct listener_handler *handler;
     struct relay_listener *rl;       /* opaque: the handler's */
+    unsigned nsess;                  /* its sessions on this worker (admitted, not closed yet) */
+    /* Retired by a reload (worker_listener_retire): no sockets; once its
+     * sessions are gone, or at the deadline, it is released and
+     * retired(retired_arg) is called. */
+    int retiring;
+    struct loop_timer retire_timer;
+    wlistener_retired_fn *retired;
+    void *retired_arg;
     /* Listeners added at run time (HTTP API) are allocated one by one and
      * linked here, so that their sockets' loop_io never move. */
     struct wlistener *dyn_next;

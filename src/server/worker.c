@@ -80,7 +80,11 @@ void worker_admit(struct wlistener *wl, int fd, const struct net_addr *client)
         admit_refuse(wl, fd, client, refused);
         return;
     }
-    if (wl->handler->accept(wl->rl, fd, client, counted_ip) < 0) admit_release(wl, client, counted_ip);
+    wl->nsess++;                /* before: a session may end inside accept */
+    if (wl->handler->accept(wl->rl, fd, client, counted_ip) < 0) {
+        wl->nsess--;
+        admit_release(wl, client, counted_ip);
+    }
 }
 
 /* The handler's `closed`: a session of the listener has gone (and left the
@@ -90,6 +94,9 @@ static void session_closed(void *owner, const struct net_addr *client, int count
     struct wlistener *wl = owner;
     struct server_worker *w = wl->w;
     admit_release(wl, client, counted_ip);
+    wl->nsess--;
+    /* Released from a timer, never from inside a session's close. */
+    if (wl->retiring && wl->nsess == 0) loop_timer_arm_in(w->rw.loop, &wl->retire_timer, 0);
     if (w->draining && w->rw.nsessions == 0) loop_stop(w->rw.loop);
 }
 
@@ -97,7 +104,10 @@ static void session_closed(void *owner, const struct net_addr *client, int count
  * stream) is admitted like one that connected. */
 static const char *stream_admit(void *owner, const struct net_addr *client, int *counted_ip)
 {
-    return admit_client(owner, client, counted_ip);
+    struct wlistener *wl = owner;
+    const char *refused = admit_client(wl, client, counted_ip);
+    if (!refused) wl->nsess++;
+    return refused;
 }
 
 /* ---- drain and stop ---- */
@@ -107,6 +117,7 @@ void worker_listener_close_sockets(struct wlistener *wl)
     struct server_worker *w = wl->w;
     for (size_t j = 0; j < wl->nsocks; j++) {
         struct wsocket *ws = &wl->socks[j];
+        if (ws->fd < 0) continue;          /* taken by a reload */
         loop_timer_cancel(w->rw.loop, &ws->pause_timer);
         loop_io_del(w->rw.loop, &ws->io);
         close(ws->fd);
@@ -116,15 +127,71 @@ void worker_listener_close_sockets(struct wlistener *wl)
     proxyin_close_listener(wl);
 }
 
+static void close_sessions(struct wlistener *wl)
+{
+    if (wl->rl) wl->handler->close_sessions(wl->rl, RLISTENER_CLOSE_DRAIN);
+}
+
+int worker_listener_take_socket(struct wlistener *wl, const struct net_addr *a)
+{
+    for (size_t j = 0; j < wl->nsocks; j++) {
+        struct wsocket *ws = &wl->socks[j];
+        struct net_addr bound;
+        bound.len = sizeof(bound.u);
+        if (ws->fd < 0 || getsockname(ws->fd, &bound.u.sa, &bound.len) < 0 || !net_addr_equal(&bound, a)) continue;
+        int fd = ws->fd;
+        loop_timer_cancel(wl->w->rw.loop, &ws->pause_timer);
+        loop_io_del(wl->w->rw.loop, &ws->io);
+        ws->fd = -1;               /* its loop_io stays where it is: this batch may point there */
+        return fd;
+    }
+    return -1;
+}
+
+static void unlink_dyn(struct server_worker *w, struct wlistener *wl)
+{
+    for (struct wlistener **pp = &w->dyn; *pp; pp = &(*pp)->dyn_next) {
+        if (*pp != wl) continue;
+        *pp = wl->dyn_next;
+        loop_defer_free(w->rw.loop, wl, free);   /* its sockets' loop_io live inside it */
+        return;
+    }
+}
+
+/* The drain deadline, or its last session gone: closes what is left and
+ * releases the listener. */
+static void retire_cb(struct loop *l, struct loop_timer *t)
+{
+    struct wlistener *wl = t->owner;
+    struct server_worker *w = wl->w;
+    wlistener_retired_fn *done = wl->retired;
+    void *arg = wl->retired_arg;
+    (void)l;
+    if (wl->nsess && log_enabled(LOG_ERROR))
+        log_plain("listener=%s worker %d: reload drain over, closing %u session%s", wl->cfg->name, w->rw.id,
+                  wl->nsess, wl->nsess == 1 ? "" : "s");
+    wl->retiring = 0;           /* the closes below must not arm the timer again */
+    close_sessions(wl);
+    worker_listener_release(wl);
+    unlink_dyn(w, wl);          /* a configured one stays in the array, released */
+    done(arg);
+}
+
+void worker_listener_retire(struct wlistener *wl, unsigned drain_ms, wlistener_retired_fn *done, void *arg)
+{
+    worker_listener_close_sockets(wl);
+    if (wl->handler->drain) wl->handler->drain(wl->rl);   /* a multiplexer's peers open no more streams */
+    wl->retiring = 1;
+    wl->retired = done;
+    wl->retired_arg = arg;
+    loop_timer_init(&wl->retire_timer, retire_cb, wl);
+    loop_timer_arm_in(wl->w->rw.loop, &wl->retire_timer, wl->nsess ? drain_ms : 0);
+}
+
 static void close_listen_sockets(struct server_worker *w)
 {
     for (size_t i = 0; i < w->nlisteners; i++) worker_listener_close_sockets(&w->listeners[i]);
     for (struct wlistener *wl = w->dyn; wl; wl = wl->dyn_next) worker_listener_close_sockets(wl);
-}
-
-static void close_sessions(struct wlistener *wl)
-{
-    if (wl->rl) wl->handler->close_sessions(wl->rl, RLISTENER_CLOSE_DRAIN);
 }
 
 void worker_close_sessions(struct server_worker *w)
@@ -333,7 +400,8 @@ void worker_shared_free(struct listener_shared *sh)
 
 static void shared_free(struct listener_shared *sh, size_t n)
 {
-    for (size_t i = 0; sh && i < n; i++) worker_shared_free(&sh[i]);
+    for (size_t i = 0; sh && i < n; i++)
+        if (!sh[i].freed) worker_shared_free(&sh[i]);
     free(sh);
 }
 

@@ -46,6 +46,15 @@ int worker_listener_add_socket(struct wlistener *wl, int fd);
 void worker_listener_close_sockets(struct wlistener *wl);
 void worker_listener_release(struct wlistener *wl);
 
+/* For a reload (server/reload.c), on the worker's thread. take_socket:
+ * the listening socket of wl bound to `a`, which wl stops watching (its
+ * accept queue stays whole): the fd, or -1 when wl has none. retire: wl,
+ * whose sockets are already taken or closed, lets its sessions finish,
+ * closing what is left after drain_ms (end=drain), then is released
+ * (unlinked and freed if it was added at run time) and done(arg) runs. */
+int worker_listener_take_socket(struct wlistener *wl, const struct net_addr *a);
+void worker_listener_retire(struct wlistener *wl, unsigned drain_ms, wlistener_retired_fn *done, void *arg);
+
 /* Admits an accepted fd whose client is `client` (server/admit.c) and hands
  * it to the listener's handler, or refuses it; the fd is taken either way.
  * From accept, or once its PROXY header has named the client (proxyin.c). */

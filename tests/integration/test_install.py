@@ -335,7 +335,7 @@ def test_unit_settings():
     s = dict(unit_settings())
     assert s["Type"] == "notify"
     assert s["ExecStart"] == "/usr/local/bin/ferry run -c /etc/ferry/ferry.yaml"
-    assert "ExecReload" not in s, "ferry does not reload yet: SIGHUP is logged and ignored"
+    assert s["ExecReload"] == "/bin/kill -HUP $MAINPID", "SIGHUP reloads the config"
     assert s["KillSignal"] == "SIGTERM"
     dump = run_ferry("--dump-options").stdout.decode()
     drain = re.search(r"^\| `drain-timeout` \|.*?\| `([^`]+)` \|", dump, re.M).group(1)

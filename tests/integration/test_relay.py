@@ -851,13 +851,14 @@ def test_signal_without_sessions_exits_0_promptly(ferry, identify, sig):
 @pytest.mark.deadline(20)
 def test_hup_and_usr_signals_are_logged_and_nothing_in_flight_is_touched(ferry, identify):
     """SIGHUP (logrotate's postrotate, systemctl reload), SIGUSR1 and SIGUSR2
-    killed ferry with every connection (status 129...). Each is now logged as
+    killed ferry with every connection (status 129...). SIGHUP now reloads
+    (an unchanged command line keeps its listener), the others are logged as
     ignored; an open session keeps relaying and new clients are served."""
     up = identify("A")
     f = relay(ferry, up.addr)
     c = f.connect()
     assert recv_line(c) == b"ID:A\n"
-    for sig, why in ((signal.SIGHUP, "does not reload"), (signal.SIGUSR1, "no log file"),
+    for sig, why in ((signal.SIGHUP, "changed 0, kept 1"), (signal.SIGUSR1, "no log file"),
                      (signal.SIGUSR2, "ignored")):
         f.signal(sig)
         assert peers.wait_until(lambda: why in f.log(), scaled(2)), "no line for %s:\n%s" % (sig, f.log())
