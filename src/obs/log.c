@@ -120,8 +120,9 @@ static size_t count_lines(const char *buf, size_t len)
 
 static void write_line(const char *buf, size_t len)
 {
+    if (!buf || !len) return;
     pthread_mutex_lock(&writer.lock);
-    if (!writer.running) {
+    if (!writer.running || !writer.fill) {
         pthread_mutex_unlock(&writer.lock);
         write_fd(buf, len);
         return;

@@ -721,8 +721,8 @@ static void st_want(struct endpoint *e, uint32_t want)
         if (want && !st->closed) loop_timer_arm_in(e->loop, &st->orphan_timer, 0);
         return;
     }
-    if (stream_events(st) & ~(uint32_t)EPOLLERR) queue_stream(st);
-    else if (stream_broken(st) && want) queue_stream(st);
+    /* Level-triggered: what holds already is told (soon), as epoll would. */
+    if ((stream_events(st) & ~(uint32_t)EPOLLERR) || (stream_broken(st) && want)) queue_stream(st);
 }
 
 static uint32_t st_wanted(const struct endpoint *e) { return ep_stream(e)->want; }
