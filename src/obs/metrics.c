@@ -195,10 +195,13 @@ void metrics_listener_servers(struct metrics_listener *m, const struct metrics_s
     pthread_mutex_unlock(&reg.lock);
 }
 
+static void fold_into_twin(const struct metrics_listener *m);
+
 void metrics_listener_free(struct metrics_listener *m)
 {
     if (!m) return;
     pthread_mutex_lock(&reg.lock);
+    fold_into_twin(m);
     if (m->prev) m->prev->next = m->next;
     else if (reg.head == m) reg.head = m->next;
     if (m->next) m->next->prev = m->prev;
@@ -416,7 +419,35 @@ struct lsum {
     uint64_t opened, closed, refused[MREF_N], up, down, sent_up, sent_down, ends[METRICS_MAX_ENDS],
         hsfail[METRICS_MAX_ENDS];
     struct metrics_hist duration;
+    int shadowed;      /* a newer listener of the same name carries its sums */
 };
+
+/* A reload that changes a listener makes a new one of the same name while
+ * the old one drains: the newer (nearer the head) speaks for both, so a
+ * scrape never has two series of one name and labels. NULL if m is the
+ * newest of its name. */
+static const struct metrics_listener *newer_twin(const struct metrics_listener *m)
+{
+    for (const struct metrics_listener *o = reg.head; o && o != m; o = o->next)
+        if (strcmp(o->name, m->name) == 0) return o;
+    return NULL;
+}
+
+static void lsum_add(struct lsum *d, const struct lsum *a)
+{
+    d->opened += a->opened;
+    d->closed += a->closed;
+    for (int i = 0; i < MREF_N; i++) d->refused[i] += a->refused[i];
+    d->up += a->up;
+    d->down += a->down;
+    d->sent_up += a->sent_up;
+    d->sent_down += a->sent_down;
+    for (int i = 0; i < METRICS_MAX_ENDS; i++) {
+        d->ends[i] += a->ends[i];
+        d->hsfail[i] += a->hsfail[i];
+    }
+    metrics_hist_sum(&d->duration, &a->duration, &metrics_duration_ms);
+}
 
 static void lsum_of(const struct metrics_listener *m, struct lsum *s)
 {
@@ -439,6 +470,38 @@ static void lsum_of(const struct metrics_listener *m, struct lsum *s)
     }
 }
 
+/* A retired listener's totals go to its newer twin's shared block, so its
+ * counters do not go back when the old one is freed. Under reg.lock. */
+static void fold_into_twin(const struct metrics_listener *m)
+{
+    struct metrics_listener *t = NULL;
+    for (struct metrics_listener *o = reg.head; o; o = o->next)
+        if (o != m && strcmp(o->name, m->name) == 0) {
+            t = o;
+            break;
+        }
+    if (!t) return;
+    struct lsum a;
+    lsum_of(m, &a);
+    struct lblock *b = &t->lb[0];      /* the shared slot: atomic adds */
+    __atomic_add_fetch(&b->opened, a.opened, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->closed, a.closed, __ATOMIC_RELEASE);
+    for (int i = 0; i < MREF_N; i++) __atomic_add_fetch(&b->refused[i], a.refused[i], __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->up, a.up, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->down, a.down, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->sent_up, a.sent_up, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&b->sent_down, a.sent_down, __ATOMIC_RELAXED);
+    for (int i = 0; i < METRICS_MAX_ENDS; i++) {
+        __atomic_add_fetch(&b->ends[i], a.ends[i], __ATOMIC_RELAXED);
+        __atomic_add_fetch(&b->hsfail[i], a.hsfail[i], __ATOMIC_RELAXED);
+    }
+    /* The histogram is counters too (buckets, count, sum). */
+    _Static_assert(sizeof(struct metrics_hist) % sizeof(uint64_t) == 0, "a histogram is uint64_t counters");
+    uint64_t *dst = (uint64_t *)&b->duration;
+    const uint64_t *src = (const uint64_t *)&a.duration;
+    for (size_t i = 0; i < sizeof(a.duration) / sizeof(uint64_t); i++) __atomic_add_fetch(&dst[i], src[i], __ATOMIC_RELAXED);
+}
+
 static const char *const refuse_names[MREF_N] = { "acl", "limit", "rate", "time_window", "auth", "policy" };
 
 /* Every listener's sums, in registry order (the lock is held by the caller). */
@@ -451,6 +514,16 @@ static int sums_of(struct lsum **out, size_t *n)
     k = 0;
     for (const struct metrics_listener *m = reg.head; m; m = m->next) lsum_of(m, &(*out)[k++]);
     *n = k;
+    /* Fold each shadowed listener into its newest twin (an earlier entry). */
+    k = 0;
+    for (const struct metrics_listener *m = reg.head; m; m = m->next, k++) {
+        const struct metrics_listener *t = newer_twin(m);
+        if (!t) continue;
+        size_t j = 0;
+        for (const struct metrics_listener *o = reg.head; o != t; o = o->next) j++;
+        lsum_add(&(*out)[j], &(*out)[k]);
+        (*out)[k].shadowed = 1;
+    }
     return 0;
 }
 
@@ -461,26 +534,31 @@ static void render_listeners(struct metrics_out *o, const struct lsum *s)
     char extra[160], lab[300];
     family(o, "ferry_listener_connections_total", "counter", "Connections accepted (admitted) by the listener.");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         series(o, "ferry_listener_connections_total", m->name, NULL);
         metrics_printf(o, " %llu\n", (unsigned long long)s[k].opened);
     }
     family(o, "ferry_listener_current_connections", "gauge", "Sessions of the listener open now.");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         series(o, "ferry_listener_current_connections", m->name, NULL);
         metrics_printf(o, " %llu\n", (unsigned long long)(s[k].opened - s[k].closed));
     }
     family(o, "ferry_listener_refused_connections_total", "counter",
            "Connections refused, by reason (acl, limit, rate, time_window, auth, policy).");
-    for (m = reg.head, k = 0; m; m = m->next, k++)
+    for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         for (int i = 0; i < MREF_N; i++) {
             snprintf(extra, sizeof(extra), "reason=\"%s\"", refuse_names[i]);
             series(o, "ferry_listener_refused_connections_total", m->name, extra);
             metrics_printf(o, " %llu\n", (unsigned long long)s[k].refused[i]);
         }
+    }
     family(o, "ferry_received_bytes_total", "counter",
            "Application bytes received, by direction (up: from clients, down: from upstreams), counted when the "
            "session ends.");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         series(o, "ferry_received_bytes_total", m->name, "direction=\"up\"");
         metrics_printf(o, " %llu\n", (unsigned long long)s[k].up);
         series(o, "ferry_received_bytes_total", m->name, "direction=\"down\"");
@@ -491,13 +569,15 @@ static void render_listeners(struct metrics_out *o, const struct lsum *s)
            "framing, PROXY headers, replies and what toxics, rewrites and filters changed included), counted "
            "when the session ends.");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         series(o, "ferry_sent_bytes_total", m->name, "direction=\"up\"");
         metrics_printf(o, " %llu\n", (unsigned long long)s[k].sent_up);
         series(o, "ferry_sent_bytes_total", m->name, "direction=\"down\"");
         metrics_printf(o, " %llu\n", (unsigned long long)s[k].sent_down);
     }
     family(o, "ferry_session_ends_total", "counter", "Sessions ended, by reason (the log's end= field).");
-    for (m = reg.head, k = 0; m; m = m->next, k++)
+    for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         for (int i = 0; i < METRICS_MAX_ENDS; i++) {
             const char *nm = __atomic_load_n(&reg.end_names[i], __ATOMIC_ACQUIRE);
             if (!nm || !s[k].ends[i]) continue;
@@ -505,9 +585,11 @@ static void render_listeners(struct metrics_out *o, const struct lsum *s)
             series(o, "ferry_session_ends_total", m->name, extra);
             metrics_printf(o, " %llu\n", (unsigned long long)s[k].ends[i]);
         }
+    }
     family(o, "ferry_handshake_failures_total", "counter",
            "Client handshakes that failed, by protocol and reason (probes, auth, SOCKS request failures).");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         const char *proto = __atomic_load_n(&m->hs_proto, __ATOMIC_ACQUIRE);
         for (int i = 0; proto && i < METRICS_MAX_ENDS; i++) {
             const char *nm = __atomic_load_n(&reg.end_names[i], __ATOMIC_ACQUIRE);
@@ -519,6 +601,7 @@ static void render_listeners(struct metrics_out *o, const struct lsum *s)
     }
     family(o, "ferry_session_duration_seconds", "histogram", "Session lifetimes, from accept to close.");
     for (m = reg.head, k = 0; m; m = m->next, k++) {
+        if (s[k].shadowed) continue;
         listener_label(lab, sizeof(lab), m->name);
         hist_lines(o, "ferry_session_duration_seconds", lab, &s[k].duration, &metrics_duration_ms, 1000);
     }
@@ -569,6 +652,7 @@ static void render_servers(struct metrics_out *o)
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
         family(o, fam[f].name, fam[f].type, fam[f].help);
         for (const struct metrics_listener *m = reg.head; m; m = m->next) {
+            if (newer_twin(m)) continue;     /* the old config's servers: the new one's speak */
             size_t n = m->sops && m->sb ? m->sops->count(m->sctx) : 0;
             for (size_t i = 0; i < n && i < METRICS_MAX_SERVERS; i++) {
                 struct ssum s;
@@ -641,6 +725,7 @@ static void render_users(struct metrics_out *o)
     for (int f = 0; f < 3; f++) {
         family(o, fams[f], "counter", helps[f]);
         for (const struct metrics_listener *m = reg.head; m; m = m->next) {
+            if (newer_twin(m)) continue;     /* counted anew by the newer twin */
             for (unsigned w = 0; w < reg.nslots; w++) {
                 const struct user_table *t = m->lb[w].users;
                 for (unsigned i = 0; i < users_n(t); i++) {

@@ -189,6 +189,53 @@ static void test_servers(void **state)
     metrics_shutdown();
 }
 
+/* Only occurrences of needle in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++) n++;
+    return n;
+}
+
+/* A reload's changed listener: the old one drains beside the new one of
+ * the same name. One series per name, the sums of both; freeing the old
+ * one moves its totals to the new one, so no counter goes back. */
+static void test_reload_twins(void **state)
+{
+    (void)state;
+    assert_int_equal(metrics_init(1), 0);
+    struct metrics_listener *old = metrics_listener_new("web");
+    metrics_listener_servers(old, &srv_ops, NULL);
+    metrics_thread_slot(0);
+    metrics_conn_opened(old);
+    struct metrics_session_end e = { .end = 1, .end_name = "client_closed", .refuse = MREF_N, .up = 10,
+                                     .down = 20, .duration_ms = 5, .sent_up = 10, .sent_down = 20 };
+    metrics_session_closed(old, &e);
+    metrics_conn_opened(old);                    /* still draining */
+    metrics_server_connected(old, 0, 100);
+    struct metrics_listener *neu = metrics_listener_new("web");
+    metrics_listener_servers(neu, &srv_ops, NULL);
+    metrics_conn_opened(neu);
+    metrics_session_closed(neu, &e);
+    metrics_thread_slot(-1);
+    char *s = render();
+    assert_int_equal(count_of(s, "ferry_listener_connections_total{listener=\"web\"}"), 1);
+    has(s, "ferry_listener_connections_total{listener=\"web\"} 3\n");
+    has(s, "ferry_listener_current_connections{listener=\"web\"} 1\n");
+    has(s, "ferry_received_bytes_total{listener=\"web\",direction=\"up\"} 20\n");
+    has(s, "ferry_session_duration_seconds_count{listener=\"web\"} 2\n");
+    assert_int_equal(count_of(s, "ferry_server_up{listener=\"web\",server=\"s0:80\"}"), 1);
+    free(s);
+    metrics_listener_free(old);
+    s = render();
+    has(s, "ferry_listener_connections_total{listener=\"web\"} 3\n");
+    has(s, "ferry_received_bytes_total{listener=\"web\",direction=\"up\"} 20\n");
+    has(s, "ferry_session_duration_seconds_count{listener=\"web\"} 2\n");
+    free(s);
+    metrics_listener_free(neu);
+    metrics_shutdown();
+}
+
 /* Hooks before metrics_init (ferry without --metrics): nothing, no crash. */
 static void test_off(void **state)
 {
@@ -208,6 +255,7 @@ int main(void)
         cmocka_unit_test(test_off),
         cmocka_unit_test(test_render_sums_workers),
         cmocka_unit_test(test_servers),
+        cmocka_unit_test(test_reload_twins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
