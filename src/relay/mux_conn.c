@@ -363,6 +363,11 @@ static void on_event(struct mux_conn *c, const struct yamux_event *ev)
     case YAMUX_EV_RST:
         if (!st) break;
         st->peer_reset = 1;
+        /* As TCP's RST: what was not read yet is dropped, so a peer that
+         * fills streams and resets them cannot make us hold it. */
+        free(st->rx);
+        st->rx = NULL;
+        st->rx_off = st->rx_len = st->rx_cap = 0;
         queue_stream(st);
         break;
     case YAMUX_EV_PING:
@@ -476,6 +481,9 @@ static void finish_connect(struct mux_conn *c, uint32_t events)
         conn_die(c);
         return;
     }
+    /* The timer watched the dial; from now on it paces the pings. */
+    if (c->cfg.keepalive_ms) loop_timer_arm_in(c->loop, &c->ka_timer, c->cfg.keepalive_ms);
+    else loop_timer_cancel(c->loop, &c->ka_timer);
     c->ops->up(c->owner, c, 0);
 }
 
@@ -546,6 +554,11 @@ static void keepalive_cb(struct loop *l, struct loop_timer *t)
         mux_conn_close(c, "keepalive: no answer to a ping");
         return;
     }
+    if (c->connecting) {
+        c->ops->up(c->owner, c, ETIMEDOUT);
+        mux_conn_close(c, "connect timed out");
+        return;
+    }
     if (!c->connecting) {
         c->ping_value++;
         c->ping_unanswered = 1;
@@ -586,7 +599,8 @@ struct mux_conn *mux_conn_new(struct loop *l, int fd, int connecting, const stru
         free(c);
         return NULL;
     }
-    if (cfg->keepalive_ms) loop_timer_arm_in(l, &c->ka_timer, cfg->keepalive_ms);
+    if (connecting && cfg->dial_timeout_ms) loop_timer_arm_in(l, &c->ka_timer, cfg->dial_timeout_ms);
+    else if (!connecting && cfg->keepalive_ms) loop_timer_arm_in(l, &c->ka_timer, cfg->keepalive_ms);
     return c;
 }
 

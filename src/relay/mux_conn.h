@@ -58,6 +58,7 @@ struct mux_conn_cfg {
     enum yamux_role role;
     uint32_t max_streams;          /* 0: YAMUX_DEFAULT_MAX_STREAMS */
     uint32_t keepalive_ms;         /* ping interval; 0: no pings */
+    uint32_t dial_timeout_ms;      /* an outgoing connect gives up after this (0: the kernel's) */
     const char *listener;          /* the listener's name, for the log */
 };
 

@@ -100,7 +100,7 @@ static void dial_addr(struct mux_slot *sl, const struct net_addr *a)
     const struct listener_cfg *lc = cfg_of_pool(sl->pool);
     struct mux_conn_cfg cfg = {
         .role = YAMUX_CLIENT, .max_streams = lc->mux_max_streams, .keepalive_ms = lc->mux_keepalive_ms,
-        .listener = lc->name,
+        .dial_timeout_ms = lc->connect_timeout_ms, .listener = lc->name,
     };
     int fd = sock_connect(a);
     if (fd < 0) {

@@ -482,3 +482,16 @@ def test_streams_are_sessions_limits_rewrite_and_hexdump_apply(ferry, echo, work
     ss = f.wait_sessions(2)
     assert {s["stream"] for s in ss} == {"1", "3"}
     assert peers.wait_until(lambda: os.path.exists(dump) and b"HELLO" in open(dump, "rb").read(), scaled(5))
+
+
+def test_a_dial_that_hangs_gives_up_at_the_connect_timeout(ferry, blackhole):
+    bh = blackhole()
+    f = ferry("mux-local", "-s", "%s:%d" % (bh.host, bh.port), "--connect-timeout", "500ms",
+              "--drain-timeout", "1s", "--threads", "1")
+    assert peers.wait_until(lambda: "connect timed out" in f.log() or "timed out" in f.log(), scaled(5)), f.log()
+    # A client meanwhile waits at most the connect timeout, then is refused.
+    s = f.connect()
+    s.sendall(b"x")
+    got, how = peers.read_until_close(s, timeout=scaled(5))
+    assert how in ("eof", "reset"), how
+    s.close()
