@@ -45,7 +45,8 @@ static void check_upstreams(const struct listener_cfg *l)
     for (size_t i = 0; i < l->nupstreams; i++) {
         const struct upstream_cfg *u = &l->upstreams[i];
 
-        CHECK(u->hp.host[0] != '\0' && u->hp.port != 0);
+        /* An SRV name has no port: its records give them. */
+        CHECK(u->hp.host[0] != '\0' && (u->hp.port != 0 || u->srv));
         CHECK(u->weight >= 1 && u->weight <= 1000);
     }
 }
@@ -57,10 +58,11 @@ static void check_listener(const struct ferry_cfg *cfg)
     CHECK(cfg->nlisteners == 1 && cfg->listeners != NULL);
     l = &cfg->listeners[0];
     CHECK(l->mode == MODE_SOCKS || l->mode == MODE_RELAY || l->mode == MODE_SS_SERVER ||
-          l->mode == MODE_SS_LOCAL);
+          l->mode == MODE_SS_LOCAL || l->mode == MODE_MUX_SERVER || l->mode == MODE_MUX_LOCAL);
     /* Secrets never outlive key derivation. */
     CHECK(l->ss_password == NULL && l->ss_key_b64 == NULL);
-    CHECK(l->mode != MODE_SS_LOCAL || l->has_ss_server);
+    CHECK((l->mode != MODE_SS_LOCAL && l->mode != MODE_MUX_LOCAL) || l->has_ss_server);
+    CHECK(l->mode != MODE_MUX_SERVER || !l->mux_dynamic == !!l->nupstreams);
     CHECK(l->nlisten >= 1 && l->nlisten <= CFG_MAX_LISTEN);
     check_upstreams(l);
     check_users(l);
