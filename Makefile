@@ -5,9 +5,9 @@
 #   make test       install deps, lint + analyze, build, unit + integration tests, valgrind subset,
 #                   fuzz (corpus replay + 30 s per target), then all again under ASan+UBSan
 #   make unit       unit tests only (cmocka)      make integration   pytest only
-#   make soak       soak and fault test for SOAK_SECONDS (default 180; make test runs 60)
+#   make soak       soak and fault test for SOAK_SECONDS (default 180; make test runs 45)
 #   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each (FUZZ_JOBS at a time)
-#   make fuzz-ci    every fuzz target for 20 s, two at a time (part of make test)
+#   make fuzz-ci    every fuzz target for 15 s, two at a time (part of make test)
 #   make valgrind   an integration subset with ferry under valgrind (part of make test)
 #   make analyze    cppcheck + clang-tidy (.clang-tidy) over src/ (part of make test)
 #   make bench      side-by-side benchmark (see bench/README.md)
@@ -81,7 +81,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 integration: $(BUILD)/ferry
-	FERRY_BIN=$(abspath $(BUILD)/ferry) $(PYTHON) -m pytest -q tests/integration
+	FERRY_BIN=$(abspath $(BUILD)/ferry) $(PYTHON) -m pytest -q --durations=12 tests/integration
 
 # Mixed load and faults against one ferry (tests/soak/README.md).
 soak: ferry
@@ -95,7 +95,7 @@ asan-test:
 test: deps
 	$(MAKE) --no-print-directory lint analyze ferry
 	$(MAKE) --no-print-directory unit integration valgrind
-	$(MAKE) --no-print-directory soak SOAK_SECONDS=60
+	$(MAKE) --no-print-directory soak SOAK_SECONDS=45
 	$(MAKE) --no-print-directory fuzz-smoke fuzz-ci
 	$(MAKE) --no-print-directory asan-test
 
@@ -135,10 +135,10 @@ FUZZ_JOBS ?= 1
 fuzz: fuzz-build
 	@$(MAKE) --no-print-directory -j$(FUZZ_JOBS) $(FUZZ_NAMES:%=fuzz-run-%)
 
-# CI's smoke fuzz: 20 s per target, two at a time (~2.5 min for 15 targets); -k so
+# CI's smoke fuzz: 15 s per target, two at a time (~2 min for 16 targets); -k so
 # every target runs and every failure is reported.
 fuzz-ci:
-	@$(MAKE) --no-print-directory -k fuzz FUZZ_SECONDS=20 FUZZ_JOBS=2
+	@$(MAKE) --no-print-directory -k fuzz FUZZ_SECONDS=15 FUZZ_JOBS=2
 
 fuzz-run-%:
 	@n=$*; c=fuzz/corpus/$${n#fuzz_}; log=build-fuzz/$$n.fuzz.log; \
