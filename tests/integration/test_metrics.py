@@ -225,6 +225,9 @@ def test_prometheus_scrapes_known_counts(ferry, identify, prometheus):
         c.sendall(b"y" * 100)
         assert recv_exact(c, 100) == b"y" * 100
         c.close()
+        # Its slot comes back when ferry has seen the close (both ways):
+        # with --maxconn 2, two not yet given back would refuse the next.
+        wait_value(maddr, "ferry_listener_current_connections", 0, listener="relay")
     # Refused: one by the ACL (source 127.0.0.2), one over --maxconn 2
     # once the sessions above have given their slots back.
     wait_value(maddr, "ferry_listener_current_connections", 0, listener="relay")
