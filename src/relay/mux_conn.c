@@ -487,6 +487,21 @@ static void finish_connect(struct mux_conn *c, uint32_t events)
     c->ops->up(c->owner, c, 0);
 }
 
+/* The end of a socket callback or a timer run (busy): tell the queued
+ * streams, write what they made, then die or wait for more. */
+static void settle(struct mux_conn *c)
+{
+    dispatch(c);
+    c->busy = 0;
+    if (!c->failed) flush(c);
+    if (c->failed) {
+        conn_die(c);
+        return;
+    }
+    if (c->qhead) loop_timer_arm_in(c->loop, &c->dispatch_timer, 0);
+    update_io(c);
+}
+
 static void conn_io_cb(struct loop *l, struct loop_io *io, uint32_t events)
 {
     struct mux_conn *c = io->owner;
@@ -509,15 +524,7 @@ static void conn_io_cb(struct loop *l, struct loop_io *io, uint32_t events)
             conn_fail(c, n == 0 ? "closed by the peer" : "read error");
         }
     }
-    dispatch(c);
-    c->busy = 0;
-    if (!c->failed) flush(c);
-    if (c->failed) {
-        conn_die(c);
-        return;
-    }
-    if (c->qhead) loop_timer_arm_in(c->loop, &c->dispatch_timer, 0);
-    update_io(c);
+    settle(c);
 }
 
 static void dispatch_timer_cb(struct loop *l, struct loop_timer *t)
@@ -529,15 +536,7 @@ static void dispatch_timer_cb(struct loop *l, struct loop_timer *t)
         return;
     }
     c->busy = 1;
-    dispatch(c);
-    c->busy = 0;
-    if (!c->failed) flush(c);
-    if (c->failed) {
-        conn_die(c);
-        return;
-    }
-    if (c->qhead) loop_timer_arm_in(c->loop, &c->dispatch_timer, 0);
-    update_io(c);
+    settle(c);
 }
 
 /* A ping per interval; one still unanswered when the next is due means
