@@ -348,6 +348,10 @@ static int run(struct ferry_cfg *cfg, int argc, char **argv)
         start_failed(&lf, err);
         return 1;
     }
+    /* Written before the writer thread starts, so that these lines are in
+     * the log when ferry starts to accept (a test or a script watching the
+     * log sees them at once) and even if a thread cannot start. */
+    announce(cfg, n);
     /* From here a log that cannot keep up drops lines, never stalls a worker. */
     if (log_writer_start() < 0) log_plain("warning: no log writer thread (%s): a slow log may stall workers",
                                           strerror(errno));
@@ -356,7 +360,6 @@ static int run(struct ferry_cfg *cfg, int argc, char **argv)
         start_failed(&lf, err);
         return 1;
     }
-    announce(cfg, n);
     struct api_ctl *ctl = NULL;
     struct api_backend backend;
     struct api_server *api = start_api(cfg, api_fd, metrics_fd, ws, n, &ctl, &backend);

@@ -313,10 +313,23 @@ class Ferry:
                 raise FerryError("ferry exited with %s before listening on %s; argv=%s\nstderr:\n%s"
                                  % (self.proc.returncode, self.addr, self.argv, self.log()))
             if listening(self.pid, self.port):
+                self._wait_announced(deadline)
                 return
             time.sleep(0.01)
         raise FerryError("ferry did not listen on %s within %.0fs; argv=%s\nstderr:\n%s"
                          % (self.addr, scaled(5), self.argv, self.log()))
+
+    def _wait_announced(self, deadline):
+        """The port listens a moment before ferry writes its start-up line
+        (sockets are bound first, before privileges are dropped); tests read
+        that line, so wait for it. Bounded: a quiet ferry never writes it."""
+        argv = list(self.argv)
+        if "--log-level" in argv[:-1] and argv[argv.index("--log-level") + 1] == "quiet":
+            return
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if " listening on " in self.log():
+                return
+            time.sleep(0.005)
 
     # ---- observation
     def log(self):
