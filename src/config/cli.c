@@ -123,7 +123,7 @@ int cli_add_listener(struct ferry_cfg *cfg, int mode, char *err, size_t errlen)
  * Forms: --name VALUE, --name=VALUE, -x VALUE, -xVALUE. Error messages
  * never quote a value (it may be a password). */
 static const struct opt_def *take_option(int argc, char **argv, int *i, const char **val, const char *cmd,
-                                         char *err, size_t errlen)
+                                         int mode, char *err, size_t errlen)
 {
     const char *arg = argv[*i];
     const struct opt_def *o = NULL;
@@ -144,7 +144,7 @@ static const struct opt_def *take_option(int argc, char **argv, int *i, const ch
         }
         if (eq) inline_val = eq + 1;
     } else {
-        o = arg[1] ? opt_find_short(arg[1]) : NULL;
+        o = arg[1] ? opt_find_short(arg[1], mode) : NULL;
         if (!o) {
             snprintf(err, errlen, "unknown option '-%.1s' (see 'ferry %s --help')", arg + 1, cmd);
             return NULL;
@@ -179,7 +179,7 @@ static int take_override(int argc, char **argv, int *i, struct ferry_cfg *cfg, c
     const char *val;
     char why[400];
     struct ferry_cfg scratch;
-    const struct opt_def *o = take_option(argc, argv, i, &val, cmd, err, errlen);
+    const struct opt_def *o = take_option(argc, argv, i, &val, cmd, 0, err, errlen);
     if (!o) return -1;
     if (o->scope != SCOPE_GLOBAL) {
         snprintf(err, errlen, "'--%s' is a listener option: set it in the file (only global options, "
@@ -210,12 +210,12 @@ int cli_config_flag(const char *arg)
 
 /* The option an argument names, and whether its value is in the same
  * argument; NULL when it is no table option (cli_parse reports those). */
-static const struct opt_def *arg_option(const char *arg, int *inline_val)
+static const struct opt_def *arg_option(const char *arg, int mode, int *inline_val)
 {
     char name[64];
     *inline_val = 0;
     if (arg[0] != '-') return NULL;
-    if (arg[1] != '-') return arg[1] && !arg[2] ? opt_find_short(arg[1]) : NULL;
+    if (arg[1] != '-') return arg[1] && !arg[2] ? opt_find_short(arg[1], mode) : NULL;
     const char *eq = strchr(arg, '=');
     size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
     if (n >= sizeof(name)) return NULL;
@@ -226,15 +226,15 @@ static const struct opt_def *arg_option(const char *arg, int *inline_val)
 }
 
 /* Finds -c FILE and the options given in argv[first..]. */
-static int scan_argv(int argc, char **argv, int first, const char **path, const char **given, size_t cap,
-                     char *err, size_t errlen)
+static int scan_argv(int argc, char **argv, int first, int mode, const char **path, const char **given,
+                     size_t cap, char *err, size_t errlen)
 {
     size_t ng = 0;
     int inl;
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         int cf = cli_config_flag(arg);
-        const struct opt_def *o = cf ? NULL : arg_option(arg, &inl);
+        const struct opt_def *o = cf ? NULL : arg_option(arg, mode, &inl);
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h") || !strcmp(arg, "--version") || !strcmp(arg, "-V"))
             return *path = NULL, 0;
         if (cf && (*path || (cf == 2 && i + 1 == argc))) {
@@ -257,7 +257,7 @@ static int ss_config(int argc, char **argv, int first, struct ferry_cfg *cfg, st
                      char *err, size_t errlen)
 {
     const char *given[64], *path = NULL;
-    if (scan_argv(argc, argv, first, &path, given, 64, err, errlen) < 0) return -1;
+    if (scan_argv(argc, argv, first, l->mode, &path, given, 64, err, errlen) < 0) return -1;
     return path ? cfg_ss_json_file(path, cfg, l, given, err, errlen) : 0;
 }
 
@@ -337,7 +337,7 @@ int cli_parse(int argc, char **argv, struct ferry_cfg *cfg, enum cli_action *act
             snprintf(err, errlen, "unexpected argument '%s' (see 'ferry --help')", arg);
             return -1;
         }
-        const struct opt_def *o = take_option(argc, argv, &i, &val, mode_name(mode), err, errlen);
+        const struct opt_def *o = take_option(argc, argv, &i, &val, mode_name(mode), mode, err, errlen);
         if (!o) return -1;
         if (!(o->modes & mode)) {
             snprintf(err, errlen, "option '--%s' does not apply to '%s'", o->name, mode_name(mode));

@@ -130,6 +130,7 @@ struct listener_cfg {
     struct host_port tunnel_to;      /* ss-local: fixed target, no SOCKS */
     int has_ss_server, has_tunnel_to;
     unsigned pool, pool_max_age_ms;  /* ss-local: connections opened ahead, per worker */
+    int udp;                         /* -u: Shadowsocks UDP (ss-local: UDP ASSOCIATE over it) */
 
     /* Multiplexing (yamux): mux-server, mux-local. mux-local's server is
      * ss_server (-s), its SOCKS front --socks. */

@@ -124,7 +124,7 @@ size_t cfg_describe_listener(const struct listener_cfg *l, unsigned threads, cha
     put(&o, " (%u thread%s): mode=%s", threads, threads == 1 ? "" : "s", opt_mode_name(l->mode));
     if (cfg_balanced(l)) put_upstreams(&o, l);
     if (l->mode == MODE_MUX_SERVER && l->mux_dynamic) put(&o, " dynamic=on");
-    if (l->mode & MODE_SS) put(&o, " method=%s", l->ss_method);
+    if (l->mode & MODE_SS) put(&o, " method=%s udp=%s", l->ss_method, l->udp ? "on" : "off");
     if (l->mode == MODE_MUX_LOCAL) {
         put(&o, " server=");
         put_host_port(&o, &l->ss_server);

@@ -867,8 +867,9 @@ const struct opt_def opt_table[] = {
       "10s", NULL, "DUR", "give up connecting to an upstream after this long" },
     { "idle-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_ALL, L(idle_timeout_ms), 1, 4000000000UL,
       "300s", NULL, "DUR", "close a session with no traffic for this long" },
-    { "udp-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS, L(udp_timeout_ms), 1, 4000000000UL,
-      "60s", NULL, "DUR", "end a SOCKS5 UDP ASSOCIATE after this long without a datagram either way" },
+    { "udp-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS | MODE_SS, L(udp_timeout_ms), 1, 4000000000UL,
+      "60s", NULL, "DUR", "end a SOCKS5 UDP ASSOCIATE (or an ss-server's UDP client) after this long without a "
+      "datagram either way" },
     { "handshake-timeout", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SOCKS_FRONT | MODE_SS_SERVER | MODE_MUX_SERVER, L(handshake_timeout_ms), 1,
       3600000, "10s", NULL, "DUR", "close a client that has not finished its handshake by then" },
     { "maxconn", 0, OPT_UINT, SCOPE_LISTENER, MODE_ALL, L(maxconn), 0, 10000000, "0", NULL,
@@ -931,6 +932,9 @@ const struct opt_def opt_table[] = {
       "HOST:PORT", "the ss-server to tunnel through (ss-local), the mux-server to multiplex over (mux-local)" },
     { "tunnel-to", 0, OPT_CUSTOM, SCOPE_LISTENER, MODE_SS_LOCAL, 0, 0, 0, NULL, parse_tunnel_to,
       "HOST:PORT", "forward every connection to this fixed target (no SOCKS; like ss-tunnel)" },
+    { "udp", 'u', OPT_FLAG, SCOPE_LISTENER, MODE_SS, L(udp), 0, 1, NULL, NULL,
+      NULL, "relay UDP too, as ss-libev's -u: ss-local carries SOCKS5 UDP ASSOCIATE to the ss-server as "
+      "Shadowsocks UDP packets; ss-server takes them on its TCP port's number" },
     { "pool", 0, OPT_UINT, SCOPE_LISTENER, MODE_SS_LOCAL, L(pool), 0, 1024, "0", NULL,
       "N", "keep N connections to the ss-server open ahead, per worker thread (0 = none)" },
     { "pool-max-age", 0, OPT_DURATION, SCOPE_LISTENER, MODE_SS_LOCAL, L(pool_max_age_ms), 1000, 3600000,
@@ -1031,11 +1035,15 @@ const struct opt_def *opt_find_long(const char *name)
     return NULL;
 }
 
-const struct opt_def *opt_find_short(char c)
+const struct opt_def *opt_find_short(char c, int mode)
 {
-    for (const struct opt_def *o = opt_table; o->name; o++)
-        if (o->short_name == c) return o;
-    return NULL;
+    const struct opt_def *first = NULL;
+    for (const struct opt_def *o = opt_table; o->name; o++) {
+        if (o->short_name != c) continue;
+        if (o->modes & mode) return o;
+        if (!first) first = o;
+    }
+    return first;
 }
 
 int opt_apply(const struct opt_def *o, struct ferry_cfg *g, struct listener_cfg *l,
@@ -1148,6 +1156,11 @@ static int finish_ss(struct listener_cfg *l, char *err, size_t errlen)
     }
     if (l->mode == MODE_SS_LOCAL && !l->has_ss_server) {
         snprintf(err, errlen, "ss-local needs the server: -s HOST:PORT");
+        return -1;
+    }
+    if (l->udp && l->has_tunnel_to) {
+        snprintf(err, errlen, "--udp with --tunnel-to: a fixed-target UDP tunnel is not supported (UDP comes "
+                 "through the SOCKS front's UDP ASSOCIATE)");
         return -1;
     }
     int from_password = l->ss_password != NULL;

@@ -61,7 +61,10 @@ int opt_is_secret(const struct opt_def *o);
 /* The part of val to blank in argv: all of a secret option's value, the
  * password inside a --via URL. 1 with [*off, *off + *n), else 0. */
 int opt_secret_span(const struct opt_def *o, const char *val, size_t *off, size_t *n);
-const struct opt_def *opt_find_short(char c);
+/* The option a short letter names in a mode: a letter may mean one thing
+ * in one mode and another elsewhere, as ss-libev's -u (UDP) beside the
+ * balancer's -u (upstream). mode 0, or no option of the mode: the first. */
+const struct opt_def *opt_find_short(char c, int mode);
 
 /* Applies one value to the right struct. Returns 0 or -1 with err naming
  * the value (the caller adds the flag or config line). */

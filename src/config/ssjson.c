@@ -43,7 +43,7 @@ static const struct ss_key ss_keys[] = {
     { "nameserver", SS_OPT, "dns-server", " dns-server " },
     { "ipv6_first", SS_OPT, "prefer-ipv6", " prefer-ipv6 " },
     { "tunnel_address", SS_OPT, "tunnel-to", " tunnel-to " },
-    { "mode", SS_WARN, "ferry relays TCP only", NULL },
+    { "mode", SS_WARN, "tcp_only or tcp_and_udp", " udp " },
     { "fast_open", SS_WARN, "TCP Fast Open is not used", NULL },
     { "reuse_port", SS_WARN, "ferry always uses SO_REUSEPORT", NULL },
     { "no_delay", SS_WARN, "not supported", NULL },
@@ -112,14 +112,18 @@ static void apply_opt_key(struct yc *c, struct listener_cfg *l, const struct ss_
     free(copy);
 }
 
-static void warn_or_refuse(struct yc *c, const struct ss_key *k, const yaml_node_t *kn, const yaml_node_t *v)
+static void warn_or_refuse(struct yc *c, const struct ss_walk *w, const struct ss_key *k, const yaml_node_t *kn,
+                           const yaml_node_t *v)
 {
     const char *s = v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : "x";
     if (k->action == SS_ERROR) {
         yc_err(c, kn, "'%s': %s", k->json, k->opt);
     } else if (strcmp(k->json, "mode") == 0) {
-        if (strcmp(s, "udp_only") == 0) yc_err(c, v, "mode: udp_only: ferry relays TCP only");
-        else if (strcmp(s, "tcp_only") != 0) yc_warn(c, v, "mode: '%.40s': UDP is ignored, %s", s, k->opt);
+        if (strcmp(s, "tcp_and_udp") == 0) {
+            if (!is_given(w, k->given)) apply_named(c, w->l, "udp", v, NULL);
+        }
+        else if (strcmp(s, "udp_only") == 0) yc_err(c, v, "mode: udp_only: ferry relays TCP too: use tcp_and_udp");
+        else if (strcmp(s, "tcp_only") != 0) yc_err(c, v, "mode: '%.40s': expected %s", s, k->opt);
     } else if (!yc_is_null(v) && strcmp(s, "false") != 0 && strcmp(s, "0") != 0) {
         yc_warn(c, kn, "'%s' ignored: %s", k->json, k->opt);
     }
@@ -201,7 +205,7 @@ static void walk_ss(struct yc *c, const yaml_node_t *root, void *arg)
         if (!key) continue;
         if (!k) yc_unknown_key(c, kn, key, "a shadowsocks-libev config", cands);
         else if (k->action == SS_OPT && !is_given(w, k->given)) apply_opt_key(c, w->l, k, v);
-        else if (k->action == SS_WARN || k->action == SS_ERROR) warn_or_refuse(c, k, kn, v);
+        else if (k->action == SS_WARN || k->action == SS_ERROR) warn_or_refuse(c, w, k, kn, v);
     }
     apply_addresses(c, w, root);
     yc_apply_cli_overrides(c, root);

@@ -120,6 +120,12 @@ char *net_addr_format(const struct net_addr *a, char *out, size_t outlen)
     return out;
 }
 
+void net_addr_set_port(struct net_addr *a, uint16_t port)
+{
+    if (a->u.sa.sa_family == AF_INET) a->u.in.sin_port = htons(port);
+    else if (a->u.sa.sa_family == AF_INET6) a->u.in6.sin6_port = htons(port);
+}
+
 uint16_t net_addr_port(const struct net_addr *a)
 {
     return ntohs(a->u.sa.sa_family == AF_INET6 ? a->u.in6.sin6_port : a->u.in.sin_port);

@@ -47,6 +47,8 @@ void net_addr_from_sockaddr(struct net_addr *out, const struct sockaddr *sa, soc
 /* "1.2.3.4:80" or "[::1]:80"; always NUL-terminated. Returns out. */
 char *net_addr_format(const struct net_addr *a, char *out, size_t outlen);
 uint16_t net_addr_port(const struct net_addr *a);
+/* Sets the port (host order) of an IPv4 or IPv6 address. */
+void net_addr_set_port(struct net_addr *a, uint16_t port);
 /* The IP as bytes, for the pure modules (ACLs, limits, balancer): *len is 4
  * for IPv4, else 16 (IPv6). Points into a. */
 const uint8_t *net_addr_ip(const struct net_addr *a, size_t *len);

@@ -45,18 +45,12 @@ static int listen_address(const struct session *s, struct net_addr *out)
     return sock_local_addr(endpoint_fd(&s->cep), out);
 }
 
-static void set_port(struct net_addr *a, uint16_t port)
-{
-    if (a->u.sa.sa_family == AF_INET) a->u.in.sin_port = htons(port);
-    else a->u.in6.sin6_port = htons(port);
-}
-
 void bind_start(struct session *s)
 {
     struct net_addr local;
     int fd = -1;
     if (listen_address(s, &local) == 0) {
-        set_port(&local, 0);
+        net_addr_set_port(&local, 0);
         fd = socket(local.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd >= 0 && (bind(fd, &local.u.sa, local.len) < 0 || listen(fd, 1) < 0 ||
                         sock_local_addr(fd, &local) < 0)) {

@@ -172,8 +172,16 @@ static enum front_result on_auth(struct session *s, const uint8_t *buf, size_t l
 }
 
 /* UDP ASSOCIATE: the reply names the relay's UDP address; the TCP
- * connection then only keeps the association alive (FRONT_HOLD). Not on
- * ss-local, whose tunnel carries TCP only. */
+ * connection then only keeps the association alive (FRONT_HOLD). On
+ * ss-local only with -u (the datagrams go to the ss-server); not behind
+ * parents (--via), past which datagrams would leave directly, nor on
+ * mux-local, whose streams carry TCP only: those answer 0x07. */
+static int udp_allowed(const struct session *s)
+{
+    const struct listener_cfg *c = cfg(s);
+    return (c->mode == MODE_SOCKS && !c->nvia) || (c->mode == MODE_SS_LOCAL && c->udp && !c->has_tunnel_to);
+}
+
 static enum front_result on_udp(struct session *s, const struct socks_addr *declared)
 {
     struct socks_addr bound;
@@ -214,7 +222,7 @@ static enum front_result on_request5(struct session *s, const uint8_t *buf, size
         return reply5(s, rep);
     }
     /* Behind parents (--via) datagrams would leave directly: refused (0x07). */
-    if (req.cmd == SOCKS5_CMD_UDP && cfg(s)->mode == MODE_SOCKS && !cfg(s)->nvia) return on_udp(s, &req.dst);
+    if (req.cmd == SOCKS5_CMD_UDP && udp_allowed(s)) return on_udp(s, &req.dst);
     if (req.cmd == SOCKS5_CMD_BIND && bind_allowed(s)) return on_bind(s, &req.dst);
     if (req.cmd != SOCKS5_CMD_CONNECT) {
         sess_fail_reason(s, END_BAD_COMMAND);

@@ -56,6 +56,10 @@ struct relay_shared {
     /* Servers found through DNS (cfg_discovered), else NULL: the slot table
      * worker 0's discoverer publishes (upstream/discover.h). */
     struct disc_shared *disc;
+    /* ss-server -u: its UDP sockets, one per listen address, bound with
+     * the TCP ones (before privileges drop); worker 0 reads them. */
+    int udp_fds[CFG_MAX_LISTEN];
+    size_t nudp;
 };
 
 /* Called when a session of the listener has closed, with what was given to

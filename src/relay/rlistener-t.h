@@ -21,6 +21,7 @@ struct mux_in;
 struct mux_pool;
 struct discoverer;
 struct rl_disc;
+struct ss_udp_server;
 
 /* Distinct lua toxic scripts a listener runs at once, per worker. */
 #define RLISTENER_LUA_TOXICS 4
@@ -50,6 +51,7 @@ struct relay_listener {
     struct loop_timer queue_timer;   /* runs the queue after a slot frees */
     struct mux_in *mux_in;           /* mux-server: the yamux connections accepted */
     struct mux_pool *mux_pool;       /* mux-local: the connections to the mux-server */
+    struct ss_udp_server *ss_udp;    /* ss-server -u: worker 0 only */
     rlistener_admit_fn *admit;
     rlistener_closed_fn *closed;
     void *owner;                     /* the server's listener, for `admit` and `closed` */

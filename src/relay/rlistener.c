@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "core/loop.h"
 #include "obs/log.h"
@@ -16,6 +17,7 @@
 #include "relay/sess_toxics.h"
 #include "relay/session.h"
 #include "relay/ss_pool.h"
+#include "relay/ss_udp_server.h"
 #include "resolver/resolver.h"
 #include "upstream/discover.h"
 
@@ -331,6 +333,8 @@ static void rl_free(void *p)
 
 static void detach(struct relay_listener *rl)
 {
+    ss_udp_server_stop(rl->ss_udp);  /* before the resolver it may be using */
+    rl->ss_udp = NULL;
     mux_server_close_all(rl);
     mux_pool_free(rl->mux_pool);  /* before the resolver it may be using */
     rl->mux_pool = NULL;
@@ -462,6 +466,46 @@ static const struct listener_handler mux_local_handler = {
     .detach = detach,
 };
 
+/* ---- ss-server -u ---- */
+
+static int shared_init_ss(struct relay_shared *sh, const struct listener_cfg *lc, char *err, size_t errlen)
+{
+    sh->nudp = 0;
+    if (lc->udp) {
+        int n = ss_udp_bind(lc, sh->udp_fds, err, errlen);
+        if (n < 0) return -1;
+        sh->nudp = (size_t)n;
+    }
+    if (shared_init(sh, lc, err, errlen) < 0) {
+        for (size_t j = 0; j < sh->nudp; j++) close(sh->udp_fds[j]);
+        sh->nudp = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void shared_free_ss(struct relay_shared *sh)
+{
+    for (size_t j = 0; j < sh->nudp; j++) close(sh->udp_fds[j]);
+    sh->nudp = 0;
+    shared_free(sh);
+}
+
+/* One thread reads the UDP sockets, so that each client meets one NAT
+ * entry. */
+static int start_ss_server(struct relay_listener *rl, char *err, size_t errlen)
+{
+    if (rl->w->id != 0 || !rl->sh->nudp) return 0;
+    rl->ss_udp = ss_udp_server_start(rl, rl->sh->udp_fds, rl->sh->nudp, err, errlen);
+    return rl->ss_udp ? 0 : -1;
+}
+
+static const struct listener_handler ss_server_handler = {
+    .shared_init = shared_init_ss, .shared_free = shared_free_ss,
+    .attach = attach, .start = start_ss_server, .accept = accept_session, .retarget = retarget_plain,
+    .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .detach = detach,
+};
+
 static const struct listener_handler relay_mode_handler = {
     .shared_init = shared_init, .shared_free = shared_free,
     .attach = attach, .start = start_relay, .accept = accept_session, .retarget = retarget_relay,
@@ -472,8 +516,8 @@ const struct listener_handler *relay_handler(enum ferry_mode mode)
 {
     switch (mode) {
     case MODE_SOCKS:
-    case MODE_SS_SERVER:
     case MODE_SS_LOCAL: return &plain_handler;
+    case MODE_SS_SERVER: return &ss_server_handler;
     case MODE_RELAY: return &relay_mode_handler;
     case MODE_MUX_SERVER: return &mux_server_handler;
     case MODE_MUX_LOCAL: return &mux_local_handler;

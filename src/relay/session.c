@@ -75,6 +75,8 @@ const char *sess_end_name(enum sess_end e)
 
 static uint64_t next_session_id = 1;   /* shared by all workers, atomic */
 
+uint64_t sess_new_id(void) { return __atomic_fetch_add(&next_session_id, 1, __ATOMIC_RELAXED); }
+
 static void client_cb(struct loop *l, struct loop_io *io, uint32_t events);
 static void timer_cb(struct loop *l, struct loop_timer *t);
 
@@ -772,7 +774,7 @@ static struct session *sess_new(struct relay_listener *wl, const struct net_addr
     if (!s) return NULL;
     s->counted_ip = (uint8_t)counted_ip;
     s->wl = wl;
-    s->id = __atomic_fetch_add(&next_session_id, 1, __ATOMIC_RELAXED);
+    s->id = sess_new_id();
     s->client = *peer;
     s->cio.fd = s->uio.fd = -1;
     s->lb_idx = -1;

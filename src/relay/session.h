@@ -46,6 +46,11 @@ int sess_set_target(struct session *s, const char *host, uint16_t port, int chec
 void sess_fail_reason(struct session *s, enum sess_end why);
 const char *sess_end_name(enum sess_end e);
 
+/* A new session id (the log's sess=), unique in the process: also for
+ * what is logged like a session without being one (an ss-server UDP
+ * client). */
+uint64_t sess_new_id(void);
+
 /* Internal to relay/ (connect.c drives these). */
 int sess_upstream_register(struct session *s, int fd);
 void sess_relay_start(struct session *s, int fd);
