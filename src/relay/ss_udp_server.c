@@ -245,7 +245,6 @@ static void sock_cb(struct loop *l, struct loop_io *io, uint32_t events)
             }
             return;
         }
-        udp_unmap(&from);
         size_t iplen;
         const uint8_t *ip = net_addr_ip(&from, &iplen);
         /* Before any crypto: strangers cost no decryption. */

@@ -175,6 +175,8 @@ static void ss_resolved_cb(void *arg, int status, const struct resolved *res)
     udp_unmap(&a->ss->server);
 }
 
+static void ss_resolve(struct udp_assoc *a);
+
 static int ss_socket(struct udp_assoc *a)
 {
     struct udp_ss *x = a->ss;
@@ -206,6 +208,7 @@ static void ss_send(struct udp_assoc *a, const struct socks_addr *dst, const uin
     }
     if (!x->server.len) {
         a->out.st.drop_dns++;
+        ss_resolve(a);            /* the last lookup failed: try again */
         return;
     }
     size_t len = rand_pool_bytes(salt, x->m->salt_len) < 0 ? 0
@@ -220,6 +223,17 @@ static void ss_send(struct udp_assoc *a, const struct socks_addr *dst, const uin
     a->out.last_ms = loop_now(a->loop);
 }
 
+/* The ss-server's name, looked up in the background; datagrams meanwhile
+ * are dropped (drop_dns). */
+static void ss_resolve(struct udp_assoc *a)
+{
+    const struct listener_cfg *c = cfg_of(a);
+    struct resolver *r = rlistener_resolver(a->s->wl);
+    if (a->ss->rq || !r) return;
+    a->ss->rq = resolver_lookup(r, c->ss_server.host, c->ss_server.port,
+                                c->prefer_ipv6 ? RESOLVER_PREFER_IPV6 : RESOLVER_PREFER_IPV4, ss_resolved_cb, a);
+}
+
 static struct udp_ss *ss_open(struct udp_assoc *a, const struct listener_cfg *c)
 {
     struct udp_ss *x = calloc(1, sizeof(*x));
@@ -230,9 +244,7 @@ static struct udp_ss *ss_open(struct udp_assoc *a, const struct listener_cfg *c)
     a->ss = x;
     if (net_addr_from_literal(c->ss_server.host, c->ss_server.port, &x->server) == 0) return x;
     memset(&x->server, 0, sizeof(x->server));
-    struct resolver *r = rlistener_resolver(a->s->wl);
-    if (r) x->rq = resolver_lookup(r, c->ss_server.host, c->ss_server.port,
-                                   c->prefer_ipv6 ? RESOLVER_PREFER_IPV6 : RESOLVER_PREFER_IPV4, ss_resolved_cb, a);
+    ss_resolve(a);
     return x;
 }
 

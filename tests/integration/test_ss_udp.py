@@ -252,3 +252,27 @@ def test_without_u_no_udp(fsrv, flocal):
     loc = flocal(srv.addr)
     _, rep, _ = _associate(loc)
     assert rep == 7, "UDP ASSOCIATE without -u: expected 0x07, got %r" % rep
+
+
+@pytest.mark.deadline(40)
+def test_local_finds_server_by_name(fsrv, flocal, echo):
+    """-s NAME:PORT: ss-local resolves the server (through --dns-server);
+    datagrams sent before the answer are dropped and counted, never queued."""
+    e = echo()
+    srv = fsrv("-u")
+    loc = flocal("web.ferry.test:%s" % srv.addr.rsplit(":", 1)[1], "-u")
+    t, relay = associate(loc)
+    u = udp_client(timeout=0.3)
+    hdr = s5_udp_header("127.0.0.1", e.port)
+    got = None
+    for i in range(int(scaled(20))):
+        u.sendto(hdr + b"named %d" % i, relay)
+        try:
+            got = u.recvfrom(65535)[0]
+            break
+        except socket.timeout:
+            continue
+    assert got is not None and got[10:].startswith(b"named "), "no reply through a server found by name"
+    t.close()
+    d = loc.wait_sessions(1, timeout=5, pred=lambda d: "udp_up_dgrams" in d)[-1]
+    assert int(d["udp_up_dgrams"]) >= 1 and int(d["udp_down_dgrams"]) >= 1, d["_line"]
