@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh - ferry side by side with its peers, one at a time, on loopback.
 #
-#   bench/compare.sh [--quick] [--threads N] [--only relay,socks,ss,filter,mux]
+#   bench/compare.sh [--quick] [--threads N] [--only relay,socks,ss,filter,mux,udp]
 #                    [--duration S] [--idle-conns N] [--no-netns] [--keep]
 #
 # Each implementation runs alone in its own network namespace (fresh
@@ -17,7 +17,7 @@ ROOT=$(dirname "$HERE")
 LOADGEN=$HERE/loadgen
 FERRY=${FERRY:-$ROOT/ferry}
 
-QUICK=0 THREADS=1 ONLY=relay,socks,ss,filter,mux DUR="" IDLE_N="" NETNS=auto KEEP=0
+QUICK=0 THREADS=1 ONLY=relay,socks,ss,filter,mux,udp DUR="" IDLE_N="" NETNS=auto KEEP=0
 
 log()  { printf '%s\n' "$*" >&2; }
 die()  { log "compare.sh: $*"; exit 1; }
@@ -40,15 +40,18 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-    : "${DUR:=2}" "${IDLE_N:=2000}"; BUDGET=135
+    : "${DUR:=2}" "${IDLE_N:=2000}"; BUDGET=175
 else
-    : "${DUR:=8}" "${IDLE_N:=9900}"; BUDGET=700
+    : "${DUR:=8}" "${IDLE_N:=9900}"; BUDGET=800
 fi
 [[ $DUR =~ ^[0-9]+([.][0-9]+)?$ ]] || die "bad --duration '$DUR'"
 [[ $IDLE_N =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ ]] || die "bad --idle-conns or --threads"
 DUR_INT=${DUR%.*}; [ "${DUR_INT:-0}" -ge 1 ] || DUR_INT=1   # whole seconds, for iperf3
 RATE_C=50        # rate: concurrent connect/echo/close workers
 PP_N=50          # pingpong: persistent connections
+UDP_N=8          # udp: associations (one control connection + one UDP socket each)
+UDP_WIN=32       # udp: datagrams outstanding per association
+UDP_SIZES="64 1200"
 # shellcheck disable=SC2034  # read by bench/peers.sh
 SS_PASS=bench-password
 SS_METHODS="chacha20-ietf-poly1305 aes-128-gcm"
@@ -138,6 +141,7 @@ if [ "$NETNS" = auto ]; then
 fi
 if [ "$NETNS" = yes ]; then PBASE=7000; else PBASE=$((17000 + ($$ % 300) * 50)); fi
 P_ECHO=$((PBASE + 1)) P_SINK=$((PBASE + 2)) P_SOURCE=$((PBASE + 3)) P_IPERF=$((PBASE + 4))
+P_UECHO=$((PBASE + 5))   # UDP
 # shellcheck disable=SC2034  # P_SS: read by bench/peers.sh
 P_PROXY=$((PBASE + 10)) P_SS=$((PBASE + 11))
 UPSTREAM_PIDS=()
@@ -159,6 +163,9 @@ ns_enter() {     # NAME: fresh namespace with lo and the upstream servers
         UPSTREAM_PIDS+=("$LASTPID")
         wait_port "${kind##*:}" "$LASTPID" || return 1
     done
+    spawn upstream-udp-echo "$LOADGEN" serve udp-echo -l "127.0.0.1:$P_UECHO" -D 1800
+    UPSTREAM_PIDS+=("$LASTPID")
+    wait_uport "$P_UECHO" "$LASTPID" || return 1
     spawn upstream-iperf3 iperf3 -s -B 127.0.0.1 -p "$P_IPERF"
     UPSTREAM_PIDS+=("$LASTPID")
     wait_port "$P_IPERF" "$LASTPID"
@@ -219,11 +226,12 @@ mark_all() {       # GROUP PEER REASON SCENARIO...: record the same NA for all
 # scenario -> upstream port
 upstream_of() {
     case $1 in bulk_up) echo "$P_SINK" ;; bulk_down) echo "$P_SOURCE" ;;
-               iperf3) echo "$P_IPERF" ;; *) echo "$P_ECHO" ;; esac
+               iperf3) echo "$P_IPERF" ;; udp*) echo "$P_UECHO" ;; *) echo "$P_ECHO" ;; esac
 }
 
 # One scenario against a proxy listening on P_PROXY (or straight to the
-# upstream for "direct"). MODE is tcp or socks5.
+# upstream for "direct"). MODE is tcp or socks5 (udp scenarios: tcp means
+# datagrams straight to the UDP echo server, socks5 UDP ASSOCIATE).
 measure() {        # KEY SCENARIO MODE
     local key=$1 sc=$2 mode=$3 up target pidargs=() p
     up=$(upstream_of "$sc")
@@ -241,6 +249,8 @@ measure() {        # KEY SCENARIO MODE
     idle)      run_lg "$key" idle "${target[@]}" -n "$IDLE_N" "${pidargs[@]}" --timeout 10 \
                    --setup-timeout 120 ;;
     iperf3)    run_iperf "$key" "${PORT:-$P_PROXY}" ;;
+    udp*)      run_lg "$key" udp "${target[@]}" -n "$UDP_N" --window "$UDP_WIN" \
+                   --size "${sc#udp}" -D "$DUR" --timeout 5 ;;
     esac
 }
 
@@ -285,18 +295,20 @@ label() {
     ferry_relay) echo "ferry relay (no mux)" ;;
     ferry_http) echo "ferry socks port, HTTP CONNECT" ;;
     sslibev)    echo "ss-libev ss-local → ss-server" ;;
+    ferry_ss_udp) echo "ferry ss-local -u → ferry ss-server -u" ;;
+    sslibev_udp) echo "ss-libev ss-local -u → ss-server -u" ;;
     *)          echo "$1" ;;
     esac
 }
 
 settings_of() {
     case $1 in
-    ferry|ferry_ss|ferry_mux|ferry_relay|ferry_http) echo "--threads $THREADS" ;;
+    ferry|ferry_ss|ferry_ss_udp|ferry_mux|ferry_relay|ferry_http) echo "--threads $THREADS" ;;
     haproxy)        echo "nbthread $THREADS" ;;
     nginx)          echo "worker_processes $THREADS" ;;
     microsocks)     echo "thread per connection" ;;
     danted)         echo "process pool (default)" ;;
-    sschain|sslibev) echo "single thread each" ;;
+    sschain|sslibev|sslibev_udp) echo "single thread each" ;;
     ferry_lua)      echo "--threads $THREADS --filter identity.lua" ;;
     ferry_rewrite)  echo "--threads $THREADS --rewrite (1 rule, no match)" ;;
     direct)         echo "-" ;;
@@ -316,6 +328,7 @@ table() {
     for col in "$@"; do hdr+=" ${col#*:} |"; sep+="---:|"; done
     printf '%s ferry/peer |\n%s---:|\n' "$hdr" "$sep"
     fv=""; r=${RES[$g/$sc/ferry]-}; [ -z "$r" ] && r=${RES[$g/$sc/ferry_ss]-}
+    [ -z "$r" ] && r=${RES[$g/$sc/ferry_ss_udp]-}
     [ "$g" = mux ] && r=${RES[$g/$sc/ferry_mux]-}
     case $r in RESULT*) fv=$(kv "$r" "$rk") ;; esac
     for p in $(peers_of "$g"); do
@@ -361,7 +374,9 @@ print_settings() {
   bulk: 1 stream; idle: $IDLE_N connections held (RSS and PSS of the proxy process tree)
 - proxy threads: ferry --threads $THREADS, haproxy nbthread $THREADS, nginx worker_processes $THREADS;
   microsocks (thread per connection), danted (process pool) and ss-libev (single thread) have no equivalent knob
-- load generator: 1 thread; upstream echo/sink/source: 1 thread each; ferry: $( [ -x "$FERRY" ] && echo "$FERRY" || echo "not built")
+- udp: $UDP_N associations (SOCKS5 UDP ASSOCIATE), $UDP_WIN datagrams outstanding on each, lost after 200 ms;
+  datagrams/s = round trips through the proxy to a UDP echo server; loss = lost / sent
+- load generator: 1 thread; upstream echo/sink/source/udp-echo: 1 thread each; ferry: $( [ -x "$FERRY" ] && echo "$FERRY" || echo "not built")
 - ferry/peer: ratio of the ferry value to the peer's (throughput: higher is better for ferry;
   latency and KiB per connection: lower is better for ferry)
 EOF
@@ -425,6 +440,21 @@ print_tables() {
         table mux bulk_up "mux: bulk, 1 stream, client → sink" gbit_per_s gbit_per_s:Gbit/s errors:errors
         table mux bulk_down "mux: bulk, 1 stream, source → client" gbit_per_s gbit_per_s:Gbit/s errors:errors
     fi
+    if [[ ,$ONLY, == *,udp,* ]]; then
+        local z
+        printf '\n## UDP (SOCKS5 UDP ASSOCIATE to a UDP echo server)\n'
+        [ -n "${UDP_NOTE:-}" ] && printf '\n%s\n' "$UDP_NOTE"
+        for z in $UDP_SIZES; do
+            table udp "udp$z" "UDP ASSOCIATE, $z B datagrams: $UDP_N associations x $UDP_WIN outstanding" \
+                dgram_per_s dgram_per_s:datagrams/s loss_pct:"loss %" sent:sent \
+                p50_us:"p50 µs" p99_us:"p99 µs" rcvbuf_drops:"kernel drops" errors:errors
+        done
+        for z in $UDP_SIZES; do
+            table udpss "udp$z" "Shadowsocks UDP (-u), $z B datagrams through ss-local → ss-server" \
+                dgram_per_s dgram_per_s:datagrams/s loss_pct:"loss %" sent:sent \
+                p50_us:"p50 µs" p99_us:"p99 µs" rcvbuf_drops:"kernel drops" errors:errors
+        done
+    fi
     printf '\nraw RESULT lines: %s\n' "$( [ "$KEEP" = 1 ] && echo "$RAW" || echo "use --keep to keep $RAW")"
 }
 
@@ -436,6 +466,8 @@ peers_of() {       # GROUP -> the implementations in its tables, in order
     socks) echo "ferry ferry_http microsocks danted sschain" ;;
     ss)    echo "ferry_ss sslibev" ;;
     mux)   echo "ferry_mux ferry_ss sslibev ferry_relay" ;;
+    udp)   echo "direct ferry danted" ;;
+    udpss) echo "ferry_ss_udp sslibev_udp" ;;
     esac
 }
 RELAY_SC="rate pingpong bulk_up bulk_down iperf3 idle"
@@ -513,6 +545,25 @@ run_mux() {
     run_peer mux sslibev socks5 start_sschain chacha20-ietf-poly1305 rate idle
 }
 
+# UDP: datagram round trips through SOCKS5 UDP ASSOCIATE, 64 B and 1200 B:
+# ferry socks against danted, and ferry's Shadowsocks chain with -u against
+# ss-libev's (chacha20-ietf-poly1305); "direct" is the ceiling.
+run_udp() {
+    local sc=() z
+    for z in $UDP_SIZES; do sc+=("udp$z"); done
+    run_peer udp direct tcp direct "" "${sc[@]}"
+    if ferry_has socks; then run_peer udp ferry socks5 start_ferry_socks "" "${sc[@]}"
+    else mark_all udp ferry "not available" "${sc[@]}"; fi
+    run_peer udp danted socks5 start_danted_udp "" "${sc[@]}"
+    if ferry_has_ss_udp; then
+        run_peer udpss ferry_ss_udp socks5 start_ferry_ss_udp chacha20-ietf-poly1305 "${sc[@]}"
+    else
+        UDP_NOTE="Note: \`ferry ss-local -u --help\` failed: ferry has no Shadowsocks UDP relay yet, its row is skipped."
+        mark_all udpss ferry_ss_udp "skipped: ferry ss-local -u fails" "${sc[@]}"
+    fi
+    run_peer udpss sslibev_udp socks5 start_sschain_udp chacha20-ietf-poly1305 "${sc[@]}"
+}
+
 mark_ss() {        # PEER METHOD REASON: the same NA for every ss scenario of METHOD
     local sc
     for sc in $SS_SC; do RES[ss/${sc}_$2/$1]="NA $3"; done
@@ -543,5 +594,6 @@ log "ferrybench: $( [ "$QUICK" = 1 ] && echo quick || echo full ) run, ${DUR}s p
 [[ ,$ONLY, == *,ss,* ]] && run_ss
 [[ ,$ONLY, == *,filter,* ]] && run_filter
 [[ ,$ONLY, == *,mux,* ]] && run_mux
+[[ ,$ONLY, == *,udp,* ]] && run_udp
 print_tables
 log "ferrybench: done in $((SECONDS - T0)) s"

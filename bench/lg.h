@@ -1,8 +1,10 @@
 /* loadgen: shared types and helpers for the benchmark load generator.
  *
  * Layout: loadgen.c (CLI, threads, results), lg_client.c (client
- * connections, proxy handshakes, scenarios), lg_serve.c (echo / sink /
- * source upstream servers), lg_util.c (time, addresses, histogram, RSS).
+ * connections, proxy handshakes, scenarios), lg_udp.c (the UDP scenario:
+ * datagrams straight or through SOCKS5 UDP ASSOCIATE), lg_serve.c (echo /
+ * sink / source / udp-echo upstream servers), lg_util.c (time, addresses,
+ * histogram, RSS).
  *
  * Everything is bounded: connection counts come from the command line,
  * buffers are fixed size, every loop ends at a deadline. */
@@ -18,10 +20,13 @@
 #define LG_SCRATCH     (64 * 1024)  /* per-thread bulk I/O buffer */
 #define LG_MAX_PIDS    8            /* --pid may be given this many times */
 #define LG_MAX_THREADS 64
+#define LG_DGRAM_MAX   1400         /* largest UDP payload (--size, udp) */
+#define LG_DGRAM_MIN   16           /* room for the id / seq / slot tag */
+#define LG_WINDOW_MAX  1024         /* udp: --window */
 #define HIST_BUCKETS   1024
 
 enum lg_mode { MODE_TCP, MODE_SOCKS4, MODE_SOCKS5, MODE_HTTP };
-enum lg_scen { SC_RATE, SC_PINGPONG, SC_BULK, SC_IDLE };
+enum lg_scen { SC_RATE, SC_PINGPONG, SC_BULK, SC_IDLE, SC_UDP };
 
 /* Parsed command line of a client scenario. */
 struct lg_opts {
@@ -42,6 +47,8 @@ struct lg_opts {
     int dir_down;                   /* bulk: 1 = read from source */
     int size;                       /* echo message size */
     int inflight;                   /* idle: max connections being set up */
+    int window;                     /* udp: datagrams outstanding per association */
+    double loss_timeout;            /* udp: a datagram unanswered this long is lost */
     int pids[LG_MAX_PIDS];
     int npids;
 };
@@ -62,6 +69,8 @@ struct lg_stats {
     uint64_t bytes;                 /* bulk payload bytes in the window */
     uint64_t err[ERR_NCLASS];
     uint64_t ready;                 /* connections that finished setup */
+    uint64_t sent, lost, late;      /* udp: datagrams sent in the window, lost
+                                       (timed out), answered after timing out */
     struct hist h;
 };
 
@@ -91,6 +100,9 @@ int set_nonblock(int fd);
 
 /* lg_client.c */
 void *client_worker(void *arg);
+
+/* lg_udp.c */
+void *udp_worker(void *arg);
 
 /* lg_serve.c */
 int serve_main(int argc, char **argv);

@@ -1,11 +1,14 @@
-/* loadgen upstream servers: echo, sink (discard), source (endless stream).
+/* loadgen upstream servers: echo, sink (discard), source (endless stream),
+ * and udp-echo (every datagram back to where it came from).
  *
- *   loadgen serve echo|sink|source -l HOST:PORT [-t THREADS] [-D SECONDS]
+ *   loadgen serve echo|sink|source|udp-echo -l HOST:PORT [-t THREADS] [-D SECONDS]
  *
- * One epoll loop per thread, each with its own SO_REUSEPORT listener.
+ * One epoll loop per thread, each with its own SO_REUSEPORT listener (for
+ * udp-echo, its own SO_REUSEPORT UDP socket).
  * Memory is bounded: an echo connection holds a pending buffer only when
  * the client does not read fast enough, and then stops reading until it is
- * flushed (at most LG_SCRATCH bytes per connection). */
+ * flushed (at most LG_SCRATCH bytes per connection). udp-echo holds nothing:
+ * a batch it cannot send back at once is dropped (and counted). */
 #include "lg.h"
 
 #include <errno.h>
@@ -17,13 +20,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define IO_ROUNDS 8     /* syscalls per event: one busy conn cannot starve */
 #define ACCEPT_MAX 64   /* accepts per listener wakeup */
+#define UDP_BATCH 32    /* datagrams per recvmmsg / sendmmsg */
+#define UDP_BUF   2048  /* per datagram: loadgen's are at most 1.4 KB */
+_Static_assert(UDP_BATCH * UDP_BUF <= LG_SCRATCH, "udp-echo batch fits the scratch buffer");
 
-enum smode { SV_ECHO, SV_SINK, SV_SOURCE };
+enum smode { SV_ECHO, SV_SINK, SV_SOURCE, SV_UDP_ECHO };
 
 struct sconn {
     int fd;
@@ -35,6 +42,7 @@ struct sworker {
     int mode, lfd, ep;
     uint8_t *scratch;
     uint64_t until;
+    uint64_t echoed, dropped;   /* udp-echo */
     pthread_t th;
 };
 
@@ -169,6 +177,44 @@ static void sc_event(struct sworker *w, struct sconn *c, uint32_t ev)
         sc_close(c);
 }
 
+/* udp-echo readable: batches of datagrams straight back to their senders;
+ * what the socket will not take now is dropped (UDP may lose it anyway). */
+static void udp_echo(struct sworker *w)
+{
+    struct mmsghdr m[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+
+    for (int r = 0; r < IO_ROUNDS; r++) {
+        for (int i = 0; i < UDP_BATCH; i++) {
+            iov[i].iov_base = w->scratch + (size_t)i * UDP_BUF;
+            iov[i].iov_len = UDP_BUF;
+            memset(&m[i].msg_hdr, 0, sizeof m[i].msg_hdr);
+            m[i].msg_hdr.msg_name = &from[i];
+            m[i].msg_hdr.msg_namelen = sizeof from[i];
+            m[i].msg_hdr.msg_iov = &iov[i];
+            m[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(w->lfd, m, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++)
+            iov[i].iov_len = m[i].msg_len;   /* send back what came */
+        int off = 0;
+        while (off < n) {
+            int s = sendmmsg(w->lfd, m + off, (unsigned)(n - off), MSG_DONTWAIT);
+            if (s <= 0) {
+                w->dropped += (uint64_t)(n - off);
+                break;
+            }
+            w->echoed += (uint64_t)s;
+            off += s;
+        }
+        if (n < UDP_BATCH)
+            return;
+    }
+}
+
 static void *serve_loop(void *arg)
 {
     struct sworker *w = arg;
@@ -177,7 +223,9 @@ static void *serve_loop(void *arg)
     while (!g_stop && now_ns() < w->until) {
         int k = epoll_wait(w->ep, ev, 256, 200);
         for (int i = 0; i < k; i++) {
-            if (ev[i].data.ptr == NULL)
+            if (ev[i].data.ptr == NULL && w->mode == SV_UDP_ECHO)
+                udp_echo(w);
+            else if (ev[i].data.ptr == NULL)
                 accept_some(w);
             else
                 sc_event(w, ev[i].data.ptr, ev[i].events);
@@ -203,15 +251,38 @@ static int listen_on(struct sockaddr_storage *ss, socklen_t len)
     return fd;
 }
 
+/* The same for udp-echo: a SO_REUSEPORT UDP socket with large buffers
+ * (SO_RCVBUFFORCE when root, so that a burst from many associations is
+ * not lost here rather than in the proxy). */
+static int udp_bind(struct sockaddr_storage *ss, socklen_t len)
+{
+    int one = 1, big = 8 * 1024 * 1024;
+    int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    if (bind(fd, (struct sockaddr *)ss, len) < 0 ||
+        getsockname(fd, (struct sockaddr *)ss, &len) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static int sworker_init(struct sworker *w, int mode, struct sockaddr_storage *ss,
                         socklen_t len, uint64_t until)
 {
     memset(w, 0, sizeof *w);
     w->mode = mode;
     w->until = until;
-    w->lfd = listen_on(ss, len);
+    w->lfd = mode == SV_UDP_ECHO ? udp_bind(ss, len) : listen_on(ss, len);
     w->ep = epoll_create1(EPOLL_CLOEXEC);
-    w->scratch = malloc(LG_SCRATCH);
+    w->scratch = malloc(LG_SCRATCH);   /* udp-echo: UDP_BATCH x UDP_BUF fit */
     if (w->lfd < 0 || w->ep < 0 || !w->scratch)
         return -1;
     memset(w->scratch, 's', LG_SCRATCH);
@@ -221,7 +292,7 @@ static int sworker_init(struct sworker *w, int mode, struct sockaddr_storage *ss
 
 static void serve_usage(void)
 {
-    fprintf(stderr, "usage: loadgen serve echo|sink|source -l HOST:PORT "
+    fprintf(stderr, "usage: loadgen serve echo|sink|source|udp-echo -l HOST:PORT "
                     "[-t THREADS] [-D SECONDS (default 3600)]\n");
 }
 
@@ -235,6 +306,7 @@ static int serve_args(int argc, char **argv, int *mode, char *host,
     if (!strcmp(argv[1], "echo")) *mode = SV_ECHO;
     else if (!strcmp(argv[1], "sink")) *mode = SV_SINK;
     else if (!strcmp(argv[1], "source")) *mode = SV_SOURCE;
+    else if (!strcmp(argv[1], "udp-echo")) *mode = SV_UDP_ECHO;
     else return -1;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "l:t:D:h", lo, NULL)) != -1) {
@@ -291,5 +363,14 @@ int serve_main(int argc, char **argv)
     serve_loop(&w[0]);
     for (int i = 1; i < threads; i++)
         pthread_join(w[i].th, NULL);
+    if (mode == SV_UDP_ECHO) {
+        uint64_t e = 0, d = 0;
+        for (int i = 0; i < threads; i++) {
+            e += w[i].echoed;
+            d += w[i].dropped;
+        }
+        printf("udp-echo: %llu datagrams echoed, %llu dropped (send would block)\n",
+               (unsigned long long)e, (unsigned long long)d);
+    }
     return 0;
 }

@@ -7,7 +7,8 @@
 #                          logging to $TMP/LOGNAME.log; sets LASTPID
 #   TMP THREADS FERRY SS_PASS P_SS
 # start_<peer> LISTEN_PORT UPSTREAM_PORT [METHOD] sets PEER_PIDS (to measure
-# and stop) and fails when the peer does not come up.
+# and stop) and fails when the peer does not come up. The *_udp variants
+# start the same proxy with UDP relaying on (UDP ASSOCIATE).
 
 descendants() {  # PID... -> the PIDs and all their children, grandchildren...
     local p c
@@ -27,7 +28,25 @@ wait_port() {    # PORT PID: up to 5 s for a listener; fails if PID exits
     return 1
 }
 
+wait_uport() {   # PORT PID: the same for a UDP socket
+    local _
+    for _ in $(seq 50); do
+        kill -0 "$2" 2>/dev/null || return 1
+        "${X[@]}" ss -Hlun "sport = :$1" 2>/dev/null | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 ferry_has() { [ -x "$FERRY" ] && "$FERRY" "$1" --help >/dev/null 2>&1; }
+
+# Shadowsocks UDP (libev's -u on both ends): `ferry ss-local -u --help`
+# fails while ferry has no such flag ('-u' is then --upstream, which
+# ss-local rejects).
+ferry_has_ss_udp() {
+    [ -x "$FERRY" ] && "$FERRY" ss-local -u --help >/dev/null 2>&1 \
+        && "$FERRY" ss-server -u --help >/dev/null 2>&1
+}
 
 start_ferry_relay() {
     spawn ferry-relay "$FERRY" relay -l "127.0.0.1:$1" -u "127.0.0.1:$2" \
@@ -127,14 +146,45 @@ EOF
     PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
 }
 
-# ss-libev chain: ss-local on LISTEN_PORT -> ss-server on P_SS.
+# danted for UDP ASSOCIATE: the commands spelled out (udpreply lets the
+# echo server's answers back in); a command list must end its line.
+# udp.connectdst stays at its default (yes: the relay socket is connected
+# to the destination, the faster path).
+start_danted_udp() {
+    cat >"$TMP/danted-udp.conf" <<EOF
+logoutput: stderr
+internal: 127.0.0.1 port = $1
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
+socks pass {
+    from: 127.0.0.0/8 to: 0.0.0.0/0
+    command: bind connect udpassociate bindreply udpreply
+    log: error
+}
+EOF
+    spawn danted-udp danted -f "$TMP/danted-udp.conf" -p "$TMP/danted-udp.pid"
+    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+# ss-libev chain: ss-local on LISTEN_PORT -> ss-server on P_SS; arguments
+# after METHOD go to both (-u: UDP relaying too).
 start_sschain() {
-    local m=${3:-chacha20-ietf-poly1305}
-    spawn ss-server ss-server -s 127.0.0.1 -p "$P_SS" -k "$SS_PASS" -m "$m" -n 20000 --no-delay
+    local m=${3:-chacha20-ietf-poly1305} extra=("${@:4}")
+    spawn ss-server ss-server -s 127.0.0.1 -p "$P_SS" -k "$SS_PASS" -m "$m" -n 20000 --no-delay \
+        "${extra[@]}"
     PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
     spawn ss-local ss-local -s 127.0.0.1 -p "$P_SS" -b 127.0.0.1 -l "$1" -k "$SS_PASS" \
-        -m "$m" -n 20000 --no-delay
+        -m "$m" -n 20000 --no-delay "${extra[@]}"
     PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+start_sschain_udp() {
+    start_sschain "$1" "$2" "${3:-chacha20-ietf-poly1305}" -u || return 1
+    wait_uport "$P_SS" "${PEER_PIDS[0]}" && wait_uport "$1" "${PEER_PIDS[1]}"
 }
 
 # ferry's multiplexer: mux-local --socks on LISTEN_PORT -> one yamux
@@ -149,11 +199,19 @@ start_ferry_mux() {
 }
 
 start_ferry_ss() {
-    local m=${3:-chacha20-ietf-poly1305}
+    local m=${3:-chacha20-ietf-poly1305} extra=("${@:4}")
     spawn ferry-ss-server "$FERRY" ss-server -l "127.0.0.1:$P_SS" -k "$SS_PASS" -m "$m" \
-        --threads "$THREADS" --log-level error
+        --threads "$THREADS" --log-level error "${extra[@]}"
     PEER_PIDS=("$LASTPID"); wait_port "$P_SS" "$LASTPID" || return 1
     spawn ferry-ss-local "$FERRY" ss-local -l "127.0.0.1:$1" -s "127.0.0.1:$P_SS" \
-        -k "$SS_PASS" -m "$m" --threads "$THREADS" --log-level error
+        -k "$SS_PASS" -m "$m" --threads "$THREADS" --log-level error "${extra[@]}"
     PEER_PIDS+=("$LASTPID"); wait_port "$1" "$LASTPID"
+}
+
+# ferry's chain with libev's flag for UDP on both ends. Only the server's
+# UDP socket is waited for: the local side answers UDP ASSOCIATE on its TCP
+# port and may open its relay sockets per association.
+start_ferry_ss_udp() {
+    start_ferry_ss "$1" "$2" "${3:-chacha20-ietf-poly1305}" -u || return 1
+    wait_uport "$P_SS" "${PEER_PIDS[0]}"
 }
