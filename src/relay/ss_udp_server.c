@@ -27,6 +27,7 @@
 /* Clients at once when --maxconn sets no lower bound: each holds a few KiB
  * and up to two sockets. */
 #define SS_UDP_CLIENTS_MAX 4096
+#define SS_UDP_RCVBUF (4 * 1024 * 1024)
 
 struct ss_udp_client {
     struct ss_udp_server *srv;
@@ -62,6 +63,13 @@ int ss_udp_bind(const struct listener_cfg *lc, int *fds, char *err, size_t errle
     for (size_t j = 0; j < lc->nlisten; j++) {
         /* SO_REUSEPORT: a reload's new listener binds beside this one. */
         fds[j] = udp_socket(lc->listen[j].u.sa.sa_family, &lc->listen[j], 1);
+        if (fds[j] >= 0) {
+            /* Every client shares this socket (UDP ASSOCIATE has one per
+             * association): a deeper queue rides out bursts while one
+             * thread reads it. Best effort, up to net.core.rmem_max. */
+            int rcvbuf = SS_UDP_RCVBUF;
+            (void)setsockopt(fds[j], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+        }
         if (fds[j] < 0) {
             snprintf(err, errlen, "cannot bind UDP %s: %s", net_addr_format(&lc->listen[j], a, sizeof(a)),
                      strerror(errno));
