@@ -21,7 +21,7 @@ import pytest
 import peers
 from conftest import closed_port, curl, file_sha256, need, scaled
 from peers import read_until_close, recv_exact, recv_line
-from test_capture import parse_hexdump
+from test_capture import parse_hexdump, stop
 
 USER, PASS = "alice", "S3cr3t-P4ss-x9"
 DNS_RECORDS = {"web.ferry.test": ["127.0.0.1"], "blocked.ferry.test": ["127.0.0.1"]}
@@ -201,6 +201,35 @@ def test_absolute_form_rewritten_for_the_origin(socks, identify):
     assert line["user"] == USER and line["proto"] == "http", line["_line"]
 
 
+@pytest.mark.xfail(strict=True, reason="ferry relays a reused connection's next request verbatim to the "
+                   "first request's origin when that origin does not close (see the docstring)")
+def test_next_request_on_a_reused_connection_never_reaches_the_first_origin(socks, identify):
+    """Clients reuse a proxy connection when the response did not say
+    Connection: close: curl even for another host, chromium for the same
+    origin (its favicon). An origin that keeps the connection open despite
+    the forwarded Connection: close (the identify server here; any HTTP/1.1
+    server that ignores it, or one that wants the next request) must not
+    get that next request: it is meant for another host, and it comes in
+    absolute form with the client's Proxy-Authorization, which ferry strips
+    only from the first head. ferry should end the connection there (the
+    client then retries on a new one), not relay it."""
+    up = identify("A")
+    f = socks("--user", "%s:%s" % (USER, PASS))
+    auth = b"Proxy-Authorization: " + basic(USER, PASS).encode() + b"\r\n"
+    s = f.connect()
+    s.sendall(b"GET http://127.0.0.1:%d/one HTTP/1.1\r\nHost: 127.0.0.1\r\n" % up.port + auth + b"\r\n")
+    assert recv_line(s) == b"ID:A\n"
+    first = b"GET /one HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % up.port
+    assert recv_exact(s, len(first)) == first
+    second = b"GET http://web.ferry.test:%d/two HTTP/1.1\r\nHost: web.ferry.test\r\n" % up.port + auth + b"\r\n"
+    s.sendall(second)
+    got, how = read_until_close(s, scaled(3), limit=len(second) - 1)
+    s.close()
+    assert basic(USER, PASS).encode() not in got and b"/two" not in got, \
+        "the first origin got the next request, Proxy-Authorization and all: %r" % got
+    assert how in ("eof", "reset"), how
+
+
 def test_connect_early_data(socks, identify):
     """Bytes sent right behind the CONNECT head reach the upstream."""
     up = identify("A")
@@ -347,6 +376,9 @@ def test_proxy_authorization_redacted_in_hexdump(socks, identify, secrets):
     assert recv_line(s) == b"HTTP/1.1 200 Connection established\r\n"
     s.close()
     sess = f.wait_sessions(1)[0]
+    # The dumps have their own writer thread: the session's line can come
+    # before its last dump. Stopping ferry drains them (as in test_capture).
+    stop(f)
     dump = parse_hexdump(f.log())
     up_bytes = bytes(dump[(int(sess["sess"]), "client>upstream")])
     want = head + (value if secrets else b"*" * len(value)) + b"\r\n\r\n"
