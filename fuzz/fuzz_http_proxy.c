@@ -17,7 +17,9 @@
  *     HTTP_PROXY_FORWARD_EXTRA, ends in its only blank line (no header
  *     smuggled in), and carries no Proxy-Authorization;
  *   - Basic decoding of every header value stays within its bounds; the
- *     secret span lies within what was fed; every error reply builds.
+ *     secret span lies within what was fed; every error reply builds;
+ *   - after an absolute-form head, the body's framing (check_body) is the
+ *     same whatever the reads, and ends where the head said it would.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -77,6 +79,36 @@ static int same(const struct http_proxy_req *a, const struct http_proxy_req *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The bytes after an absolute-form head, framed at once and split in two
+ * at a point taken from the input: the same verdict and the same count of
+ * body bytes; DONE never takes more than given and is final; a known end
+ * (no body, Content-Length) is where DONE comes, when the input gets
+ * there. */
+static void check_body(const struct http_proxy_req *r, const uint8_t *rest, size_t n)
+{
+    struct http_proxy_body a, b;
+    size_t ua = 0, ub1 = 0, ub2 = 0;
+    http_proxy_body_init(&a, r);
+    enum http_proxy_status sa = http_proxy_body_feed(&a, rest, n, &ua);
+    CHECK(ua <= n);
+    size_t cut = n ? rest[0] % (n + 1) : 0;
+    http_proxy_body_init(&b, r);
+    enum http_proxy_status sb = http_proxy_body_feed(&b, rest, cut, &ub1);
+    if (sb == HTTP_PROXY_NEED_MORE) {
+        CHECK(ub1 == cut);
+        sb = http_proxy_body_feed(&b, rest + cut, n - cut, &ub2);
+    }
+    CHECK(sa == sb);
+    if (sa != HTTP_PROXY_ERROR) CHECK(ua == ub1 + ub2);
+    if (sa == HTTP_PROXY_DONE) CHECK(http_proxy_body_feed(&a, rest, n, &ua) == HTTP_PROXY_DONE && ua == 0);
+    uint64_t end;
+    if (http_proxy_known_end(r, &end) && sa != HTTP_PROXY_ERROR) {
+        uint64_t body = end - r->head_len;
+        if (body <= n) CHECK(sa == HTTP_PROXY_DONE && ub1 + ub2 == body);
+        else CHECK(sa == HTTP_PROXY_NEED_MORE);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t len = size < INPUT_LIMIT ? size : INPUT_LIMIT;
@@ -106,6 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Not the same ERROR status, though: in a head with two faults (a 65th
      * header whose name is also bad) which one is met first depends on
      * where the reads end, as http-parser reports a name at a read's end. */
+
+    if (st == HTTP_PROXY_DONE && !whole.is_connect) check_body(&whole, data + whole.head_len, len - whole.head_len);
 
     char out[HTTP_PROXY_ERROR_MAX];
     CHECK(http_proxy_build_error(out, sizeof(out), 400 + (int)(size % 200)) > 0);

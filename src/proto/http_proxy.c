@@ -113,6 +113,66 @@ static const http_parser_settings settings = {
     .on_headers_complete = on_headers_complete,
 };
 
+/* ---- the body ---- */
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_proxy_body *b = p->data;
+    b->complete = 1;
+    http_parser_pause(p, 1);    /* paused on the request's last byte, which is counted */
+    return 0;
+}
+
+/* Only the framing matters here: no header callbacks (chunked trailers
+ * pass through unread). */
+static const http_parser_settings body_settings = {
+    .on_message_complete = on_message_complete,
+};
+
+int http_proxy_known_end(const struct http_proxy_req *r, uint64_t *end)
+{
+    if (r->p.flags & F_CHUNKED) return 0;
+    uint64_t cl = r->p.content_length;
+    /* http-parser's "none" is all ones: no Content-Length, no body (RFC
+     * 9112 6.3: a request without either has none). */
+    *end = r->head_len + (cl == (uint64_t)-1 ? 0 : cl);
+    return 1;
+}
+
+void http_proxy_body_init(struct http_proxy_body *b, const struct http_proxy_req *r)
+{
+    memset(b, 0, sizeof(*b));
+    b->p = r->p;
+    b->p.data = b;
+}
+
+enum http_proxy_status http_proxy_body_feed(struct http_proxy_body *b, const uint8_t *buf, size_t len,
+                                            size_t *used)
+{
+    *used = 0;
+    if (b->complete) return HTTP_PROXY_DONE;
+    if (HTTP_PARSER_ERRNO(&b->p) != HPE_OK && HTTP_PARSER_ERRNO(&b->p) != HPE_PAUSED) return HTTP_PROXY_ERROR;
+    if (!b->started) {
+        /* The head parser paused on the head's last byte without taking
+         * it: given again, it decides how the body is framed (and a
+         * request without one ends right there). */
+        b->started = 1;
+        http_parser_pause(&b->p, 0);
+        http_parser_execute(&b->p, &body_settings, "\n", 1);
+        if (b->complete) return HTTP_PROXY_DONE;
+        if (HTTP_PARSER_ERRNO(&b->p) != HPE_OK) return HTTP_PROXY_ERROR;
+    }
+    if (len == 0) return HTTP_PROXY_NEED_MORE;
+    size_t n = http_parser_execute(&b->p, &body_settings, (const char *)buf, len);
+    if (b->complete) {
+        *used = n;
+        return HTTP_PROXY_DONE;
+    }
+    if (HTTP_PARSER_ERRNO(&b->p) != HPE_OK || n != len) return HTTP_PROXY_ERROR;
+    *used = n;
+    return HTTP_PROXY_NEED_MORE;
+}
+
 void http_proxy_init(struct http_proxy_req *r)
 {
     memset(r, 0, sizeof(*r));

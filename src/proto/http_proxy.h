@@ -113,6 +113,31 @@ size_t http_proxy_build_forward(const struct http_proxy_req *r, const uint8_t *b
  * 0 if cap is too small. */
 size_t http_proxy_build_error(char *out, size_t cap, int status);
 
+/* Where an absolute-form request's body ends, so that nothing the client
+ * sends after it (a next request on a kept-alive connection, meant for
+ * another host, with its own Proxy-Authorization) reaches this origin.
+ * Content-Length, chunked (trailers included) or no body at all, as
+ * http-parser frames requests. */
+struct http_proxy_body {
+    http_parser p;            /* the head's parser, carried on */
+    uint8_t started, complete;
+};
+
+/* Where a request that came out DONE ends in its client's stream when its
+ * head says (no body, or Content-Length): 1 and *end; 0 when only the
+ * body's own framing will tell (chunked). */
+int http_proxy_known_end(const struct http_proxy_req *r, uint64_t *end);
+
+/* From a request that came out DONE (absolute form). */
+void http_proxy_body_init(struct http_proxy_body *b, const struct http_proxy_req *r);
+
+/* The bytes after the head, in order, over as many calls as they take.
+ * NEED_MORE: all len bytes are the body, and it goes on. DONE: the request
+ * ends after *used bytes (the rest belongs to a next request); final. ERROR:
+ * the body's framing is malformed (a bad chunk size); final. */
+enum http_proxy_status http_proxy_body_feed(struct http_proxy_body *b, const uint8_t *buf, size_t len,
+                                            size_t *used);
+
 /* The reply to a CONNECT once the tunnel is up. */
 #define HTTP_PROXY_ESTABLISHED "HTTP/1.1 200 Connection established\r\n\r\n"
 

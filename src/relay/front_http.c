@@ -9,12 +9,12 @@
  *   bytes after the request head are early data, as with SOCKS.
  * - GET http://host[:port]/path (and the other methods of RFC 7231 and
  *   PATCH): the head goes to host:port rewritten in origin form, without
- *   hop-by-hop headers and with "Connection: close"; the body and
- *   whatever the client sends after it are relayed as they come. One
+ *   hop-by-hop headers and with "Connection: close"; the body is relayed
+ *   as it comes, framed as the request says (stage/http_one.h). One
  *   request per client connection: the origin closes after its response,
- *   and so does ferry. A client's second request on that connection
- *   therefore reaches the same origin or nobody; clients (curl, browsers)
- *   see the close and open a new connection for the next one.
+ *   and so does ferry; a next request on the connection (a client keeping
+ *   it alive) is never forwarded but ends the session
+ *   (end=http_next_request), and the client sends it again on a new one.
  * - Failures are HTTP responses with Connection: close: 400 malformed, 405
  *   a method not proxied, 407 no or wrong credentials (Basic, checked
  *   against the listener's users), 431 head too large, 403 destination
@@ -32,7 +32,9 @@
 #include "proto/http_proxy.h"
 #include "relay/front.h"
 #include "relay/rlistener-t.h"
+#include "relay/pipe.h"
 #include "relay/session.h"
+#include "stage/http_one.h"
 
 struct http_state {
     struct http_proxy_req req;
@@ -137,20 +139,30 @@ static enum front_result http_on_data(struct session *s, const uint8_t *buf, siz
     enum sess_end auth = check_auth(s, buf);
     if (auth != END_NONE) return reply_error(s, 407, auth);
     if (!q->is_connect && make_forward(s, buf) < 0) return FRONT_FAIL;
+    if (!q->is_connect) {
+        /* What may follow this request is never forwarded (stage/http_one.h),
+         * and is a next request with its own credentials: starred in the
+         * capture from the request's end, or from the head's for a chunked
+         * body, whose end only its chunks tell. */
+        uint64_t end;
+        sess_secret_from(s, http_proxy_known_end(q, &end) ? (size_t)end : q->head_len);
+    }
     if (sess_set_target(s, q->host, q->port, 1) < 0) return FRONT_FAIL;
     *used = q->head_len;
     return FRONT_CONNECT;
 }
 
-/* The origin's head goes ahead of the body the client already sent. */
+/* The origin's head goes ahead of the body the client already sent, and
+ * the request's end is the end of what goes to this origin. */
 static int http_attach(struct session *s)
 {
     struct http_state *x = st(s);
     if (!x->fwd) return 0;
     int r = sess_forward(s, x->fwd, x->fwd_len);
+    void *one = r == 0 ? http_one_new(&x->req, x->fwd_len) : NULL;
     free(x->fwd);
     x->fwd = NULL;
-    return r;
+    return one ? pipe_add_stage(&s->up, &http_one_stage_ops, one, 1) : -1;
 }
 
 static void http_on_connected(struct session *s, const struct net_addr *bound)

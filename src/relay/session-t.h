@@ -71,6 +71,7 @@ enum sess_end {
     END_FILTER_ERROR,  /* a filter failed: a script error, or over its budget */
     END_MUX_ERROR,     /* the multiplexed connection under a stream failed or was lost */
     END_MUX_REFUSED,   /* the mux peer refused or reset the stream before it opened */
+    END_HTTP_NEXT_REQUEST, /* an absolute-form HTTP client sent a next request: not forwarded */
 };
 
 /* Why connecting failed, for the front-end's reply (SOCKS maps these). */

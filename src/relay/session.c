@@ -66,6 +66,7 @@ static const char *const end_names[] = {
     [END_FILTER_ERROR] = "filter_error",
     [END_MUX_ERROR] = "mux_error",
     [END_MUX_REFUSED] = "mux_refused",
+    [END_HTTP_NEXT_REQUEST] = "http_next_request",
 };
 
 const char *sess_end_name(enum sess_end e)
@@ -337,6 +338,9 @@ static enum sess_end stage_end(enum pump_result r, uint8_t role)
     /* Only a lua toxic's script fails: the toxic queue never does. */
     if (role == STAGE_TOXICS) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_TOXIC;
     if (role == STAGE_FILTER) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_FILTER;
+    /* A decoder closes only at a message's end: HTTP's one request per
+     * connection (stage/http_one.h). */
+    if (role == STAGE_DECODER && r == PUMP_STAGE_CLOSE) return END_HTTP_NEXT_REQUEST;
     return END_CRYPTO_ERROR;        /* a decoder or encoder refused the stream */
 }
 
@@ -511,6 +515,11 @@ int sess_reply(struct session *s, const void *data, size_t len)
 void sess_secret(struct session *s, size_t off, size_t n)
 {
     if (s->tap) tap_secret(s->tap, (uint64_t)s->hs_used + off, n);
+}
+
+void sess_secret_from(struct session *s, size_t off)
+{
+    if (s->tap) tap_secret_from(s->tap, (uint64_t)s->hs_used + off);
 }
 
 int sess_forward(struct session *s, const void *data, size_t len)

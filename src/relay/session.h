@@ -36,6 +36,10 @@ int sess_reply(struct session *s, const void *data, size_t len);
  * dumps (tap.h). The span may reach past the buffer: the rest is still to
  * come. */
 void sess_secret(struct session *s, size_t off, size_t n);
+/* For front-ends, from on_data: from offset off of that buffer on, the
+ * client's bytes are never forwarded (what follows an HTTP request): the
+ * capture stars them whatever they hold. */
+void sess_secret_from(struct session *s, size_t off);
 /* For front-ends, from attach: bytes for the upstream ahead of the early
  * data (an HTTP proxy's rewritten request head). 0, or -1 if they do not
  * fit beside it in the handshake buffer. */

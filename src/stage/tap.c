@@ -38,6 +38,7 @@ struct tap {
     uint64_t hex_off[2];          /* bytes dumped: [0] client>upstream, [1] back */
     uint64_t cin;                 /* client-leg bytes from the client, recorded */
     uint64_t secret_lo, secret_hi;/* client stream span written as '*' (lo == hi: none) */
+    uint64_t cin_secret_from;     /* the client leg from here on is '*' (UINT64_MAX: none) */
     uint8_t keep_secrets;         /* --capture-secrets */
     uint8_t holding;              /* tap_hold: events wait in held */
     uint8_t *held;                /* [struct held_ev][payload]... */
@@ -177,6 +178,18 @@ static void redact(const struct tap *t, uint64_t off, uint8_t *p, size_t n)
     memset(p + (lo - off), '*', (size_t)(hi - lo));
 }
 
+/* The client leg's chunk at stream offset off reaches into what is starred
+ * from cin_secret_from on. */
+static int past_end(const struct tap *t, uint64_t off, size_t n) { return off + n > t->cin_secret_from; }
+
+static void redact_client(const struct tap *t, uint64_t off, uint8_t *p, size_t n)
+{
+    redact(t, off, p, n);
+    if (!past_end(t, off, n)) return;
+    uint64_t lo = off > t->cin_secret_from ? off : t->cin_secret_from;
+    memset(p + (lo - off), '*', (size_t)(off + n - lo));
+}
+
 /* No memory to keep an event: this session goes unrecorded from here on,
  * rather than recorded with a secret in clear or a hole in its stream. */
 static void give_up(struct tap *t)
@@ -223,7 +236,7 @@ static void deliver(struct tap *t, const struct held_ev *ev, uint8_t *p)
     }
     if (!t->cap || !t->leg_on[ev->leg]) return;
     if (ev->leg == TAP_CLIENT && ev->dir) {
-        redact(t, t->cin, p, ev->n);
+        redact_client(t, t->cin, p, ev->n);
         t->cin += ev->n;
     }
     t->now_us = ev->ts_us;
@@ -276,6 +289,11 @@ void tap_secret(struct tap *t, uint64_t off, size_t n)
     if (off + n > t->secret_hi) t->secret_hi = off + n;
 }
 
+void tap_secret_from(struct tap *t, uint64_t off)
+{
+    if (t && !t->keep_secrets && off < t->cin_secret_from) t->cin_secret_from = off;
+}
+
 /* ---- sessions ---- */
 
 int tap_enabled(const struct listener_cfg *cfg)
@@ -313,6 +331,7 @@ struct tap *tap_open(const struct listener_cfg *cfg, uint64_t sess_id, const str
     t->filter = &cfg->capture_filter;
     t->id = sess_id;
     t->keep_secrets = (uint8_t)cfg->capture_secrets;
+    t->cin_secret_from = UINT64_MAX;
     t->now_us = wall_us();
     t->pending = cap && cfg->capture_filter.nports;
     if (cap) leg_start(t, TAP_CLIENT, client, local);
@@ -333,7 +352,8 @@ void tap_bytes(struct tap *t, enum tap_leg leg, int from_peer, const void *p, si
 {
     if (!t || !t->cap || !t->leg_on[leg] || !n) return;
     int client_in = leg == TAP_CLIENT && from_peer;
-    if (kept(t, client_in && overlaps(t, t->cin, n), EV_BYTES, (uint8_t)leg, (uint8_t)!!from_peer, p, n)) return;
+    int secret = client_in && (overlaps(t, t->cin, n) || past_end(t, t->cin, n));
+    if (kept(t, secret, EV_BYTES, (uint8_t)leg, (uint8_t)!!from_peer, p, n)) return;
     if (client_in) t->cin += n;
     t->now_us = wall_us();
     ptcp_data(&t->leg[leg], sender(leg, from_peer), p, n, emit, t);

@@ -72,6 +72,14 @@ void tap_release(struct tap *t);
  * one span: marks are merged into the smallest span covering them. */
 void tap_secret(struct tap *t, uint64_t off, size_t n);
 
+/* Everything of the client's stream from offset off on is written as '*'
+ * in the capture (the client leg, client to ferry), whatever comes: bytes
+ * a front-end will never forward (HTTP's next request on a connection,
+ * with its own Proxy-Authorization), marked before they are read. The
+ * hexdump shows what is forwarded and needs no mark. Unless
+ * --capture-secrets. */
+void tap_secret_from(struct tap *t, uint64_t off);
+
 /* FIN on a leg: from_peer 1 = the peer's (EOF read), 0 = ferry's shutdown. */
 void tap_fin(struct tap *t, enum tap_leg leg, int from_peer);
 /* The session is over: ends each leg still open (RST where ferry reset it,

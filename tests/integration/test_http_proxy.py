@@ -201,8 +201,6 @@ def test_absolute_form_rewritten_for_the_origin(socks, identify):
     assert line["user"] == USER and line["proto"] == "http", line["_line"]
 
 
-@pytest.mark.xfail(strict=True, reason="ferry relays a reused connection's next request verbatim to the "
-                   "first request's origin when that origin does not close (see the docstring)")
 def test_next_request_on_a_reused_connection_never_reaches_the_first_origin(socks, identify):
     """Clients reuse a proxy connection when the response did not say
     Connection: close: curl even for another host, chromium for the same
@@ -211,8 +209,8 @@ def test_next_request_on_a_reused_connection_never_reaches_the_first_origin(sock
     server that ignores it, or one that wants the next request) must not
     get that next request: it is meant for another host, and it comes in
     absolute form with the client's Proxy-Authorization, which ferry strips
-    only from the first head. ferry should end the connection there (the
-    client then retries on a new one), not relay it."""
+    only from the first head. ferry ends the connection there (the client
+    then retries on a new one) instead of relaying it."""
     up = identify("A")
     f = socks("--user", "%s:%s" % (USER, PASS))
     auth = b"Proxy-Authorization: " + basic(USER, PASS).encode() + b"\r\n"
@@ -228,6 +226,38 @@ def test_next_request_on_a_reused_connection_never_reaches_the_first_origin(sock
     assert basic(USER, PASS).encode() not in got and b"/two" not in got, \
         "the first origin got the next request, Proxy-Authorization and all: %r" % got
     assert how in ("eof", "reset"), how
+    line = f.wait_sessions(1)[0]
+    assert line["end"] == "http_next_request", line["_line"]
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_request_body_relayed_whole_then_next_request_ends(socks, identify, framing):
+    """The body goes to the origin as the request frames it, split across
+    writes, chunk trailers included; the first byte past it ends the
+    session, and none of it is relayed."""
+    up = identify("A")
+    f = socks()
+    s = f.connect()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if framing == "chunked":
+        body = b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+        hdr = b"Transfer-Encoding: chunked\r\n"
+    else:
+        body = b"hello world"
+        hdr = b"Content-Length: 11\r\n"
+    s.sendall(b"POST http://127.0.0.1:%d/up HTTP/1.1\r\nHost: x\r\n" % up.port + hdr + b"\r\n")
+    assert recv_line(s) == b"ID:A\n"
+    head = b"POST /up HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % up.port + hdr + b"Connection: close\r\n\r\n"
+    assert recv_exact(s, len(head)) == head
+    for i in range(0, len(body), 4):          # the body in pieces, each echoed before the next
+        s.sendall(body[i:i + 4])
+        assert recv_exact(s, len(body[i:i + 4])) == body[i:i + 4]
+    s.sendall(b"GET http://127.0.0.1:%d/next HTTP/1.1\r\n\r\n" % up.port)
+    got, how = read_until_close(s, scaled(3), limit=64)
+    s.close()
+    assert got == b"" and how in ("eof", "reset"), (got, how)
+    line = f.wait_sessions(1)[0]
+    assert line["end"] == "http_next_request", line["_line"]
 
 
 def test_connect_early_data(socks, identify):
@@ -384,3 +414,36 @@ def test_proxy_authorization_redacted_in_hexdump(socks, identify, secrets):
     want = head + (value if secrets else b"*" * len(value)) + b"\r\n\r\n"
     assert up_bytes.startswith(want), up_bytes[:120]
     assert (value in up_bytes) == secrets
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_next_request_starred_in_capture(socks, identify, workdir, framing):
+    """A next request on the connection is never forwarded, and the capture
+    of the client's leg shows it as stars, Proxy-Authorization and all; the
+    first request's body is kept as sent when its head says how long it is
+    (a chunked body, whose end only its chunks tell, is starred too)."""
+    up = identify("A")
+    cap = os.path.join(workdir, "next.pcap")
+    f = socks("--user", "%s:%s" % (USER, PASS), "--capture", cap)
+    auth = b"Proxy-Authorization: " + basic(USER, PASS).encode() + b"\r\n"
+    if framing == "chunked":
+        hdr, body = b"Transfer-Encoding: chunked\r\n", b"4\r\nBODY\r\n0\r\n\r\n"
+    else:
+        hdr, body = b"Content-Length: 4\r\n", b"BODY"
+    s = f.connect()
+    s.sendall(b"POST http://127.0.0.1:%d/one HTTP/1.1\r\nHost: x\r\n" % up.port + hdr + auth + b"\r\n" + body)
+    assert recv_line(s) == b"ID:A\n"
+    fwd = b"POST /one HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % up.port + hdr + b"Connection: close\r\n\r\n" + body
+    assert recv_exact(s, len(fwd)) == fwd
+    s.sendall(b"GET http://other.example/two HTTP/1.1\r\nHost: other.example\r\n" + auth + b"\r\n")
+    read_until_close(s, scaled(3), limit=64)
+    s.close()
+    assert f.wait_sessions(1)[0]["end"] == "http_next_request"
+    stop(f)
+    data = open(cap, "rb").read()
+    assert basic(USER, PASS).encode() not in data, "a Proxy-Authorization in clear in the capture"
+    assert b"/two" not in data and b"other.example" not in data
+    # The body as forwarded and its echo on both legs (3), and as the client
+    # sent it, unless chunked (starred).
+    assert data.count(b"BODY") == (4 if framing == "content-length" else 3), data.count(b"BODY")

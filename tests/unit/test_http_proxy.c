@@ -323,6 +323,81 @@ static void test_build_error(void **state)
     assert_int_equal(http_proxy_build_error(out, 20, 407), 0);
 }
 
+
+/* ---- the body, and the end of the request ---- */
+
+struct body_case {
+    const char *head, *body;      /* body: exactly the request's, then NEXT follows */
+    int known;                    /* http_proxy_known_end() says where it ends */
+};
+
+static const struct body_case body_cases[] = {
+    { "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", "", 1 },
+    { "POST http://a/ HTTP/1.1\r\nContent-Length: 11\r\n\r\n", "hello world", 1 },
+    { "POST http://a/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "", 1 },
+    { "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 0 },
+    { "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n", 0 },
+    { "GET http://a/ HTTP/1.0\r\n\r\n", "", 1 },
+};
+#define NEXT "GET http://b/ HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n"
+
+/* body + NEXT split at every point into two calls: the bytes taken are the
+ * body's, DONE comes once it is whole, and NEXT is never taken. */
+static void test_body_framing_every_split(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof(body_cases) / sizeof(body_cases[0]); c++) {
+        const struct body_case *bc = &body_cases[c];
+        char rest[256];
+        size_t blen = strlen(bc->body);
+        snprintf(rest, sizeof(rest), "%s%s", bc->body, NEXT);
+        size_t rlen = strlen(rest);
+        struct http_proxy_req r;
+        http_proxy_init(&r);
+        assert_int_equal(http_proxy_feed(&r, (const uint8_t *)bc->head, strlen(bc->head)), HTTP_PROXY_DONE);
+        uint64_t end = 0;
+        assert_int_equal(http_proxy_known_end(&r, &end), bc->known);
+        if (bc->known) assert_int_equal(end, strlen(bc->head) + blen);
+        for (size_t cut = 0; cut <= rlen; cut++) {
+            struct http_proxy_body b;
+            size_t used, taken = 0;
+            http_proxy_body_init(&b, &r);
+            enum http_proxy_status st = http_proxy_body_feed(&b, (const uint8_t *)rest, cut, &used);
+            taken += used;
+            assert_int_equal(st, taken == blen ? HTTP_PROXY_DONE : HTTP_PROXY_NEED_MORE);
+            if (st == HTTP_PROXY_NEED_MORE) {
+                assert_int_equal(used, cut);
+                st = http_proxy_body_feed(&b, (const uint8_t *)rest + cut, rlen - cut, &used);
+                taken += used;
+            }
+            if (taken != blen) print_error("case %zu cut %zu: took %zu of a %zu-byte body\n", c, cut, taken, blen);
+            assert_int_equal(st, HTTP_PROXY_DONE);
+            assert_int_equal(taken, blen);
+            /* Final: nothing more is taken. */
+            assert_int_equal(http_proxy_body_feed(&b, (const uint8_t *)NEXT, strlen(NEXT), &used), HTTP_PROXY_DONE);
+            assert_int_equal(used, 0);
+        }
+    }
+}
+
+static void test_body_framing_errors(void **state)
+{
+    (void)state;
+    /* A chunk size that is no number, and one past what http-parser takes. */
+    static const char *const bad[] = { "zz\r\nhello\r\n0\r\n\r\n", "fffffffffffffffff\r\n" };
+    const char *head = "POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct http_proxy_req r;
+        struct http_proxy_body b;
+        size_t used;
+        http_proxy_init(&r);
+        assert_int_equal(http_proxy_feed(&r, (const uint8_t *)head, strlen(head)), HTTP_PROXY_DONE);
+        http_proxy_body_init(&b, &r);
+        assert_int_equal(http_proxy_body_feed(&b, (const uint8_t *)bad[i], strlen(bad[i]), &used), HTTP_PROXY_ERROR);
+        assert_int_equal(http_proxy_body_feed(&b, (const uint8_t *)"0\r\n\r\n", 5, &used), HTTP_PROXY_ERROR);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_build_error),
+        cmocka_unit_test(test_body_framing_every_split),
+        cmocka_unit_test(test_body_framing_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
