@@ -82,6 +82,22 @@ int net_addr_from_literal(const char *host, uint16_t port, struct net_addr *out)
     return -1;
 }
 
+void net_addr_from_ip(struct net_addr *out, int family, const uint8_t *ip, uint16_t port)
+{
+    memset(out, 0, sizeof(*out));
+    if (family == 4) {
+        out->u.in.sin_family = AF_INET;
+        memcpy(&out->u.in.sin_addr, ip, 4);
+        out->u.in.sin_port = htons(port);
+        out->len = sizeof(out->u.in);
+    } else {
+        out->u.in6.sin6_family = AF_INET6;
+        memcpy(&out->u.in6.sin6_addr, ip, 16);
+        out->u.in6.sin6_port = htons(port);
+        out->len = sizeof(out->u.in6);
+    }
+}
+
 int net_addr_parse(const char *s, struct net_addr *out, char *err, size_t errlen)
 {
     struct host_port hp;

@@ -38,6 +38,8 @@ int host_port_parse(const char *s, struct host_port *out, int allow_port0, char 
 /* IP literal (no brackets) + port -> address. Returns 0, or -1 if host is not
  * a literal. Empty host means the IPv4 wildcard. */
 int net_addr_from_literal(const char *host, uint16_t port, struct net_addr *out);
+/* Raw address bytes (family 4: 4 bytes, 6: 16, as on the wire) + port. */
+void net_addr_from_ip(struct net_addr *out, int family, const uint8_t *ip, uint16_t port);
 
 /* HOST:PORT with a literal host, or localhost (= 127.0.0.1 only, never
  * resolved): listen and API addresses. */

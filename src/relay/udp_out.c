@@ -145,19 +145,8 @@ static void send_to_name(struct udp_out *o, const char *host, uint16_t port, con
 
 static void addr_from_socks(const struct socks_addr *d, struct net_addr *to)
 {
-    memset(to, 0, sizeof(*to));
-    if (d->atyp == SOCKS_ATYP_IPV4) {
-        to->u.in.sin_family = AF_INET;
-        memcpy(&to->u.in.sin_addr, d->ip, 4);
-        to->u.in.sin_port = htons(d->port);
-        to->len = sizeof(to->u.in);
-    } else {
-        to->u.in6.sin6_family = AF_INET6;
-        memcpy(&to->u.in6.sin6_addr, d->ip, 16);
-        to->u.in6.sin6_port = htons(d->port);
-        to->len = sizeof(to->u.in6);
-        udp_unmap(to);
-    }
+    net_addr_from_ip(to, d->atyp == SOCKS_ATYP_IPV4 ? 4 : 6, d->ip, d->port);
+    udp_unmap(to);
 }
 
 void udp_out_send(struct udp_out *o, const struct socks_addr *dst, const uint8_t *p, size_t n)

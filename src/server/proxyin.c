@@ -62,18 +62,7 @@ static void fail(struct proxyin *p, const char *reason)
 
 static void addr_from_pp(struct net_addr *out, const struct pp_addr *a)
 {
-    memset(out, 0, sizeof(*out));
-    if (a->family == 4) {
-        out->u.in.sin_family = AF_INET;
-        memcpy(&out->u.in.sin_addr, a->ip, 4);
-        out->u.in.sin_port = htons(a->port);
-        out->len = sizeof(out->u.in);
-    } else {
-        out->u.in6.sin6_family = AF_INET6;
-        memcpy(&out->u.in6.sin6_addr, a->ip, 16);
-        out->u.in6.sin6_port = htons(a->port);
-        out->len = sizeof(out->u.in6);
-    }
+    net_addr_from_ip(out, a->family, a->ip, a->port);
 }
 
 /* The header is complete: the client it names (or, for LOCAL and the like,

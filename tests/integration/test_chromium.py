@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import zlib
@@ -34,7 +33,7 @@ import pytest
 
 import peers
 from conftest import HttpServer, free_port, scaled
-from test_udp import dns_query
+from test_udp import Dnsmasq as UdpDnsmasq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_DIR = os.path.join(HERE, "node")
@@ -47,47 +46,13 @@ IMG_W, IMG_H = 48, 24
 # peers: dnsmasq with a query log, two web servers
 
 
-class Dnsmasq:
-    """dnsmasq answering only the given names (--no-resolv: no upstream),
-    logging every query it gets to a file."""
+class Dnsmasq(UdpDnsmasq):
+    """dnsmasq answering only the given names (--no-resolv: no upstream,
+    NXDOMAIN for the rest), logging every query it gets to a file."""
 
     def __init__(self, records, workdir):
-        exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
-        if not os.path.exists(exe):
-            pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
         self.logfile = os.path.join(workdir, "dnsmasq.log")
-        last = None
-        for _ in range(3):
-            self.port = free_port()
-            argv = [exe, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-                    "--listen-address=127.0.0.1", "--bind-interfaces", "--port=%d" % self.port,
-                    "--pid-file=", "--cache-size=0", "--log-queries", "--log-facility=" + self.logfile]
-            argv += ["--address=/%s/%s" % (n, ip) for n, ip in records.items()]
-            argv += ["--address=/#/"]       # every other name: NXDOMAIN
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
-            if self._answers():
-                return
-            last = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else "no answer"
-            self.close()
-        raise AssertionError("dnsmasq did not start: %s" % last)
-
-    def _answers(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(0.2)
-        try:
-            for _ in range(int(scaled(25))):
-                if self.proc.poll() is not None:
-                    return False
-                try:
-                    s.sendto(dns_query("probe.invalid"), ("127.0.0.1", self.port))
-                    s.recvfrom(512)
-                    return True
-                except OSError:
-                    continue
-            return False
-        finally:
-            s.close()
+        super().__init__(records, extra=["--log-queries", "--log-facility=" + self.logfile, "--address=/#/"])
 
     def log(self):
         try:
@@ -98,15 +63,6 @@ class Dnsmasq:
 
     def queried(self, name):
         return ("query[A] %s from 127.0.0.1" % name) in self.log()
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def png(width, height, rgb):

@@ -113,7 +113,10 @@ def dns_answer_ips(resp):
 
 
 class Dnsmasq:
-    def __init__(self, records):
+    """A real dnsmasq on a loopback port answering `records` (no upstream);
+    extra: more of its options."""
+
+    def __init__(self, records, extra=()):
         exe = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
         if not os.path.exists(exe):
             pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
@@ -123,7 +126,7 @@ class Dnsmasq:
             argv = [exe, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
                     "--listen-address=127.0.0.1", "--bind-interfaces", "--port=%d" % self.port,
                     "--pid-file=", "--cache-size=0"]
-            argv += ["--address=/%s/%s" % (n, ip) for n, ip in records.items()]
+            argv += ["--address=/%s/%s" % (n, ip) for n, ip in records.items()] + list(extra)
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.PIPE)
             if self._answers():

@@ -342,6 +342,26 @@ static void test_overlap(void **state)
     }
 }
 
+
+/* Raw bytes from the wire (SOCKS, PROXY protocol) to an address, and a
+ * port set afterwards; formatted back to check. */
+static void test_from_ip_and_set_port(void **state)
+{
+    (void)state;
+    static const uint8_t v4[4] = { 192, 0, 2, 7 };
+    static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+    struct net_addr a;
+    char buf[NET_ADDR_STRLEN];
+    net_addr_from_ip(&a, 4, v4, 8080);
+    assert_string_equal(net_addr_format(&a, buf, sizeof(buf)), "192.0.2.7:8080");
+    net_addr_set_port(&a, 53);
+    assert_string_equal(net_addr_format(&a, buf, sizeof(buf)), "192.0.2.7:53");
+    net_addr_from_ip(&a, 6, v6, 443);
+    assert_string_equal(net_addr_format(&a, buf, sizeof(buf)), "[2001:db8::1]:443");
+    net_addr_set_port(&a, 0);
+    assert_int_equal(net_addr_port(&a), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_overlap),
         cmocka_unit_test(test_from_sockaddr),
+        cmocka_unit_test(test_from_ip_and_set_port),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
