@@ -22,6 +22,7 @@
 #include "net/sock.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
+#include "obs/syslog.h"
 #include "stage/tap.h"
 
 static unsigned thread_count(const struct ferry_cfg *cfg)
@@ -153,6 +154,38 @@ static void log_file_name_after_drop(const struct privdrop *pd, struct logfile *
     log_plain("warning: --log-file: %s", lf->why);
 }
 
+/* --syslog: opened (a name looked up, the socket connected) right after
+ * --log-file, before anything is bound, so that the start is in syslog
+ * too. A daemon not listening yet is a warning: lines go there once it
+ * does. 0, or -1 with a reason. */
+static int open_syslog(const struct ferry_cfg *cfg, char *err, size_t errlen)
+{
+    struct syslog_target t;
+    if (!cfg->syslog_target[0]) return 0;
+    int r = syslog_target_parse(cfg->syslog_target, &t, err, errlen);
+    if (r == 0) r = syslog_open(&t, cfg->syslog_facility, cfg->syslog_tag, err, errlen);
+    if (r > 0) log_plain("warning: %s", err);
+    return r < 0 ? -1 : 0;
+}
+
+/* The path a unix socket is reconnected by once --chroot applies (a
+ * daemon's restart makes a new socket): the one inside, if any. */
+static void syslog_path_after_drop(const struct ferry_cfg *cfg, const struct privdrop *pd)
+{
+    struct syslog_target t;
+    char err[512], path[PATH_MAX];
+    if (!syslog_active() || !pd->chroot_dir || syslog_target_parse(cfg->syslog_target, &t, err, sizeof(err)) < 0 ||
+        t.kind != SYSLOG_UNIX)
+        return;
+    if (privdrop_path_after(pd, t.path, path, sizeof(path), err, sizeof(err)) == 0) {
+        syslog_set_reconnect_path(path);
+        return;
+    }
+    syslog_set_reconnect_path("");
+    log_plain("warning: --syslog: %s: lines stop at the syslog daemon's first restart (give it a socket inside "
+              "the chroot, as for HAProxy)", err);
+}
+
 /* A failed start, once the log may be a file: the reason goes there and,
  * so that whoever started ferry sees it, to stderr too. */
 static void start_failed(const struct logfile *lf, const char *err)
@@ -175,16 +208,27 @@ static void reopen_log_file(const struct logfile *lf)
     if (log_enabled(LOG_ERROR)) log_plain("%s: %s; still writing to the old file", strsignal(SIGUSR1), err);
 }
 
-/* SIGUSR2, SIGUSR1 without --log-file, and SIGHUP while stopping: nothing
- * to do, and nothing in flight is touched. Logged, so an operator sees
- * nothing happened. */
+/* SIGUSR1 with --syslog: a new socket, connected to the daemon now (one
+ * restarted, a socket made again at the same path). */
+static void reconnect_syslog(void)
+{
+    char err[512];
+    int r = syslog_reconnect(err, sizeof(err));
+    if (!log_enabled(LOG_ERROR)) return;
+    if (r == 0) log_plain("%s: reconnected to syslog %s", strsignal(SIGUSR1), syslog_target_text());
+    else log_plain("%s: %s", strsignal(SIGUSR1), err);
+}
+
+/* SIGUSR2, SIGUSR1 without --log-file or --syslog, and SIGHUP while
+ * stopping: nothing to do, and nothing in flight is touched. Logged, so an
+ * operator sees nothing happened. */
 static void log_ignored_signal(int sig)
 {
     if (!log_enabled(LOG_ERROR)) return;
     if (sig == SIGHUP)
         log_plain("%s: ignored: ferry is stopping, it does not reload now", strsignal(sig));
     else if (sig == SIGUSR1)
-        log_plain("%s: ignored: logs go to stderr (no --log-file), there is no log file to reopen",
+        log_plain("%s: ignored: logs go to stderr (no --log-file, no --syslog), there is no log file to reopen",
                   strsignal(sig));
     else
         log_plain("%s: ignored", strsignal(sig));
@@ -200,7 +244,8 @@ static void reload(struct reload *rl, const struct ferry_cfg *cfg, unsigned n)
 }
 
 /* First SIGTERM/SIGINT drains; a second one, or SIGQUIT, stops at once;
- * SIGUSR1 reopens --log-file; SIGHUP reloads (server/reload.h). */
+ * SIGUSR1 reopens --log-file and reconnects --syslog; SIGHUP reloads
+ * (server/reload.h). */
 static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *lf, struct server_worker *ws, unsigned n,
                              struct reload *rl, struct shutdown *sd)
 {
@@ -213,8 +258,9 @@ static void wait_for_signals(const struct ferry_cfg *cfg, const struct logfile *
         int sig = sigtimedwait(&set, NULL, &tick);
         reload_reap(rl);
         if (sig < 0) continue;
-        if (sig == SIGUSR1 && lf->path) {
-            reopen_log_file(lf);
+        if (sig == SIGUSR1 && (lf->path || syslog_active())) {
+            if (lf->path) reopen_log_file(lf);
+            if (syslog_active()) reconnect_syslog();
             continue;
         }
         if (sig == SIGHUP && !sd->signals) {
@@ -295,11 +341,16 @@ static int run(struct ferry_cfg *cfg, int argc, char **argv)
     unsigned n = thread_count(cfg);
 
     if (open_log_file(cfg, &lf) < 0) return 1;
+    if (open_syslog(cfg, err, sizeof(err)) < 0) {
+        start_failed(&lf, err);
+        return 1;
+    }
     if (privdrop_prepare(cfg, &pd, err, sizeof(err)) < 0) {
         start_failed(&lf, err);
         return 2;
     }
     log_file_name_after_drop(&pd, &lf);
+    syslog_path_after_drop(cfg, &pd);
 
     signal(SIGPIPE, SIG_IGN);
     ferry_sigset(&set);
@@ -449,6 +500,7 @@ static int start(int argc, char **argv, char **args)
     log_set_sessions(cfg.log_sessions);
     int code = run(&cfg, argc, args);
     log_file_close();
+    syslog_close();         /* after: the writer sent what was queued */
     cfg_free(&cfg);
     return code;
 }

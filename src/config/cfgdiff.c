@@ -83,6 +83,9 @@ const char *cfg_global_change(const struct ferry_cfg *a, const struct ferry_cfg 
     if (a->log_format != b->log_format) return "--log-format";
     if (a->log_sessions != b->log_sessions) return "--log-sessions";
     if (strcmp(a->log_file, b->log_file) != 0) return "--log-file";
+    if (strcmp(a->syslog_target, b->syslog_target) != 0) return "--syslog";
+    if (a->syslog_facility != b->syslog_facility) return "--syslog-facility";
+    if (strcmp(a->syslog_tag, b->syslog_tag) != 0) return "--syslog-tag";
     if (a->drain_timeout_ms != b->drain_timeout_ms) return "--drain-timeout";
     if (strcmp(a->run_as, b->run_as) != 0) return "--run-as";
     if (strcmp(a->run_as_group, b->run_as_group) != 0) return "--run-as-group";

@@ -78,7 +78,8 @@ static void usage_general(FILE *out)
     fprintf(out, "\nWith no subcommand ferry runs 'socks' on %s.\n"
                  "Addresses: HOST:PORT, [v6]:PORT, :PORT or localhost:PORT. Durations: 250ms, 10s, 5m, 1h.\n"
                  "Signals: TERM or INT drains then stops (twice: at once), QUIT stops at once,\n"
-                 "USR1 reopens --log-file (logrotate); HUP and USR2 are logged and ignored.\n",
+                 "USR1 reopens --log-file (logrotate) and reconnects --syslog; HUP reloads;\n"
+                 "USR2 is logged and ignored.\n",
             CFG_SOCKS_LISTEN);
 }
 

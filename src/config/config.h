@@ -176,6 +176,9 @@ struct ferry_cfg {
     int log_format;                  /* LOG_TEXT or LOG_JSON (obs/log.h) */
     int log_sessions;                /* LOG_SESS_* bits */
     char log_file[256];      /* --log-file; "" = stderr (obs/log.h) */
+    char syslog_target[256];         /* --syslog; "" = none (obs/syslog.h) */
+    int syslog_facility;             /* --syslog-facility: 0..23 */
+    char syslog_tag[32];             /* --syslog-tag: a name (cfg_name_ok) */
     unsigned drain_timeout_ms;
     char run_as[64], run_as_group[64];        /* privilege drop (core/privdrop.h); "" = none */
     char chroot_dir[256];

@@ -14,6 +14,7 @@
 #include "crypto/replay.h"
 #include "crypto/ss_cipher.h"
 #include "obs/log.h"
+#include "obs/syslog.h"
 #include "resolver/resolver.h"
 #include "stage/rewrite.h"
 #include "stage/lua_filter.h"
@@ -757,6 +758,40 @@ static int parse_log_file(void *b, const char *v, char *e, size_t n)
     return parse_file_name(g->log_file, sizeof(g->log_file), v, e, n);
 }
 
+/* --syslog TARGET: checked here, opened at start (main.c): a name is looked
+ * up then, and `ferry check` sends nothing. */
+static int parse_syslog(void *base, const char *val, char *err, size_t errlen)
+{
+    struct ferry_cfg *g = base;
+    struct syslog_target t;
+    if (syslog_target_parse(val, &t, err, errlen) < 0) return -1;
+    return parse_text(g->syslog_target, sizeof(g->syslog_target), val, err, errlen);
+}
+
+static int parse_syslog_facility(void *base, const char *val, char *err, size_t errlen)
+{
+    int f = syslog_facility_parse(val);
+    if (f < 0) {
+        snprintf(err, errlen, "'%.40s': expected kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, "
+                 "authpriv, ftp or local0 to local7", val);
+        return -1;
+    }
+    ((struct ferry_cfg *)base)->syslog_facility = f;
+    return 0;
+}
+
+/* A tag is a name like a listener's: one token, within RFC 3164's 32. */
+_Static_assert(CFG_NAME_MAX <= SYSLOG_TAG_MAX, "a name must fit a syslog tag");
+static int parse_syslog_tag(void *base, const char *val, char *err, size_t errlen)
+{
+    struct ferry_cfg *g = base;
+    if (!cfg_name_ok(val)) {
+        snprintf(err, errlen, "'%.40s': expected 1 to %d letters, digits, '-', '_' or '.'", val, CFG_NAME_MAX);
+        return -1;
+    }
+    return parse_text(g->syslog_tag, sizeof(g->syslog_tag), val, err, errlen);
+}
+
 /* Names are looked up at start (core/privdrop.c), not here: parsing stays pure. */
 static int parse_run_as(void *b, const char *v, char *e, size_t n)
 {
@@ -980,6 +1015,13 @@ const struct opt_def opt_table[] = {
       "or start,end" },
     { "log-file", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_log_file,
       "FILE", "append log lines to FILE instead of stderr; SIGUSR1 reopens it (logrotate)" },
+    { "syslog", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_syslog,
+      "TARGET", "also send log lines to syslog (RFC 3164), to a local socket (unix:/dev/log, or any absolute path) "
+      "or over UDP (udp:HOST:PORT, HOST:PORT, [v6]:PORT; a name is looked up once, at start); SIGUSR1 reconnects" },
+    { "syslog-facility", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "daemon", parse_syslog_facility,
+      "NAME", "with --syslog: the facility, as syslog.conf names it (kern, user, daemon, auth, local0 to local7...)" },
+    { "syslog-tag", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, "ferry", parse_syslog_tag,
+      "TAG", "with --syslog: the name each message is tagged with, as TAG[PID]" },
     { "drain-timeout", 0, OPT_DURATION, SCOPE_GLOBAL, MODE_ALL, G(drain_timeout_ms), 0, 3600000,
       "10s", NULL, "DUR", "on SIGTERM/SIGINT, wait this long for sessions to finish" },
     { "run-as", 0, OPT_CUSTOM, SCOPE_GLOBAL, MODE_ALL, 0, 0, 0, NULL, parse_run_as,
@@ -1342,6 +1384,11 @@ int cfg_global_finish(const struct ferry_cfg *g, const char **key, char *err, si
     if (!g->run_as[0] && (g->run_as_group[0] || g->chroot_dir[0])) {
         *key = g->chroot_dir[0] ? "chroot" : "run-as-group";
         snprintf(err, errlen, "--%s needs --run-as USER", *key);
+        return -1;
+    }
+    if (!g->syslog_target[0] && (g->syslog_facility != SYSLOG_FACILITY_DEFAULT || strcmp(g->syslog_tag, "ferry") != 0)) {
+        *key = g->syslog_facility != SYSLOG_FACILITY_DEFAULT ? "syslog-facility" : "syslog-tag";
+        snprintf(err, errlen, "--%s needs --syslog TARGET", *key);
         return -1;
     }
     if (g->chroot_dir[0] && g->chroot_dir[0] != '/') {

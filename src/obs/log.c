@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "core/wfile.h"
+#include "obs/syslog.h"
 
 int log_level_current = LOG_INFO;
 
@@ -92,6 +93,82 @@ static void write_fd(const char *buf, size_t len)
     }
 }
 
+/* --syslog: the severity of one of our own lines, and the message to send
+ * (ms, mlen): a text line without its time and level ("TIME LEVEL msg"),
+ * a plain line ("ferry: msg", notice) without its prefix, a JSON line
+ * whole, with its "level" as the severity. Lines come only from this file,
+ * so their form is known. */
+static int syslog_line(const char *line, size_t len, const char **ms, size_t *mlen)
+{
+    static const int severity[] = { SYSLOG_SEV_NOTICE, SYSLOG_SEV_ERR, SYSLOG_SEV_WARNING, SYSLOG_SEV_INFO,
+                                    SYSLOG_SEV_DEBUG };
+    static const char json_level[] = "\"level\":\"";
+    const char *lv = NULL, *end = line + len;
+    *ms = line;
+    *mlen = len;
+    if (len >= 7 && memcmp(line, "ferry: ", 7) == 0) {
+        *ms = line + 7;
+        *mlen = len - 7;
+        return SYSLOG_SEV_NOTICE;
+    }
+    if (line[0] == '{') {
+        lv = memmem(line, len < 64 ? len : 64, json_level, sizeof(json_level) - 1);
+        if (lv) lv += sizeof(json_level) - 1;
+    } else {
+        const char *sp = memchr(line, ' ', len);
+        if (sp) lv = sp + 1;
+    }
+    for (int i = LOG_ERROR; lv && i <= LOG_DEBUG; i++) {
+        size_t n = strlen(level_names[i]);
+        if ((size_t)(end - lv) <= n || memcmp(lv, level_names[i], n) != 0 || (lv[n] != ' ' && lv[n] != '"'))
+            continue;
+        if (line[0] != '{') {
+            *ms = lv + n + 1;
+            *mlen = (size_t)(end - *ms);
+        }
+        return severity[i];
+    }
+    return SYSLOG_SEV_NOTICE;
+}
+
+/* Sends each line of buf (whole lines, each ending in '\n') to syslog.
+ * What syslog_send() says about drops becomes a line of the log (through
+ * log_plain: queued when the writer runs; else written now, which sends it
+ * here again once at most, since a second failure is not said). */
+static void write_syslog(const char *buf, size_t len)
+{
+    char why[128];
+    for (const char *p = buf, *end = buf + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p), mlen;
+        const char *ms;
+        uint64_t lost = 0;
+        const char *line = p;
+        p += n + 1;
+        if (n == 0) continue;
+        int severity = syslog_line(line, n, &ms, &mlen);
+        enum syslog_sent r = syslog_send(severity, ms, mlen, &lost, why, sizeof(why));
+        if (r == SYSLOG_SENT || r == SYSLOG_DROPPED || !log_enabled(LOG_ERROR)) continue;
+        if (r == SYSLOG_FAILING)
+            log_plain("syslog %s: %s: dropping lines until it takes them again (ferry_syslog_dropped_lines_total)",
+                      syslog_target_text(), why);
+        else if (r == SYSLOG_RESUMED)
+            log_plain("syslog %s: delivering again; %llu line%s dropped (ferry_syslog_dropped_lines_total)",
+                      syslog_target_text(), (unsigned long long)lost, lost == 1 ? "" : "s");
+        else
+            log_plain("syslog %s: %llu line%s dropped: the daemon's queue was full, or nothing listens on the UDP "
+                      "port (ferry_syslog_dropped_lines_total)", syslog_target_text(), (unsigned long long)lost,
+                      lost == 1 ? "" : "s");
+    }
+}
+
+/* Every destination: the file (or stderr), and syslog. */
+static void write_out(const char *buf, size_t len)
+{
+    write_fd(buf, len);
+    if (syslog_active()) write_syslog(buf, len);
+}
+
 /* The writer thread (log_writer_start): lines are appended to one of two
  * buffers, which the writer swaps and writes out, so that a slow reader of
  * the log (a full pipe, a stalled journald, a slow disk) stalls the writer
@@ -124,7 +201,7 @@ static void write_line(const char *buf, size_t len)
     pthread_mutex_lock(&writer.lock);
     if (!writer.running || !writer.fill) {
         pthread_mutex_unlock(&writer.lock);
-        write_fd(buf, len);
+        write_out(buf, len);
         return;
     }
     if (len > LOG_WBUF_SIZE - writer.fill_len) {
@@ -154,13 +231,13 @@ static void *writer_main(void *arg)
         writer.fill_len = 0;
         writer.unreported = 0;
         pthread_mutex_unlock(&writer.lock);
-        write_fd(buf, len);
+        write_out(buf, len);
         if (dropped) {
             char line[200];
             int n = snprintf(line, sizeof(line), "ferry: %llu log line%s dropped: the log could not keep up "
                              "(a slow disk or reader); ferry_log_dropped_lines_total counts them\n",
                              (unsigned long long)dropped, dropped == 1 ? "" : "s");
-            write_fd(line, (size_t)n);
+            write_out(line, (size_t)n);
         }
         pthread_mutex_lock(&writer.lock);
     }
@@ -216,6 +293,7 @@ void log_writer_stop(void)
 #define LOG_LINE_MAX 2048
 #define LOG_BATCH_SIZE (16u * 1024u)
 _Static_assert(LOG_LINE_MAX <= LOG_BATCH_SIZE, "a line must fit an empty batch");
+_Static_assert(LOG_LINE_MAX <= SYSLOG_MSG_MAX, "a line must fit a syslog message whole");
 static __thread char *batch;
 static __thread size_t batch_len;
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "obs/log.h"
+#include "obs/syslog.h"
 
 /* 5 ms .. 1 h: short requests to long tunnels. */
 const struct metrics_buckets metrics_duration_ms = {
@@ -808,6 +809,9 @@ int metrics_render(struct metrics_out *o, const char *version)
     family(o, "ferry_log_dropped_lines_total", "counter",
            "Log lines dropped because the log (a pipe, journald, a disk) could not keep up.");
     metrics_printf(o, "ferry_log_dropped_lines_total %llu\n", (unsigned long long)log_dropped_lines());
+    family(o, "ferry_syslog_dropped_lines_total", "counter",
+           "Log lines --syslog did not deliver: the daemon's queue was full, or it was not there (restarting).");
+    metrics_printf(o, "ferry_syslog_dropped_lines_total %llu\n", (unsigned long long)syslog_dropped_lines());
     family(o, "ferry_capture_dropped_records_total", "counter",
            "Capture (pcap) and hexdump records dropped because their writer was behind (traffic is never held).");
     metrics_printf(o, "ferry_capture_dropped_records_total{output=\"pcap\"} %llu\n",
