@@ -326,6 +326,10 @@ class Ferry:
         argv = list(self.argv)
         if "--log-level" in argv[:-1] and argv[argv.index("--log-level") + 1] == "quiet":
             return
+        if any(a == "--log-file" or a.startswith("--log-file=") for a in argv):
+            return                                  # the line goes to that file
+        # A config file may send it elsewhere too: then only a moment.
+        deadline = min(deadline, time.monotonic() + scaled(0.5))
         while time.monotonic() < deadline and self.proc.poll() is None:
             if " listening on " in self.log():
                 return
