@@ -1200,6 +1200,11 @@ static int finish_ss(struct listener_cfg *l, char *err, size_t errlen)
         snprintf(err, errlen, "ss-local needs the server: -s HOST:PORT");
         return -1;
     }
+    if (l->udp && l->nvia) {
+        snprintf(err, errlen, "--udp with --via: datagrams cannot go through parent proxies, and would leave "
+                 "directly");
+        return -1;
+    }
     if (l->udp && l->has_tunnel_to) {
         snprintf(err, errlen, "--udp with --tunnel-to: a fixed-target UDP tunnel is not supported (UDP comes "
                  "through the SOCKS front's UDP ASSOCIATE)");

@@ -276,3 +276,14 @@ def test_local_finds_server_by_name(fsrv, flocal, echo):
     t.close()
     d = loc.wait_sessions(1, timeout=5, pred=lambda d: "udp_up_dgrams" in d)[-1]
     assert int(d["udp_up_dgrams"]) >= 1 and int(d["udp_down_dgrams"]) >= 1, d["_line"]
+
+
+def test_udp_refused_with_parents_and_tunnel_to():
+    """Datagrams cannot go through --via parents (they would leave
+    directly), and ss-local's fixed-target tunnel has no UDP: one line each,
+    exit 2."""
+    from conftest import run_ferry
+    r = run_ferry("ss-server", "-l", "127.0.0.1:0", "-u", "-k", PW, "--via", "socks5://127.0.0.1:1")
+    assert r.returncode == 2 and "--udp with --via" in r.stderr.decode(), r.stderr.decode()
+    r = run_ferry("ss-local", "-l", "127.0.0.1:0", "-s", "127.0.0.1:1", "-u", "-k", PW, "--tunnel-to", "127.0.0.1:2")
+    assert r.returncode == 2 and "--udp with --tunnel-to" in r.stderr.decode(), r.stderr.decode()
