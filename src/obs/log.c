@@ -216,6 +216,9 @@ static void write_line(const char *buf, size_t len)
     pthread_mutex_unlock(&writer.lock);
 }
 
+#define LOG_LINE_MAX 2048
+static size_t plain_line(char *out, size_t cap, const char *text);
+
 static void *writer_main(void *arg)
 {
     (void)arg;
@@ -233,11 +236,13 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&writer.lock);
         write_out(buf, len);
         if (dropped) {
-            char line[200];
-            int n = snprintf(line, sizeof(line), "ferry: %llu log line%s dropped: the log could not keep up "
-                             "(a slow disk or reader); ferry_log_dropped_lines_total counts them\n",
-                             (unsigned long long)dropped, dropped == 1 ? "" : "s");
-            write_out(line, (size_t)n);
+            /* Written here, not queued: formatted as every other line
+             * (JSON too), to every destination. */
+            char text[200], line[LOG_LINE_MAX];
+            snprintf(text, sizeof(text), "%llu log line%s dropped: the log could not keep up "
+                     "(a slow disk or reader); ferry_log_dropped_lines_total counts them",
+                     (unsigned long long)dropped, dropped == 1 ? "" : "s");
+            write_out(line, plain_line(line, sizeof(line), text));
         }
         pthread_mutex_lock(&writer.lock);
     }
@@ -290,7 +295,6 @@ void log_writer_stop(void)
 }
 
 /* This thread's pending lines, or NULL when it does not batch. */
-#define LOG_LINE_MAX 2048
 #define LOG_BATCH_SIZE (16u * 1024u)
 _Static_assert(LOG_LINE_MAX <= LOG_BATCH_SIZE, "a line must fit an empty batch");
 _Static_assert(LOG_LINE_MAX <= SYSLOG_MSG_MAX, "a line must fit a syslog message whole");
@@ -429,24 +433,27 @@ void log_msg(int level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A "ferry: TEXT" line (or, with --log-format json, the JSON object of an
+ * info line) into out; its length, newline included. */
+static size_t plain_line(char *out, size_t cap, const char *text)
+{
+    size_t len;
+    if (log_format == LOG_JSON && format_json(out, cap, &len, LOG_INFO, text) == 0) return len;
+    int n = snprintf(out, cap - 1, "ferry: %s", text);
+    len = n < 0 ? 0 : (size_t)n;
+    if (len > cap - 2) len = cap - 2;
+    out[len++] = '\n';
+    return len;
+}
+
 void log_plain(const char *fmt, ...)
 {
-    char line[1024];
+    char text[1024], line[LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line + 7, sizeof(line) - 8, fmt, ap);
+    (void)vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    size_t jlen;
-    char json[LOG_LINE_MAX];
-    if (log_format == LOG_JSON && format_json(json, sizeof(json), &jlen, LOG_INFO, line + 7) == 0) {
-        log_flush();
-        write_line(json, jlen);
-        return;
-    }
-    memcpy(line, "ferry: ", 7);   /* a prefix; vsnprintf terminated the line. NOLINT(bugprone-not-null-terminated-result) */
-    size_t len = 7 + (n < 0 ? 0 : (size_t)n);
-    if (len > sizeof(line) - 2) len = sizeof(line) - 2;
-    line[len++] = '\n';
+    size_t len = plain_line(line, sizeof(line), text);
     log_flush();
     write_line(line, len);
 }

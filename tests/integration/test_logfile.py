@@ -311,16 +311,19 @@ def test_log_sessions_start_only_and_bad_values(ferry, servers):
 
 
 @pytest.mark.deadline(120)
-def test_a_log_nobody_reads_drops_lines_never_stalls_sessions(servers):
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_log_nobody_reads_drops_lines_never_stalls_sessions(servers, fmt):
     """stderr is a pipe nobody reads (a stalled journald, a stopped pager):
     once it is full, workers go on relaying; the lines that did not fit are
-    dropped and counted, and said once the reader is back."""
+    dropped and counted, and said once the reader is back, in the log's
+    format (a JSON object with --log-format json)."""
     import urllib.request
     from conftest import FERRY_BIN, listening
     echo = servers(peers.h_echo)
     port, mport = free_port(), free_port()
     p = subprocess.Popen([FERRY_BIN, "relay", "-u", echo.addr, "-l", "127.0.0.1:%d" % port,
-                          "--metrics", "127.0.0.1:%d" % mport, "--drain-timeout", "1s", "--log-sessions", "start,end"],
+                          "--metrics", "127.0.0.1:%d" % mport, "--drain-timeout", "1s", "--log-sessions", "start,end",
+                          "--log-format", fmt],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert peers.wait_until(lambda: listening(p.pid, port), scaled(5))
@@ -352,6 +355,11 @@ def test_a_log_nobody_reads_drops_lines_never_stalls_sessions(servers):
                 pass
             time.sleep(0.05)
         assert b"log lines dropped" in out, out[-2000:]
+        note = [ln for ln in out.splitlines() if b"log lines dropped" in ln][0]
+        if fmt == "json":
+            assert json.loads(note)["msg"].endswith("ferry_log_dropped_lines_total counts them"), note
+        else:
+            assert note.startswith(b"ferry: ") and b"log lines dropped" in note, note
     finally:
         p.send_signal(signal.SIGTERM)
         os.set_blocking(p.stderr.fileno(), True)
