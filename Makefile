@@ -3,7 +3,7 @@
 #   make            build ./ferry (release flags, -Werror)
 #   make run        install deps, build, run ferry on its default (SOCKS 127.0.0.1:1080)
 #   make test       install deps, lint + analyze, build, unit + integration tests, valgrind subset,
-#                   fuzz (corpus replay + 30 s per target), then all again under ASan+UBSan
+#                   fuzz (corpus replay + 10 s per target), then all again under ASan+UBSan
 #   make unit       unit tests only (cmocka)      make integration   pytest only
 #   make soak       soak and fault test for SOAK_SECONDS (default 180; make test runs 45)
 #   make fuzz       build and run every libFuzzer target for FUZZ_SECONDS each (FUZZ_JOBS at a time)
