@@ -34,10 +34,11 @@ struct front_ops {
      * codecs or push early data. 0, or -1 to close. */
     int (*attach)(struct session *s);
     /* Upstream connected; `bound` is its local address (zero unless
-     * needs_bound: reading it costs a getsockname per connection). Queue
-     * the success reply. */
+     * needs_bound says so: reading it costs a getsockname per connection).
+     * Queue the success reply. */
     void (*on_connected)(struct session *s, const struct net_addr *bound);
-    int needs_bound;
+    /* Optional: whether on_connected needs `bound` for this session. */
+    int (*needs_bound)(const struct session *s);
     /* Optional, BIND (s->bind): listening at `bound` for the peer; queue the
      * first reply. on_connected then gives the second, naming the peer
      * (s->upstream). */

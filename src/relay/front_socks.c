@@ -322,9 +322,21 @@ static void reply_ok(struct session *s, const struct net_addr *addr)
     }
 }
 
+/* BND.ADDR names ferry's socket to the destination. Through a tunnel
+ * (ss-local; mux-local's streams have no socket) or a parent (--via) that
+ * socket leads to the tunnel's server or the parent, of no use to the
+ * client: 0.0.0.0:0 then, as shadowsocks-libev's ss-local answers, and no
+ * getsockname per connection. */
+static int reply_names_socket(const struct session *s)
+{
+    return !s->bind && cfg(s)->mode == MODE_SOCKS && !cfg(s)->nvia;
+}
+
 static void socks_on_connected(struct session *s, const struct net_addr *bound)
 {
-    reply_ok(s, s->bind ? &s->upstream : bound);   /* BIND's second reply: the peer */
+    static const struct net_addr none;
+    /* BIND's second reply: the peer. */
+    reply_ok(s, s->bind ? &s->upstream : reply_names_socket(s) ? bound : &none);
 }
 
 /* BIND's first reply: where ferry listens. */
@@ -367,7 +379,7 @@ const struct front_ops front_socks = {
     .init = socks_init,
     .on_data = socks_on_data,
     .on_connected = socks_on_connected,
-    .needs_bound = 1,          /* BND.ADDR / DSTIP of the reply */
+    .needs_bound = reply_names_socket,      /* BND.ADDR / DSTIP of the reply */
     .on_listening = socks_on_listening,
     .on_failed = socks_on_failed,
     .log_fields = socks_log_fields,

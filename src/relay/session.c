@@ -687,7 +687,8 @@ void sess_relay_start_endpoint(struct session *s)
     int fd = endpoint_fd(&s->uep);
     s->state = SESS_RELAYING;
     memset(&bound, 0, sizeof(bound));
-    if (fd >= 0 && ((s->front && s->front->needs_bound) || tap_captures(s->tap))) {
+    int want = s->front && s->front->needs_bound && s->front->needs_bound(s);
+    if (fd >= 0 && (want || tap_captures(s->tap))) {
         if (sock_local_addr(fd, &bound) < 0) memset(&bound, 0, sizeof(bound));
         tap_upstream(s->tap, &bound, &s->upstream);
     }

@@ -1512,3 +1512,21 @@ def test_server_speaks_first_is_not_stalled(fsrv, flocal, servers):
     c.settimeout(scaled(2))
     assert recv_line(c) == b"220 ready\r\n"
     c.close()
+
+
+def test_local_reply_names_no_socket(fsrv, flocal, servers):
+    """ss-local's SOCKS5 reply carries 0.0.0.0:0, as shadowsocks-libev's
+    does: the socket it could name leads to the ss-server, not to the
+    destination, and reading it would cost a getsockname per connection."""
+    up = servers(peers.h_echo, name="echo")
+    srv = fsrv()
+    loc = flocal(srv.addr)
+    ph, pp = loc.addr.rsplit(":", 1)
+    s = peers.connect(ph, int(pp), timeout=scaled(5))
+    s.sendall(b"\x05\x01\x00")
+    assert recv_exact(s, 2, "method selection") == b"\x05\x00"
+    s.sendall(s5_request_bytes("127.0.0.1", up.port))
+    assert recv_exact(s, 10, "SOCKS5 reply") == b"\x05\x00\x00\x01" + b"\x00" * 6
+    s.sendall(b"still relays")
+    assert recv_exact(s, 12, "echo") == b"still relays"
+    s.close()
