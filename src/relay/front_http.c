@@ -13,8 +13,8 @@
  *   as it comes, framed as the request says (stage/http_one.h). One
  *   request per client connection: the origin closes after its response,
  *   and so does ferry; a next request on the connection (a client keeping
- *   it alive) is never forwarded but ends the session
- *   (end=http_next_request), and the client sends it again on a new one.
+ *   it alive, or pipelining) is held, never forwarded (stage/http_one.h),
+ *   and the client sends it again on a new connection.
  * - Failures are HTTP responses with Connection: close: 400 malformed, 405
  *   a method not proxied, 407 no or wrong credentials (Basic, checked
  *   against the listener's users), 431 head too large, 403 destination

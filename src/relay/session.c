@@ -338,8 +338,8 @@ static enum sess_end stage_end(enum pump_result r, uint8_t role)
     /* Only a lua toxic's script fails: the toxic queue never does. */
     if (role == STAGE_TOXICS) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_TOXIC;
     if (role == STAGE_FILTER) return r == PUMP_STAGE_ERROR ? END_FILTER_ERROR : END_FILTER;
-    /* A decoder closes only at a message's end: HTTP's one request per
-     * connection (stage/http_one.h). */
+    /* A decoder closes only past a message's end: HTTP's one request per
+     * connection, whose origin stayed open (stage/http_one.h). */
     if (role == STAGE_DECODER && r == PUMP_STAGE_CLOSE) return END_HTTP_NEXT_REQUEST;
     return END_CRYPTO_ERROR;        /* a decoder or encoder refused the stream */
 }

@@ -253,7 +253,9 @@ static void ss_close(struct udp_assoc *a)
     if (!a->ss) return;
     if (a->ss->rq) resolver_cancel(a->ss->rq);
     if (a->ss->io.fd >= 0) loop_io_close(a->loop, &a->ss->io);
-    free(a->ss);
+    /* Its io may have an event later in this batch (the loop skips it:
+     * fd -1), so the memory goes after the batch. */
+    loop_defer_free(a->loop, a->ss, free);
     a->ss = NULL;
 }
 

@@ -447,3 +447,26 @@ def test_next_request_starred_in_capture(socks, identify, workdir, framing):
     # The body as forwarded and its echo on both legs (3), and as the client
     # sent it, unless chunked (starred).
     assert data.count(b"BODY") == (4 if framing == "content-length" else 3), data.count(b"BODY")
+
+
+@pytest.mark.deadline(60)
+def test_pipelined_request_held_while_the_first_answer_arrives_whole(socks, http4, bigfile):
+    """A stray CRLF after a request is dropped (RFC 9112 2.2), and a
+    pipelined second request is held, never forwarded, while the first's
+    6 MB answer comes back whole; the origin's close (it was asked for
+    Connection: close) then ends the session."""
+    f = socks()
+    s = f.connect()
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n\r\n" % http4.url("mid.bin").encode()
+              + b"GET http://127.0.0.1:%d/other.bin HTTP/1.1\r\nHost: x\r\n\r\n" % http4.port)
+    got, how = read_until_close(s, scaled(20))
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head[:200]
+    assert how == "eof" and len(body) == bigfile["mid_len"] and peers.sha256(body) == bigfile["mid"], \
+        (how, len(body))
+    line = f.wait_sessions(1)[0]
+    assert line["end"] != "http_next_request" and int(line["down"]) >= bigfile["mid_len"], line["_line"]
+    http4.log.seek(0)
+    served = http4.log.read()
+    assert b"/other.bin" not in served, "the held request reached the origin"

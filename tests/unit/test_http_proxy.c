@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "proto/http_proxy.h"
+#include "stage/http_one.h"
 
 static enum http_proxy_status feed_exact(struct http_proxy_req *r, const char *msg, size_t len)
 {
@@ -398,6 +399,73 @@ static void test_body_framing_errors(void **state)
     }
 }
 
+/* The stage over plain arrays: the forwarded head passes, then the body;
+ * an empty line after it is dropped; a next request is held (nothing
+ * used, nothing made) until the grace time, then STAGE_CLOSE; the client's
+ * EOF passes on. */
+static enum stage_status one_call(void *st, const char *in, size_t inlen, uint64_t now, int eof, char *out,
+                                  size_t *used, size_t *made, int *out_eof)
+{
+    struct stage_io io;
+    memset(&io, 0, sizeof(io));
+    io.in = (const uint8_t *)in;
+    io.inlen = inlen;
+    io.in_eof = eof;
+    io.out = (uint8_t *)out;
+    io.outcap = 4096;
+    io.now_us = now;
+    enum stage_status r = http_one_stage_ops.process(st, &io);
+    *used = io.used;
+    *made = io.made;
+    *out_eof = io.out_eof;
+    return r;
+}
+
+static void test_http_one_stage(void **state)
+{
+    (void)state;
+    const char *head = "POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+    const char *fwd = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\n";
+    struct http_proxy_req r;
+    char out[4096];
+    size_t used, made;
+    int eof;
+    http_proxy_init(&r);
+    assert_int_equal(http_proxy_feed(&r, (const uint8_t *)head, strlen(head)), HTTP_PROXY_DONE);
+    void *st = http_one_new(&r, strlen(fwd));
+    assert_non_null(st);
+    /* The head, then the body and more in one input: only the body goes. */
+    assert_int_equal(one_call(st, fwd, strlen(fwd), 10, 0, out, &used, &made, &eof), STAGE_OK);
+    assert_int_equal(used, strlen(fwd));
+    assert_int_equal(made, strlen(fwd));
+    assert_int_equal(one_call(st, "abc\r\nGET", 8, 20, 0, out, &used, &made, &eof), STAGE_OK);
+    assert_int_equal(used, 3);
+    assert_memory_equal(out, "abc", 3);
+    /* The CRLF is dropped; the next request is held. */
+    assert_int_equal(one_call(st, "\r\nGET", 5, 30, 0, out, &used, &made, &eof), STAGE_OK);
+    assert_int_equal(used, 2);
+    assert_int_equal(made, 0);
+    assert_int_equal(one_call(st, "GET", 3, 40, 0, out, &used, &made, &eof), STAGE_OK);
+    assert_int_equal(used + made, 0);
+    /* Seen first at 30, with the CRLF in front of it. */
+    assert_int_equal(http_one_stage_ops.next_wakeup(st), 30 + HTTP_ONE_GRACE_US);
+    assert_int_equal(one_call(st, "GET", 3, 30 + HTTP_ONE_GRACE_US - 1, 0, out, &used, &made, &eof), STAGE_OK);
+    assert_int_equal(one_call(st, "GET", 3, 30 + HTTP_ONE_GRACE_US, 0, out, &used, &made, &eof), STAGE_CLOSE);
+    assert_int_equal(used + made, 0);
+    http_one_stage_ops.free(st);
+
+    /* A GET: nothing after the head is body; the client's EOF goes on. */
+    const char *get = "GET http://a/ HTTP/1.1\r\n\r\n";
+    http_proxy_init(&r);
+    assert_int_equal(http_proxy_feed(&r, (const uint8_t *)get, strlen(get)), HTTP_PROXY_DONE);
+    st = http_one_new(&r, 4);
+    assert_int_equal(one_call(st, "HEAD", 4, 1, 0, out, &used, &made, &eof), STAGE_OK);
+    assert_int_equal(made, 4);
+    assert_int_equal(one_call(st, "", 0, 2, 1, out, &used, &made, &eof), STAGE_OK);
+    assert_true(eof);
+    http_one_stage_ops.free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_build_error),
         cmocka_unit_test(test_body_framing_every_split),
         cmocka_unit_test(test_body_framing_errors),
+        cmocka_unit_test(test_http_one_stage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
