@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 #include "core/loop.h"
 #include "obs/log.h"
@@ -477,7 +476,7 @@ static int shared_init_ss(struct relay_shared *sh, const struct listener_cfg *lc
         sh->nudp = (size_t)n;
     }
     if (shared_init(sh, lc, err, errlen) < 0) {
-        for (size_t j = 0; j < sh->nudp; j++) close(sh->udp_fds[j]);
+        ss_udp_unbind(sh->udp_fds, sh->nudp);
         sh->nudp = 0;
         return -1;
     }
@@ -486,10 +485,14 @@ static int shared_init_ss(struct relay_shared *sh, const struct listener_cfg *lc
 
 static void shared_free_ss(struct relay_shared *sh)
 {
-    for (size_t j = 0; j < sh->nudp; j++) close(sh->udp_fds[j]);
+    ss_udp_unbind(sh->udp_fds, sh->nudp);
     sh->nudp = 0;
     shared_free(sh);
 }
+
+/* A retiring listener (reload) or the process draining: its UDP clients
+ * end now, and its successor, if any, reads the same socket. */
+static void drain_ss_server(struct relay_listener *rl) { ss_udp_server_drain(rl->ss_udp); }
 
 /* One thread reads the UDP sockets, so that each client meets one NAT
  * entry. */
@@ -503,7 +506,8 @@ static int start_ss_server(struct relay_listener *rl, char *err, size_t errlen)
 static const struct listener_handler ss_server_handler = {
     .shared_init = shared_init_ss, .shared_free = shared_free_ss,
     .attach = attach, .start = start_ss_server, .accept = accept_session, .retarget = retarget_plain,
-    .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .detach = detach,
+    .close_sessions = close_sessions, .refresh_toxics = refresh_toxics, .drain = drain_ss_server,
+    .detach = detach,
 };
 
 static const struct listener_handler relay_mode_handler = {

@@ -2,6 +2,8 @@
 #include "relay/ss_udp_server.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "core/loop.h"
 #include "crypto/rand_pool.h"
 #include "crypto/replay.h"
+#include "net/sock.h"
 #include "net/udp.h"
 #include "obs/log.h"
 #include "policy/acl.h"
@@ -36,6 +39,7 @@ struct ss_udp_client {
     unsigned sock;                        /* the listening socket it came in on: replies leave by it */
     int counted_ip;                       /* admission counts, given back at the end */
     uint64_t id, start_ms;
+    uint64_t loop_start_ms;               /* start, on the loop's clock (its timers') */
     struct loop_timer timer;
     struct udp_out out;
     char first_dest[SOCKS_ADDR_FMT_MAX];  /* for the log */
@@ -57,27 +61,91 @@ struct ss_udp_server {
 
 static const struct listener_cfg *cfg_of(const struct ss_udp_server *u) { return u->rl->cfg; }
 
+/* The UDP sockets in use, by the address they are bound to. A reload's
+ * new listener on an address takes a dup() of the socket bound there at
+ * start, rather than binding again: that bind came before privileges were
+ * dropped (a port below 1024, or a SO_REUSEPORT group another user's
+ * socket cannot join), and one socket means the port never closes and no
+ * datagram lands in a socket nobody reads. */
+#define SS_UDP_SOCKETS 64
+static struct {
+    struct net_addr addr;
+    int fd;                      /* the first socket; users hold dup()s of it */
+    unsigned refs;
+} held[SS_UDP_SOCKETS];
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A dup of the socket bound at a, binding it first if nobody holds one.
+ * -1 with errno. Called with held_lock. */
+static int take_socket(const struct net_addr *a)
+{
+    int free_slot = -1;
+    for (int i = 0; i < SS_UDP_SOCKETS; i++) {
+        if (held[i].refs && net_addr_equal(&held[i].addr, a)) {
+            int fd = fcntl(held[i].fd, F_DUPFD_CLOEXEC, 0);
+            if (fd >= 0) held[i].refs++;
+            return fd;
+        }
+        if (!held[i].refs && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) {
+        errno = EMFILE;
+        return -1;
+    }
+    int s = udp_socket(a->u.sa.sa_family, a, 1), fd;
+    if (s < 0) return -1;
+    /* Every client shares this socket (UDP ASSOCIATE has one per
+     * association): a deeper queue rides out bursts while one thread reads
+     * it. Best effort, up to net.core.rmem_max. */
+    int rcvbuf = SS_UDP_RCVBUF;
+    (void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    if (sock_local_addr(s, &held[free_slot].addr) < 0 || (fd = fcntl(s, F_DUPFD_CLOEXEC, 0)) < 0) {
+        int e = errno;
+        close(s);
+        errno = e;
+        return -1;
+    }
+    held[free_slot].fd = s;
+    held[free_slot].refs = 1;
+    return fd;
+}
+
+static void give_back(int fd)
+{
+    struct net_addr a;
+    int r = sock_local_addr(fd, &a);
+    close(fd);
+    if (r < 0) return;
+    for (int i = 0; i < SS_UDP_SOCKETS; i++) {
+        if (!held[i].refs || !net_addr_equal(&held[i].addr, &a)) continue;
+        if (--held[i].refs == 0) close(held[i].fd);
+        return;
+    }
+}
+
 int ss_udp_bind(const struct listener_cfg *lc, int *fds, char *err, size_t errlen)
 {
     char a[NET_ADDR_STRLEN];
+    pthread_mutex_lock(&held_lock);
     for (size_t j = 0; j < lc->nlisten; j++) {
-        /* SO_REUSEPORT: a reload's new listener binds beside this one. */
-        fds[j] = udp_socket(lc->listen[j].u.sa.sa_family, &lc->listen[j], 1);
-        if (fds[j] >= 0) {
-            /* Every client shares this socket (UDP ASSOCIATE has one per
-             * association): a deeper queue rides out bursts while one
-             * thread reads it. Best effort, up to net.core.rmem_max. */
-            int rcvbuf = SS_UDP_RCVBUF;
-            (void)setsockopt(fds[j], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-        }
+        fds[j] = take_socket(&lc->listen[j]);
         if (fds[j] < 0) {
             snprintf(err, errlen, "cannot bind UDP %s: %s", net_addr_format(&lc->listen[j], a, sizeof(a)),
                      strerror(errno));
-            for (size_t k = 0; k < j; k++) close(fds[k]);
+            for (size_t k = 0; k < j; k++) give_back(fds[k]);
+            pthread_mutex_unlock(&held_lock);
             return -1;
         }
     }
+    pthread_mutex_unlock(&held_lock);
     return (int)lc->nlisten;
+}
+
+void ss_udp_unbind(const int *fds, size_t n)
+{
+    pthread_mutex_lock(&held_lock);
+    for (size_t j = 0; j < n; j++) give_back(fds[j]);
+    pthread_mutex_unlock(&held_lock);
 }
 
 /* ---- the NAT table ---- */
@@ -135,9 +203,12 @@ static void client_end(struct ss_udp_client *c, const char *end)
 static void client_timer_cb(struct loop *l, struct loop_timer *t)
 {
     struct ss_udp_client *c = t->owner;
-    uint64_t at = c->out.last_ms + cfg_of(c->srv)->udp_timeout_ms;
-    if (loop_now(l) >= at) client_end(c, "idle_timeout");
-    else loop_timer_arm(l, t, at);                 /* re-armed lazily: relaying only moves last_ms */
+    const struct listener_cfg *lc = cfg_of(c->srv);
+    uint64_t at = c->out.last_ms + lc->udp_timeout_ms;
+    uint64_t max = lc->max_session_ms ? c->loop_start_ms + lc->max_session_ms : UINT64_MAX;
+    if (loop_now(l) >= max) client_end(c, "max_session_time");
+    else if (loop_now(l) >= at) client_end(c, "idle_timeout");
+    else loop_timer_arm(l, t, at < max ? at : max);   /* re-armed lazily: relaying only moves last_ms */
 }
 
 /* A reply from a destination: ATYP ADDR PORT of its source in front, then
@@ -189,8 +260,11 @@ static struct ss_udp_client *client_new(struct ss_udp_server *u, unsigned sock, 
     c->id = sess_new_id();
     c->start_ms = clock_now_ms();
     udp_out_init(&c->out, u->loop, lc, rlistener_resolver(rl), reply_cb, c);
+    c->loop_start_ms = loop_now(u->loop);
     loop_timer_init(&c->timer, client_timer_cb, c);
-    loop_timer_arm(u->loop, &c->timer, c->out.last_ms + lc->udp_timeout_ms);
+    uint64_t at = c->out.last_ms + lc->udp_timeout_ms;
+    if (lc->max_session_ms && c->loop_start_ms + lc->max_session_ms < at) at = c->loop_start_ms + lc->max_session_ms;
+    loop_timer_arm(u->loop, &c->timer, at);
     unsigned b = bucket_of(from);
     c->next = u->buckets[b];
     u->buckets[b] = c;
@@ -290,13 +364,20 @@ struct ss_udp_server *ss_udp_server_start(struct relay_listener *rl, const int *
     return u;
 }
 
+void ss_udp_server_drain(struct ss_udp_server *u)
+{
+    if (!u) return;
+    /* The fds are dup()s the listener's shared state closes. */
+    for (size_t j = 0; j < u->nio; j++)
+        if (u->io[j].fd >= 0) loop_io_del(u->loop, &u->io[j]);
+    for (size_t b = 0; b < SS_UDP_BUCKETS; b++)
+        while (u->buckets[b]) client_end(u->buckets[b], "drain");
+}
+
 void ss_udp_server_stop(struct ss_udp_server *u)
 {
     if (!u) return;
-    for (size_t b = 0; b < SS_UDP_BUCKETS; b++)
-        while (u->buckets[b]) client_end(u->buckets[b], "drain");
-    /* The fds are the listener's shared state's, closed with it. */
-    for (size_t j = 0; j < u->nio; j++) loop_io_del(u->loop, &u->io[j]);
+    ss_udp_server_drain(u);
     uint64_t k = 0;
     for (size_t j = 0; j < CFG_MAX_LISTEN; j++) k += u->kernel[j];
     if ((u->drop_auth || u->drop_replay || u->drop_refused || u->drop_full || k) && log_enabled(LOG_INFO))

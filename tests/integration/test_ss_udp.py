@@ -287,3 +287,57 @@ def test_udp_refused_with_parents_and_tunnel_to():
     assert r.returncode == 2 and "--udp with --via" in r.stderr.decode(), r.stderr.decode()
     r = run_ferry("ss-local", "-l", "127.0.0.1:0", "-s", "127.0.0.1:1", "-u", "-k", PW, "--tunnel-to", "127.0.0.1:2")
     assert r.returncode == 2 and "--udp with --tunnel-to" in r.stderr.decode(), r.stderr.decode()
+
+
+@pytest.mark.deadline(60)
+@pytest.mark.parametrize("run_as", [False, True], ids=["root", "run-as-nobody"])
+def test_reload_keeps_the_udp_port(ferry, workdir, echo, run_as):
+    """A reload that changes an ss-server -u listener keeps its UDP socket
+    (shared with the new listener, not bound again: after --run-as a new
+    bind could not join the old socket's port): datagrams are answered
+    before, across and after three reloads, by one socket."""
+    import os as _os
+    import pwd
+    import signal as _signal
+    from conftest import free_port
+    if run_as:
+        if _os.geteuid() != 0:
+            pytest.skip("--run-as needs root")
+        try:
+            pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("no user 'nobody'")
+    import shutil
+    import tempfile
+    e = echo()
+    port = free_port()
+    # nobody reads the file again at each reload: a directory it may enter.
+    d = tempfile.mkdtemp(prefix="ferry-ssu-")
+    _os.chmod(d, 0o755)
+    path = _os.path.join(d, "ss.yaml")
+
+    def conf(maxconn):
+        return ("%slisteners:\n  - {name: s, mode: ss-server, listen: \"127.0.0.1:%d\", password: \"%s\", "
+                "udp: true, allow-dest: [\"127.0.0.1/32\"], maxconn: %d}\n"
+                % ("run-as: nobody\n" if run_as else "", port, PW, maxconn))
+    with open(path, "w") as fh:
+        fh.write(conf(100))
+    _os.chmod(path, 0o644)
+    f = ferry("run", "-c", path, listen=("127.0.0.1", port))
+    u = udp_client()
+
+    def answered(tag):
+        u.sendto(seal(addr_of("127.0.0.1", e.port) + tag), ("127.0.0.1", port))
+        return unseal(u.recvfrom(65535)[0]).endswith(tag)
+    assert answered(b"before")
+    for i in range(3):
+        with open(path, "w") as fh:
+            fh.write(conf(200 + i))
+        n = f.log().count(": reloaded ")
+        f.signal(_signal.SIGHUP)
+        assert peers.wait_until(lambda: f.log().count(": reloaded ") > n or "reload failed" in f.log(), scaled(5))
+        assert "reload failed" not in f.log(), f.log()[-2000:]
+        assert answered(b"after %d" % i)
+    with open("/proc/net/udp") as fh:
+        assert sum(1 for ln in fh.readlines()[1:] if ":%04X " % port in ln.split()[1] + " ") == 1
+    shutil.rmtree(d, ignore_errors=True)
