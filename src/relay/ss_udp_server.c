@@ -38,8 +38,7 @@ struct ss_udp_client {
     struct net_addr addr;                 /* the client's address and port */
     unsigned sock;                        /* the listening socket it came in on: replies leave by it */
     int counted_ip;                       /* admission counts, given back at the end */
-    uint64_t id, start_ms;
-    uint64_t loop_start_ms;               /* start, on the loop's clock (its timers') */
+    uint64_t id, start_ms;                /* start_ms: the loop's clock, as its timers */
     struct loop_timer timer;
     struct udp_out out;
     char first_dest[SOCKS_ADDR_FMT_MAX];  /* for the log */
@@ -200,15 +199,24 @@ static void client_end(struct ss_udp_client *c, const char *end)
     loop_defer_free(u->loop, c, free);
 }
 
+/* The earlier of the idle deadline and --max-session-time. */
+static uint64_t client_deadline(const struct ss_udp_client *c)
+{
+    const struct listener_cfg *lc = cfg_of(c->srv);
+    uint64_t idle = c->out.last_ms + lc->udp_timeout_ms;
+    uint64_t max = lc->max_session_ms ? c->start_ms + lc->max_session_ms : UINT64_MAX;
+    return max < idle ? max : idle;
+}
+
+/* Re-armed lazily: relaying only moves last_ms. */
 static void client_timer_cb(struct loop *l, struct loop_timer *t)
 {
     struct ss_udp_client *c = t->owner;
     const struct listener_cfg *lc = cfg_of(c->srv);
-    uint64_t at = c->out.last_ms + lc->udp_timeout_ms;
-    uint64_t max = lc->max_session_ms ? c->loop_start_ms + lc->max_session_ms : UINT64_MAX;
-    if (loop_now(l) >= max) client_end(c, "max_session_time");
-    else if (loop_now(l) >= at) client_end(c, "idle_timeout");
-    else loop_timer_arm(l, t, at < max ? at : max);   /* re-armed lazily: relaying only moves last_ms */
+    uint64_t now = loop_now(l);
+    if (lc->max_session_ms && now >= c->start_ms + lc->max_session_ms) client_end(c, "max_session_time");
+    else if (now >= c->out.last_ms + lc->udp_timeout_ms) client_end(c, "idle_timeout");
+    else loop_timer_arm(l, t, client_deadline(c));
 }
 
 /* A reply from a destination: ATYP ADDR PORT of its source in front, then
@@ -258,13 +266,10 @@ static struct ss_udp_client *client_new(struct ss_udp_server *u, unsigned sock, 
     c->sock = sock;
     c->counted_ip = counted_ip;
     c->id = sess_new_id();
-    c->start_ms = clock_now_ms();
+    c->start_ms = loop_now(u->loop);
     udp_out_init(&c->out, u->loop, lc, rlistener_resolver(rl), reply_cb, c);
-    c->loop_start_ms = loop_now(u->loop);
     loop_timer_init(&c->timer, client_timer_cb, c);
-    uint64_t at = c->out.last_ms + lc->udp_timeout_ms;
-    if (lc->max_session_ms && c->loop_start_ms + lc->max_session_ms < at) at = c->loop_start_ms + lc->max_session_ms;
-    loop_timer_arm(u->loop, &c->timer, at);
+    loop_timer_arm(u->loop, &c->timer, client_deadline(c));
     unsigned b = bucket_of(from);
     c->next = u->buckets[b];
     u->buckets[b] = c;

@@ -198,11 +198,7 @@ static void ss_send(struct udp_assoc *a, const struct socks_addr *dst, const uin
 {
     struct udp_ss *x = a->ss;
     uint8_t pkt[UDP_DGRAM_MAX], salt[SS_SALT_MAX];
-    const struct listener_cfg *c = cfg_of(a);
-    int allowed = dst->atyp == SOCKS_ATYP_DOMAIN
-                      ? acl_check_dest_name(&c->dest_acl, dst->host, dst->port) != ACL_DENY
-                      : acl_check_dest(&c->dest_acl, NULL, dst->atyp == SOCKS_ATYP_IPV4 ? 4 : 6, dst->ip, dst->port);
-    if (!allowed) {
+    if (!udp_out_allowed(cfg_of(a), dst)) {
         a->out.st.drop_denied++;
         return;
     }

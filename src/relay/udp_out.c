@@ -63,16 +63,17 @@ static void remember_peer(struct udp_out *o, const struct net_addr *x)
 
 /* host: the name the client gave (NULL for an address), which name rules
  * of the destination policy match. */
-static int dest_allowed(const struct udp_out *o, const char *host, const struct net_addr *to)
+static int allowed_at(const struct listener_cfg *cfg, const char *host, const struct net_addr *to)
 {
     size_t len;
     const uint8_t *ip = net_addr_ip(to, &len);
-    return acl_check_dest(&o->cfg->dest_acl, host, len == 4 ? 4 : 6, ip, net_addr_port(to));
+    return acl_check_dest(&cfg->dest_acl, host, len == 4 ? 4 : 6, ip, net_addr_port(to));
 }
+
 
 static void send_up(struct udp_out *o, const struct net_addr *to, const char *host, const uint8_t *p, size_t n)
 {
-    if (!dest_allowed(o, host, to)) {
+    if (!allowed_at(o->cfg, host, to)) {
         o->st.drop_denied++;
         return;
     }
@@ -96,7 +97,7 @@ static void resolved_cb(void *arg, int status, const struct resolved *res)
     for (i = 0; i < res->n; i++) {
         net_addr_from_sockaddr(&to, (const struct sockaddr *)&res->addr[i], res->len[i]);
         udp_unmap(&to);
-        if (dest_allowed(o, o->pending_host, &to)) break;
+        if (allowed_at(o->cfg, o->pending_host, &to)) break;
     }
     if (status != RESOLVER_OK || res->n == 0) {
         o->st.drop_dns++;
@@ -147,6 +148,14 @@ static void addr_from_socks(const struct socks_addr *d, struct net_addr *to)
 {
     net_addr_from_ip(to, d->atyp == SOCKS_ATYP_IPV4 ? 4 : 6, d->ip, d->port);
     udp_unmap(to);
+}
+
+int udp_out_allowed(const struct listener_cfg *cfg, const struct socks_addr *dst)
+{
+    struct net_addr to;
+    if (dst->atyp == SOCKS_ATYP_DOMAIN) return acl_check_dest_name(&cfg->dest_acl, dst->host, dst->port) != ACL_DENY;
+    addr_from_socks(dst, &to);
+    return allowed_at(cfg, NULL, &to);
 }
 
 void udp_out_send(struct udp_out *o, const struct socks_addr *dst, const uint8_t *p, size_t n)

@@ -76,6 +76,12 @@ void udp_out_init(struct udp_out *o, struct loop *l, const struct listener_cfg *
  * policy allows it. */
 void udp_out_send(struct udp_out *o, const struct socks_addr *dst, const uint8_t *p, size_t n);
 
+/* Whether cfg's destination policy lets a datagram go to dst as the client
+ * named it: a name by the name rules (its addresses are judged once
+ * resolved, in udp_out_send), an address (IPv4-mapped IPv6 as IPv4) by
+ * all. For relays that do not resolve themselves (ss-local -u). */
+int udp_out_allowed(const struct listener_cfg *cfg, const struct socks_addr *dst);
+
 /* Closes the sockets and cancels the lookup; o itself is the caller's. */
 void udp_out_close(struct udp_out *o);
 
