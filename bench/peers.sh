@@ -130,30 +130,12 @@ start_microsocks() {
     PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
 }
 
-start_danted() {
-    cat >"$TMP/danted.conf" <<EOF
+# danted on PORT with NAME's config; RULE is the body of its `socks pass`.
+danted_with() {
+    local name=$1 port=$2 rule=$3
+    cat >"$TMP/$name.conf" <<EOF
 logoutput: stderr
-internal: 127.0.0.1 port = $1
-external: 127.0.0.1
-clientmethod: none
-socksmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
-socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
-EOF
-    spawn danted danted -f "$TMP/danted.conf" -p "$TMP/danted.pid"
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
-}
-
-# danted for UDP ASSOCIATE: the commands spelled out (udpreply lets the
-# echo server's answers back in); a command list must end its line.
-# udp.connectdst stays at its default (yes: the relay socket is connected
-# to the destination, the faster path).
-start_danted_udp() {
-    cat >"$TMP/danted-udp.conf" <<EOF
-logoutput: stderr
-internal: 127.0.0.1 port = $1
+internal: 127.0.0.1 port = $port
 external: 127.0.0.1
 clientmethod: none
 socksmethod: none
@@ -161,13 +143,25 @@ user.privileged: root
 user.unprivileged: nobody
 client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: error }
 socks pass {
-    from: 127.0.0.0/8 to: 0.0.0.0/0
-    command: bind connect udpassociate bindreply udpreply
-    log: error
+$rule
 }
 EOF
-    spawn danted-udp danted -f "$TMP/danted-udp.conf" -p "$TMP/danted-udp.pid"
-    PEER_PIDS=("$LASTPID"); wait_port "$1" "$LASTPID"
+    spawn "$name" danted -f "$TMP/$name.conf" -p "$TMP/$name.pid"
+    PEER_PIDS=("$LASTPID"); wait_port "$port" "$LASTPID"
+}
+
+start_danted() {
+    danted_with danted "$1" "    from: 127.0.0.0/8 to: 0.0.0.0/0 log: error"
+}
+
+# danted for UDP ASSOCIATE: the commands spelled out (udpreply lets the
+# echo server's answers back in); a command list must end its line.
+# udp.connectdst stays at its default (yes: the relay socket is connected
+# to the destination, the faster path).
+start_danted_udp() {
+    danted_with danted-udp "$1" "    from: 127.0.0.0/8 to: 0.0.0.0/0
+    command: bind connect udpassociate bindreply udpreply
+    log: error"
 }
 
 # ss-libev chain: ss-local on LISTEN_PORT -> ss-server on P_SS; arguments

@@ -10,9 +10,12 @@ bounded; nothing asserts on timing.
 
 import json
 import os
+import pwd
+import shutil
+import signal
 import socket
 import struct
-import time
+import tempfile
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -20,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import peers
-from conftest import scaled
+from conftest import free_port, run_ferry, scaled
 from test_ss import PW, dns, evp_bytes_to_key, flocal, fsrv, libev, libev_local, libev_server  # noqa: F401
 from test_udp import (dns_answer_ips, dns_query, dnsmasq, echo, expect_silence, round_trip,  # noqa: F401
                       s5_udp_header, udp_client)
@@ -85,9 +88,10 @@ def addr_of(host, port):
     return s5_udp_header(host, port)[3:]
 
 
-def udp_port_open(port):
+def udp_sockets_on(port):
+    """How many UDP sockets are bound to this port (/proc/net/udp's local_address)."""
     with open("/proc/net/udp") as f:
-        return any(":%04X " % port in line.split()[1] + " " for line in f.readlines()[1:])
+        return sum(1 for line in f.readlines()[1:] if line.split()[1].endswith(":%04X" % port))
 
 
 # --------------------------------------------------------------------------
@@ -223,8 +227,6 @@ def test_server_destination_policy_and_idle_timeout(fsrv, echo):
 @pytest.mark.deadline(40)
 def test_libev_json_tcp_and_udp_turns_udp_on(ferry, workdir, echo, dns):
     e = echo()
-    port = peers.free_port() if hasattr(peers, "free_port") else None
-    from conftest import free_port
     port = free_port()
     path = os.path.join(workdir, "ss.json")
     with open(path, "w") as fh:
@@ -238,7 +240,6 @@ def test_libev_json_tcp_and_udp_turns_udp_on(ferry, workdir, echo, dns):
     assert unseal(u.recvfrom(65535)[0]).endswith(b"json")
     with open(path, "w") as fh:
         json.dump({"server": "127.0.0.1", "server_port": port, "password": PW, "mode": "udp_only"}, fh)
-    from conftest import run_ferry
     r = run_ferry("ss-server", "-c", path)
     assert r.returncode == 2 and "udp_only: ferry relays TCP too" in r.stderr.decode(), r.stderr.decode()
 
@@ -248,7 +249,7 @@ def test_without_u_no_udp(fsrv, flocal):
     """Without -u, ss-server binds no UDP port and ss-local refuses UDP
     ASSOCIATE with 0x07, as before."""
     srv = fsrv()
-    assert not udp_port_open(int(srv.addr.rsplit(":", 1)[1]))
+    assert udp_sockets_on(int(srv.addr.rsplit(":", 1)[1])) == 0
     loc = flocal(srv.addr)
     _, rep, _ = _associate(loc)
     assert rep == 7, "UDP ASSOCIATE without -u: expected 0x07, got %r" % rep
@@ -282,7 +283,6 @@ def test_udp_refused_with_parents_and_tunnel_to():
     """Datagrams cannot go through --via parents (they would leave
     directly), and ss-local's fixed-target tunnel has no UDP: one line each,
     exit 2."""
-    from conftest import run_ferry
     r = run_ferry("ss-server", "-l", "127.0.0.1:0", "-u", "-k", PW, "--via", "socks5://127.0.0.1:1")
     assert r.returncode == 2 and "--udp with --via" in r.stderr.decode(), r.stderr.decode()
     r = run_ferry("ss-local", "-l", "127.0.0.1:0", "-s", "127.0.0.1:1", "-u", "-k", PW, "--tunnel-to", "127.0.0.1:2")
@@ -291,30 +291,25 @@ def test_udp_refused_with_parents_and_tunnel_to():
 
 @pytest.mark.deadline(60)
 @pytest.mark.parametrize("run_as", [False, True], ids=["root", "run-as-nobody"])
-def test_reload_keeps_the_udp_port(ferry, workdir, echo, run_as):
+def test_reload_keeps_the_udp_port(ferry, request, echo, run_as):
     """A reload that changes an ss-server -u listener keeps its UDP socket
     (shared with the new listener, not bound again: after --run-as a new
     bind could not join the old socket's port): datagrams are answered
     before, across and after three reloads, by one socket."""
-    import os as _os
-    import pwd
-    import signal as _signal
-    from conftest import free_port
     if run_as:
-        if _os.geteuid() != 0:
+        if os.geteuid() != 0:
             pytest.skip("--run-as needs root")
         try:
             pwd.getpwnam("nobody")
         except KeyError:
             pytest.skip("no user 'nobody'")
-    import shutil
-    import tempfile
     e = echo()
     port = free_port()
     # nobody reads the file again at each reload: a directory it may enter.
     d = tempfile.mkdtemp(prefix="ferry-ssu-")
-    _os.chmod(d, 0o755)
-    path = _os.path.join(d, "ss.yaml")
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "ss.yaml")
 
     def conf(maxconn):
         return ("%slisteners:\n  - {name: s, mode: ss-server, listen: \"127.0.0.1:%d\", password: \"%s\", "
@@ -322,7 +317,7 @@ def test_reload_keeps_the_udp_port(ferry, workdir, echo, run_as):
                 % ("run-as: nobody\n" if run_as else "", port, PW, maxconn))
     with open(path, "w") as fh:
         fh.write(conf(100))
-    _os.chmod(path, 0o644)
+    os.chmod(path, 0o644)
     f = ferry("run", "-c", path, listen=("127.0.0.1", port))
     u = udp_client()
 
@@ -334,10 +329,8 @@ def test_reload_keeps_the_udp_port(ferry, workdir, echo, run_as):
         with open(path, "w") as fh:
             fh.write(conf(200 + i))
         n = f.log().count(": reloaded ")
-        f.signal(_signal.SIGHUP)
+        f.signal(signal.SIGHUP)
         assert peers.wait_until(lambda: f.log().count(": reloaded ") > n or "reload failed" in f.log(), scaled(5))
         assert "reload failed" not in f.log(), f.log()[-2000:]
         assert answered(b"after %d" % i)
-    with open("/proc/net/udp") as fh:
-        assert sum(1 for ln in fh.readlines()[1:] if ":%04X " % port in ln.split()[1] + " ") == 1
-    shutil.rmtree(d, ignore_errors=True)
+    assert udp_sockets_on(port) == 1
